@@ -1,1 +1,24 @@
+//! AVA-DINO reproduction harness.
+//!
+//! Rooms, one job each (see `docs/` and the README for the map):
+//! - [`backbone`]: frozen DINOv3 ViT image features;
+//! - [`text`]: CLIP text tower, tokenizer, prompt ensemble and its cache;
+//! - [`model`]: adapters, routing, heads, losses, optimizer, checkpoints;
+//! - [`data`]: dataset registry, loaders, preprocessing, synthetic twins;
+//! - [`metrics`]: AUROC, AP, F1-max, AUPRO on plain slices;
+//! - [`engine`]: feature cache, training and evaluation loops;
+//! - [`experiment`]: YAML experiments, overrides, run directories, sweeps;
+//! - [`report`]: tables and charts;
+//! - [`io`], [`device`], [`parity`]: shared plumbing.
+
 pub mod backbone;
+pub mod data;
+pub mod device;
+pub mod engine;
+pub mod experiment;
+pub mod io;
+pub mod metrics;
+pub mod model;
+pub mod parity;
+pub mod report;
+pub mod text;

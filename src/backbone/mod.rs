@@ -1,1 +1,1 @@
-
+//! DINOv3 ViT backbone (frozen image features).

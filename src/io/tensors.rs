@@ -1,0 +1,335 @@
+//! Safetensors files as plain host tensors.
+//!
+//! Fixtures, feature dumps, checkpoints and caches are all safetensors. This module reads them into
+//! [`HostTensor`]s (f32 / i64 / u8 families; f16, bf16 and f64 are widened or narrowed to f32 on
+//! read, i32 and u/i16 widened to i64) and writes them back atomically. Conversion to and from burn
+//! tensors lives here too so that every room does it the same way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+/// Errors reading or writing tensor files. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TensorFileError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a valid safetensors file ({reason}); re-export it with safetensors.torch.save_file")]
+    Format { path: PathBuf, reason: String },
+    #[error("{path}: tensor `{name}` is missing (present: {present})")]
+    Missing { path: PathBuf, name: String, present: String },
+    #[error("{path}: tensor `{name}` has dtype {found}, expected {expected}")]
+    Dtype { path: PathBuf, name: String, found: String, expected: &'static str },
+    #[error("{path}: tensor `{name}` has shape {found:?}, expected rank {rank}")]
+    Rank { path: PathBuf, name: String, found: Vec<usize>, rank: usize },
+    #[error("{path}: tensor `{name}` has unsupported dtype {dtype}")]
+    Unsupported { path: PathBuf, name: String, dtype: String },
+    #[error("{path}: cannot write: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Element storage of a [`HostTensor`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostData {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+}
+
+/// A tensor held in host memory: a shape and row-major elements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: HostData,
+}
+
+impl HostTensor {
+    pub fn f32(shape: Vec<usize>, values: Vec<f32>) -> Self {
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape/data mismatch");
+        Self { shape, data: HostData::F32(values) }
+    }
+    pub fn i64(shape: Vec<usize>, values: Vec<i64>) -> Self {
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape/data mismatch");
+        Self { shape, data: HostData::I64(values) }
+    }
+    pub fn u8(shape: Vec<usize>, values: Vec<u8>) -> Self {
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape/data mismatch");
+        Self { shape, data: HostData::U8(values) }
+    }
+
+    /// Reads a float burn tensor back to the host as f32.
+    pub fn from_tensor<const D: usize>(t: Tensor<D>) -> Self {
+        let shape = t.dims().to_vec();
+        let values = t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 after convert");
+        Self::f32(shape, values)
+    }
+
+    /// Reads an int burn tensor back to the host as i64.
+    pub fn from_int_tensor<const D: usize>(t: Tensor<D, Int>) -> Self {
+        let shape = t.dims().to_vec();
+        let values = t.into_data().convert::<i64>().try_to_vec::<i64>().expect("i64 after convert");
+        Self::i64(shape, values)
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            HostData::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    pub fn as_i64(&self) -> Option<&[i64]> {
+        match &self.data {
+            HostData::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+    pub fn as_u8(&self) -> Option<&[u8]> {
+        match &self.data {
+            HostData::U8(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Values as f32 whatever the storage (labels and masks are often compared as floats).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match &self.data {
+            HostData::F32(v) => v.clone(),
+            HostData::I64(v) => v.iter().map(|&x| x as f32).collect(),
+            HostData::U8(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+
+    /// A float burn tensor of rank `D` on `device` (int and u8 data are converted).
+    pub fn to_tensor<const D: usize>(&self, device: &Device) -> Tensor<D> {
+        assert_eq!(self.shape.len(), D, "rank mismatch: shape {:?} vs rank {D}", self.shape);
+        Tensor::from_data(TensorData::new(self.to_f32_vec(), self.shape.clone()), device)
+    }
+
+    /// An int burn tensor of rank `D` on `device`.
+    pub fn to_int_tensor<const D: usize>(&self, device: &Device) -> Tensor<D, Int> {
+        assert_eq!(self.shape.len(), D, "rank mismatch: shape {:?} vs rank {D}", self.shape);
+        let values: Vec<i64> = match &self.data {
+            HostData::I64(v) => v.clone(),
+            HostData::U8(v) => v.iter().map(|&x| x as i64).collect(),
+            HostData::F32(v) => v.iter().map(|&x| x as i64).collect(),
+        };
+        Tensor::from_data(TensorData::new(values, self.shape.clone()), device)
+    }
+
+    fn dtype_name(&self) -> &'static str {
+        match self.data {
+            HostData::F32(_) => "f32",
+            HostData::I64(_) => "i64",
+            HostData::U8(_) => "u8",
+        }
+    }
+}
+
+/// The tensors of one safetensors file, by name, with the file's path for error messages.
+#[derive(Debug, Clone, Default)]
+pub struct TensorFile {
+    pub path: PathBuf,
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+fn decode(name: &str, path: &Path, dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<HostTensor, TensorFileError> {
+    let shape = shape.to_vec();
+    let chunks = |n: usize| bytes.chunks_exact(n);
+    let data = match dtype {
+        Dtype::F32 => HostData::F32(chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
+        Dtype::F64 => HostData::F32(chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()),
+        Dtype::F16 => HostData::F32(
+            chunks(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
+        ),
+        Dtype::BF16 => HostData::F32(
+            chunks(2).map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
+        ),
+        Dtype::I64 => HostData::I64(chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
+        Dtype::I32 => HostData::I64(chunks(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect()),
+        Dtype::I16 => HostData::I64(chunks(2).map(|c| i16::from_le_bytes(c.try_into().unwrap()) as i64).collect()),
+        Dtype::U16 => HostData::I64(chunks(2).map(|c| u16::from_le_bytes(c.try_into().unwrap()) as i64).collect()),
+        Dtype::U8 | Dtype::BOOL => HostData::U8(bytes.to_vec()),
+        Dtype::I8 => HostData::I64(bytes.iter().map(|&b| b as i8 as i64).collect()),
+        other => {
+            return Err(TensorFileError::Unsupported {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                dtype: format!("{other:?}"),
+            });
+        }
+    };
+    Ok(HostTensor { shape, data })
+}
+
+impl TensorFile {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), tensors: BTreeMap::new() }
+    }
+
+    /// Reads every tensor of a safetensors file.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, TensorFileError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read { path: path.to_path_buf(), source })?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// Parses safetensors bytes; `path` is only used in messages.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, TensorFileError> {
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| TensorFileError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let t = decode(&name, path, view.dtype(), view.shape(), view.data())?;
+            tensors.insert(name, t);
+        }
+        Ok(Self { path: path.to_path_buf(), tensors })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// The tensor `name`, or an error listing what the file holds.
+    pub fn get(&self, name: &str) -> Result<&HostTensor, TensorFileError> {
+        self.tensors.get(name).ok_or_else(|| {
+            let mut present: Vec<&str> = self.tensors.keys().map(String::as_str).take(12).collect();
+            if self.tensors.len() > 12 {
+                present.push("...");
+            }
+            TensorFileError::Missing { path: self.path.clone(), name: name.to_string(), present: present.join(", ") }
+        })
+    }
+
+    /// The f32 tensor `name` checked to have rank `rank`.
+    pub fn f32(&self, name: &str, rank: usize) -> Result<&HostTensor, TensorFileError> {
+        let t = self.get(name)?;
+        if t.as_f32().is_none() {
+            return Err(self.dtype_error(name, t, "f32"));
+        }
+        self.check_rank(name, t, rank)
+    }
+
+    /// The integer tensor `name` checked to have rank `rank`.
+    pub fn i64(&self, name: &str, rank: usize) -> Result<&HostTensor, TensorFileError> {
+        let t = self.get(name)?;
+        if t.as_i64().is_none() {
+            return Err(self.dtype_error(name, t, "i64"));
+        }
+        self.check_rank(name, t, rank)
+    }
+
+    /// The u8 tensor `name` checked to have rank `rank`.
+    pub fn u8(&self, name: &str, rank: usize) -> Result<&HostTensor, TensorFileError> {
+        let t = self.get(name)?;
+        if t.as_u8().is_none() {
+            return Err(self.dtype_error(name, t, "u8"));
+        }
+        self.check_rank(name, t, rank)
+    }
+
+    /// A float burn tensor straight from the file.
+    pub fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>, TensorFileError> {
+        Ok(self.f32(name, D)?.to_tensor::<D>(device))
+    }
+
+    fn dtype_error(&self, name: &str, t: &HostTensor, expected: &'static str) -> TensorFileError {
+        TensorFileError::Dtype {
+            path: self.path.clone(),
+            name: name.to_string(),
+            found: t.dtype_name().to_string(),
+            expected,
+        }
+    }
+
+    fn check_rank<'a>(&self, name: &str, t: &'a HostTensor, rank: usize) -> Result<&'a HostTensor, TensorFileError> {
+        if t.shape.len() != rank {
+            return Err(TensorFileError::Rank { path: self.path.clone(), name: name.to_string(), found: t.shape.clone(), rank });
+        }
+        Ok(t)
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, t: HostTensor) {
+        self.tensors.insert(name.into(), t);
+    }
+
+    /// Serializes to safetensors bytes (f32 / i64 / u8 little-endian).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        struct Raw<'a>(&'a HostTensor, Vec<u8>);
+        impl safetensors::View for &Raw<'_> {
+            fn dtype(&self) -> Dtype {
+                match self.0.data {
+                    HostData::F32(_) => Dtype::F32,
+                    HostData::I64(_) => Dtype::I64,
+                    HostData::U8(_) => Dtype::U8,
+                }
+            }
+            fn shape(&self) -> &[usize] {
+                &self.0.shape
+            }
+            fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+                std::borrow::Cow::Borrowed(&self.1)
+            }
+            fn data_len(&self) -> usize {
+                self.1.len()
+            }
+        }
+        let raws: Vec<(String, Raw)> = self
+            .tensors
+            .iter()
+            .map(|(n, t)| {
+                let bytes = match &t.data {
+                    HostData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    HostData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    HostData::U8(v) => v.clone(),
+                };
+                (n.clone(), Raw(t, bytes))
+            })
+            .collect();
+        safetensors::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), None)
+            .expect("in-memory safetensors serialization cannot fail for well-formed tensors")
+    }
+
+    /// Writes the file atomically to `path`.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<(), TensorFileError> {
+        let path = path.as_ref();
+        crate::io::write_atomic(path, &self.to_bytes())
+            .map_err(|source| TensorFileError::Write { path: path.to_path_buf(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_all_families() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.safetensors");
+        let mut f = TensorFile::new(&path);
+        f.insert("a", HostTensor::f32(vec![2, 2], vec![1.0, -2.5, 3.25, 0.0]));
+        f.insert("b", HostTensor::i64(vec![3], vec![5, -1, 1 << 40]));
+        f.insert("c", HostTensor::u8(vec![1, 2], vec![0, 255]));
+        f.write(&path).unwrap();
+        let back = TensorFile::read(&path).unwrap();
+        assert_eq!(back.tensors, f.tensors);
+        assert!(matches!(back.f32("b", 1), Err(TensorFileError::Dtype { .. })));
+        assert!(matches!(back.f32("a", 3), Err(TensorFileError::Rank { .. })));
+        let msg = back.get("zzz").unwrap_err().to_string();
+        assert!(msg.contains("t.safetensors") && msg.contains("zzz") && msg.contains("a, b, c"), "{msg}");
+    }
+
+    #[test]
+    fn garbage_is_a_format_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.safetensors");
+        std::fs::write(&path, b"not a tensor file").unwrap();
+        let msg = TensorFile::read(&path).unwrap_err().to_string();
+        assert!(msg.contains("bad.safetensors"), "{msg}");
+    }
+}

@@ -1,0 +1,222 @@
+//! The parity-fixture contract (DESIGN.md section 5), shared by every parity test.
+//!
+//! Fixtures live in `tests/fixtures/<kind>/<case>/` and, when `AVA_DINO_PARITY_DIR` is set, in
+//! `$AVA_DINO_PARITY_DIR/<kind>/<case>/`. Every comparison prints one line
+//! `parity <kind>/<case> <file> <tensor> max_abs=<x> rel=<y> tol=<t> ok|FAIL`
+//! and a [`Report`] fails at the end if any line failed or no case was found at all.
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming an extra fixture root.
+pub const PARITY_DIR_ENV: &str = "AVA_DINO_PARITY_DIR";
+
+/// Fixture root committed with the sources.
+pub fn committed_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+}
+
+/// One fixture case directory.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// `<kind>/<case>`, prefixed with `$AVA_DINO_PARITY_DIR:` for external cases.
+    pub label: String,
+    pub dir: PathBuf,
+}
+
+/// Every case directory of `kind`, committed ones first, each root sorted by name.
+pub fn cases(kind: &str) -> Vec<Case> {
+    let mut roots = vec![(String::new(), committed_root())];
+    if let Some(extra) = std::env::var_os(PARITY_DIR_ENV).filter(|v| !v.is_empty()) {
+        roots.push((format!("{PARITY_DIR_ENV}:"), PathBuf::from(extra)));
+    }
+    let mut out = Vec::new();
+    for (prefix, root) in roots {
+        out.extend(cases_in(&root.join(kind), kind, &prefix));
+    }
+    out
+}
+
+fn cases_in(dir: &Path, kind: &str, prefix: &str) -> Vec<Case> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    dirs.into_iter()
+        .map(|d| {
+            let name = d.file_name().unwrap().to_string_lossy().into_owned();
+            Case { label: format!("{prefix}{kind}/{name}"), dir: d }
+        })
+        .collect()
+}
+
+/// Tolerances of one comparison; a bound that is `None` is not checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// Largest allowed `max |got - want|`.
+    pub max_abs: Option<f64>,
+    /// Largest allowed `||got - want||_2 / ||want||_2`.
+    pub rel: Option<f64>,
+}
+
+impl Tolerance {
+    pub const fn abs_rel(max_abs: f64, rel: f64) -> Self {
+        Self { max_abs: Some(max_abs), rel: Some(rel) }
+    }
+    pub const fn abs(max_abs: f64) -> Self {
+        Self { max_abs: Some(max_abs), rel: None }
+    }
+    pub const fn rel(rel: f64) -> Self {
+        Self { max_abs: None, rel: Some(rel) }
+    }
+    fn describe(&self) -> String {
+        match (self.max_abs, self.rel) {
+            (Some(a), Some(r)) => format!("abs<={a:e},rel<={r:e}"),
+            (Some(a), None) => format!("abs<={a:e}"),
+            (None, Some(r)) => format!("rel<={r:e}"),
+            (None, None) => "none".to_string(),
+        }
+    }
+}
+
+/// Maximum absolute and relative L2 error of `got` against `want` (f64 accumulation).
+/// When `want` is all zeros the relative error is the absolute L2 norm of the difference.
+pub fn errors(got: &[f32], want: &[f32]) -> (f64, f64) {
+    let mut max_abs = 0f64;
+    let (mut diff2, mut want2) = (0f64, 0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        let d = g as f64 - w as f64;
+        // NaN must fail: f64::max would drop it.
+        max_abs = if d.is_nan() || max_abs.is_nan() { f64::NAN } else { max_abs.max(d.abs()) };
+        diff2 += d * d;
+        want2 += (w as f64) * (w as f64);
+    }
+    let rel = if want2 > 0.0 { (diff2 / want2).sqrt() } else { diff2.sqrt() };
+    (max_abs, rel)
+}
+
+/// Collects parity lines for one kind and fails at the end if any failed.
+#[derive(Debug)]
+pub struct Report {
+    kind: String,
+    checked: usize,
+    failures: Vec<String>,
+}
+
+impl Report {
+    pub fn new(kind: &str) -> Self {
+        Self { kind: kind.to_string(), checked: 0, failures: Vec::new() }
+    }
+
+    fn record(&mut self, line: String, ok: bool) -> bool {
+        println!("{line}");
+        self.checked += 1;
+        if !ok {
+            self.failures.push(line);
+        }
+        ok
+    }
+
+    /// Compares two float tensors (shapes given for the message and a shape check).
+    #[allow(clippy::too_many_arguments)]
+    pub fn close(
+        &mut self,
+        case: &Case,
+        file: &str,
+        tensor: &str,
+        got_shape: &[usize],
+        got: &[f32],
+        want_shape: &[usize],
+        want: &[f32],
+        tol: Tolerance,
+    ) -> bool {
+        if got_shape != want_shape || got.len() != want.len() {
+            return self.record(
+                format!("parity {} {file} {tensor} shape={got_shape:?} expected={want_shape:?} FAIL", case.label),
+                false,
+            );
+        }
+        let (max_abs, rel) = errors(got, want);
+        let ok = tol.max_abs.is_none_or(|t| max_abs <= t) && tol.rel.is_none_or(|t| rel <= t);
+        let verdict = if ok { "ok" } else { "FAIL" };
+        self.record(
+            format!("parity {} {file} {tensor} max_abs={max_abs:.3e} rel={rel:.3e} tol={} {verdict}", case.label, tol.describe()),
+            ok,
+        )
+    }
+
+    /// Requires exact equality (token ids, masks, labels).
+    pub fn exact<T: PartialEq + Debug>(&mut self, case: &Case, file: &str, tensor: &str, got: &[T], want: &[T]) -> bool {
+        let mismatches = got.iter().zip(want).filter(|(g, w)| g != w).count() + got.len().abs_diff(want.len());
+        let ok = mismatches == 0;
+        let first = got.iter().zip(want).position(|(g, w)| g != w);
+        let detail = match first {
+            Some(i) => format!(" first_diff@{i}: got {:?} expected {:?}", got[i], want[i]),
+            None if !ok => format!(" len {} vs {}", got.len(), want.len()),
+            None => String::new(),
+        };
+        let verdict = if ok { "ok" } else { "FAIL" };
+        self.record(format!("parity {} {file} {tensor} mismatches={mismatches} tol=exact{detail} {verdict}", case.label), ok)
+    }
+
+    /// Records a scalar comparison (metrics) with an absolute tolerance.
+    pub fn scalar(&mut self, case: &Case, file: &str, name: &str, got: f64, want: f64, tol: f64) -> bool {
+        let err = (got - want).abs();
+        let ok = err <= tol || (got.is_infinite() && got == want);
+        let verdict = if ok { "ok" } else { "FAIL" };
+        self.record(
+            format!("parity {} {file} {name} got={got:.9} want={want:.9} max_abs={err:.3e} tol=abs<={tol:e} {verdict}", case.label),
+            ok,
+        )
+    }
+
+    /// Records a failure that is not a numeric comparison (a file that does not load...).
+    pub fn fail(&mut self, case: &Case, file: &str, what: &str) {
+        self.record(format!("parity {} {file} {what} FAIL", case.label), false);
+    }
+
+    /// Records an outcome that is not numeric but must hold (e.g. "undefined" matches `null`).
+    pub fn check(&mut self, case: &Case, file: &str, what: &str, ok: bool) -> bool {
+        let verdict = if ok { "ok" } else { "FAIL" };
+        self.record(format!("parity {} {file} {what} {verdict}", case.label), ok)
+    }
+
+    /// Panics with every failed line, or when nothing was compared at all.
+    pub fn finish(self) {
+        assert!(self.checked > 0, "parity {}: no comparison was made - are the fixtures present?", self.kind);
+        assert!(
+            self.failures.is_empty(),
+            "parity {}: {} of {} comparisons failed:\n{}",
+            self.kind,
+            self.failures.len(),
+            self.checked,
+            self.failures.join("\n")
+        );
+        println!("parity {}: {} comparisons ok", self.kind, self.checked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case() -> Case {
+        Case { label: "k/c".into(), dir: PathBuf::new() }
+    }
+
+    #[test]
+    fn tolerance_fails_outside_and_passes_inside() {
+        let mut r = Report::new("k");
+        assert!(r.close(&case(), "f", "t", &[2], &[1.0, 2.0], &[2], &[1.0, 2.00001], Tolerance::abs_rel(1e-4, 1e-5)));
+        assert!(!r.close(&case(), "f", "t", &[2], &[1.0, 2.1], &[2], &[1.0, 2.0], Tolerance::abs_rel(1e-4, 1e-5)));
+        assert!(!r.close(&case(), "f", "t", &[2], &[1.0, f32::NAN], &[2], &[1.0, 2.0], Tolerance::abs(1.0)));
+        assert!(!r.close(&case(), "f", "t", &[1, 2], &[1.0, 2.0], &[2], &[1.0, 2.0], Tolerance::abs(1.0)));
+        assert!(!r.exact(&case(), "f", "ids", &[1, 2, 3], &[1, 2, 4]));
+        assert_eq!(r.failures.len(), 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "no comparison")]
+    fn empty_report_fails() {
+        Report::new("nothing").finish();
+    }
+}
