@@ -1,7 +1,9 @@
-//! File plumbing shared by every room: atomic writes and safetensors tensor files.
+//! File plumbing shared by every room: atomic writes, safetensors tensor files, PyTorch `.pth`.
 
 pub mod atomic;
+pub mod pth;
 pub mod tensors;
 
 pub use atomic::{write_atomic, write_atomic_with};
+pub use pth::{read_pth, write_pth, PthError, PthValue};
 pub use tensors::{HostData, HostTensor, TensorFile, TensorFileError};

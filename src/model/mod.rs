@@ -1,1 +1,21 @@
-//! See the crate docs for this module's job.
+//! The AVA-DINO method (DESIGN.md section 2): dual bottleneck adapters per tap, text-guided
+//! routing (and the ablation variants), cross-modal map / AACM / global heads, the reference
+//! losses, AdamW with warmup, checkpoints in our format and the reference's `epoch_N.pth`.
+//!
+//! The model works on tap features and text features as tensors; it knows nothing of datasets,
+//! backbones or the CLI.
+
+pub mod adapter;
+pub mod checkpoint;
+pub mod config;
+pub mod heads;
+pub mod loss;
+pub mod method;
+pub mod optim;
+pub mod routing;
+pub mod upsample;
+
+pub use checkpoint::CheckpointError;
+pub use config::{LossWeights, MethodConfig, Protocol, Variant};
+pub use method::{AvaDino, LossValues, Losses, MethodOutput, ModelError};
+pub use optim::{Batch, OptimConfig, Trainer};

@@ -1,0 +1,147 @@
+//! Method configuration: every dimension, the ablation variant and the protocol.
+
+use serde::{Deserialize, Serialize};
+
+/// Which ablation of DESIGN.md section 2 the model runs (definitions in docs/DEVIATIONS.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// Dual adapters, text-guided routing, routing loss (the paper's method).
+    #[default]
+    Full,
+    /// One (normal) branch per tap: `f + A(f)`, no routing, no routing loss.
+    SingleAdapter,
+    /// Dual adapters, routing by a learnable gate `Linear(D, 2)` per tap on the normalized CLS, no routing loss.
+    LearnableRouting,
+    /// Dual adapters, text-guided routing, routing loss weight 0.
+    NoRouteLoss,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 4] = [Variant::Full, Variant::SingleAdapter, Variant::LearnableRouting, Variant::NoRouteLoss];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Full => "full",
+            Variant::SingleAdapter => "single_adapter",
+            Variant::LearnableRouting => "learnable_routing",
+            Variant::NoRouteLoss => "no_route_loss",
+        }
+    }
+
+    /// Whether the model has an anomaly branch (and so routing weights).
+    pub fn dual(self) -> bool {
+        self != Variant::SingleAdapter
+    }
+
+    /// Whether the routing loss enters the total.
+    pub fn uses_route_loss(self) -> bool {
+        self == Variant::Full
+    }
+}
+
+impl std::str::FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Variant::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
+            format!("unknown variant `{s}`: expected one of full, single_adapter, learnable_routing, no_route_loss")
+        })
+    }
+}
+
+/// `reference` reproduces the authors' code bit for bit; `corrected` does what the paper says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    #[default]
+    Reference,
+    Corrected,
+}
+
+/// Weights of the four loss terms.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossWeights {
+    pub aware: f64,
+    pub seg: f64,
+    pub global: f64,
+    pub route: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self { aware: 0.25, seg: 0.5, global: 0.25, route: 0.1 }
+    }
+}
+
+/// Everything that shapes the trainable part of AVA-DINO. Defaults are the reference's full size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MethodConfig {
+    /// Backbone feature width D (1024 for ViT-L).
+    pub dim: usize,
+    /// Visual adapter bottleneck b (reference 768, paper text 256).
+    pub bottleneck: usize,
+    /// Text feature width E (768 for CLIP ViT-L/14). The prompt adapters' hidden width is E too:
+    /// their hidden output goes through `text_projection` (E -> D).
+    pub text_dim: usize,
+    /// Backbone blocks tapped, 0-based (informational for the engine; the model uses the count).
+    pub taps: Vec<usize>,
+    /// Routing temperature.
+    pub tau: f64,
+    /// Output map side S (maps are S x S).
+    pub map_size: usize,
+    pub variant: Variant,
+    pub protocol: Protocol,
+    pub loss_weights: LossWeights,
+}
+
+impl Default for MethodConfig {
+    fn default() -> Self {
+        Self {
+            dim: 1024,
+            bottleneck: 768,
+            text_dim: 768,
+            taps: vec![5, 11, 17, 23],
+            tau: 0.1,
+            map_size: 512,
+            variant: Variant::Full,
+            protocol: Protocol::Reference,
+            loss_weights: LossWeights::default(),
+        }
+    }
+}
+
+/// A configuration that cannot build a model.
+#[derive(Debug, thiserror::Error)]
+#[error("method config: {0}")]
+pub struct ConfigError(pub String);
+
+impl MethodConfig {
+    /// Number of taps L.
+    pub fn n_taps(&self) -> usize {
+        self.taps.len()
+    }
+
+    /// Weight of the routing loss in the total after the variant's switch.
+    pub fn route_weight(&self) -> f64 {
+        if self.variant.uses_route_loss() { self.loss_weights.route } else { 0.0 }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError(m.to_string()));
+        if self.dim == 0 || self.bottleneck == 0 || self.text_dim == 0 {
+            return bad("dim, bottleneck and text_dim must be positive");
+        }
+        if self.taps.is_empty() {
+            return bad("taps is empty: give at least one backbone block (e.g. [23] for last-layer-only)");
+        }
+        if self.map_size < 2 {
+            return bad("map_size must be at least 2 (align_corners=True upsampling)");
+        }
+        if !(self.tau > 0.0) {
+            return bad("tau must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! AdamW on the adapters with the reference's linear warmup, and the training step.
+//!
+//! The backbones are not part of [`AvaDino`], so they get neither gradients nor optimizer state.
+//! burn's AdamW defaults differ from PyTorch's (eps 1e-5, weight decay 1e-4): both are set here.
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Int, Tensor};
+
+use super::method::{AvaDino, Losses, MethodOutput};
+
+/// Optimizer and schedule settings (reference: lr 1e-4, betas (0.9, 0.999), eps 1e-8, wd 1e-2).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    pub lr: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Warmup length in optimizer steps (the reference: `int(0.03 * total_steps)`).
+    pub warmup_steps: usize,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 1e-2, warmup_steps: 0 }
+    }
+}
+
+/// The reference's warmup length: `int(0.03 * total_steps)`.
+pub fn reference_warmup(total_steps: usize) -> usize {
+    (0.03 * total_steps as f64) as usize
+}
+
+/// `LambdaLR(lambda s: s / max(1, warmup) if s < warmup else 1)` stepped after each update:
+/// the update number `s` (0-based) runs with this factor, so the first update has LR 0.
+pub fn warmup_factor(step: usize, warmup_steps: usize) -> f64 {
+    if step < warmup_steps { step as f64 / warmup_steps.max(1) as f64 } else { 1.0 }
+}
+
+impl OptimConfig {
+    /// Learning rate of update number `step` (0-based).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        self.lr * warmup_factor(step, self.warmup_steps)
+    }
+
+    fn build(&self) -> ModuleOptimizer {
+        AdamWConfig::new()
+            .with_beta_1(self.betas[0] as f32)
+            .with_beta_2(self.betas[1] as f32)
+            .with_epsilon(self.eps as f32)
+            .with_weight_decay(self.weight_decay as f32)
+            .init()
+    }
+}
+
+/// One training batch, on the trainer's (autodiff) device.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Per tap `[B, D]`.
+    pub cls: Vec<Tensor<2>>,
+    /// Per tap `[B, h*w, D]`.
+    pub patches: Vec<Tensor<3>>,
+    /// `[h, w]`.
+    pub grid: [usize; 2],
+    /// `[B, E, 2]`, column 0 normal.
+    pub text: Tensor<3>,
+    /// `[B]`, 1 = anomalous.
+    pub labels: Tensor<1, Int>,
+    /// `[B, S, S]`.
+    pub masks: Tensor<3>,
+}
+
+/// Model + AdamW + warmup schedule. Build the model on an autodiff device
+/// (`Device::flex().autodiff()`); evaluate with [`Trainer::valid`] on the plain device.
+pub struct Trainer {
+    pub model: AvaDino,
+    pub config: OptimConfig,
+    optim: ModuleOptimizer,
+    steps_done: usize,
+}
+
+impl Trainer {
+    pub fn new(model: AvaDino, config: OptimConfig) -> Self {
+        let optim = config.build();
+        Self { model, config, optim, steps_done: 0 }
+    }
+
+    /// Optimizer updates done so far (the scheduler's step count).
+    pub fn steps_done(&self) -> usize {
+        self.steps_done
+    }
+
+    /// Learning rate the next update will use.
+    pub fn next_lr(&self) -> f64 {
+        self.config.lr_at(self.steps_done)
+    }
+
+    /// One update; returns the losses of the forward before it (detached).
+    pub fn step(&mut self, batch: &Batch) -> Losses {
+        self.step_with_output(batch).0
+    }
+
+    /// One update; returns the losses and the outputs of the forward before it (detached).
+    pub fn step_with_output(&mut self, batch: &Batch) -> (Losses, MethodOutput) {
+        let out = self.model.forward(&batch.cls, &batch.patches, batch.grid, batch.text.clone());
+        let losses = self.model.losses(&out, batch.labels.clone(), batch.masks.clone());
+        let grads = losses.total.backward();
+        let grads = GradientsParams::from_grads(grads, &self.model);
+        let lr = self.next_lr();
+        // Modules are shallow handles: the clone costs nothing and the step returns the new one.
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.steps_done += 1;
+        (losses.detach(), out.detach())
+    }
+
+    /// The model on the plain (non-autodiff) device, for evaluation.
+    pub fn valid(&self) -> AvaDino {
+        self.model.valid()
+    }
+}
