@@ -1,0 +1,201 @@
+//! Behaviour of the method beyond parity: every variant trains, the routing loss separates the
+//! routing weights of normal and anomalous samples, checkpoints round-trip (ours and the
+//! reference's `.pth`), and the full-size model has the reference's parameter count.
+
+use ava_dino::model::{AvaDino, Batch, MethodConfig, OptimConfig, Trainer, Variant};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+const B: usize = 4;
+const GRID: [usize; 2] = [4, 4];
+
+fn tiny(variant: Variant) -> MethodConfig {
+    MethodConfig { dim: 16, bottleneck: 8, text_dim: 12, taps: vec![0, 1], map_size: 8, variant, ..MethodConfig::default() }
+}
+
+/// A fixed problem: labels [0, 1, 0, 1]; anomalous samples carry a shared direction in their CLS
+/// and in the masked patches; normal and anomaly text features differ only slightly, so text
+/// routing starts near 0.5 for everyone.
+fn problem(cfg: &MethodConfig, device: &Device) -> Batch {
+    let (d, e, s) = (cfg.dim, cfg.text_dim, cfg.map_size);
+    let n = GRID[0] * GRID[1];
+    let labels = [0i64, 1, 0, 1];
+    let y = Tensor::<1>::from_data(TensorData::new(labels.iter().map(|&l| l as f32).collect::<Vec<_>>(), [B]), device);
+    let dir = Tensor::<2>::random([1, d], Distribution::Normal(0.0, 1.0), device);
+    let shift = y.clone().reshape([B, 1]) * dir.clone().mul_scalar(2.0);
+    let cls = (0..cfg.n_taps())
+        .map(|_| Tensor::<2>::random([B, d], Distribution::Normal(0.0, 1.0), device) + shift.clone())
+        .collect();
+    // Mask: the top-left quarter of the map for anomalous samples; patches of that region shifted.
+    let mut mask = vec![0f32; B * s * s];
+    let mut pmask = vec![0f32; B * n];
+    for (b, &l) in labels.iter().enumerate() {
+        if l == 1 {
+            for i in 0..s / 2 {
+                for j in 0..s / 2 {
+                    mask[b * s * s + i * s + j] = 1.0;
+                }
+            }
+            for i in 0..GRID[0] / 2 {
+                for j in 0..GRID[1] / 2 {
+                    pmask[b * n + i * GRID[1] + j] = 1.0;
+                }
+            }
+        }
+    }
+    let pm = Tensor::<3>::from_data(TensorData::new(pmask, [B, n, 1]), device);
+    let patches = (0..cfg.n_taps())
+        .map(|_| Tensor::<3>::random([B, n, d], Distribution::Normal(0.0, 1.0), device) + pm.clone() * dir.clone().reshape([1, 1, d]).mul_scalar(2.0))
+        .collect();
+    let t_n = Tensor::<2>::random([1, e], Distribution::Normal(0.0, 1.0), device);
+    let t_a = t_n.clone() + Tensor::<2>::random([1, e], Distribution::Normal(0.0, 0.05), device);
+    let text = Tensor::stack::<3>(vec![t_n, t_a], 2).expand([B, e, 2]);
+    Batch {
+        cls,
+        patches,
+        grid: GRID,
+        text,
+        labels: Tensor::<1, Int>::from_data(TensorData::new(labels.to_vec(), [B]), device),
+        masks: Tensor::from_data(TensorData::new(mask, [B, s, s]), device),
+    }
+}
+
+fn mean_by_label(w: &Tensor<1>) -> (f32, f32) {
+    let v: Vec<f32> = w.clone().into_data().convert::<f32>().try_to_vec().unwrap();
+    ((v[0] + v[2]) / 2.0, (v[1] + v[3]) / 2.0)
+}
+
+fn train(variant: Variant, steps: usize, lr: f64) -> (Vec<f32>, (f32, f32)) {
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    let cfg = tiny(variant);
+    let batch = problem(&cfg, &device);
+    let mut trainer = Trainer::new(AvaDino::new(&cfg, &device), OptimConfig { lr, ..OptimConfig::default() });
+    let mut totals = Vec::new();
+    let mut last = None;
+    for _ in 0..steps {
+        let (l, out) = trainer.step_with_output(&batch);
+        totals.push(l.values().total);
+        last = Some(out);
+    }
+    (totals, mean_by_label(&last.unwrap().w_anomaly))
+}
+
+#[test]
+fn every_variant_trains() {
+    for v in Variant::ALL {
+        let (totals, _) = train(v, 40, 1e-3);
+        let (first, last) = (totals[0], *totals.last().unwrap());
+        println!("{}: total {first:.4} -> {last:.4}", v.name());
+        assert!(totals.iter().all(|t| t.is_finite()), "{}: non-finite loss {totals:?}", v.name());
+        assert!(last < 0.7 * first, "{}: loss did not fall enough: {first} -> {last}", v.name());
+    }
+}
+
+#[test]
+fn routing_loss_drives_routing_weights_apart() {
+    let (_, (n_full, a_full)) = train(Variant::Full, 100, 1e-2);
+    let (_, (n_free, a_free)) = train(Variant::NoRouteLoss, 100, 1e-2);
+    println!("w_anomaly normal/anomalous: with L_route {n_full:.3}/{a_full:.3}, without {n_free:.3}/{a_free:.3}");
+    assert!(a_full - n_full > 0.6, "routing loss did not separate: {n_full} vs {a_full}");
+    // Without it only the map and global losses move the routing, and not by label.
+    assert!((a_free - n_free).abs() < 0.15, "without routing loss the weights separated: {n_free} / {a_free}");
+    for w in [n_free, a_free] {
+        assert!((w - 0.5).abs() < 0.15, "without routing loss the weights moved away from 0.5: {n_free} / {a_free}");
+    }
+}
+
+fn outputs(model: &AvaDino, batch: &Batch) -> Vec<Vec<f32>> {
+    let out = model.forward(&batch.cls, &batch.patches, batch.grid, batch.text.clone());
+    let v = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    vec![
+        v(out.maps),
+        v(out.aacm),
+        out.global.into_data().convert::<f32>().try_to_vec().unwrap(),
+        out.w_normal.into_data().convert::<f32>().try_to_vec().unwrap(),
+    ]
+}
+
+/// A model that has trained a few steps (so its weights are not the initial draw), on the plain device.
+fn trained(variant: Variant) -> (AvaDino, Batch) {
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let cfg = tiny(variant);
+    let batch = problem(&cfg, &device);
+    let mut trainer = Trainer::new(AvaDino::new(&cfg, &device), OptimConfig { lr: 1e-2, ..OptimConfig::default() });
+    for _ in 0..3 {
+        trainer.step(&batch);
+    }
+    let b = Batch {
+        cls: batch.cls.iter().map(|t| t.clone().inner()).collect(),
+        patches: batch.patches.iter().map(|t| t.clone().inner()).collect(),
+        grid: batch.grid,
+        text: batch.text.inner(),
+        labels: batch.labels.inner(),
+        masks: batch.masks.inner(),
+    };
+    (trainer.valid(), b)
+}
+
+#[test]
+fn own_checkpoint_round_trips_every_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    for v in Variant::ALL {
+        let (model, batch) = trained(v);
+        let path = dir.path().join(format!("{}.safetensors", v.name()));
+        model.save(&path).unwrap();
+        let back = AvaDino::load(&path, &Device::flex()).unwrap();
+        assert_eq!(back.config, model.config);
+        assert_eq!(outputs(&back, &batch), outputs(&model, &batch), "{}", v.name());
+    }
+}
+
+#[test]
+fn reference_pth_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, batch) = trained(Variant::Full);
+    let path = dir.path().join("epoch_2.pth");
+    model.save_reference_pth(&path, 2).unwrap();
+    if let Some(keep) = std::env::var_os("AVA_DINO_KEEP_PTH") {
+        std::fs::copy(&path, keep).unwrap();
+    }
+    let back = AvaDino::load_reference_pth(&model.config, &path, &Device::flex()).unwrap();
+    assert_eq!(outputs(&back, &batch), outputs(&model, &batch));
+    // The variants the reference format cannot hold are refused, not half-written.
+    let (gate, _) = trained(Variant::LearnableRouting);
+    let err = gate.save_reference_pth(&dir.path().join("g.pth"), 0).unwrap_err().to_string();
+    assert!(err.contains("learnable_routing"), "{err}");
+    assert!(!dir.path().join("g.pth").exists());
+}
+
+#[test]
+fn reads_a_checkpoint_written_by_torch_save() {
+    // tests/fixtures/train_step/full_warmup/init.pth was written by torch.save in the reference
+    // layout from the same tensors as init.safetensors (scripts/gen_train_step.py --pth).
+    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_step/full_warmup");
+    let from_pth = ava_dino::io::read_pth(&case.join("init.pth")).unwrap();
+    let st = ava_dino::io::TensorFile::read(case.join("init.safetensors")).unwrap();
+    assert_eq!(from_pth.len(), st.tensors.len());
+    for (name, t) in &st.tensors {
+        assert_eq!(from_pth.get(name), Some(t), "{name}");
+    }
+    let mut cfg = tiny(Variant::Full);
+    cfg.dim = 32;
+    cfg.bottleneck = 16;
+    cfg.text_dim = 24;
+    let model = AvaDino::load_reference_pth(&cfg, &case.join("init.pth"), &Device::flex()).unwrap();
+    assert_eq!(model.trainable_params(), st.tensors.values().map(|t| t.numel()).sum::<usize>());
+    // A config that does not fit names the problem.
+    cfg.taps = vec![0, 1, 2];
+    let err = AvaDino::load_reference_pth(&cfg, &case.join("init.pth"), &Device::flex()).unwrap_err().to_string();
+    assert!(err.contains("missing") && err.contains(".2.fc1.0.weight"), "{err}");
+}
+
+#[test]
+fn full_size_has_the_reference_parameter_count() {
+    let model = AvaDino::new(&MethodConfig::default(), &Device::flex());
+    // 16 visual adapters 1024->768->1024, 2 prompt adapters 768->768->768, text_projection 768->1024.
+    let expected = 16 * 2 * 1024 * 768 + 2 * 2 * 768 * 768 + 768 * 1024;
+    println!("trainable parameters (full size): {}", model.trainable_params());
+    assert_eq!(model.trainable_params(), expected);
+    assert_eq!(expected, 28_311_552);
+}
