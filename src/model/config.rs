@@ -145,3 +145,21 @@ impl MethodConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_style_config_parses_with_defaults() {
+        let c: MethodConfig = serde_json::from_str(r#"{"variant": "learnable_routing", "taps": [23], "bottleneck": 256}"#).unwrap();
+        assert_eq!(c.variant, Variant::LearnableRouting);
+        assert_eq!(c.n_taps(), 1);
+        assert_eq!(c.dim, 1024);
+        assert_eq!(c.route_weight(), 0.0);
+        assert_eq!(MethodConfig::default().route_weight(), 0.1);
+        assert!(serde_json::from_str::<MethodConfig>(r#"{"bottlenek": 3}"#).is_err(), "typos are rejected");
+        assert!(MethodConfig { taps: vec![], ..Default::default() }.validate().is_err());
+        assert_eq!("no_route_loss".parse::<Variant>().unwrap(), Variant::NoRouteLoss);
+    }
+}

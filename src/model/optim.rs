@@ -119,3 +119,22 @@ impl Trainer {
         self.model.valid()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_matches_lambda_lr() {
+        // LambdaLR evaluates the lambda at the scheduler's step count: 0 before the first update.
+        assert_eq!(warmup_factor(0, 3), 0.0);
+        assert_eq!(warmup_factor(1, 3), 1.0 / 3.0);
+        assert_eq!(warmup_factor(2, 3), 2.0 / 3.0);
+        assert_eq!(warmup_factor(3, 3), 1.0);
+        assert_eq!(warmup_factor(0, 0), 1.0, "no warmup: full LR from the start");
+        assert_eq!(reference_warmup(100), 3);
+        assert_eq!(reference_warmup(10 * 136), 40); // 10 epochs of VisA at batch 16
+        let c = OptimConfig { warmup_steps: 4, ..OptimConfig::default() };
+        assert_eq!(c.lr_at(2), 0.5e-4);
+    }
+}

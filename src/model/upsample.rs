@@ -55,3 +55,34 @@ impl Upsampler {
         ry.matmul(xs).reshape([b, c, s, s])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::interpolate;
+    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn rows_sum_to_one_and_corners_align() {
+        for (i, o) in [(4, 16), (3, 12), (32, 512), (5, 5), (1, 7)] {
+            let r = interp_matrix(i, o);
+            for row in r.chunks(i) {
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+            }
+            assert_eq!(r[0], 1.0);
+            assert_eq!(r[(o - 1) * i + i - 1], 1.0, "last output sits on the last input");
+        }
+    }
+
+    #[test]
+    fn matches_burn_bilinear_align_corners() {
+        let device = Device::flex();
+        let x = Tensor::<4>::random([2, 2, 3, 5], Distribution::Normal(0.0, 1.0), &device);
+        let got = Upsampler::new([3, 5], 11, &device).forward(x.clone());
+        let opts = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(true).with_output_size([11, 11]);
+        let want = interpolate(x, opts);
+        let diff = (got - want).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-5, "max diff {diff}");
+    }
+}
