@@ -199,3 +199,31 @@ fn full_size_has_the_reference_parameter_count() {
     assert_eq!(model.trainable_params(), expected);
     assert_eq!(expected, 28_311_552);
 }
+
+/// Timing of one full-size training step (B=2, 4 taps, 32x32 patches, 512x512 maps) on CPU.
+/// Not a check: run with `cargo test --test model_training -- --ignored --nocapture full_size_step_timing`
+/// and record the figure in docs/model.md.
+#[test]
+#[ignore]
+fn full_size_step_timing() {
+    let device = Device::flex().autodiff();
+    let cfg = MethodConfig::default();
+    let (b, n, d, e) = (2, 1024, cfg.dim, cfg.text_dim);
+    let batch = Batch {
+        cls: (0..4).map(|_| Tensor::random([b, d], Distribution::Normal(0.0, 1.0), &device)).collect(),
+        patches: (0..4).map(|_| Tensor::random([b, n, d], Distribution::Normal(0.0, 1.0), &device)).collect(),
+        grid: [32, 32],
+        text: Tensor::random([b, e, 2], Distribution::Normal(0.0, 0.05), &device),
+        labels: Tensor::from_data(TensorData::new(vec![0i64, 1], [b]), &device),
+        masks: Tensor::zeros([b, 512, 512], &device),
+    };
+    let mut trainer = Trainer::new(AvaDino::new(&cfg, &device), OptimConfig::default());
+    let mut times = Vec::new();
+    for _ in 0..4 {
+        let t = std::time::Instant::now();
+        let l = trainer.step(&batch).values();
+        times.push(t.elapsed().as_secs_f64());
+        assert!(l.total.is_finite());
+    }
+    println!("full-size step times (s): {times:?}");
+}
