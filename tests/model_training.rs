@@ -227,3 +227,33 @@ fn full_size_step_timing() {
     }
     println!("full-size step times (s): {times:?}");
 }
+
+#[test]
+#[ignore]
+fn full_size_forward_timing() {
+    for autodiff in [false, true] {
+        let device = if autodiff { Device::flex().autodiff() } else { Device::flex() };
+        let cfg = MethodConfig::default();
+        let (b, n, d, e) = (2, 1024, cfg.dim, cfg.text_dim);
+        let cls: Vec<Tensor<2>> = (0..4).map(|_| Tensor::random([b, d], Distribution::Normal(0.0, 1.0), &device)).collect();
+        let patches: Vec<Tensor<3>> = (0..4).map(|_| Tensor::random([b, n, d], Distribution::Normal(0.0, 1.0), &device)).collect();
+        let text = Tensor::random([b, e, 2], Distribution::Normal(0.0, 0.05), &device);
+        let model = AvaDino::new(&cfg, &device);
+        for _ in 0..2 {
+            let t = std::time::Instant::now();
+            let out = model.forward(&cls, &patches, [32, 32], text.clone());
+            let _ = out.maps.clone().sum().into_scalar::<f32>();
+            let f = t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            let labels = Tensor::from_data(TensorData::new(vec![0i64, 1], [b]), &device);
+            let l = model.losses(&out, labels, Tensor::zeros([b, 512, 512], &device));
+            let _ = l.total.clone().into_scalar::<f32>();
+            let lt = t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            if autodiff {
+                let _g = l.total.backward();
+            }
+            println!("autodiff={autodiff} forward {f:.3}s losses {lt:.3}s backward {:.3}s", t.elapsed().as_secs_f64());
+        }
+    }
+}
