@@ -195,7 +195,8 @@ fn full_size_has_the_reference_parameter_count() {
     let model = AvaDino::new(&MethodConfig::default(), &Device::flex());
     // 16 visual adapters 1024->768->1024, 2 prompt adapters 768->768->768, text_projection 768->1024.
     let expected = 16 * 2 * 1024 * 768 + 2 * 2 * 768 * 768 + 768 * 1024;
-    println!("trainable parameters (full size): {}", model.trainable_params());
+    println!("{}", model.describe());
+    assert!(model.describe().contains("28,311,552 trainable parameters"), "{}", model.describe());
     assert_eq!(model.trainable_params(), expected);
     assert_eq!(expected, 28_311_552);
 }
@@ -256,4 +257,28 @@ fn full_size_forward_timing() {
             println!("autodiff={autodiff} forward {f:.3}s losses {lt:.3}s backward {:.3}s", t.elapsed().as_secs_f64());
         }
     }
+}
+
+#[test]
+fn bad_inputs_are_errors_naming_the_problem() {
+    let device = Device::flex();
+    let cfg = tiny(Variant::Full);
+    let model = AvaDino::new(&cfg, &device);
+    let batch = problem(&cfg, &device);
+    let err = model.try_forward(&batch.cls[..1], &batch.patches[..1], GRID, batch.text.clone()).unwrap_err().to_string();
+    assert!(err.contains("model has 2 taps"), "{err}");
+    // 2x8 = 16 patches is a legal (rectangular) grid for the same tokens.
+    assert!(model.try_forward(&batch.cls, &batch.patches, [2, 8], batch.text.clone()).is_ok());
+    let err = model.try_forward(&batch.cls, &batch.patches, [3, 4], batch.text.clone()).unwrap_err().to_string();
+    assert!(err.contains("grid [3, 4]"), "{err}");
+    let bad_text = Tensor::<3>::zeros([B, 5, 2], &device);
+    let err = model.try_forward(&batch.cls, &batch.patches, GRID, bad_text).unwrap_err().to_string();
+    assert!(err.contains("text is [4, 5, 2]"), "{err}");
+    // A checkpoint whose shapes do not fit the config names the tensor.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    model.save(&path).unwrap();
+    let other = MethodConfig { bottleneck: 4, ..cfg };
+    let err = AvaDino::load_named(&other, &path, &device).unwrap_err().to_string();
+    assert!(err.contains("fc1.0.weight") && err.contains("[8, 16]"), "{err}");
 }

@@ -139,7 +139,7 @@ impl MethodConfig {
         if self.map_size < 2 {
             return bad("map_size must be at least 2 (align_corners=True upsampling)");
         }
-        if !(self.tau > 0.0) {
+        if self.tau.is_nan() || self.tau <= 0.0 {
             return bad("tau must be positive");
         }
         Ok(())

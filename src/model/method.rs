@@ -153,6 +153,30 @@ impl AvaDino {
         self.num_params()
     }
 
+    /// One line for logs: variant, protocol, sizes and the trainable parameter count.
+    pub fn describe(&self) -> String {
+        let c = &self.config;
+        let n = self.trainable_params();
+        let mut grouped = String::new();
+        for (i, ch) in n.to_string().chars().enumerate() {
+            if i > 0 && (n.to_string().len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(ch);
+        }
+        format!(
+            "AVA-DINO {} ({:?} protocol): taps {:?}, D={}, b={}, E={}, maps {}x{}: {grouped} trainable parameters",
+            c.variant.name(),
+            c.protocol,
+            c.taps,
+            c.dim,
+            c.bottleneck,
+            c.text_dim,
+            c.map_size,
+            c.map_size
+        )
+    }
+
     /// Forward over all taps.
     ///
     /// `cls`: per tap `[B, D]`; `patches`: per tap `[B, h*w, D]` (row-major grid); `grid`: `[h, w]`;
