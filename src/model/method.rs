@@ -6,8 +6,8 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor};
 
 use super::adapter::{linear_t, uniform_weight, Adapter};
-use super::config::{MethodConfig, Protocol};
-use super::heads::{aacm, cross_modal_map, global_logits, l2_normalize};
+use super::config::MethodConfig;
+use super::heads::{aacm, cross_modal_map, global_logits, l2_normalize, pair_prompts};
 use super::loss;
 use super::routing::{text_routing, Gate};
 use super::upsample::Upsampler;
@@ -254,11 +254,7 @@ impl AvaDino {
         let t_a = text.narrow(2, 1, 1).reshape([b, e]);
         let a0 = self.prompt[0].hidden(t_n.clone());
         let a1 = self.prompt[1].hidden(t_a.clone());
-        let adjusted = match c.protocol {
-            // cat([a0, a1], 1).view(B, E, 2): column j holds entries j, j+2, ... of [a0, a1].
-            Protocol::Reference => Tensor::cat(vec![a0, a1], 1).reshape([b, e, 2]),
-            Protocol::Corrected => Tensor::stack(vec![a0, a1], 2),
-        };
+        let adjusted = pair_prompts(a0, a1, c.protocol);
         // T~ transposed: [B, 2, D].
         let text_proj = linear_t(adjusted.swap_dims(1, 2), wp.clone());
         // Routing uses Wp on the raw text features.
