@@ -156,10 +156,10 @@ impl AvaDino {
     /// One line for logs: variant, protocol, sizes and the trainable parameter count.
     pub fn describe(&self) -> String {
         let c = &self.config;
-        let n = self.trainable_params();
+        let digits = self.trainable_params().to_string();
         let mut grouped = String::new();
-        for (i, ch) in n.to_string().chars().enumerate() {
-            if i > 0 && (n.to_string().len() - i) % 3 == 0 {
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(ch);
