@@ -1,1 +1,4 @@
-//! See the crate docs for this module's job.
+//! Feature extraction and cache, training and evaluation loops, run orchestration.
+
+pub mod features;
+pub mod train;
