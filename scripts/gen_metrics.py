@@ -163,6 +163,13 @@ def generate(root, seed, scale):
     logits[rng.random(n) < 0.05] = -0.0
     write_case(root, "logits_signed_zero", logits, labels)
 
+    # One radix bucket (same sign, exponent and top 7 mantissa bits) holding > 8192 scores: the
+    # Rust histogram path, which smaller cases never reach.
+    n = max(s(12000), 9000)
+    labels = rng.random(n) < 0.25
+    scores = np.float32(0.5) + (rng.random(n) * 0.5 + 0.4 * labels).astype(np.float32) * np.float32(0.0039 / 0.9)
+    write_case(root, "dense_bucket", scores, labels)
+
     k, h = max(2, int(3 * scale)), 32
     maps, masks = aupro_case(rng, k, h, h, touching=False)
     write_case(root, "regions_several", maps.ravel(), masks.ravel(), maps, masks)
