@@ -16,6 +16,7 @@ fn main() -> anyhow::Result<()> {
     let file = TensorFile::read(&path)?;
     let scores = file.f32("scores", 1)?.as_f32().unwrap();
     let labels = file.u8("labels", 1)?.as_u8().unwrap();
+    let rss_loaded = peak_rss_mib();
     let mut times = Vec::new();
     let mut m = None;
     for _ in 0..repeats.max(1) {
@@ -30,8 +31,18 @@ fn main() -> anyhow::Result<()> {
         "threads": rayon::current_num_threads(),
         "seconds_best": times[0],
         "seconds_median": times[times.len() / 2],
+        "peak_rss_mib_after_load": rss_loaded, "peak_rss_mib_after_metrics": peak_rss_mib(),
         "auroc": m.auroc, "ap": m.ap, "f1_max": m.f1_max, "f1_threshold": m.f1_threshold,
     });
     println!("{out}");
     Ok(())
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), to show the metrics' memory next to the
+/// input's; `None` elsewhere.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

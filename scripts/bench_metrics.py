@@ -24,9 +24,9 @@ from safetensors.numpy import load_file, save_file
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 
 
-def make(path, pixels, seed):
+def synthetic_maps(k, seed):
+    """k anomaly maps f32 [k,512,512] and 0/1 masks u8 [k,512,512], reference-style (see above)."""
     g = torch.Generator().manual_seed(seed)
-    k = max(1, -(-pixels // (512 * 512)))  # enough images, the last one cut to `pixels`
     masks = torch.zeros(k, 1, 512, 512)
     for i in range(k // 2):  # half the images are anomalous, 1-3 defects each
         for _ in range(int(torch.randint(1, 4, (1,), generator=g))):
@@ -39,8 +39,14 @@ def make(path, pixels, seed):
     probs = logits.softmax(1)[:, 1:]
     maps = F.interpolate(probs, size=512, mode="bilinear", align_corners=True).numpy().astype(np.float32)
     maps = (maps - maps.min()) / (maps.max() - maps.min() + 1e-8)
+    return maps[:, 0], masks.numpy().astype(np.uint8)[:, 0]
+
+
+def make(path, pixels, seed):
+    k = max(1, -(-pixels // (512 * 512)))  # enough images, the last one cut to `pixels`
+    maps, masks = synthetic_maps(k, seed)
     scores = np.ascontiguousarray(maps.reshape(-1)[:pixels])
-    labels = np.ascontiguousarray(masks.numpy().astype(np.uint8).reshape(-1)[:pixels])
+    labels = np.ascontiguousarray(masks.reshape(-1)[:pixels])
     save_file({"scores": scores, "labels": labels}, path)
     print(f"wrote {path}: n={scores.size} distinct={np.unique(scores).size} positives={int(labels.sum())}")
 
@@ -59,6 +65,27 @@ def sklearn_metrics(scores, labels):
             "auroc": float(auroc), "ap": ap, "f1_max": f1, "f1_threshold": thr}
 
 
+def bench_aupro(args):
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from gen_metrics import reference_aupro
+
+    maps, masks = synthetic_maps(args.aupro_images, args.seed)
+    path = args.data.replace(".safetensors", "_aupro.safetensors")
+    save_file({"maps": np.ascontiguousarray(maps), "masks": np.ascontiguousarray(masks)}, path)
+    t0 = time.perf_counter()
+    ref = float(reference_aupro(masks, maps))
+    t1 = time.perf_counter()
+    out = subprocess.run([args.cli, "metrics", "--input", path], check=True, capture_output=True, text=True)
+    t2 = time.perf_counter()
+    ours = json.loads(out.stdout)["aupro"]
+    print(f"aupro on {maps.size} pixels ({args.aupro_images} maps 512x512): reference {t1 - t0:.2f} s = {ref!r}; "
+          f"ava-dino metrics (whole command, with file read and pixel metrics) {t2 - t1:.2f} s = {ours!r}; "
+          f"|diff| = {abs(ours - ref):.2e}; speed-up {(t1 - t0) / (t2 - t1):.0f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/tmp/bench_metrics.safetensors")
@@ -67,7 +94,13 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rust", help="bench_metrics example binary to run on the same file")
     ap.add_argument("--repeats", type=int, default=5, help="Rust repeats (best and median reported)")
+    ap.add_argument("--aupro-images", type=int, default=0,
+                    help="instead: time the reference AUPRO against `--cli metrics` on this many 512x512 maps")
+    ap.add_argument("--cli", help="ava-dino binary (for --aupro-images)")
     args = ap.parse_args()
+    if args.aupro_images:
+        bench_aupro(args)
+        return
     if args.make:
         make(args.data, args.pixels, args.seed)
         return

@@ -59,7 +59,7 @@ pub fn aupro(maps: &[f32], masks: &[u8], k: usize, h: usize, w: usize, fpr_limit
             let mut neg = vec![0u64; slots];
             let (labels, areas) = label_regions(mask, h, w);
             for ((&v, &m), &r) in map.iter().zip(mask).zip(&labels) {
-                let c = ths.partition_point(|&t| t < v as f64);
+                let c = exceeded(&ths, v as f64);
                 if m == 0 {
                     neg[c] += 1;
                 } else {
@@ -120,6 +120,21 @@ pub(crate) fn thresholds(maps: &[f32], steps: usize) -> Option<Vec<f64>> {
     Some((0..len).map(|i| lo as f64 + i as f64 * step).collect())
 }
 
+/// Number of thresholds strictly below `v` (`ths.partition_point(|t| t < v)`): the thresholds are
+/// equally spaced, so guess the index arithmetically and correct it by exact comparisons.
+fn exceeded(ths: &[f64], v: f64) -> usize {
+    let (lo, len) = (ths[0], ths.len());
+    let step = if len > 1 { ths[1] - ths[0] } else { 1.0 };
+    let mut c = ((v - lo) / step).ceil().clamp(0.0, len as f64) as usize;
+    while c > 0 && ths[c - 1] >= v {
+        c -= 1;
+    }
+    while c < len && ths[c] < v {
+        c += 1;
+    }
+    c
+}
+
 /// 8-connected labelling of the nonzero pixels of one `h x w` mask (skimage `measure.label` with
 /// its default full connectivity). Returns per-pixel labels (0 = background, regions from 1) and
 /// each region's area.
@@ -156,6 +171,16 @@ pub(crate) fn label_regions(mask: &[u8], h: usize, w: usize) -> (Vec<u32>, Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exceeded_equals_binary_search() {
+        let ths = thresholds(&[-0.3, 0.7, 0.1], 200).unwrap();
+        let mut probes: Vec<f64> = ths.iter().flat_map(|&t| [t, t.next_down(), t.next_up()]).collect();
+        probes.extend([-1.0, 5.0, 0.0, 0.70000001]);
+        for v in probes {
+            assert_eq!(exceeded(&ths, v), ths.partition_point(|&t| t < v), "{v}");
+        }
+    }
 
     #[test]
     fn labels_are_eight_connected() {
