@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod common;
 mod features;
+mod metrics;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the frozen DINOv3 backbone and write tap features (normed, patches, cls).
     Features(features::Args),
+    /// AUROC, AP, F1-max (+ threshold) and AUPRO of one safetensors file, as one JSON object.
+    Metrics(metrics::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -26,5 +29,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Features(args) => features::run(args),
+        Command::Metrics(args) => metrics::run(args),
     }
 }

@@ -1,0 +1,221 @@
+//! AUPRO exactly as AnomalyCLIP / APRIL-GAN's `cal_pro_score` (after cflow-ad):
+//!
+//! - thresholds `np.arange(min, max, (max - min) / 200)` over all maps, with numpy's float32/f64
+//!   arithmetic reproduced (see [`thresholds`]); a pixel is positive at `th` when `map > th`;
+//! - PRO(th) = mean over every 8-connected ground-truth region of every image (skimage
+//!   `measure.label`, full connectivity) of the region's covered fraction;
+//! - FPR(th) = false positives / negative pixels over all images;
+//! - keep thresholds with FPR < `fpr_limit`, min-max rescale those FPRs to [0, 1], trapezoid
+//!   (`sklearn.metrics.auc`).
+//!
+//! The reference loops 200 times over all pixels. We give each pixel the number of thresholds it
+//! exceeds (binary search, thresholds ascend), add `1 / region area` (or 1 for a negative pixel)
+//! into that slot of a histogram, and read all 200 PRO/FPR values off suffix sums: one pass.
+
+use rayon::prelude::*;
+
+use super::{MetricsError, first_bad_label, first_non_finite};
+
+/// Number of threshold steps in the reference (`max_step=200`).
+pub const AUPRO_STEPS: usize = 200;
+/// The reference's FPR limit (`expect_fpr=0.3`).
+pub const AUPRO_FPR_LIMIT: f64 = 0.3;
+
+/// AUPRO of anomaly `maps` f32 [k, h, w] against 0/1 `masks` u8 [k, h, w] (row-major).
+/// `None` where the reference yields NaN or raises: all maps equal, no anomalous or no normal
+/// pixel, fewer than two thresholds under the FPR limit, or all kept FPRs equal.
+pub fn aupro(maps: &[f32], masks: &[u8], k: usize, h: usize, w: usize, fpr_limit: f64) -> Result<Option<f64>, MetricsError> {
+    let n = k * h * w;
+    for (what, got) in [("maps", maps.len()), ("masks", masks.len())] {
+        if got != n {
+            return Err(MetricsError::Length { what, got, expected: n, why: format!("k*h*w = {k}*{h}*{w}") });
+        }
+    }
+    if !(fpr_limit.is_finite() && fpr_limit > 0.0) {
+        return Err(MetricsError::Parameter {
+            what: "fpr_limit",
+            value: fpr_limit,
+            fix: "give a positive FPR limit (the reference uses 0.3)",
+        });
+    }
+    if let Some((index, value)) = first_non_finite(maps, 0) {
+        return Err(MetricsError::NonFinite { what: "maps", index, value });
+    }
+    if let Some((index, value)) = first_bad_label(masks, 0) {
+        return Err(MetricsError::Label { what: "masks", index, value });
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    let Some(ths) = thresholds(maps, AUPRO_STEPS) else { return Ok(None) };
+    let slots = ths.len() + 1;
+
+    // Per image: histograms over "number of thresholds exceeded" of region weight and negatives.
+    let (pro_hist, neg_hist, regions) = maps
+        .par_chunks(h * w)
+        .zip(masks.par_chunks(h * w))
+        .map(|(map, mask)| {
+            let mut pro = vec![0f64; slots];
+            let mut neg = vec![0u64; slots];
+            let (labels, areas) = label_regions(mask, h, w);
+            for ((&v, &m), &r) in map.iter().zip(mask).zip(&labels) {
+                let c = exceeded(&ths, v as f64);
+                if m == 0 {
+                    neg[c] += 1;
+                } else {
+                    pro[c] += 1.0 / areas[r as usize - 1] as f64;
+                }
+            }
+            (pro, neg, areas.len() as u64)
+        })
+        .reduce(
+            || (vec![0f64; slots], vec![0u64; slots], 0u64),
+            |(mut pa, mut na, ra), (pb, nb, rb)| {
+                pa.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
+                na.iter_mut().zip(&nb).for_each(|(a, b)| *a += b);
+                (pa, na, ra + rb)
+            },
+        );
+    let negatives: u64 = neg_hist.iter().sum();
+    if regions == 0 || negatives == 0 {
+        return Ok(None);
+    }
+    // Threshold j counts the pixels that exceed more than j thresholds: suffix sums from j + 1.
+    let (mut pros, mut fprs) = (vec![0f64; ths.len()], vec![0f64; ths.len()]);
+    let (mut pro_acc, mut fp_acc) = (0f64, 0u64);
+    for j in (0..ths.len()).rev() {
+        pro_acc += pro_hist[j + 1];
+        fp_acc += neg_hist[j + 1];
+        pros[j] = pro_acc / regions as f64;
+        fprs[j] = fp_acc as f64 / negatives as f64;
+    }
+    let kept: Vec<(f64, f64)> = fprs.iter().zip(&pros).filter(|(f, _)| **f < fpr_limit).map(|(&f, &p)| (f, p)).collect();
+    if kept.len() < 2 {
+        return Ok(None); // sklearn.metrics.auc raises on fewer than two points
+    }
+    let lo = kept.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let hi = kept.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+    if hi <= lo {
+        return Ok(None); // 0/0 rescale: NaN x, which sklearn.metrics.auc rejects
+    }
+    // FPR falls as the threshold rises, so x decreases and auc() flips the sign of the trapezoid.
+    let x: Vec<f64> = kept.iter().map(|p| (p.0 - lo) / (hi - lo)).collect();
+    let area: f64 = kept.windows(2).zip(x.windows(2)).map(|(p, x)| (x[1] - x[0]) * (p[0].1 + p[1].1) / 2.0).sum();
+    Ok(Some(-area))
+}
+
+/// `np.arange(min_th, max_th, delta)` with `min_th, max_th` the float32 min/max of the maps and
+/// `delta = (max_th - min_th) / steps` in float32. numpy 2 computes the length in float32
+/// (`ceil((max - min) / delta)`), returns float64 values `min + i * (f32(min + delta) - min)`, and
+/// compares the float32 maps with them in float64. `None` where numpy raises (delta == 0).
+/// Verified against numpy on 20,000 random ranges by `scripts/gen_metrics.py --check-arange`.
+pub(crate) fn thresholds(maps: &[f32], steps: usize) -> Option<Vec<f64>> {
+    let (lo, hi) = maps.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let delta = (hi - lo) / steps as f32;
+    if !(delta > 0.0) {
+        return None;
+    }
+    let len = ((hi - lo) / delta).ceil() as usize;
+    let step = (lo + delta) as f64 - lo as f64;
+    Some((0..len).map(|i| lo as f64 + i as f64 * step).collect())
+}
+
+/// Number of thresholds strictly below `v` (`ths.partition_point(|t| t < v)`): the thresholds are
+/// equally spaced, so guess the index arithmetically and correct it by exact comparisons.
+fn exceeded(ths: &[f64], v: f64) -> usize {
+    let (lo, len) = (ths[0], ths.len());
+    let step = if len > 1 { ths[1] - ths[0] } else { 1.0 };
+    let mut c = ((v - lo) / step).ceil().clamp(0.0, len as f64) as usize;
+    while c > 0 && ths[c - 1] >= v {
+        c -= 1;
+    }
+    while c < len && ths[c] < v {
+        c += 1;
+    }
+    c
+}
+
+/// 8-connected labelling of the nonzero pixels of one `h x w` mask (skimage `measure.label` with
+/// its default full connectivity). Returns per-pixel labels (0 = background, regions from 1) and
+/// each region's area.
+pub(crate) fn label_regions(mask: &[u8], h: usize, w: usize) -> (Vec<u32>, Vec<u64>) {
+    let mut labels = vec![0u32; h * w];
+    let mut areas = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..h * w {
+        if mask[start] == 0 || labels[start] != 0 {
+            continue;
+        }
+        let id = areas.len() as u32 + 1;
+        labels[start] = id;
+        stack.push(start);
+        let mut area = 0u64;
+        while let Some(p) = stack.pop() {
+            area += 1;
+            let (y, x) = (p / w, p % w);
+            for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                    let q = ny * w + nx;
+                    if mask[q] != 0 && labels[q] == 0 {
+                        labels[q] = id;
+                        stack.push(q);
+                    }
+                }
+            }
+        }
+        areas.push(area);
+    }
+    (labels, areas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exceeded_equals_binary_search() {
+        let ths = thresholds(&[-0.3, 0.7, 0.1], 200).unwrap();
+        let mut probes: Vec<f64> = ths.iter().flat_map(|&t| [t, t.next_down(), t.next_up()]).collect();
+        probes.extend([-1.0, 5.0, 0.0, 0.70000001]);
+        for v in probes {
+            assert_eq!(exceeded(&ths, v), ths.partition_point(|&t| t < v), "{v}");
+        }
+    }
+
+    #[test]
+    fn labels_are_eight_connected() {
+        // Two diagonal-touching pixels form one region; a separate block is a second one.
+        #[rustfmt::skip]
+        let mask = [
+            1, 0, 0, 1,
+            0, 1, 0, 1,
+            0, 0, 0, 0,
+        ];
+        let (labels, areas) = label_regions(&mask, 3, 4);
+        assert_eq!(areas, vec![2, 2]);
+        assert_eq!(labels[0], labels[5]);
+        assert_ne!(labels[0], labels[3]);
+    }
+
+    #[test]
+    fn thresholds_match_numpy_arange_example() {
+        // np.arange(np.float32(0), np.float32(1), np.float32(1) / 200) has 200 float64 values.
+        let t = thresholds(&[0.0, 1.0], 200).unwrap();
+        assert_eq!(t.len(), 200);
+        assert_eq!(t[0], 0.0);
+        assert_eq!(t[1], (1.0f32 / 200.0) as f64);
+    }
+
+    #[test]
+    fn perfect_map_and_undefined_cases() {
+        // Map equals the mask: every threshold below 1 covers every region with no false positive.
+        let mask = [0u8, 1, 1, 0, 0, 0, 1, 0, 0];
+        let map: Vec<f32> = mask.iter().map(|&m| m as f32).collect();
+        assert_eq!(aupro(&map, &mask, 1, 3, 3, 0.3).unwrap(), None); // all FPRs are 0: 0/0 rescale
+        let flat = [0.5f32; 9];
+        assert_eq!(aupro(&flat, &mask, 1, 3, 3, 0.3).unwrap(), None);
+        assert_eq!(aupro(&map, &[0u8; 9], 1, 3, 3, 0.3).unwrap(), None);
+        assert!(aupro(&map, &mask, 1, 3, 4, 0.3).is_err());
+        assert!(aupro(&map, &mask, 1, 3, 3, f64::NAN).is_err());
+    }
+}
