@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Tokenizer parity fixture (kind `tokenizer`): `cases.jsonl.gz`, one JSON object per line.
 
-Reference: open_clip's `SimpleTokenizer` (same BPE file and rules as AVA-DINO's `CLIP/tokenizer.py`),
+Reference: open_clip's `SimpleTokenizer` (same BPE file and merges as AVA-DINO's `CLIP/tokenizer.py`)
+switched to the AVA/OpenAI spellings `<|startoftext|>` / `<|endoftext|>` (open_clip 3 spells them
+`<start_of_text>`) and AVA's clean-up (whitespace runs are `regex` `\s+`, open_clip uses `str.split`),
 with the reference `tokenize(texts, 77)` behaviour: `[SOT] + ids + [EOT]`, zero padded to 77, and an
 error (written `"ids": null`) when that is longer than 77 - open_clip would silently truncate.
 
@@ -25,7 +27,9 @@ import os
 import random
 
 import ftfy
+import html
 import open_clip.tokenizer as oc
+import regex
 
 from gen_clip_text import ABNORMAL, NORMAL, TEMPLATES, ensemble_sentences
 
@@ -57,10 +61,27 @@ EDGE = [
     '&nbsp;space', '&notit;', '&amp', '&ampx', '&#0;', '&#128;', '&#xD800;', '&#99999999;', '&bogus;', '&',
     '<|startoftext|>', '<|endoftext|>', 'a <|endoftext|> b', '<|STARTOFTEXT|>',
     'tab\there', 'nbsp\u00a0here', 'ideographic\u3000space', 'zero\u200bwidth', 'line\u2028sep',
-    'control\x07bell', 'Ã©tÃ© mojibake', 'faÃ§ade',
+    'control\x07bell', '\x1cinfo\x1dsep\x1e', 'a\x1c b', 'nel\x85next', 'ogham\u1680space', 'Ã©tÃ© mojibake', 'faÃ§ade',
     ' '.join(['word'] * 75), ' '.join(['word'] * 76),  # 77 ids exactly, then 78: an error
     ' '.join(['longer'] * 200),
 ]
+
+
+def ava_tokenizer():
+    """open_clip's SimpleTokenizer made identical to AVA-DINO's CLIP/tokenizer.py."""
+    tok = oc.SimpleTokenizer()
+    for name, i in [('<|startoftext|>', SOT), ('<|endoftext|>', EOT)]:
+        tok.encoder[name] = i
+        tok.cache[name] = name
+    tok.pat = regex.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+                            regex.IGNORECASE)
+
+    def clean(text):
+        text = html.unescape(html.unescape(oc.ftfy.fix_text(text))).strip()  # basic_clean
+        return regex.sub(r'\s+', ' ', text).strip().lower()  # whitespace_clean, then lower()
+
+    tok.clean_fn = clean
+    return tok
 
 
 def reference_ids(tok, text):
@@ -92,8 +113,8 @@ def main():
             texts += ensemble_sentences(NORMAL, w) + ensemble_sentences(ABNORMAL, w)
     texts += EDGE + random_texts(random.Random(a.seed), a.random)
 
-    tok = oc.SimpleTokenizer()
-    plain = oc.SimpleTokenizer()
+    tok = ava_tokenizer()
+    plain = ava_tokenizer()
     real_fix = oc.ftfy.fix_text
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     opener = gzip.open if a.out.endswith('.gz') else open

@@ -96,18 +96,31 @@ fn build_tables() -> Tables {
     Tables { byte_id, ranks, vocab, pattern: Regex::new(PATTERN).expect("valid CLIP split pattern") }
 }
 
-/// Python's `str.isspace` (what `str.split()` / `str.strip()` use): Unicode White_Space plus the
-/// ASCII information separators U+001C..U+001F.
+/// Python's `str.isspace` (what `str.strip()` uses): Unicode White_Space plus the ASCII
+/// information separators U+001C..U+001F, which the `regex` module's `\s` does not include.
 fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// The reference clean-up without ftfy: unescape twice, collapse whitespace, lower-case.
+/// The reference clean-up without ftfy: `html.unescape` twice, `strip()`, runs of `\s` (Unicode
+/// White_Space) to one space, `strip()`, `lower()`.
 pub fn clean(text: &str) -> String {
     let once = super::html::unescape(text);
     let twice = super::html::unescape(&once);
-    let words: Vec<&str> = twice.split(is_py_space).filter(|w| !w.is_empty()).collect();
-    words.join(" ").to_lowercase()
+    let mut out = String::with_capacity(twice.len());
+    let mut in_space = false;
+    for c in twice.trim_matches(is_py_space).chars() {
+        if c.is_whitespace() {
+            if !in_space {
+                out.push(' ');
+            }
+            in_space = true;
+        } else {
+            out.push(c);
+            in_space = false;
+        }
+    }
+    out.trim_matches(is_py_space).to_lowercase()
 }
 
 /// The CLIP tokenizer. Cheap to create: the tables are shared; each instance keeps its own cache of
