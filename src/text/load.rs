@@ -257,3 +257,88 @@ pub fn to_openai_layout(hf: &BTreeMap<String, HostTensor>, layers: usize) -> Ten
     }
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::HostTensor;
+
+    fn config(width: usize, heads: usize) -> ClipTextConfig {
+        ClipTextConfig {
+            vocab_size: 50,
+            hidden_size: width,
+            intermediate_size: 2 * width,
+            num_hidden_layers: 2,
+            num_attention_heads: heads,
+            max_position_embeddings: 77,
+            projection_dim: 24,
+            layer_norm_eps: 1e-5,
+            hidden_act: Activation::Gelu,
+        }
+    }
+
+    fn features(m: &ClipText) -> Vec<f32> {
+        let mut ids = vec![0i64; 2 * 77];
+        ids[..3].copy_from_slice(&[3, 7, 49]);
+        ids[77..82].copy_from_slice(&[1, 2, 3, 4, 49]);
+        HostTensor::from_tensor(m.encode_host(&ids, 2, 77).unwrap()).as_f32().unwrap().to_vec()
+    }
+
+    #[test]
+    fn saved_hf_dir_and_full_clip_file_and_openai_without_config_load_the_same_model() {
+        let dev = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let model = ClipText::random(config(64, 1), 4, &dev).unwrap();
+        let want = features(&model);
+
+        model.save_hf(dir.path()).unwrap();
+        let back = load_text_encoder(dir.path(), Activation::Gelu, &dev).unwrap();
+        assert_eq!(features(&back), want);
+
+        // A full CLIPModel file: vision keys, logit_scale and position_ids are ignored.
+        let mut full = model.to_hf_tensors();
+        full.insert("vision_model.embeddings.patch_embedding.weight", HostTensor::f32(vec![2, 2], vec![0.0; 4]));
+        full.insert("visual_projection.weight", HostTensor::f32(vec![2], vec![0.0; 2]));
+        full.insert("logit_scale", HostTensor::f32(vec![], vec![4.6]));
+        full.insert("text_model.embeddings.position_ids", HostTensor::i64(vec![1, 77], (0..77).collect()));
+        let sub = dir.path().join("full");
+        full.write(sub.join("clip.safetensors")).unwrap();
+        std::fs::copy(dir.path().join("config.json"), sub.join("config.json")).unwrap();
+        let m = load_text_encoder(&sub.join("clip.safetensors"), Activation::Gelu, &dev).unwrap();
+        assert_eq!(features(&m), want);
+
+        // OpenAI layout without a config.json: the config is inferred (64-wide heads).
+        let oa = dir.path().join("oa");
+        let mut f = to_openai_layout(&model.to_hf_tensors().tensors, 2);
+        f.insert("logit_scale", HostTensor::f32(vec![], vec![4.6]));
+        f.write(oa.join("ViT-L-14-336px.safetensors")).unwrap();
+        let m = load_text_encoder(&oa.join("ViT-L-14-336px.safetensors"), Activation::Gelu, &dev).unwrap();
+        assert_eq!(m.config(), &ClipTextConfig { hidden_act: Activation::QuickGelu, ..config(64, 1) });
+        let got = features(&m);
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "{got:?} {want:?}");
+    }
+
+    #[test]
+    fn torchscript_unknown_layout_and_missing_weights_are_clear_errors() {
+        let dev = Device::flex();
+        let ts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/torchscript_linear.pt");
+        let msg = load_text_encoder(&ts, Activation::Gelu, &dev).unwrap_err().to_string();
+        assert!(msg.contains("TorchScript") && msg.contains("torch.jit.load") && msg.contains("save_file"), "{msg}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let msg = load_text_encoder(dir.path(), Activation::Gelu, &dev).unwrap_err().to_string();
+        assert!(msg.contains("no CLIP text weights"), "{msg}");
+
+        let mut f = TensorFile::new("x");
+        f.insert("encoder.layer.0.weight", HostTensor::f32(vec![1], vec![0.0]));
+        f.write(dir.path().join("model.safetensors")).unwrap();
+        let msg = load_text_encoder(dir.path(), Activation::Gelu, &dev).unwrap_err().to_string();
+        assert!(msg.contains("neither HF") && msg.contains("encoder.layer.0.weight"), "{msg}");
+
+        // OpenAI weights whose width cannot tell the head count need a config.json.
+        let model = ClipText::random(config(16, 2), 1, &dev).unwrap();
+        to_openai_layout(&model.to_hf_tensors().tensors, 2).write(dir.path().join("openai.safetensors")).unwrap();
+        let msg = load_text_encoder(&dir.path().join("openai.safetensors"), Activation::Gelu, &dev).unwrap_err().to_string();
+        assert!(msg.contains("config.json") && msg.contains("64"), "{msg}");
+    }
+}
