@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 mod common;
 mod features;
+mod text;
+mod tokenize;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]
@@ -19,6 +21,10 @@ struct Cli {
 enum Command {
     /// Run the frozen DINOv3 backbone and write tap features (normed, patches, cls).
     Features(features::Args),
+    /// Print CLIP token ids (one JSON array of 77 per text).
+    Tokenize(tokenize::Args),
+    /// CLIP text features of token ids or of class words' prompt ensembles.
+    Text(text::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -26,5 +32,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Features(args) => features::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Text(args) => text::run(args),
     }
 }

@@ -171,7 +171,9 @@ impl Tokenizer {
         let bpe = self.bpe_ids(text);
         let len = bpe.len() + 2;
         if len > CONTEXT_LENGTH {
-            return Err(TextError::TooLong { text: text.to_string(), len, max: CONTEXT_LENGTH });
+            let shown: String = text.chars().take(40).collect();
+            let shown = if shown.len() < text.len() { format!("{shown}...") } else { shown };
+            return Err(TextError::TooLong { text: shown, len, max: CONTEXT_LENGTH });
         }
         let mut ids = Vec::with_capacity(CONTEXT_LENGTH);
         ids.push(START_OF_TEXT as i64);
