@@ -55,9 +55,24 @@ impl ClipTextConfig {
         }
     }
 
-    /// Parses a `CLIPTextConfig` (needs `projection_dim`) or a full `CLIPConfig` (`text_config`
-    /// plus top-level `projection_dim`). Keys HF fills with defaults may be absent from a full
-    /// config's `text_config`; the ViT-L/14 values are used for those.
+    /// HF `CLIPTextConfig()` defaults (the ViT-B/32 text tower), used for keys a config leaves out,
+    /// as transformers does.
+    pub fn hf_defaults() -> Self {
+        Self {
+            vocab_size: 49408,
+            hidden_size: 512,
+            intermediate_size: 2048,
+            num_hidden_layers: 12,
+            num_attention_heads: 8,
+            max_position_embeddings: 77,
+            projection_dim: 512,
+            layer_norm_eps: 1e-5,
+            hidden_act: Activation::QuickGelu,
+        }
+    }
+
+    /// Parses a `CLIPTextConfig` or a full `CLIPConfig` (`text_config` plus top-level
+    /// `projection_dim`, which wins). Keys left out take HF's defaults, as in transformers.
     pub fn from_json(text: &str, path: &Path) -> Result<Self, TextError> {
         let err = |reason: String| TextError::Config { path: path.to_path_buf(), reason };
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
@@ -68,15 +83,7 @@ impl ClipTextConfig {
             (value, None)
         };
         let obj = text_cfg.as_object_mut().ok_or_else(|| err("text config is not a JSON object".into()))?;
-        let preset = serde_json::to_value(Self::vitl14_336()).expect("serializable preset");
-        if obj.get("projection_dim").is_none() {
-            match outer_proj {
-                Some(p) => {
-                    obj.insert("projection_dim".into(), p.into());
-                }
-                None => return Err(err("`projection_dim` is missing".into())),
-            }
-        }
+        let preset = serde_json::to_value(Self::hf_defaults()).expect("serializable defaults");
         if let Some(p) = outer_proj {
             // In a full CLIPConfig the top-level value is the one the projection is built with.
             obj.insert("projection_dim".into(), p.into());
@@ -144,9 +151,13 @@ mod tests {
             "num_attention_heads": 2, "max_position_embeddings": 77, "projection_dim": 12, "hidden_act": "gelu"}"#;
         let c = ClipTextConfig::from_json(text, p).unwrap();
         assert_eq!((c.hidden_size, c.projection_dim, c.hidden_act), (16, 12, Activation::Gelu));
-        let full = r#"{"projection_dim": 768, "text_config": {"hidden_act": "quick_gelu"}, "vision_config": {}}"#;
+        // The shape of openai/clip-vit-large-patch14-336's config.json (a full CLIPConfig).
+        let full = r#"{"projection_dim": 768, "text_config": {"hidden_act": "quick_gelu", "hidden_size": 768,
+            "intermediate_size": 3072, "num_attention_heads": 12, "projection_dim": 768}, "vision_config": {}}"#;
         let c = ClipTextConfig::from_json(full, p).unwrap();
         assert_eq!(c, ClipTextConfig::vitl14_336());
+        let bare = ClipTextConfig::from_json(r#"{"text_config": {}, "projection_dim": 256}"#, p).unwrap();
+        assert_eq!(bare, ClipTextConfig { projection_dim: 256, ..ClipTextConfig::hf_defaults() });
         let back = ClipTextConfig::from_json(&c.to_hf_json(), p).unwrap();
         assert_eq!(back, c);
     }
@@ -154,8 +165,8 @@ mod tests {
     #[test]
     fn bad_configs_are_clear_errors() {
         let p = Path::new("cfg.json");
-        let msg = ClipTextConfig::from_json(r#"{"hidden_size": 16}"#, p).unwrap_err().to_string();
-        assert!(msg.contains("cfg.json") && msg.contains("projection_dim"), "{msg}");
+        let msg = ClipTextConfig::from_json(r#"{"hidden_size": "wide"}"#, p).unwrap_err().to_string();
+        assert!(msg.contains("cfg.json") && msg.contains("invalid type"), "{msg}");
         let msg = ClipTextConfig::from_json(r#"{"hidden_size": 10, "num_attention_heads": 3, "projection_dim": 4}"#, p)
             .unwrap_err()
             .to_string();

@@ -405,6 +405,8 @@ mod tests {
             assert!((fa[i] - fb[i]).abs() < 1e-5 && (fa[i] - f2[i]).abs() < 1e-5, "{fa:?} {fb:?} {f2:?}");
         }
         assert!(fa.iter().any(|v| v.abs() > 1e-3), "features should be non-trivial: {fa:?}");
+        let as_tensor = Tensor::<2, Int>::from_data(TensorData::new(two.clone(), [2, 77]), &dev);
+        assert_eq!(host(m.encode(as_tensor).unwrap()), f2, "encode(Tensor) and encode_host agree");
         let q = host(m.clone().with_activation(Activation::QuickGelu).encode_host(&a, 1, 77).unwrap());
         assert!(q.iter().zip(&fa).any(|(x, y)| (x - y).abs() > 1e-6), "activation must matter");
     }
