@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 mod common;
 mod features;
 mod metrics;
+mod text;
+mod tokenize;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]
@@ -22,6 +24,10 @@ enum Command {
     Features(features::Args),
     /// AUROC, AP, F1-max (+ threshold) and AUPRO of one safetensors file, as one JSON object.
     Metrics(metrics::Args),
+    /// Print CLIP token ids (one JSON array of 77 per text).
+    Tokenize(tokenize::Args),
+    /// CLIP text features of token ids or of class words' prompt ensembles.
+    Text(text::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -30,5 +36,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Features(args) => features::run(args),
         Command::Metrics(args) => metrics::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Text(args) => text::run(args),
     }
 }
