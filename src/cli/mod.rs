@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check;
+mod collect;
 mod common;
 mod features;
+mod sweep;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]
@@ -19,6 +22,12 @@ struct Cli {
 enum Command {
     /// Run the frozen DINOv3 backbone and write tap features (normed, patches, cls).
     Features(features::Args),
+    /// List, run (by index or all) or emit a Slurm array for the jobs of an experiment.
+    Sweep(sweep::Args),
+    /// Gather finished runs into Tables 1-4, per-category tables and charts.
+    Collect(collect::Args),
+    /// Compare results with the published numbers or the smoke baseline (exit 3 when outside).
+    Check(check::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -26,5 +35,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Features(args) => features::run(args),
+        Command::Sweep(args) => sweep::run(args),
+        Command::Collect(args) => collect::run(args),
+        Command::Check(args) => check::run(args),
     }
 }

@@ -4,6 +4,7 @@
 //! Flow: [`load_experiment`] -> [`jobs`] -> [`run_one`] (skips finished jobs, calls
 //! `engine::run_job`, writes `metrics.json` + `DONE`) -> `report::collect`.
 
+pub mod assets;
 pub mod job;
 pub mod load;
 pub mod record;
@@ -11,6 +12,7 @@ pub mod rundir;
 pub mod schema;
 pub mod sweep;
 
+pub use assets::{MissingAsset, missing_assets};
 pub use job::{Job, experiment_dir, jobs, run_dir, task_index_from_env};
 pub use load::{ExperimentError, LoadedExperiment, load_experiment};
 pub use record::{

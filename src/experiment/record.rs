@@ -198,6 +198,8 @@ pub struct Provenance {
     /// Text encoder activation (`gelu` as the reference runs it, or `quick_gelu`).
     pub activation: String,
     pub image_size: usize,
+    /// Backbone blocks tapped.
+    pub taps: Vec<usize>,
     /// The authors' repository commit the reference behaviour was taken from.
     pub reference_commit: String,
     /// RFC 3339 start time (UTC).
@@ -307,6 +309,7 @@ impl RunMetrics {
         provenance.profile = exp.profile.name().into();
         provenance.activation = exp.text.activation.name().into();
         provenance.image_size = exp.data.image_size;
+        provenance.taps = exp.backbone.taps.clone();
         provenance.backend = exp.device.name().into();
         provenance.embedded = exp.data.root.is_embedded() && exp.backbone.weights.is_embedded() && exp.text.weights.is_embedded();
     }

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::io::{HostTensor, TensorFile};
+
 use super::record::{RoutingRow, RunMetrics, routing_csv};
 
 /// Errors of run-directory handling; each names the file.
@@ -82,6 +84,19 @@ impl RunDir {
     /// The directory of epoch `epoch`'s checkpoint (`checkpoints/epoch_003/`).
     pub fn checkpoint_dir(&self, epoch: usize) -> PathBuf {
         self.checkpoints().join(format!("epoch_{epoch:03}"))
+    }
+
+    /// Saves one anomaly map for the overlay charts: `maps/<category>/<name>.safetensors` with
+    /// `image` u8 [H, W, 3] (the resized input), `gt` u8 [H, W] (0/1) and `map` f32 [H, W]
+    /// (the pixel anomaly score).
+    pub fn write_map(&self, category: &str, name: &str, image: HostTensor, gt: HostTensor, map: HostTensor) -> Result<PathBuf, RunDirError> {
+        let path = self.maps().join(category).join(format!("{name}.safetensors"));
+        let mut f = TensorFile::new(&path);
+        f.insert("image", image);
+        f.insert("gt", gt);
+        f.insert("map", map);
+        f.write(&path).map_err(|e| RunDirError::Parse { path: path.clone(), message: e.to_string() })?;
+        Ok(path)
     }
 
     /// Finished: `DONE` exists (written after everything else).
