@@ -39,7 +39,8 @@ pub fn missing_assets(exp: &Experiment, jobs: &[Job], repo_root: &Path) -> Vec<M
     let registry_path = if exp.data.registry.is_absolute() { exp.data.registry.clone() } else { repo_root.join(&exp.data.registry) };
     let registry: Option<toml::Value> = std::fs::read_to_string(&registry_path).ok().and_then(|t| toml::from_str(&t).ok());
     if registry.is_none() {
-        out.push(MissingAsset { what: "dataset registry".into(), looked: format!("{} is missing or not valid TOML", registry_path.display()) });
+        out.push(MissingAsset { what: "dataset registry".into(), looked: format!("{} is missing or not valid TOML (data.registry)", registry_path.display()) });
+        return out;
     }
     let common = exp.data.root.resolve();
     let mut keys: Vec<&str> = jobs.iter().flat_map(|j| [j.train.as_str(), j.target.as_str()]).collect();

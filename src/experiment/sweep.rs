@@ -24,7 +24,7 @@ pub enum JobOutcome {
 pub enum SweepError {
     #[error(transparent)]
     RunDir(#[from] RunDirError),
-    #[error("job {job}: {source}")]
+    #[error("job {job}")]
     Engine { job: String, source: EngineError },
     #[error("task index {index} is out of range: the experiment has {count} jobs (0..{count}); list them with --list")]
     IndexOutOfRange { index: usize, count: usize },

@@ -12,6 +12,8 @@ pub enum Cell {
     Text(String),
     /// A number (percent, or a weight); `None` = not available (no run, or not published).
     Num(Option<f64>),
+    /// A count (images).
+    Int(i64),
     /// Not defined for this row (I-AUROC of a medical set: every test image is anomalous).
     NotDefined,
 }
@@ -22,6 +24,7 @@ impl Cell {
             Cell::Text(s) => s.replace('|', "\\|"),
             Cell::Num(Some(v)) => format!("{v:.decimals$}"),
             Cell::Num(None) => "–".into(),
+            Cell::Int(n) => n.to_string(),
             Cell::NotDefined => "n/a".into(),
         }
     }
@@ -97,7 +100,11 @@ impl Table {
         for (j, name) in self.columns.iter().enumerate() {
             let cells: Vec<&Cell> = self.rows.iter().map(|r| &r[j]).collect();
             let numeric = cells.iter().all(|c| !matches!(c, Cell::Text(_)));
-            let col = if numeric {
+            let counts = cells.iter().all(|c| matches!(c, Cell::Int(_)));
+            let col = if counts {
+                let v: Vec<i64> = cells.iter().map(|c| if let Cell::Int(n) = c { *n } else { 0 }).collect();
+                Column::new(name.as_str().into(), v)
+            } else if numeric {
                 let v: Vec<Option<f64>> = cells.iter().map(|c| if let Cell::Num(v) = c { *v } else { None }).collect();
                 Column::new(name.as_str().into(), v)
             } else {
@@ -106,6 +113,7 @@ impl Table {
                     .map(|c| match c {
                         Cell::Text(s) => Some(s.clone()),
                         Cell::Num(v) => v.map(|x| x.to_string()),
+                        Cell::Int(n) => Some(n.to_string()),
                         Cell::NotDefined => Some("n/a".into()),
                     })
                     .collect();
@@ -161,6 +169,7 @@ impl Table {
                         Cell::Text(s) => serde_json::Value::String(s.clone()),
                         Cell::Num(Some(v)) => serde_json::json!(v),
                         Cell::Num(None) => serde_json::Value::Null,
+                        Cell::Int(n) => serde_json::json!(n),
                         Cell::NotDefined => serde_json::Value::String("n/a".into()),
                     })
                     .collect()

@@ -237,7 +237,7 @@ pub fn table4(input: &ReportInput) -> Table {
         let wa = mean(stats.iter().filter_map(|s| s.mean_w_anomaly));
         let paper = input.published.ablation("table4", key);
         let (pn, pa) = (paper.and_then(|p| p.w_normal), paper.and_then(|p| p.w_anomaly));
-        rows.push(vec![Cell::Text(label.into()), Cell::Num(Some(count as f64)), Cell::Num(wn), Cell::Num(pn), Cell::Num(wa), Cell::Num(pa)]);
+        rows.push(vec![Cell::Text(label.into()), Cell::Int(count as i64), Cell::Num(wn), Cell::Num(pn), Cell::Num(wa), Cell::Num(pa)]);
         cells.push(CheckCell { key: format!("table4/{key}/w_normal"), ours: wn, paper: pn });
         cells.push(CheckCell { key: format!("table4/{key}/w_anomaly"), ours: wa, paper: pa });
     }
@@ -257,13 +257,13 @@ pub fn per_category(input: &ReportInput, run: &CollectedRun) -> Table {
         .per_category
         .iter()
         .map(|c| {
-            let mut row = vec![Cell::Text(c.category.clone()), Cell::Num(Some(c.n_normal as f64)), Cell::Num(Some(c.n_anomalous as f64))];
+            let mut row = vec![Cell::Text(c.category.clone()), Cell::Int(c.n_normal as i64), Cell::Int(c.n_anomalous as i64)];
             row.extend(MetricSet::NAMES.iter().map(|n| pct(&c.metrics, n)));
             row
         })
         .collect();
     let (nn, na) = eval.per_category.iter().fold((0, 0), |(a, b), c| (a + c.n_normal, b + c.n_anomalous));
-    let mut mean_row = vec![Cell::Text("mean".into()), Cell::Num(Some(nn as f64)), Cell::Num(Some(na as f64))];
+    let mut mean_row = vec![Cell::Text("mean".into()), Cell::Int(nn as i64), Cell::Int(na as i64)];
     mean_row.extend(MetricSet::NAMES.iter().map(|n| pct(&eval.mean, n)));
     rows.push(mean_row);
     let job = run.job();
