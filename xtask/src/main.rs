@@ -64,6 +64,9 @@ enum Cmd {
         /// Use the debug build instead of release (for quick checks of the plumbing).
         #[arg(long)]
         debug: bool,
+        /// Cargo features of the ava-dino build (e.g. `vulkan` on a GPU runner).
+        #[arg(long, default_value = "")]
+        features: String,
     },
     /// Compare results/<profile>/*.json with the published numbers or the smoke baseline.
     Check {
@@ -82,9 +85,12 @@ fn project_root() -> PathBuf {
 }
 
 /// Builds `ava-dino` and returns the path of the binary.
-fn build(root: &Path, debug: bool) -> anyhow::Result<PathBuf> {
+fn build(root: &Path, debug: bool, features: &str) -> anyhow::Result<PathBuf> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root).args(["build", "--bin", "ava-dino"]);
+    if !features.is_empty() {
+        cmd.args(["--features", features]);
+    }
     if !debug {
         cmd.arg("--release");
     }
@@ -103,9 +109,9 @@ fn ava(bin: &Path, root: &Path, args: &[String]) -> anyhow::Result<i32> {
     Ok(status.code().unwrap_or(1))
 }
 
-fn reproduce(target: Target, profile: Profile, overrides: &[String], runs: &Path, debug: bool) -> anyhow::Result<ExitCode> {
+fn reproduce(target: Target, profile: Profile, overrides: &[String], runs: &Path, debug: bool, features: &str) -> anyhow::Result<ExitCode> {
     let root = project_root();
-    let bin = build(&root, debug)?;
+    let bin = build(&root, debug, features)?;
     let tables: Vec<&str> = match target {
         Target::Table1 => vec!["table1"],
         Target::Table2 => vec!["table2"],
@@ -161,7 +167,7 @@ fn reproduce(target: Target, profile: Profile, overrides: &[String], runs: &Path
 
 fn check(profile: Profile, bless: bool, debug: bool) -> anyhow::Result<ExitCode> {
     let root = project_root();
-    let bin = build(&root, debug)?;
+    let bin = build(&root, debug, "")?;
     let mut a = vec!["check".to_string(), "--profile".into(), profile.name().into()];
     if bless {
         a.push("--bless".into());
@@ -174,7 +180,7 @@ fn check(profile: Profile, bless: bool, debug: bool) -> anyhow::Result<ExitCode>
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Reproduce { target, profile, overrides, runs, debug } => reproduce(target, profile, &overrides, &runs, debug),
+        Cmd::Reproduce { target, profile, overrides, runs, debug, features } => reproduce(target, profile, &overrides, &runs, debug, &features),
         Cmd::Check { profile, bless, debug } => check(profile, bless, debug),
     };
     match result {
