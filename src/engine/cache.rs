@@ -48,6 +48,23 @@ impl ImageId {
     }
 }
 
+/// SHA-256 (hex) of a file, streamed: the weights hash of the cache key and of the provenance.
+pub fn sha256_file(path: &Path) -> Result<String, CacheError> {
+    use std::io::Read;
+    let err = |source| CacheError::Io { path: path.to_path_buf(), source };
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
 /// The full cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FeatureKey {
@@ -308,6 +325,15 @@ mod tests {
         // Content identity ignores where the file is.
         std::fs::copy(dir.path().join("a.png"), dir.path().join("c.png")).unwrap();
         assert_eq!(ImageId::of_file(&dir.path().join("a.png"), true).unwrap(), ImageId::of_file(&dir.path().join("c.png"), true).unwrap());
+    }
+
+    #[test]
+    fn file_hash_is_the_sha256_of_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.bin");
+        std::fs::write(&p, b"abc").unwrap();
+        // SHA-256("abc"), FIPS 180-2 test vector.
+        assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

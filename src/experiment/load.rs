@@ -122,36 +122,47 @@ fn yaml_error(path: &Path, text: &str, err: &serde_saphyr::Error) -> ExperimentE
 pub fn key_path_at(text: &str, line: usize) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     let idx = line.checked_sub(1)?;
-    let key_of = |l: &str| -> Option<(usize, String)> {
+    // (indent of the key, indent of its list dash if the line starts a list item, key)
+    let key_of = |l: &str| -> Option<(usize, Option<usize>, String)> {
         let trimmed = l.trim_start();
         if trimmed.starts_with('#') || trimmed.is_empty() {
             return None;
         }
         let indent = l.len() - trimmed.len();
-        let body = trimmed.trim_start_matches("- ");
+        let (body, key_indent, dash) = match trimmed.strip_prefix("- ") {
+            Some(rest) => (rest.trim_start(), indent + 2 + (rest.len() - rest.trim_start().len()), Some(indent)),
+            None => (trimmed, indent, None),
+        };
         let colon = body.find(':')?;
         let key = body[..colon].trim().trim_matches(['"', '\'']);
-        if key.is_empty() || key.contains(' ') && !key.contains('.') && key.split_whitespace().count() > 1 {
+        if key.is_empty() || key.contains(char::is_whitespace) || key.starts_with(['[', '{']) {
             return None;
         }
-        Some((indent, key.to_string()))
+        Some((key_indent, dash, key.to_string()))
     };
     // The entry itself: the error line, or the nearest key line above (for items of a list).
     let mut i = idx.min(lines.len().saturating_sub(1));
-    let (mut indent, first) = loop {
+    let (mut indent, dash, first) = loop {
         if let Some(k) = lines.get(i).and_then(|l| key_of(l)) {
             break k;
         }
         i = i.checked_sub(1)?;
     };
+    // Inside a list item, the item's own keys are siblings; the parent is above the dash.
+    if let Some(d) = dash {
+        indent = d;
+    }
     let mut path = vec![first];
     while indent > 0 && i > 0 {
         i -= 1;
-        if let Some((ind, k)) = key_of(lines[i]) {
-            if ind < indent {
+        let Some((ind, dash, k)) = key_of(lines[i]) else { continue };
+        match dash {
+            Some(d) if ind == indent => indent = d,
+            _ if ind < indent => {
                 path.push(k);
-                indent = ind;
+                indent = dash.unwrap_or(ind);
             }
+            _ => {}
         }
     }
     path.reverse();
