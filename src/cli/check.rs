@@ -30,15 +30,24 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = args.results.join(args.profile.name());
     let tables = check::read_tables(&dir)?;
-    let baseline_path = args.baseline.unwrap_or_else(|| args.results.join("smoke").join("baseline.json"));
+    let baseline_path = args
+        .baseline
+        .unwrap_or_else(|| args.results.join("smoke").join("baseline.json"));
     let report = match args.profile {
         Profile::Full => {
-            anyhow::ensure!(!args.bless, "--bless writes the smoke baseline; the full profile is checked against results/published.toml");
+            anyhow::ensure!(
+                !args.bless,
+                "--bless writes the smoke baseline; the full profile is checked against results/published.toml"
+            );
             let published = Published::read(&args.published)?;
             // Our table JSON carries the published value of each cell; reading the file here
             // makes a missing published.toml an error rather than a silent pass.
             let _ = published;
-            println!("check {}: against published numbers, tolerance {:?}", dir.display(), check::Tolerances::PUBLISHED);
+            println!(
+                "check {}: against published numbers, tolerance {:?}",
+                dir.display(),
+                check::Tolerances::PUBLISHED
+            );
             check::check_published(&tables, check::Tolerances::PUBLISHED)
         }
         Profile::Smoke => {
@@ -46,17 +55,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let b = check::bless(&tables, "smoke", check::Tolerances::SMOKE);
                 let json = serde_json::to_vec_pretty(&b)?;
                 ava_dino::io::write_atomic(&baseline_path, &json)?;
-                println!("blessed {} cells into {}", b.values.len(), baseline_path.display());
+                println!(
+                    "blessed {} cells into {}",
+                    b.values.len(),
+                    baseline_path.display()
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             let text = std::fs::read_to_string(&baseline_path).map_err(|e| {
                 anyhow::anyhow!("{}: {e}; create it from a trusted run with `cargo xtask check --profile smoke --bless`", baseline_path.display())
             })?;
-            let baseline: check::Baseline = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", baseline_path.display()))?;
-            println!("check {}: against {}, tolerance {:?}", dir.display(), baseline_path.display(), baseline.tolerance);
+            let baseline: check::Baseline = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", baseline_path.display()))?;
+            println!(
+                "check {}: against {}, tolerance {:?}",
+                dir.display(),
+                baseline_path.display(),
+                baseline.tolerance
+            );
             check::check_baseline(&tables, &baseline)
         }
     };
     print!("{}", report.render());
-    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(OUT_OF_TOLERANCE) })
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(OUT_OF_TOLERANCE)
+    })
 }

@@ -30,33 +30,62 @@ fn parse_selection(s: &str) -> Result<EpochSelection, String> {
     match s {
         "reference_best" => Ok(EpochSelection::ReferenceBest),
         "final" => Ok(EpochSelection::Final),
-        _ => Err(format!("unknown selection `{s}`; use reference_best or final")),
+        _ => Err(format!(
+            "unknown selection `{s}`; use reference_best or final"
+        )),
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut runs = Vec::new();
     for root in &args.runs {
-        let (found, unfinished) = report::collect_runs(root).with_context(|| format!("collecting {}", root.display()))?;
+        let (found, unfinished) =
+            report::collect_runs(root).with_context(|| format!("collecting {}", root.display()))?;
         for u in unfinished {
-            eprintln!("warning: {} is not finished (no DONE); left out", u.display());
+            eprintln!(
+                "warning: {} is not finished (no DONE); left out",
+                u.display()
+            );
         }
         runs.extend(found);
     }
-    anyhow::ensure!(!runs.is_empty(), "no finished runs under {:?}; run `ava-dino sweep <experiment.yaml> --all` first", args.runs);
-    let profiles: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.metrics.provenance.profile.as_str()).collect();
-    let profile = profiles.iter().next().copied().unwrap_or("unknown").to_string();
+    anyhow::ensure!(
+        !runs.is_empty(),
+        "no finished runs under {:?}; run `ava-dino sweep <experiment.yaml> --all` first",
+        args.runs
+    );
+    let profiles: std::collections::BTreeSet<&str> = runs
+        .iter()
+        .map(|r| r.metrics.provenance.profile.as_str())
+        .collect();
+    let profile = profiles
+        .iter()
+        .next()
+        .copied()
+        .unwrap_or("unknown")
+        .to_string();
     if profiles.len() > 1 {
         eprintln!("warning: runs of several profiles ({profiles:?}) are mixed in one report");
     }
-    let out = args.out.unwrap_or_else(|| PathBuf::from("results").join(&profile));
-    let tables = if args.tables.is_empty() { default_tables(&runs) } else { args.tables };
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("results").join(&profile));
+    let tables = if args.tables.is_empty() {
+        default_tables(&runs)
+    } else {
+        args.tables
+    };
     let published = Published::read(&args.published)?;
     let summary = report::write_report(&runs, &published, &tables, args.selection, &profile, &out)?;
     for w in &summary.warnings {
         eprintln!("warning: {w}");
     }
-    eprintln!("collect: {} runs -> {} files under {}", runs.len(), summary.files.len(), out.display());
+    eprintln!(
+        "collect: {} runs -> {} files under {}",
+        runs.len(),
+        summary.files.len(),
+        out.display()
+    );
     for t in &tables {
         println!("{}", out.join(format!("{}.md", t.name())).display());
     }
@@ -68,7 +97,10 @@ fn default_tables(runs: &[report::CollectedRun]) -> Vec<TableKind> {
     use ava_dino::experiment::Variant;
     let has = |v: Variant| runs.iter().any(|r| r.job().variant == v);
     let mut t = vec![TableKind::Table1];
-    if has(Variant::SingleAdapter) || has(Variant::LearnableRouting) || has(Variant::TextRoutingNoLroute) {
+    if has(Variant::SingleAdapter)
+        || has(Variant::LearnableRouting)
+        || has(Variant::TextRoutingNoLroute)
+    {
         t.push(TableKind::Table2);
     }
     if has(Variant::LastLayer) {

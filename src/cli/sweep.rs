@@ -51,11 +51,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let exp = &loaded.experiment;
     let jobs = experiment::jobs(exp);
     if args.print_config {
-        print!("{}", serde_saphyr::to_string(exp).context("serializing the configuration")?);
+        print!(
+            "{}",
+            serde_saphyr::to_string(exp).context("serializing the configuration")?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if args.list {
-        println!("# {} jobs of experiment {} (profile {}), run directories under {}", jobs.len(), exp.name, exp.profile, experiment::experiment_dir(&args.runs, exp).display());
+        println!(
+            "# {} jobs of experiment {} (profile {}), run directories under {}",
+            jobs.len(),
+            exp.name,
+            exp.profile,
+            experiment::experiment_dir(&args.runs, exp).display()
+        );
         for (i, job) in jobs.iter().enumerate() {
             let rd = RunDir::new(experiment::run_dir(&args.runs, exp, job));
             let status = if rd.is_done() {
@@ -76,7 +85,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut extra: Vec<String> = Vec::new();
         extra.extend(args.profile.map(|p| format!("--profile={p}")));
         extra.extend(args.overrides.iter().map(|o| format!("--set={o}")));
-        print!("{}", experiment::sweep::slurm_script(&args.experiment, exp, jobs.len(), &extra, &args.runs));
+        print!(
+            "{}",
+            experiment::sweep::slurm_script(&args.experiment, exp, jobs.len(), &extra, &args.runs)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let repo_root = std::env::current_dir().context("reading the current directory")?;
@@ -89,9 +101,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else if args.check_assets {
         (0..jobs.len()).collect()
     } else {
-        anyhow::bail!("choose what to do: --list, --task-index I (or set SLURM_ARRAY_TASK_ID), --all, --emit slurm or --check-assets");
+        anyhow::bail!(
+            "choose what to do: --list, --task-index I (or set SLURM_ARRAY_TASK_ID), --all, --emit slurm or --check-assets"
+        );
     };
-    let chosen: Vec<_> = selected.iter().map(|&i| experiment::job_at(&jobs, i).cloned()).collect::<Result<_, _>>()?;
+    let chosen: Vec<_> = selected
+        .iter()
+        .map(|&i| experiment::job_at(&jobs, i).cloned())
+        .collect::<Result<_, _>>()?;
     let missing = experiment::missing_assets(exp, &chosen, &repo_root);
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|m| format!("  - {m}")).collect();
@@ -102,16 +119,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     if args.check_assets {
-        eprintln!("assets: everything the {} jobs need is present", chosen.len());
+        eprintln!(
+            "assets: everything the {} jobs need is present",
+            chosen.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    let opts = RunOptions { force: args.force, quiet: args.quiet, repo_root };
+    let opts = RunOptions {
+        force: args.force,
+        quiet: args.quiet,
+        repo_root,
+    };
     for (i, job) in selected.iter().zip(&chosen) {
         let started = std::time::Instant::now();
         let outcome = experiment::run_one(job, &loaded, &args.runs, &opts)?;
         match outcome {
             JobOutcome::Skipped => eprintln!("job {i} {job}: already done, skipped"),
-            JobOutcome::Finished => eprintln!("job {i} {job}: done in {:.1}s", started.elapsed().as_secs_f64()),
+            JobOutcome::Finished => eprintln!(
+                "job {i} {job}: done in {:.1}s",
+                started.elapsed().as_secs_f64()
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)

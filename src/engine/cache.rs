@@ -23,7 +23,11 @@ pub type Features = BTreeMap<String, HostTensor>;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ImageId {
     /// Path, size and modification time: cheap, and a changed file gets a new key.
-    File { path: PathBuf, size: u64, mtime_ns: u128 },
+    File {
+        path: PathBuf,
+        size: u64,
+        mtime_ns: u128,
+    },
     /// SHA-256 of the file's bytes: survives moves and copies.
     Content(String),
 }
@@ -31,7 +35,10 @@ pub enum ImageId {
 impl ImageId {
     /// Identifies `path` by its metadata (`by_content = false`) or its bytes.
     pub fn of_file(path: &Path, by_content: bool) -> Result<ImageId, CacheError> {
-        let err = |source| CacheError::Io { path: path.to_path_buf(), source };
+        let err = |source| CacheError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if by_content {
             let bytes = std::fs::read(path).map_err(err)?;
             return Ok(ImageId::Content(hex::encode(Sha256::digest(&bytes))));
@@ -44,14 +51,21 @@ impl ImageId {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        Ok(ImageId::File { path, size: meta.len(), mtime_ns })
+        Ok(ImageId::File {
+            path,
+            size: meta.len(),
+            mtime_ns,
+        })
     }
 }
 
 /// SHA-256 (hex) of a file, streamed: the weights hash of the cache key and of the provenance.
 pub fn sha256_file(path: &Path) -> Result<String, CacheError> {
     use std::io::Read;
-    let err = |source| CacheError::Io { path: path.to_path_buf(), source };
+    let err = |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut f = std::fs::File::open(path).map_err(err)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -81,11 +95,20 @@ impl FeatureKey {
     /// The canonical text of the key (stored in each shard's metadata).
     pub fn canonical(&self) -> String {
         let image = match &self.image {
-            ImageId::File { path, size, mtime_ns } => format!("file:{}:{size}:{mtime_ns}", path.display()),
+            ImageId::File {
+                path,
+                size,
+                mtime_ns,
+            } => format!("file:{}:{size}:{mtime_ns}", path.display()),
             ImageId::Content(h) => format!("sha256:{h}"),
         };
         let taps: Vec<String> = self.taps.iter().map(|t| t.to_string()).collect();
-        format!("v1|weights={}|image={image}|pre={}|taps={}", self.weights, self.preprocessing, taps.join(","))
+        format!(
+            "v1|weights={}|image={image}|pre={}|taps={}",
+            self.weights,
+            self.preprocessing,
+            taps.join(",")
+        )
     }
 
     /// SHA-256 hex of the canonical text.
@@ -97,7 +120,10 @@ impl FeatureKey {
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("feature cache {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("feature cache shard {path} is unreadable ({message}); delete it and it is recomputed")]
     Corrupt { path: PathBuf, message: String },
     #[error("feature cache: tensor `{name}` is not f32; features are stored as f32 on the host")]
@@ -136,12 +162,20 @@ impl FeatureCache {
     /// `dir`: shard directory (`None`: memory only). `memory_budget`: bytes kept in memory
     /// (`None`: no memory layer; `Some(usize::MAX)`: unbounded).
     pub fn new(dir: Option<PathBuf>, memory_budget: Option<usize>) -> Self {
-        FeatureCache { dir, memory_budget, memory: Mutex::default(), stats: Mutex::default() }
+        FeatureCache {
+            dir,
+            memory_budget,
+            memory: Mutex::default(),
+            stats: Mutex::default(),
+        }
     }
 
     /// From the experiment's `cache` section, with a memory budget in bytes.
     pub fn from_config(cfg: &crate::experiment::schema::CacheConfig, memory_budget: usize) -> Self {
-        FeatureCache::new(cfg.disk.then(|| cfg.dir.clone()), cfg.in_memory.then_some(memory_budget))
+        FeatureCache::new(
+            cfg.disk.then(|| cfg.dir.clone()),
+            cfg.in_memory.then_some(memory_budget),
+        )
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -151,13 +185,22 @@ impl FeatureCache {
     /// The shard file of `key` (when the disk layer is on).
     pub fn shard_path(&self, key: &FeatureKey) -> Option<PathBuf> {
         let digest = key.digest();
-        self.dir.as_ref().map(|d| d.join(&digest[..2]).join(format!("{digest}.safetensors")))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(&digest[..2]).join(format!("{digest}.safetensors")))
     }
 
     /// Looks `key` up in memory, then on disk (promoting a disk hit to memory).
     pub fn get(&self, key: &FeatureKey) -> Result<Option<Arc<Features>>, CacheError> {
         let digest = key.digest();
-        if let Some(f) = self.memory.lock().expect("cache lock").map.get(&digest).cloned() {
+        if let Some(f) = self
+            .memory
+            .lock()
+            .expect("cache lock")
+            .map
+            .get(&digest)
+            .cloned()
+        {
             self.stats.lock().expect("cache stats lock").memory_hits += 1;
             return Ok(Some(f));
         }
@@ -193,7 +236,9 @@ impl FeatureCache {
 
     fn remember(&self, digest: String, features: Features) -> Arc<Features> {
         let features = Arc::new(features);
-        let Some(budget) = self.memory_budget else { return features };
+        let Some(budget) = self.memory_budget else {
+            return features;
+        };
         let size = features_bytes(&features);
         if size > budget {
             return features;
@@ -201,7 +246,9 @@ impl FeatureCache {
         let mut mem = self.memory.lock().expect("cache lock");
         let mut evicted = 0;
         while mem.bytes + size > budget {
-            let Some(old) = mem.order.pop_front() else { break };
+            let Some(old) = mem.order.pop_front() else {
+                break;
+            };
             if let Some(f) = mem.map.remove(&old) {
                 mem.bytes -= features_bytes(&f);
                 evicted += 1;
@@ -222,39 +269,78 @@ impl FeatureCache {
 const KEY_META: &str = "ava_dino_feature_key";
 
 /// Writes an f16 shard atomically.
-pub fn write_shard(path: &Path, canonical_key: &str, features: &Features) -> Result<(), CacheError> {
+pub fn write_shard(
+    path: &Path,
+    canonical_key: &str,
+    features: &Features,
+) -> Result<(), CacheError> {
     let mut raw: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(features.len());
     for (name, t) in features {
-        let HostData::F32(v) = &t.data else { return Err(CacheError::NotF32 { name: name.clone() }) };
-        let bytes: Vec<u8> = v.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()).collect();
+        let HostData::F32(v) = &t.data else {
+            return Err(CacheError::NotF32 { name: name.clone() });
+        };
+        let bytes: Vec<u8> = v
+            .iter()
+            .flat_map(|x| f16::from_f32(*x).to_le_bytes())
+            .collect();
         raw.push((name.clone(), t.shape.clone(), bytes));
     }
     let views: Vec<(String, TensorView)> = raw
         .iter()
-        .map(|(n, shape, bytes)| (n.clone(), TensorView::new(Dtype::F16, shape.clone(), bytes).expect("shape matches the data")))
+        .map(|(n, shape, bytes)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F16, shape.clone(), bytes).expect("shape matches the data"),
+            )
+        })
         .collect();
     let meta = HashMap::from([(KEY_META.to_string(), canonical_key.to_string())]);
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| CacheError::Corrupt { path: path.to_path_buf(), message: e.to_string() })?;
-    crate::io::write_atomic(path, &bytes).map_err(|source| CacheError::Io { path: path.to_path_buf(), source })
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| CacheError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    crate::io::write_atomic(path, &bytes).map_err(|source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads an f16 shard back to f32, checking that it belongs to `canonical_key`.
 pub fn read_shard(path: &Path, canonical_key: &str) -> Result<Features, CacheError> {
-    let corrupt = |message: String| CacheError::Corrupt { path: path.to_path_buf(), message };
-    let bytes = std::fs::read(path).map_err(|source| CacheError::Io { path: path.to_path_buf(), source })?;
+    let corrupt = |message: String| CacheError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let stored = meta.metadata().as_ref().and_then(|m| m.get(KEY_META)).cloned().unwrap_or_default();
+    let stored = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(KEY_META))
+        .cloned()
+        .unwrap_or_default();
     if stored != canonical_key {
-        return Err(corrupt(format!("it holds key `{stored}`, expected `{canonical_key}` (hash collision or a foreign file)")));
+        return Err(corrupt(format!(
+            "it holds key `{stored}`, expected `{canonical_key}` (hash collision or a foreign file)"
+        )));
     }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut out = Features::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F16 {
-            return Err(corrupt(format!("tensor `{name}` is {:?}, expected F16", view.dtype())));
+            return Err(corrupt(format!(
+                "tensor `{name}` is {:?}, expected F16",
+                view.dtype()
+            )));
         }
-        let values: Vec<f32> = view.data().chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect();
         out.insert(name, HostTensor::f32(view.shape().to_vec(), values));
     }
     Ok(out)
@@ -266,15 +352,26 @@ mod tests {
 
     fn feats(seed: f32) -> Features {
         let mut f = Features::new();
-        f.insert("cls.5".into(), HostTensor::f32(vec![4], vec![seed, -1.5, 0.25, 3.0]));
-        f.insert("patches.5".into(), HostTensor::f32(vec![2, 3], (0..6).map(|i| seed * i as f32 / 7.0).collect()));
+        f.insert(
+            "cls.5".into(),
+            HostTensor::f32(vec![4], vec![seed, -1.5, 0.25, 3.0]),
+        );
+        f.insert(
+            "patches.5".into(),
+            HostTensor::f32(vec![2, 3], (0..6).map(|i| seed * i as f32 / 7.0).collect()),
+        );
         f
     }
 
     fn key(dir: &Path, name: &str) -> FeatureKey {
         let img = dir.join(name);
         std::fs::write(&img, name.as_bytes()).unwrap();
-        FeatureKey { weights: "w1".into(), image: ImageId::of_file(&img, false).unwrap(), preprocessing: "r64".into(), taps: vec![5] }
+        FeatureKey {
+            weights: "w1".into(),
+            image: ImageId::of_file(&img, false).unwrap(),
+            preprocessing: "r64".into(),
+            taps: vec![5],
+        }
     }
 
     #[test]
@@ -283,11 +380,29 @@ mod tests {
         let k = key(dir.path(), "a.png");
         let cache = FeatureCache::new(Some(dir.path().join("cache")), Some(usize::MAX));
         let mut computed = 0;
-        let f1 = cache.get_or_compute::<CacheError>(&k, || { computed += 1; Ok(feats(1.1)) }).unwrap();
-        let f2 = cache.get_or_compute::<CacheError>(&k, || { computed += 1; Ok(feats(9.0)) }).unwrap();
+        let f1 = cache
+            .get_or_compute::<CacheError>(&k, || {
+                computed += 1;
+                Ok(feats(1.1))
+            })
+            .unwrap();
+        let f2 = cache
+            .get_or_compute::<CacheError>(&k, || {
+                computed += 1;
+                Ok(feats(9.0))
+            })
+            .unwrap();
         assert_eq!(computed, 1);
         assert!(Arc::ptr_eq(&f1, &f2), "second lookup must hit memory");
-        assert_eq!(cache.stats(), CacheStats { memory_hits: 1, disk_hits: 0, misses: 1, evictions: 0 });
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                memory_hits: 1,
+                disk_hits: 0,
+                misses: 1,
+                evictions: 0
+            }
+        );
 
         // A new process: memory is empty, the shard on disk answers, values within f16 rounding.
         let fresh = FeatureCache::new(Some(dir.path().join("cache")), Some(usize::MAX));
@@ -302,7 +417,10 @@ mod tests {
         }
         // No temporary files were left next to the shard.
         let shard = fresh.shard_path(&k).unwrap();
-        assert_eq!(std::fs::read_dir(shard.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(shard.parent().unwrap()).unwrap().count(),
+            1
+        );
     }
 
     #[test]
@@ -310,9 +428,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let k = key(dir.path(), "a.png");
         let variants = [
-            FeatureKey { weights: "w2".into(), ..k.clone() },
-            FeatureKey { preprocessing: "r512".into(), ..k.clone() },
-            FeatureKey { taps: vec![23], ..k.clone() },
+            FeatureKey {
+                weights: "w2".into(),
+                ..k.clone()
+            },
+            FeatureKey {
+                preprocessing: "r512".into(),
+                ..k.clone()
+            },
+            FeatureKey {
+                taps: vec![23],
+                ..k.clone()
+            },
             key(dir.path(), "b.png"),
         ];
         for v in &variants {
@@ -320,11 +447,17 @@ mod tests {
         }
         // Rewriting the image changes its size/mtime identity.
         std::fs::write(dir.path().join("a.png"), b"different content").unwrap();
-        let k2 = FeatureKey { image: ImageId::of_file(&dir.path().join("a.png"), false).unwrap(), ..k.clone() };
+        let k2 = FeatureKey {
+            image: ImageId::of_file(&dir.path().join("a.png"), false).unwrap(),
+            ..k.clone()
+        };
         assert_ne!(k2.digest(), k.digest());
         // Content identity ignores where the file is.
         std::fs::copy(dir.path().join("a.png"), dir.path().join("c.png")).unwrap();
-        assert_eq!(ImageId::of_file(&dir.path().join("a.png"), true).unwrap(), ImageId::of_file(&dir.path().join("c.png"), true).unwrap());
+        assert_eq!(
+            ImageId::of_file(&dir.path().join("a.png"), true).unwrap(),
+            ImageId::of_file(&dir.path().join("c.png"), true).unwrap()
+        );
     }
 
     #[test]
@@ -333,7 +466,10 @@ mod tests {
         let p = dir.path().join("w.bin");
         std::fs::write(&p, b"abc").unwrap();
         // SHA-256("abc"), FIPS 180-2 test vector.
-        assert_eq!(sha256_file(&p).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

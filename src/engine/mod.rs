@@ -4,6 +4,7 @@
 //! [`run_job`] is the one entry point the sweep runner calls.
 
 pub mod cache;
+pub mod progress;
 
 use std::path::Path;
 
@@ -23,7 +24,9 @@ pub struct RunOptions {
 /// Errors of the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("the training/evaluation engine is not wired yet (issue 7): `run_job` has no body in this build")]
+    #[error(
+        "the training/evaluation engine is not wired yet (issue 7): `run_job` has no body in this build"
+    )]
     NotWired,
     #[error(transparent)]
     RunDir(#[from] crate::experiment::RunDirError),
@@ -35,7 +38,12 @@ pub enum EngineError {
 /// resuming from `RunDir::latest_complete_checkpoint` when an earlier attempt was interrupted.
 /// Per-image routing weights go to `routing.csv` through `RunDir::write_routing`; the runner
 /// writes the returned metrics (`metrics.json`, `per_category.csv`) and then `DONE`.
-pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -> Result<RunMetrics, EngineError> {
+pub fn run_job(
+    job: &Job,
+    exp: &Experiment,
+    run_dir: &Path,
+    opts: &RunOptions,
+) -> Result<RunMetrics, EngineError> {
     let _ = (job, exp, run_dir, opts);
     Err(EngineError::NotWired)
 }

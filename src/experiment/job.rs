@@ -22,7 +22,13 @@ pub struct Job {
 impl Job {
     /// `<variant>__<train>__<target>__s<seed>`: the run directory's name.
     pub fn dir_name(&self) -> String {
-        format!("{}__{}__{}__s{}", self.variant.name(), self.train, self.target, self.seed)
+        format!(
+            "{}__{}__{}__s{}",
+            self.variant.name(),
+            self.train,
+            self.target,
+            self.seed
+        )
     }
 
     /// `<variant>__<train>__s<seed>`: jobs with the same key train the same adapters and differ
@@ -34,7 +40,9 @@ impl Job {
     /// Parses a run directory's name back into a job.
     pub fn from_dir_name(name: &str) -> Option<Job> {
         let parts: Vec<&str> = name.split("__").collect();
-        let [variant, train, target, seed] = parts.as_slice() else { return None };
+        let [variant, train, target, seed] = parts.as_slice() else {
+            return None;
+        };
         Some(Job {
             variant: variant.parse().ok()?,
             train: train.to_string(),
@@ -58,7 +66,12 @@ pub fn jobs(exp: &Experiment) -> Vec<Job> {
         for run in &exp.sweep.runs {
             for target in &run.targets {
                 for &seed in &exp.sweep.seeds {
-                    let job = Job { variant, train: run.train.clone(), target: target.clone(), seed };
+                    let job = Job {
+                        variant,
+                        train: run.train.clone(),
+                        target: target.clone(),
+                        seed,
+                    };
                     if !out.contains(&job) {
                         out.push(job);
                     }
@@ -82,9 +95,15 @@ pub fn run_dir(runs_root: &Path, exp: &Experiment, job: &Job) -> PathBuf {
 /// The task index of this process: `--task-index`, else `SLURM_ARRAY_TASK_ID`, else
 /// `JOB_COMPLETION_INDEX` (Kubernetes indexed jobs).
 pub fn task_index_from_env() -> Option<Result<usize, String>> {
-    ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"].iter().find_map(|var| {
-        std::env::var(var).ok().map(|v| v.trim().parse::<usize>().map_err(|_| format!("{var}={v} is not a task index")))
-    })
+    ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"]
+        .iter()
+        .find_map(|var| {
+            std::env::var(var).ok().map(|v| {
+                v.trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("{var}={v} is not a task index"))
+            })
+        })
 }
 
 #[cfg(test)]
@@ -96,7 +115,10 @@ mod tests {
     fn job_order_and_names_round_trip() {
         let mut e = Experiment::default();
         e.sweep.variants = vec![Variant::SingleAdapter, Variant::Full];
-        e.sweep.runs = vec![RunSpec { train: "visa".into(), targets: vec!["mvtec".into(), "btad".into()] }];
+        e.sweep.runs = vec![RunSpec {
+            train: "visa".into(),
+            targets: vec!["mvtec".into(), "btad".into()],
+        }];
         e.sweep.seeds = vec![0, 1];
         let js = jobs(&e);
         assert_eq!(js.len(), 2 * 2 * 2);

@@ -15,18 +15,33 @@ use super::schema::{Experiment, Profile};
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
     #[error("cannot read experiment file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}:{column}: key `{key}`: {message}")]
-    Yaml { path: PathBuf, line: u64, column: u64, key: String, message: String },
+    Yaml {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        key: String,
+        message: String,
+    },
     #[error("{path}: {message}")]
     YamlNoLocation { path: PathBuf, message: String },
     #[error("override `{text}`: expected `key.sub=value` (e.g. train.epochs=2)")]
     OverrideSyntax { text: String },
     #[error("override `{text}`: unknown key `{key}`; known keys here: {known}")]
-    OverrideUnknownKey { text: String, key: String, known: String },
+    OverrideUnknownKey {
+        text: String,
+        key: String,
+        known: String,
+    },
     #[error("override `{text}`: {message}")]
     OverrideType { text: String, message: String },
-    #[error("profile file {path} not found; profiles live in <experiment dir>/profiles/<profile>.yaml")]
+    #[error(
+        "profile file {path} not found; profiles live in <experiment dir>/profiles/<profile>.yaml"
+    )]
     MissingProfile { path: PathBuf },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
@@ -51,16 +66,26 @@ pub fn load_experiment(
     profile: Option<Profile>,
     overrides: &[String],
 ) -> Result<LoadedExperiment, ExperimentError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let (file_typed, file_tree) = parse_layer(path, &text)?;
     let mut tree = serde_json::to_value(Experiment::default()).expect("the schema serializes");
     merge(&mut tree, file_tree);
 
     let profile = profile.unwrap_or(file_typed.profile);
-    let profile_path = path.parent().unwrap_or(Path::new(".")).join("profiles").join(format!("{profile}.yaml"));
+    let profile_path = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("profiles")
+        .join(format!("{profile}.yaml"));
     let profile_path = if profile_path.exists() {
-        let ptext = std::fs::read_to_string(&profile_path)
-            .map_err(|source| ExperimentError::Read { path: profile_path.clone(), source })?;
+        let ptext =
+            std::fs::read_to_string(&profile_path).map_err(|source| ExperimentError::Read {
+                path: profile_path.clone(),
+                source,
+            })?;
         let (_, ptree) = parse_layer(&profile_path, &ptext)?;
         merge(&mut tree, ptree);
         Some(profile_path)
@@ -75,10 +100,18 @@ pub fn load_experiment(
     for text in overrides {
         apply_override(&mut tree, text)?;
     }
-    let experiment: Experiment = serde_json::from_value(tree)
-        .map_err(|e| ExperimentError::Invalid { origin: path.display().to_string(), message: e.to_string() })?;
+    let experiment: Experiment =
+        serde_json::from_value(tree).map_err(|e| ExperimentError::Invalid {
+            origin: path.display().to_string(),
+            message: e.to_string(),
+        })?;
     validate(&experiment, &path.display().to_string())?;
-    Ok(LoadedExperiment { experiment, path: path.to_path_buf(), profile_path, overrides: overrides.to_vec() })
+    Ok(LoadedExperiment {
+        experiment,
+        path: path.to_path_buf(),
+        profile_path,
+        overrides: overrides.to_vec(),
+    })
 }
 
 /// Parses one YAML layer: typed (for errors) and as a plain tree (for merging).
@@ -91,15 +124,29 @@ fn parse_layer(path: &Path, text: &str) -> Result<(Experiment, Value), Experimen
         serde_saphyr::from_str(text).map_err(|e| yaml_error(path, text, &e))?
     };
     if !tree.is_object() && !tree.is_null() {
-        return Err(ExperimentError::YamlNoLocation { path: path.to_path_buf(), message: "the top level must be a mapping of keys".into() });
+        return Err(ExperimentError::YamlNoLocation {
+            path: path.to_path_buf(),
+            message: "the top level must be a mapping of keys".into(),
+        });
     }
-    Ok((typed, if tree.is_null() { Value::Object(Default::default()) } else { tree }))
+    Ok((
+        typed,
+        if tree.is_null() {
+            Value::Object(Default::default())
+        } else {
+            tree
+        },
+    ))
 }
 
 fn yaml_error(path: &Path, text: &str, err: &serde_saphyr::Error) -> ExperimentError {
     // The crate's Display renders a multi-line snippet; keep its first line's message only.
     let full = err.to_string();
-    let first = full.lines().next().unwrap_or("").trim_start_matches("error: ");
+    let first = full
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ");
     let message = match first.find(": ") {
         Some(i) if first.starts_with("line ") => first[i + 2..].to_string(),
         _ => first.to_string(),
@@ -112,7 +159,10 @@ fn yaml_error(path: &Path, text: &str, err: &serde_saphyr::Error) -> ExperimentE
             key: key_path_at(text, loc.line() as usize).unwrap_or_else(|| "<top level>".into()),
             message,
         },
-        None => ExperimentError::YamlNoLocation { path: path.to_path_buf(), message },
+        None => ExperimentError::YamlNoLocation {
+            path: path.to_path_buf(),
+            message,
+        },
     }
 }
 
@@ -130,7 +180,11 @@ pub fn key_path_at(text: &str, line: usize) -> Option<String> {
         }
         let indent = l.len() - trimmed.len();
         let (body, key_indent, dash) = match trimmed.strip_prefix("- ") {
-            Some(rest) => (rest.trim_start(), indent + 2 + (rest.len() - rest.trim_start().len()), Some(indent)),
+            Some(rest) => (
+                rest.trim_start(),
+                indent + 2 + (rest.len() - rest.trim_start().len()),
+                Some(indent),
+            ),
             None => (trimmed, indent, None),
         };
         let colon = body.find(':')?;
@@ -155,7 +209,9 @@ pub fn key_path_at(text: &str, line: usize) -> Option<String> {
     let mut path = vec![first];
     while indent > 0 && i > 0 {
         i -= 1;
-        let Some((ind, dash, k)) = key_of(lines[i]) else { continue };
+        let Some((ind, dash, k)) = key_of(lines[i]) else {
+            continue;
+        };
         match dash {
             Some(d) if ind == indent => indent = d,
             _ if ind < indent => {
@@ -189,7 +245,9 @@ pub fn merge(base: &mut Value, top: Value) {
 /// Applies one `key.sub=value` override; the value is parsed as YAML (`2`, `1e-4`, `[5,11]`,
 /// `embedded`), the key must exist in the schema.
 pub fn apply_override(tree: &mut Value, text: &str) -> Result<(), ExperimentError> {
-    let (key, raw) = text.split_once('=').ok_or_else(|| ExperimentError::OverrideSyntax { text: text.into() })?;
+    let (key, raw) = text
+        .split_once('=')
+        .ok_or_else(|| ExperimentError::OverrideSyntax { text: text.into() })?;
     let key = key.trim();
     if key.is_empty() {
         return Err(ExperimentError::OverrideSyntax { text: text.into() });
@@ -207,43 +265,80 @@ pub fn apply_override(tree: &mut Value, text: &str) -> Result<(), ExperimentErro
         let obj = match slot {
             Value::Object(o) => o,
             _ => {
-                return Err(ExperimentError::OverrideUnknownKey { text: text.into(), key: key.into(), known: "(not a section)".into() });
+                return Err(ExperimentError::OverrideUnknownKey {
+                    text: text.into(),
+                    key: key.into(),
+                    known: "(not a section)".into(),
+                });
             }
         };
         if !obj.contains_key(part) {
             let known: Vec<_> = obj.keys().cloned().collect();
-            return Err(ExperimentError::OverrideUnknownKey { text: text.into(), key: key.into(), known: known.join(", ") });
+            return Err(ExperimentError::OverrideUnknownKey {
+                text: text.into(),
+                key: key.into(),
+                known: known.join(", "),
+            });
         }
         slot = obj.get_mut(part).expect("checked above");
     }
     // Numbers given to string fields (e.g. a path `2024`) stay strings.
     let value = match (&*slot, value) {
-        (Value::String(_), Value::Number(_) | Value::Bool(_)) => Value::String(raw.trim().to_string()),
+        (Value::String(_), Value::Number(_) | Value::Bool(_)) => {
+            Value::String(raw.trim().to_string())
+        }
         (_, v) => v,
     };
     *slot = value;
     // Type-check now so the error names this override, not the merged tree.
     if let Err(e) = serde_json::from_value::<Experiment>(tree.clone()) {
-        return Err(ExperimentError::OverrideType { text: text.into(), message: e.to_string() });
+        return Err(ExperimentError::OverrideType {
+            text: text.into(),
+            message: e.to_string(),
+        });
     }
     Ok(())
 }
 
 /// Checks that go beyond types.
 pub fn validate(e: &Experiment, origin: &str) -> Result<(), ExperimentError> {
-    let bad = |message: String| Err(ExperimentError::Invalid { origin: origin.into(), message });
-    if e.name.is_empty() || !e.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return bad(format!("name `{}` must be non-empty ASCII letters, digits, `_` or `-` (it names a directory)", e.name));
+    let bad = |message: String| {
+        Err(ExperimentError::Invalid {
+            origin: origin.into(),
+            message,
+        })
+    };
+    if e.name.is_empty()
+        || !e
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return bad(format!(
+            "name `{}` must be non-empty ASCII letters, digits, `_` or `-` (it names a directory)",
+            e.name
+        ));
     }
     if e.data.image_size == 0 || e.data.image_size % 16 != 0 {
-        return bad(format!("data.image_size {} must be a positive multiple of the patch size 16", e.data.image_size));
+        return bad(format!(
+            "data.image_size {} must be a positive multiple of the patch size 16",
+            e.data.image_size
+        ));
     }
     if e.backbone.taps.is_empty() {
         return bad("backbone.taps is empty; the reference uses [5, 11, 17, 23]".into());
     }
     if e.backbone.weights.is_embedded() {
-        if let Some(&t) = e.backbone.taps.iter().find(|&&t| t >= e.backbone.embedded.depth) {
-            return bad(format!("backbone.taps has block {t} but the embedded backbone has depth {}", e.backbone.embedded.depth));
+        if let Some(&t) = e
+            .backbone
+            .taps
+            .iter()
+            .find(|&&t| t >= e.backbone.embedded.depth)
+        {
+            return bad(format!(
+                "backbone.taps has block {t} but the embedded backbone has depth {}",
+                e.backbone.embedded.depth
+            ));
         }
     }
     if e.train.batch_size == 0 || e.train.epochs == 0 {
@@ -252,21 +347,37 @@ pub fn validate(e: &Experiment, origin: &str) -> Result<(), ExperimentError> {
     if !(e.model.tau > 0.0) {
         return bad(format!("model.tau {} must be positive", e.model.tau));
     }
-    for (k, w) in [("aware", e.loss.aware), ("seg", e.loss.seg), ("global", e.loss.global), ("route", e.loss.route)] {
+    for (k, w) in [
+        ("aware", e.loss.aware),
+        ("seg", e.loss.seg),
+        ("global", e.loss.global),
+        ("route", e.loss.route),
+    ] {
         if !(w >= 0.0) {
             return bad(format!("loss.{k} {w} must be >= 0"));
         }
     }
     if !(0.0..1.0).contains(&e.optim.warmup) {
-        return bad(format!("optim.warmup {} must be in [0, 1) (a fraction of the total steps)", e.optim.warmup));
+        return bad(format!(
+            "optim.warmup {} must be in [0, 1) (a fraction of the total steps)",
+            e.optim.warmup
+        ));
     }
     if e.sweep.variants.is_empty() || e.sweep.seeds.is_empty() || e.sweep.runs.is_empty() {
-        return bad("sweep needs at least one variant, one seed and one run {train, targets}".into());
+        return bad(
+            "sweep needs at least one variant, one seed and one run {train, targets}".into(),
+        );
     }
     for r in &e.sweep.runs {
         for key in std::iter::once(&r.train).chain(&r.targets) {
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-                return bad(format!("dataset key `{key}` must be lower-case letters, digits or `_` as in datasets.toml"));
+            if key.is_empty()
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return bad(format!(
+                    "dataset key `{key}` must be lower-case letters, digits or `_` as in datasets.toml"
+                ));
             }
         }
         if r.targets.is_empty() {

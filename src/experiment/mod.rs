@@ -16,8 +16,8 @@ pub use assets::{MissingAsset, missing_assets};
 pub use job::{Job, experiment_dir, jobs, run_dir, task_index_from_env};
 pub use load::{ExperimentError, LoadedExperiment, load_experiment};
 pub use record::{
-    CategoryMetrics, EpochRecord, Evaluation, LossRecord, MetricSet, Provenance, RoutingRow, RoutingSummary, RunMetrics,
-    WeightStats,
+    CategoryMetrics, EpochRecord, Evaluation, LossRecord, MetricSet, Provenance, RoutingRow,
+    RoutingSummary, RunMetrics, WeightStats,
 };
 pub use rundir::{RunDir, RunDirError};
 pub use schema::{EpochSelection, Experiment, Profile, Protocol, Source, TableKind, Variant};

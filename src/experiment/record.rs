@@ -29,7 +29,14 @@ pub struct MetricSet {
 
 impl MetricSet {
     /// Metric names in the order of `published.toml` and of every table.
-    pub const NAMES: [&'static str; 6] = ["image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_aupro", "pixel_f1max"];
+    pub const NAMES: [&'static str; 6] = [
+        "image_auroc",
+        "image_ap",
+        "image_f1max",
+        "pixel_auroc",
+        "pixel_aupro",
+        "pixel_f1max",
+    ];
 
     pub fn get(&self, name: &str) -> Option<f64> {
         match name {
@@ -60,8 +67,14 @@ impl MetricSet {
     pub fn mean<'a>(sets: impl IntoIterator<Item = &'a MetricSet> + Clone) -> MetricSet {
         let mut out = MetricSet::default();
         for name in Self::NAMES {
-            let vals: Vec<f64> = sets.clone().into_iter().filter_map(|s| s.get(name)).filter(|v| v.is_finite()).collect();
-            *out.slot(name).expect("known name") = (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
+            let vals: Vec<f64> = sets
+                .clone()
+                .into_iter()
+                .filter_map(|s| s.get(name))
+                .filter(|v| v.is_finite())
+                .collect();
+            *out.slot(name).expect("known name") =
+                (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
         }
         out
     }
@@ -90,9 +103,18 @@ pub struct Evaluation {
 
 impl Evaluation {
     /// Builds an evaluation whose mean is computed from its categories.
-    pub fn new(epoch: usize, selection: impl Into<String>, per_category: Vec<CategoryMetrics>) -> Self {
+    pub fn new(
+        epoch: usize,
+        selection: impl Into<String>,
+        per_category: Vec<CategoryMetrics>,
+    ) -> Self {
         let mean = MetricSet::mean(per_category.iter().map(|c| &c.metrics));
-        Evaluation { epoch, selection: selection.into(), per_category, mean }
+        Evaluation {
+            epoch,
+            selection: selection.into(),
+            per_category,
+            mean,
+        }
     }
 }
 
@@ -133,7 +155,12 @@ impl WeightStats {
         }
         let mean = w_anomaly.iter().sum::<f64>() / n as f64;
         let var = w_anomaly.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / n as f64;
-        WeightStats { count: n, mean_w_normal: Some(1.0 - mean), mean_w_anomaly: Some(mean), std_w_anomaly: Some(var.sqrt()) }
+        WeightStats {
+            count: n,
+            mean_w_normal: Some(1.0 - mean),
+            mean_w_anomaly: Some(mean),
+            std_w_anomaly: Some(var.sqrt()),
+        }
     }
 }
 
@@ -160,18 +187,27 @@ pub struct RoutingRow {
 impl RoutingSummary {
     pub fn from_rows(rows: &[RoutingRow]) -> Self {
         let split = |rows: &[&RoutingRow], label: u8| {
-            let w: Vec<f64> = rows.iter().filter(|r| r.label == label).map(|r| r.w_anomaly).collect();
+            let w: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.label == label)
+                .map(|r| r.w_anomaly)
+                .collect();
             WeightStats::from_anomaly_weights(&w)
         };
         let all: Vec<&RoutingRow> = rows.iter().collect();
         let mut per_category = BTreeMap::new();
         for r in rows {
             if !per_category.contains_key(&r.category) {
-                let cat: Vec<&RoutingRow> = rows.iter().filter(|x| x.category == r.category).collect();
+                let cat: Vec<&RoutingRow> =
+                    rows.iter().filter(|x| x.category == r.category).collect();
                 per_category.insert(r.category.clone(), [split(&cat, 0), split(&cat, 1)]);
             }
         }
-        RoutingSummary { normal: split(&all, 0), anomalous: split(&all, 1), per_category }
+        RoutingSummary {
+            normal: split(&all, 0),
+            anomalous: split(&all, 1),
+            per_category,
+        }
     }
 }
 
@@ -212,20 +248,38 @@ impl Provenance {
     /// Host facts and git state, read once at the start of a run.
     pub fn capture(repo: &Path) -> Provenance {
         let git = |args: &[&str]| -> Option<String> {
-            let out = std::process::Command::new("git").args(args).current_dir(repo).output().ok()?;
-            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(repo)
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
         };
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
             .unwrap_or_default();
-        let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
         Provenance {
             git_revision: git(&["rev-parse", "HEAD"]),
-            git_dirty: git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()),
+            git_dirty: git(&["status", "--porcelain", "--untracked-files=no"])
+                .map(|s| !s.is_empty()),
             host,
             os: std::env::consts::OS.to_string(),
-            cpu: format!("{cpu} ({} threads)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            cpu: format!(
+                "{cpu} ({} threads)",
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            ),
             started: now_rfc3339(),
             reference_commit: "aqeeelmirza/AVA-DINO@a5474a1".into(),
             ..Provenance::default()
@@ -235,7 +289,10 @@ impl Provenance {
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SSZ` (no time-zone crate needed).
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -247,7 +304,12 @@ pub fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Everything one run produced: `metrics.json`.
@@ -293,13 +355,16 @@ impl RunMetrics {
 
     /// Picks the best epoch by mean P-AUROC among `evals` (ties: the earliest), as the reference.
     pub fn best_by_pixel_auroc(evals: &[Evaluation]) -> Option<&Evaluation> {
-        evals.iter().filter(|e| e.epoch > 0).fold(None, |best: Option<&Evaluation>, e| {
-            match (best.and_then(|b| b.mean.pixel_auroc), e.mean.pixel_auroc) {
-                (_, None) => best.or(Some(e)),
-                (None, Some(_)) => Some(e),
-                (Some(b), Some(v)) => Some(if v > b { e } else { best.expect("some") }),
-            }
-        })
+        evals
+            .iter()
+            .filter(|e| e.epoch > 0)
+            .fold(None, |best: Option<&Evaluation>, e| {
+                match (best.and_then(|b| b.mean.pixel_auroc), e.mean.pixel_auroc) {
+                    (_, None) => best.or(Some(e)),
+                    (None, Some(_)) => Some(e),
+                    (Some(b), Some(v)) => Some(if v > b { e } else { best.expect("some") }),
+                }
+            })
     }
 
     /// A skeleton for `job` with settings from `exp`; the engine fills the evaluations.
@@ -311,7 +376,9 @@ impl RunMetrics {
         provenance.image_size = exp.data.image_size;
         provenance.taps = exp.backbone.taps.clone();
         provenance.backend = exp.device.name().into();
-        provenance.embedded = exp.data.root.is_embedded() && exp.backbone.weights.is_embedded() && exp.text.weights.is_embedded();
+        provenance.embedded = exp.data.root.is_embedded()
+            && exp.backbone.weights.is_embedded()
+            && exp.text.weights.is_embedded();
     }
 
     /// `per_category.csv`: one row per (evaluation, category) plus a mean row per evaluation.
@@ -325,10 +392,25 @@ impl RunMetrics {
         let mut evals = vec![&self.best_epoch, &self.final_epoch];
         evals.extend(self.untrained.as_ref());
         for e in evals {
-            let rows = e.per_category.iter().map(|c| (c.category.as_str(), Some((c.n_normal, c.n_anomalous)), &c.metrics));
+            let rows = e.per_category.iter().map(|c| {
+                (
+                    c.category.as_str(),
+                    Some((c.n_normal, c.n_anomalous)),
+                    &c.metrics,
+                )
+            });
             for (cat, counts, m) in rows.chain(std::iter::once(("mean", None, &e.mean))) {
-                let (nn, na) = counts.map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or_default();
-                s.push_str(&format!("{},{},{},{},{}", csv_field(&e.selection), e.epoch, csv_field(cat), nn, na));
+                let (nn, na) = counts
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .unwrap_or_default();
+                s.push_str(&format!(
+                    "{},{},{},{},{}",
+                    csv_field(&e.selection),
+                    e.epoch,
+                    csv_field(cat),
+                    nn,
+                    na
+                ));
                 for n in MetricSet::NAMES {
                     s.push(',');
                     if let Some(v) = m.get(n) {
@@ -344,14 +426,25 @@ impl RunMetrics {
 
 /// Quotes a CSV field when needed.
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// Writes `routing.csv` rows.
 pub fn routing_csv(rows: &[RoutingRow]) -> String {
     let mut s = String::from("category,image,label,w_normal,w_anomaly\n");
     for r in rows {
-        s.push_str(&format!("{},{},{},{:.6},{:.6}\n", csv_field(&r.category), csv_field(&r.image), r.label, r.w_normal, r.w_anomaly));
+        s.push_str(&format!(
+            "{},{},{},{:.6},{:.6}\n",
+            csv_field(&r.category),
+            csv_field(&r.image),
+            r.label,
+            r.w_normal,
+            r.w_anomaly
+        ));
     }
     s
 }
@@ -365,13 +458,22 @@ pub fn read_routing_csv(text: &str) -> Result<Vec<RoutingRow>, String> {
         }
         let f = split_csv_line(line);
         if f.len() != 5 {
-            return Err(format!("line {}: expected 5 fields, found {}", i + 1, f.len()));
+            return Err(format!(
+                "line {}: expected 5 fields, found {}",
+                i + 1,
+                f.len()
+            ));
         }
-        let num = |s: &str| s.parse::<f64>().map_err(|_| format!("line {}: `{s}` is not a number", i + 1));
+        let num = |s: &str| {
+            s.parse::<f64>()
+                .map_err(|_| format!("line {}: `{s}` is not a number", i + 1))
+        };
         out.push(RoutingRow {
             category: f[0].clone(),
             image: f[1].clone(),
-            label: f[2].parse().map_err(|_| format!("line {}: label `{}` is not 0 or 1", i + 1, f[2]))?,
+            label: f[2]
+                .parse()
+                .map_err(|_| format!("line {}: label `{}` is not 0 or 1", i + 1, f[2]))?,
             w_normal: num(&f[3])?,
             w_anomaly: num(&f[4])?,
         });
@@ -403,8 +505,16 @@ mod tests {
 
     #[test]
     fn mean_skips_undefined() {
-        let a = MetricSet { image_auroc: None, pixel_auroc: Some(0.8), ..Default::default() };
-        let b = MetricSet { image_auroc: None, pixel_auroc: Some(0.6), ..Default::default() };
+        let a = MetricSet {
+            image_auroc: None,
+            pixel_auroc: Some(0.8),
+            ..Default::default()
+        };
+        let b = MetricSet {
+            image_auroc: None,
+            pixel_auroc: Some(0.6),
+            ..Default::default()
+        };
         let m = MetricSet::mean([&a, &b]);
         assert_eq!(m.image_auroc, None);
         assert!((m.pixel_auroc.unwrap() - 0.7).abs() < 1e-12);
@@ -413,8 +523,20 @@ mod tests {
     #[test]
     fn routing_csv_round_trips_and_summarizes() {
         let rows = vec![
-            RoutingRow { category: "a,b".into(), image: "x\"1.png".into(), label: 0, w_normal: 0.8, w_anomaly: 0.2 },
-            RoutingRow { category: "a,b".into(), image: "y.png".into(), label: 1, w_normal: 0.3, w_anomaly: 0.7 },
+            RoutingRow {
+                category: "a,b".into(),
+                image: "x\"1.png".into(),
+                label: 0,
+                w_normal: 0.8,
+                w_anomaly: 0.2,
+            },
+            RoutingRow {
+                category: "a,b".into(),
+                image: "y.png".into(),
+                label: 1,
+                w_normal: 0.3,
+                w_anomaly: 0.7,
+            },
         ];
         let back = read_routing_csv(&routing_csv(&rows)).unwrap();
         assert_eq!(back, rows);
@@ -425,8 +547,28 @@ mod tests {
 
     #[test]
     fn best_epoch_is_earliest_maximum() {
-        let e = |epoch, p| Evaluation::new(epoch, "x", vec![CategoryMetrics { category: "c".into(), n_normal: 1, n_anomalous: 1, metrics: MetricSet { pixel_auroc: p, ..Default::default() } }]);
-        let evals = vec![e(0, Some(0.99)), e(1, Some(0.7)), e(2, Some(0.9)), e(3, Some(0.9)), e(4, None)];
+        let e = |epoch, p| {
+            Evaluation::new(
+                epoch,
+                "x",
+                vec![CategoryMetrics {
+                    category: "c".into(),
+                    n_normal: 1,
+                    n_anomalous: 1,
+                    metrics: MetricSet {
+                        pixel_auroc: p,
+                        ..Default::default()
+                    },
+                }],
+            )
+        };
+        let evals = vec![
+            e(0, Some(0.99)),
+            e(1, Some(0.7)),
+            e(2, Some(0.9)),
+            e(3, Some(0.9)),
+            e(4, None),
+        ];
         assert_eq!(RunMetrics::best_by_pixel_auroc(&evals).unwrap().epoch, 2);
     }
 

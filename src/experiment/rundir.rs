@@ -28,18 +28,28 @@ use super::record::{RoutingRow, RunMetrics, routing_csv};
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error(
         "{dir} holds a run made with a different configuration (fingerprint {found}, this config {expected}); \
          remove the directory or give the experiment another name"
     )]
-    ConfigChanged { dir: PathBuf, found: String, expected: String },
+    ConfigChanged {
+        dir: PathBuf,
+        found: String,
+        expected: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError + '_ {
-    move |source| RunDirError::Io { path: path.to_path_buf(), source }
+    move |source| RunDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A run directory.
@@ -89,13 +99,26 @@ impl RunDir {
     /// Saves one anomaly map for the overlay charts: `maps/<category>/<name>.safetensors` with
     /// `image` u8 [H, W, 3] (the resized input), `gt` u8 [H, W] (0/1) and `map` f32 [H, W]
     /// (the pixel anomaly score).
-    pub fn write_map(&self, category: &str, name: &str, image: HostTensor, gt: HostTensor, map: HostTensor) -> Result<PathBuf, RunDirError> {
-        let path = self.maps().join(category).join(format!("{name}.safetensors"));
+    pub fn write_map(
+        &self,
+        category: &str,
+        name: &str,
+        image: HostTensor,
+        gt: HostTensor,
+        map: HostTensor,
+    ) -> Result<PathBuf, RunDirError> {
+        let path = self
+            .maps()
+            .join(category)
+            .join(format!("{name}.safetensors"));
         let mut f = TensorFile::new(&path);
         f.insert("image", image);
         f.insert("gt", gt);
         f.insert("map", map);
-        f.write(&path).map_err(|e| RunDirError::Parse { path: path.clone(), message: e.to_string() })?;
+        f.write(&path).map_err(|e| RunDirError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         Ok(path)
     }
 
@@ -111,13 +134,23 @@ impl RunDir {
         let expected = fingerprint(resolved_yaml);
         let fp = self.fingerprint_file();
         if fp.is_file() {
-            let found = std::fs::read_to_string(&fp).map_err(io(&fp))?.trim().to_string();
+            let found = std::fs::read_to_string(&fp)
+                .map_err(io(&fp))?
+                .trim()
+                .to_string();
             if found != expected {
-                return Err(RunDirError::ConfigChanged { dir: self.path.clone(), found, expected });
+                return Err(RunDirError::ConfigChanged {
+                    dir: self.path.clone(),
+                    found,
+                    expected,
+                });
             }
         }
         write(&self.config(), resolved_yaml.as_bytes())?;
-        write(&self.path.join("overrides.txt"), overrides.join("\n").as_bytes())?;
+        write(
+            &self.path.join("overrides.txt"),
+            overrides.join("\n").as_bytes(),
+        )?;
         write(&fp, expected.as_bytes())
     }
 
@@ -135,7 +168,10 @@ impl RunDir {
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let epoch: usize = name.strip_prefix("epoch_")?.parse().ok()?;
-                e.path().join("COMPLETE").is_file().then(|| (epoch, e.path()))
+                e.path()
+                    .join("COMPLETE")
+                    .is_file()
+                    .then(|| (epoch, e.path()))
             })
             .max_by_key(|(epoch, _)| *epoch)
     }
@@ -143,7 +179,11 @@ impl RunDir {
     /// Appends one line to `log.txt` (a log is the one file that grows; it is not a result).
     pub fn log_line(&self, line: &str) -> Result<(), RunDirError> {
         let path = self.log();
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
         writeln!(f, "{} {line}", super::record::now_rfc3339()).map_err(io(&path))
     }
 
@@ -156,7 +196,10 @@ impl RunDir {
     pub fn finish(&self, metrics: &RunMetrics) -> Result<(), RunDirError> {
         let json = serde_json::to_vec_pretty(metrics).expect("RunMetrics serializes");
         write(&self.metrics_json(), &json)?;
-        write(&self.per_category_csv(), metrics.per_category_csv().as_bytes())?;
+        write(
+            &self.per_category_csv(),
+            metrics.per_category_csv().as_bytes(),
+        )?;
         write(&self.done_marker(), super::record::now_rfc3339().as_bytes())
     }
 
@@ -164,7 +207,10 @@ impl RunDir {
     pub fn read_metrics(&self) -> Result<RunMetrics, RunDirError> {
         let path = self.metrics_json();
         let bytes = std::fs::read(&path).map_err(io(&path))?;
-        serde_json::from_slice(&bytes).map_err(|e| RunDirError::Parse { path, message: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| RunDirError::Parse {
+            path,
+            message: e.to_string(),
+        })
     }
 
     /// Reads `routing.csv` if present.
@@ -174,7 +220,9 @@ impl RunDir {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        super::record::read_routing_csv(&text).map(Some).map_err(|message| RunDirError::Parse { path, message })
+        super::record::read_routing_csv(&text)
+            .map(Some)
+            .map_err(|message| RunDirError::Parse { path, message })
     }
 }
 

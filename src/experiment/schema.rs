@@ -117,7 +117,11 @@ impl<'de> Deserialize<'de> for Source {
             "embedded" => Source::Embedded,
             _ => match s.strip_prefix("env:") {
                 Some(var) if !var.is_empty() => Source::Env(var.to_string()),
-                Some(_) => return Err(serde::de::Error::custom("`env:` needs a variable name, e.g. env:AVA_DINO_DINOV3")),
+                Some(_) => {
+                    return Err(serde::de::Error::custom(
+                        "`env:` needs a variable name, e.g. env:AVA_DINO_DINOV3",
+                    ));
+                }
                 None => Source::Path(PathBuf::from(s)),
             },
         })
@@ -170,7 +174,12 @@ pub enum TableKind {
 }
 
 impl TableKind {
-    pub const ALL: [TableKind; 4] = [TableKind::Table1, TableKind::Table2, TableKind::Table3, TableKind::Table4];
+    pub const ALL: [TableKind; 4] = [
+        TableKind::Table1,
+        TableKind::Table2,
+        TableKind::Table3,
+        TableKind::Table4,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -257,7 +266,14 @@ pub struct SyntheticConfig {
 
 impl Default for SyntheticConfig {
     fn default() -> Self {
-        SyntheticConfig { dir: PathBuf::from("runs/synthetic"), categories: 2, normal: 6, anomalous: 6, side: 64, seed: 0 }
+        SyntheticConfig {
+            dir: PathBuf::from("runs/synthetic"),
+            categories: 2,
+            normal: 6,
+            anomalous: 6,
+            side: 64,
+            seed: 0,
+        }
     }
 }
 
@@ -308,7 +324,12 @@ pub struct EmbeddedVit {
 
 impl Default for EmbeddedVit {
     fn default() -> Self {
-        EmbeddedVit { dim: 64, depth: 8, heads: 4, seed: 0 }
+        EmbeddedVit {
+            dim: 64,
+            depth: 8,
+            heads: 4,
+            seed: 0,
+        }
     }
 }
 
@@ -325,7 +346,11 @@ pub struct TextConfig {
 
 impl Default for TextConfig {
     fn default() -> Self {
-        TextConfig { weights: Source::Env("AVA_DINO_CLIP".into()), activation: Activation::Gelu, embedded: EmbeddedText::default() }
+        TextConfig {
+            weights: Source::Env("AVA_DINO_CLIP".into()),
+            activation: Activation::Gelu,
+            embedded: EmbeddedText::default(),
+        }
     }
 }
 
@@ -360,7 +385,13 @@ pub struct EmbeddedText {
 
 impl Default for EmbeddedText {
     fn default() -> Self {
-        EmbeddedText { width: 64, layers: 2, heads: 4, embed_dim: 32, seed: 1 }
+        EmbeddedText {
+            width: 64,
+            layers: 2,
+            heads: 4,
+            embed_dim: 32,
+            seed: 1,
+        }
     }
 }
 
@@ -384,7 +415,14 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { bottleneck: 768, tau: 0.1, leaky_slope: 0.01, logit_scale: 100.0, aacm_scale: 10.0, init_seed: 0 }
+        ModelConfig {
+            bottleneck: 768,
+            tau: 0.1,
+            leaky_slope: 0.01,
+            logit_scale: 100.0,
+            aacm_scale: 10.0,
+            init_seed: 0,
+        }
     }
 }
 
@@ -404,7 +442,14 @@ pub struct LossConfig {
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig { aware: 0.25, seg: 0.5, global: 0.25, route: 0.1, focal_gamma: 2.0, dice_smooth: 1.0 }
+        LossConfig {
+            aware: 0.25,
+            seg: 0.5,
+            global: 0.25,
+            route: 0.1,
+            focal_gamma: 2.0,
+            dice_smooth: 1.0,
+        }
     }
 }
 
@@ -422,7 +467,13 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        OptimConfig { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 1e-2, warmup: 0.03 }
+        OptimConfig {
+            lr: 1e-4,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            warmup: 0.03,
+        }
     }
 }
 
@@ -443,7 +494,13 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { batch_size: 64, epochs: 20, shuffle: true, extract_batch_size: 16, log_every: 10 }
+        TrainConfig {
+            batch_size: 64,
+            epochs: 20,
+            shuffle: true,
+            extract_batch_size: 16,
+            log_every: 10,
+        }
     }
 }
 
@@ -462,7 +519,9 @@ impl EpochSelection {
     /// The label printed beside every number chosen this way.
     pub fn label(self) -> &'static str {
         match self {
-            EpochSelection::ReferenceBest => "reference selection (test set): best epoch by test P-AUROC",
+            EpochSelection::ReferenceBest => {
+                "reference selection (test set): best epoch by test P-AUROC"
+            }
             EpochSelection::Final => "final epoch",
         }
     }
@@ -514,7 +573,11 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { in_memory: true, disk: true, dir: PathBuf::from("runs/cache/features") }
+        CacheConfig {
+            in_memory: true,
+            disk: true,
+            dir: PathBuf::from("runs/cache/features"),
+        }
     }
 }
 
@@ -529,7 +592,11 @@ pub struct SweepConfig {
 
 impl Default for SweepConfig {
     fn default() -> Self {
-        SweepConfig { variants: vec![Variant::Full], runs: Vec::new(), seeds: vec![0] }
+        SweepConfig {
+            variants: vec![Variant::Full],
+            runs: Vec::new(),
+            seeds: vec![0],
+        }
     }
 }
 
@@ -571,8 +638,13 @@ pub enum Routing {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] =
-        [Variant::Full, Variant::SingleAdapter, Variant::LearnableRouting, Variant::TextRoutingNoLroute, Variant::LastLayer];
+    pub const ALL: [Variant; 5] = [
+        Variant::Full,
+        Variant::SingleAdapter,
+        Variant::LearnableRouting,
+        Variant::TextRoutingNoLroute,
+        Variant::LastLayer,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -598,7 +670,9 @@ impl Variant {
         let mut e = exp.clone();
         match self {
             Variant::Full => {}
-            Variant::SingleAdapter | Variant::LearnableRouting | Variant::TextRoutingNoLroute => e.loss.route = 0.0,
+            Variant::SingleAdapter | Variant::LearnableRouting | Variant::TextRoutingNoLroute => {
+                e.loss.route = 0.0
+            }
             Variant::LastLayer => {
                 // The last tap of the list is the deepest block (23 for ViT-L/16).
                 if let Some(&last) = e.backbone.taps.iter().max() {
@@ -613,10 +687,13 @@ impl Variant {
 impl std::str::FromStr for Variant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Variant::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Variant::ALL.iter().map(|v| v.name()).collect();
-            format!("unknown variant `{s}`; use one of {}", names.join(", "))
-        })
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Variant::ALL.iter().map(|v| v.name()).collect();
+                format!("unknown variant `{s}`; use one of {}", names.join(", "))
+            })
     }
 }
 

@@ -26,7 +26,9 @@ pub enum SweepError {
     RunDir(#[from] RunDirError),
     #[error("job {job}")]
     Engine { job: String, source: EngineError },
-    #[error("task index {index} is out of range: the experiment has {count} jobs (0..{count}); list them with --list")]
+    #[error(
+        "task index {index} is out of range: the experiment has {count} jobs (0..{count}); list them with --list"
+    )]
     IndexOutOfRange { index: usize, count: usize },
 }
 
@@ -40,7 +42,10 @@ pub fn job_config(exp: &Experiment, job: &Job) -> Experiment {
     e.cache = Default::default();
     e.sweep = SweepConfig {
         variants: vec![job.variant],
-        runs: vec![super::schema::RunSpec { train: job.train.clone(), targets: vec![job.target.clone()] }],
+        runs: vec![super::schema::RunSpec {
+            train: job.train.clone(),
+            targets: vec![job.target.clone()],
+        }],
         seeds: vec![job.seed],
     };
     e
@@ -52,23 +57,37 @@ pub fn resolved_yaml(exp: &Experiment, job: &Job) -> String {
 }
 
 /// Runs `job` unless it is done, writing everything into its run directory under `runs_root`.
-pub fn run_one(job: &Job, loaded: &LoadedExperiment, runs_root: &Path, opts: &RunOptions) -> Result<JobOutcome, SweepError> {
+pub fn run_one(
+    job: &Job,
+    loaded: &LoadedExperiment,
+    runs_root: &Path,
+    opts: &RunOptions,
+) -> Result<JobOutcome, SweepError> {
     let rd = RunDir::new(run_dir(runs_root, &loaded.experiment, job));
     if rd.is_done() && !opts.force {
         return Ok(JobOutcome::Skipped);
     }
     if opts.force && rd.is_done() {
-        std::fs::remove_file(rd.done_marker()).map_err(|source| RunDirError::Io { path: rd.done_marker(), source })?;
+        std::fs::remove_file(rd.done_marker()).map_err(|source| RunDirError::Io {
+            path: rd.done_marker(),
+            source,
+        })?;
     }
     let exp = job_config(&loaded.experiment, job);
     rd.prepare(&resolved_yaml(&loaded.experiment, job), &loaded.overrides)?;
-    rd.log_line(&format!("start job {job} (experiment {}, profile {})", exp.name, exp.profile))?;
+    rd.log_line(&format!(
+        "start job {job} (experiment {}, profile {})",
+        exp.name, exp.profile
+    ))?;
     let result = run_job(job, &exp, &rd.path, opts);
     let metrics = match result {
         Ok(m) => m,
         Err(source) => {
             let _ = rd.log_line(&format!("failed: {source}"));
-            return Err(SweepError::Engine { job: job.to_string(), source });
+            return Err(SweepError::Engine {
+                job: job.to_string(),
+                source,
+            });
         }
     };
     rd.finish(&metrics)?;
@@ -78,14 +97,26 @@ pub fn run_one(job: &Job, loaded: &LoadedExperiment, runs_root: &Path, opts: &Ru
 
 /// The job at `index`, or a clear error naming the valid range.
 pub fn job_at(jobs: &[Job], index: usize) -> Result<&Job, SweepError> {
-    jobs.get(index).ok_or(SweepError::IndexOutOfRange { index, count: jobs.len() })
+    jobs.get(index).ok_or(SweepError::IndexOutOfRange {
+        index,
+        count: jobs.len(),
+    })
 }
 
 /// A Slurm job-array script running every job of `experiment_file` (one array task per job),
 /// then `collect` once they all succeeded.
-pub fn slurm_script(experiment_file: &Path, exp: &Experiment, n_jobs: usize, extra_args: &[String], runs_root: &Path) -> String {
+pub fn slurm_script(
+    experiment_file: &Path,
+    exp: &Experiment,
+    n_jobs: usize,
+    extra_args: &[String],
+    runs_root: &Path,
+) -> String {
     let exp_path = experiment_file.display();
-    let extra = extra_args.iter().map(|a| format!(" {}", shell_quote(a))).collect::<String>();
+    let extra = extra_args
+        .iter()
+        .map(|a| format!(" {}", shell_quote(a)))
+        .collect::<String>();
     let last = n_jobs.saturating_sub(1);
     format!(
         r#"#!/usr/bin/env bash
@@ -110,5 +141,11 @@ exec ava-dino sweep {exp_path} --task-index "$SLURM_ARRAY_TASK_ID" --runs {runs}
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c)) { s.to_string() } else { format!("'{}'", s.replace('\'', "'\\''")) }
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }

@@ -18,13 +18,23 @@ pub struct Tolerances {
 impl Tolerances {
     /// Against the paper: a faithful reproduction on real assets lands within a couple of points
     /// (the reference itself is unseeded; seeds move P-F1max most).
-    pub const PUBLISHED: Tolerances = Tolerances { percent_points: 2.0, weight: 0.05 };
+    pub const PUBLISHED: Tolerances = Tolerances {
+        percent_points: 2.0,
+        weight: 0.05,
+    };
     /// Against the smoke baseline: the embedded default is seeded and deterministic on one
     /// machine; the slack covers float differences between CPUs and thread counts.
-    pub const SMOKE: Tolerances = Tolerances { percent_points: 0.5, weight: 0.01 };
+    pub const SMOKE: Tolerances = Tolerances {
+        percent_points: 0.5,
+        weight: 0.01,
+    };
 
     fn for_key(&self, key: &str) -> f64 {
-        if key.contains("/w_") { self.weight } else { self.percent_points }
+        if key.contains("/w_") {
+            self.weight
+        } else {
+            self.percent_points
+        }
     }
 }
 
@@ -62,14 +72,23 @@ impl CheckReport {
 
     /// One line per mismatch, then a summary line.
     pub fn render(&self) -> String {
-        let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "missing".into());
+        let f = |v: Option<f64>| {
+            v.map(|x| format!("{x:.3}"))
+                .unwrap_or_else(|| "missing".into())
+        };
         let mut s = String::new();
         for m in &self.mismatches {
             let d = match (m.ours, m.expected) {
                 (Some(a), Some(b)) => format!("{:+.3}", a - b),
                 _ => "-".into(),
             };
-            s.push_str(&format!("outside {}: ours={} expected={} delta={d} tol={}\n", m.key, f(m.ours), f(m.expected), m.tolerance));
+            s.push_str(&format!(
+                "outside {}: ours={} expected={} delta={d} tol={}\n",
+                m.key,
+                f(m.ours),
+                f(m.expected),
+                m.tolerance
+            ));
         }
         s.push_str(&format!(
             "check: {} cells compared, {} outside tolerance, {} not in the baseline -> {}\n",
@@ -85,10 +104,15 @@ impl CheckReport {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("no table JSON files (table1..table4.json) in {dir}; run `cargo xtask reproduce` first")]
+    #[error(
+        "no table JSON files (table1..table4.json) in {dir}; run `cargo xtask reproduce` first"
+    )]
     NoTables { dir: PathBuf },
 }
 
@@ -100,11 +124,21 @@ pub fn read_tables(dir: &Path) -> Result<Vec<TableJson>, CheckError> {
         if !path.is_file() {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|source| CheckError::Io { path: path.clone(), source })?;
-        out.push(serde_json::from_slice(&bytes).map_err(|e| CheckError::Parse { path: path.clone(), message: e.to_string() })?);
+        let bytes = std::fs::read(&path).map_err(|source| CheckError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        out.push(
+            serde_json::from_slice(&bytes).map_err(|e| CheckError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+        );
     }
     if out.is_empty() {
-        return Err(CheckError::NoTables { dir: dir.to_path_buf() });
+        return Err(CheckError::NoTables {
+            dir: dir.to_path_buf(),
+        });
     }
     Ok(out)
 }
@@ -120,7 +154,12 @@ pub fn check_published(tables: &[TableJson], tol: Tolerances) -> CheckReport {
         r.compared += 1;
         let t = tol.for_key(&c.key);
         if !c.ours.is_some_and(|o| (o - paper).abs() <= t) {
-            r.mismatches.push(Mismatch { key: c.key.clone(), ours: c.ours, expected: Some(paper), tolerance: t });
+            r.mismatches.push(Mismatch {
+                key: c.key.clone(),
+                ours: c.ours,
+                expected: Some(paper),
+                tolerance: t,
+            });
         }
     }
     r
@@ -128,7 +167,11 @@ pub fn check_published(tables: &[TableJson], tol: Tolerances) -> CheckReport {
 
 /// Every baseline cell is compared; a cell the baseline has but our tables lack is a mismatch.
 pub fn check_baseline(tables: &[TableJson], baseline: &Baseline) -> CheckReport {
-    let ours: BTreeMap<&str, Option<f64>> = tables.iter().flat_map(|t| &t.cells).map(|c| (c.key.as_str(), c.ours)).collect();
+    let ours: BTreeMap<&str, Option<f64>> = tables
+        .iter()
+        .flat_map(|t| &t.cells)
+        .map(|c| (c.key.as_str(), c.ours))
+        .collect();
     let mut r = CheckReport::default();
     for (key, expected) in &baseline.values {
         r.compared += 1;
@@ -140,10 +183,19 @@ pub fn check_baseline(tables: &[TableJson], baseline: &Baseline) -> CheckReport 
             _ => false,
         };
         if !ok {
-            r.mismatches.push(Mismatch { key: key.clone(), ours: got.flatten(), expected: *expected, tolerance: t });
+            r.mismatches.push(Mismatch {
+                key: key.clone(),
+                ours: got.flatten(),
+                expected: *expected,
+                tolerance: t,
+            });
         }
     }
-    r.unchecked = ours.keys().filter(|k| !baseline.values.contains_key(**k)).map(|k| k.to_string()).collect();
+    r.unchecked = ours
+        .keys()
+        .filter(|k| !baseline.values.contains_key(**k))
+        .map(|k| k.to_string())
+        .collect();
     r
 }
 
@@ -152,6 +204,10 @@ pub fn bless(tables: &[TableJson], profile: &str, tolerance: Tolerances) -> Base
     Baseline {
         profile: profile.into(),
         tolerance,
-        values: tables.iter().flat_map(|t| &t.cells).map(|c| (c.key.clone(), c.ours)).collect(),
+        values: tables
+            .iter()
+            .flat_map(|t| &t.cells)
+            .map(|c| (c.key.clone(), c.ours))
+            .collect(),
     }
 }

@@ -25,7 +25,10 @@ pub fn collect_runs(root: &Path) -> Result<(Vec<CollectedRun>, Vec<PathBuf>), Ru
     let mut candidates = Vec::new();
     let mut stack = vec![(root.to_path_buf(), 0)];
     while let Some((dir, depth)) = stack.pop() {
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if Job::from_dir_name(&name).is_some() {
             candidates.push(dir);
             continue;
@@ -33,7 +36,10 @@ pub fn collect_runs(root: &Path) -> Result<(Vec<CollectedRun>, Vec<PathBuf>), Ru
         if depth >= 2 {
             continue;
         }
-        let entries = std::fs::read_dir(&dir).map_err(|source| RunDirError::Io { path: dir.clone(), source })?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| RunDirError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         for e in entries.filter_map(|e| e.ok()) {
             if e.path().is_dir() {
                 stack.push((e.path(), depth + 1));
@@ -51,7 +57,11 @@ pub fn collect_runs(root: &Path) -> Result<(Vec<CollectedRun>, Vec<PathBuf>), Ru
         }
         let metrics = rd.read_metrics()?;
         let routing = rd.read_routing()?;
-        runs.push(CollectedRun { dir, metrics, routing });
+        runs.push(CollectedRun {
+            dir,
+            metrics,
+            routing,
+        });
     }
     runs.sort_by(|a, b| a.metrics.job.cmp(&b.metrics.job).then(a.dir.cmp(&b.dir)));
     Ok((runs, unfinished))

@@ -52,7 +52,10 @@ pub struct Published {
 #[derive(Debug, thiserror::Error)]
 pub enum PublishedError {
     #[error("cannot read {path}: {source}; it is committed as results/published.toml")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
 }
@@ -64,17 +67,28 @@ pub const BASELINES: [&str; 4] = ["WinCLIP", "AnomalyCLIP", "AdaCLIP", "Bayes-PF
 
 impl Published {
     pub fn read(path: &Path) -> Result<Self, PublishedError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PublishedError::Read { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|e| PublishedError::Parse { path: path.to_path_buf(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| PublishedError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| PublishedError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
     }
 
     /// A number by (method, dataset, metric).
     pub fn value(&self, method: &str, dataset: &str, metric: &str) -> Option<f64> {
-        self.published.iter().find(|p| p.method == method && p.dataset == dataset && p.metric == metric).map(|p| p.value)
+        self.published
+            .iter()
+            .find(|p| p.method == method && p.dataset == dataset && p.metric == metric)
+            .map(|p| p.value)
     }
 
     /// An ablation row by (table, variant).
     pub fn ablation(&self, table: &str, variant: &str) -> Option<&AblationRow> {
-        self.ablation.iter().find(|a| a.table == table && a.variant == variant)
+        self.ablation
+            .iter()
+            .find(|a| a.table == table && a.variant == variant)
     }
 }

@@ -12,6 +12,8 @@ pub enum Cell {
     Text(String),
     /// A number (percent, or a weight); `None` = not available (no run, or not published).
     Num(Option<f64>),
+    /// A difference, printed with its sign.
+    Delta(Option<f64>),
     /// A count (images).
     Int(i64),
     /// Not defined for this row (I-AUROC of a medical set: every test image is anomalous).
@@ -23,7 +25,8 @@ impl Cell {
         match self {
             Cell::Text(s) => s.replace('|', "\\|"),
             Cell::Num(Some(v)) => format!("{v:.decimals$}"),
-            Cell::Num(None) => "–".into(),
+            Cell::Num(None) | Cell::Delta(None) => "–".into(),
+            Cell::Delta(Some(v)) => format!("{v:+.decimals$}"),
             Cell::Int(n) => n.to_string(),
             Cell::NotDefined => "n/a".into(),
         }
@@ -87,7 +90,10 @@ pub struct TableJson {
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error("writing {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("building the {table} dataframe: {message}")]
     Polars { table: String, message: String },
 }
@@ -102,17 +108,26 @@ impl Table {
             let numeric = cells.iter().all(|c| !matches!(c, Cell::Text(_)));
             let counts = cells.iter().all(|c| matches!(c, Cell::Int(_)));
             let col = if counts {
-                let v: Vec<i64> = cells.iter().map(|c| if let Cell::Int(n) = c { *n } else { 0 }).collect();
+                let v: Vec<i64> = cells
+                    .iter()
+                    .map(|c| if let Cell::Int(n) = c { *n } else { 0 })
+                    .collect();
                 Column::new(name.as_str().into(), v)
             } else if numeric {
-                let v: Vec<Option<f64>> = cells.iter().map(|c| if let Cell::Num(v) = c { *v } else { None }).collect();
+                let v: Vec<Option<f64>> = cells
+                    .iter()
+                    .map(|c| match c {
+                        Cell::Num(v) | Cell::Delta(v) => *v,
+                        _ => None,
+                    })
+                    .collect();
                 Column::new(name.as_str().into(), v)
             } else {
                 let v: Vec<Option<String>> = cells
                     .iter()
                     .map(|c| match c {
                         Cell::Text(s) => Some(s.clone()),
-                        Cell::Num(v) => v.map(|x| x.to_string()),
+                        Cell::Num(v) | Cell::Delta(v) => v.map(|x| x.to_string()),
                         Cell::Int(n) => Some(n.to_string()),
                         Cell::NotDefined => Some("n/a".into()),
                     })
@@ -121,7 +136,10 @@ impl Table {
             };
             cols.push(col);
         }
-        DataFrame::new_infer_height(cols).map_err(|e| TableError::Polars { table: self.name.clone(), message: e.to_string() })
+        DataFrame::new_infer_height(cols).map_err(|e| TableError::Polars {
+            table: self.name.clone(),
+            message: e.to_string(),
+        })
     }
 
     pub fn to_csv(&self) -> Result<String, TableError> {
@@ -130,28 +148,63 @@ impl Table {
         CsvWriter::new(&mut buf)
             .with_float_precision(Some(4))
             .finish(&mut df)
-            .map_err(|e| TableError::Polars { table: self.name.clone(), message: e.to_string() })?;
+            .map_err(|e| TableError::Polars {
+                table: self.name.clone(),
+                message: e.to_string(),
+            })?;
         Ok(String::from_utf8(buf).expect("polars writes UTF-8"))
     }
 
     pub fn to_markdown(&self) -> String {
         let m = &self.meta;
-        let join = |v: &[String]| if v.is_empty() { "–".to_string() } else { v.join(", ") };
+        let join = |v: &[String]| {
+            if v.is_empty() {
+                "–".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
         let nums = |v: &[usize]| join(&v.iter().map(|x| x.to_string()).collect::<Vec<_>>());
         let mut s = format!("## {}\n\n", self.title);
-        s.push_str(&format!("- numbers from: **{}** (profile `{}`)\n", if m.assets.is_empty() { "–" } else { &m.assets }, m.profile));
-        s.push_str(&format!("- image size: {}; protocol: {}; text activation: {}\n", nums(&m.image_size), join(&m.protocol), join(&m.activation)));
+        s.push_str(&format!(
+            "- numbers from: **{}** (profile `{}`)\n",
+            if m.assets.is_empty() {
+                "–"
+            } else {
+                &m.assets
+            },
+            m.profile
+        ));
+        s.push_str(&format!(
+            "- image size: {}; protocol: {}; text activation: {}\n",
+            nums(&m.image_size),
+            join(&m.protocol),
+            join(&m.activation)
+        ));
         s.push_str(&format!("- epoch selection: {}\n", m.selection));
-        s.push_str(&format!("- seeds: {}\n", join(&m.seeds.iter().map(|x| x.to_string()).collect::<Vec<_>>())));
+        s.push_str(&format!(
+            "- seeds: {}\n",
+            join(&m.seeds.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+        ));
         if !m.git_revision.is_empty() {
-            s.push_str(&format!("- harness revision: {}\n", m.git_revision.join(", ")));
+            s.push_str(&format!(
+                "- harness revision: {}\n",
+                m.git_revision.join(", ")
+            ));
         }
         for n in &m.notes {
             s.push_str(&format!("- {n}\n"));
         }
         s.push('\n');
         s.push_str(&format!("| {} |\n", self.columns.join(" | ")));
-        s.push_str(&format!("|{}\n", self.columns.iter().enumerate().map(|(i, _)| if i == 0 { "---|" } else { "---:|" }).collect::<String>()));
+        s.push_str(&format!(
+            "|{}\n",
+            self.columns
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if i == 0 { "---|" } else { "---:|" })
+                .collect::<String>()
+        ));
         for r in &self.rows {
             let cells: Vec<String> = r.iter().map(|c| c.markdown(self.decimals)).collect();
             s.push_str(&format!("| {} |\n", cells.join(" | ")));
@@ -167,8 +220,8 @@ impl Table {
                 r.iter()
                     .map(|c| match c {
                         Cell::Text(s) => serde_json::Value::String(s.clone()),
-                        Cell::Num(Some(v)) => serde_json::json!(v),
-                        Cell::Num(None) => serde_json::Value::Null,
+                        Cell::Num(Some(v)) | Cell::Delta(Some(v)) => serde_json::json!(v),
+                        Cell::Num(None) | Cell::Delta(None) => serde_json::Value::Null,
                         Cell::Int(n) => serde_json::json!(n),
                         Cell::NotDefined => serde_json::Value::String("n/a".into()),
                     })
@@ -188,13 +241,25 @@ impl Table {
     /// Writes `<dir>/<name>.md`, `.csv` and `.json` atomically; returns the paths.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, TableError> {
         let files = [
-            (dir.join(format!("{}.md", self.name)), self.to_markdown().into_bytes()),
-            (dir.join(format!("{}.csv", self.name)), self.to_csv()?.into_bytes()),
-            (dir.join(format!("{}.json", self.name)), serde_json::to_vec_pretty(&self.to_json()).expect("table serializes")),
+            (
+                dir.join(format!("{}.md", self.name)),
+                self.to_markdown().into_bytes(),
+            ),
+            (
+                dir.join(format!("{}.csv", self.name)),
+                self.to_csv()?.into_bytes(),
+            ),
+            (
+                dir.join(format!("{}.json", self.name)),
+                serde_json::to_vec_pretty(&self.to_json()).expect("table serializes"),
+            ),
         ];
         let mut out = Vec::new();
         for (path, bytes) in files {
-            crate::io::write_atomic(&path, &bytes).map_err(|source| TableError::Io { path: path.clone(), source })?;
+            crate::io::write_atomic(&path, &bytes).map_err(|source| TableError::Io {
+                path: path.clone(),
+                source,
+            })?;
             out.push(path);
         }
         Ok(out)

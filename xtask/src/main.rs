@@ -81,7 +81,10 @@ enum Cmd {
 }
 
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Builds `ava-dino` and returns the path of the binary.
@@ -98,18 +101,33 @@ fn build(root: &Path, debug: bool, features: &str) -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("cargo build of ava-dino failed");
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    Ok(target_dir.join(if debug { "debug" } else { "release" }).join("ava-dino"))
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target_dir
+        .join(if debug { "debug" } else { "release" })
+        .join("ava-dino"))
 }
 
 /// Runs the binary; returns its exit code.
 fn ava(bin: &Path, root: &Path, args: &[String]) -> anyhow::Result<i32> {
     eprintln!("+ ava-dino {}", args.join(" "));
-    let status = Command::new(bin).current_dir(root).args(args).status().with_context(|| format!("running {}", bin.display()))?;
+    let status = Command::new(bin)
+        .current_dir(root)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", bin.display()))?;
     Ok(status.code().unwrap_or(1))
 }
 
-fn reproduce(target: Target, profile: Profile, overrides: &[String], runs: &Path, debug: bool, features: &str) -> anyhow::Result<ExitCode> {
+fn reproduce(
+    target: Target,
+    profile: Profile,
+    overrides: &[String],
+    runs: &Path,
+    debug: bool,
+    features: &str,
+) -> anyhow::Result<ExitCode> {
     let root = project_root();
     let bin = build(&root, debug, features)?;
     let tables: Vec<&str> = match target {
@@ -120,7 +138,14 @@ fn reproduce(target: Target, profile: Profile, overrides: &[String], runs: &Path
         Target::All => vec!["table1", "table2", "table3", "table4"],
     };
     let common = |table: &str| -> Vec<String> {
-        let mut a = vec!["sweep".into(), format!("experiments/{table}.yaml"), "--profile".into(), profile.name().into(), "--runs".into(), runs.display().to_string()];
+        let mut a = vec![
+            "sweep".into(),
+            format!("experiments/{table}.yaml"),
+            "--profile".into(),
+            profile.name().into(),
+            "--runs".into(),
+            runs.display().to_string(),
+        ];
         for o in overrides {
             a.push("--set".into());
             a.push(o.clone());
@@ -133,7 +158,10 @@ fn reproduce(target: Target, profile: Profile, overrides: &[String], runs: &Path
         a.push("--check-assets".into());
         let code = ava(&bin, &root, &a)?;
         if code != 0 {
-            bail!("assets missing for {t} (profile {}): nothing was run; see the list above and README \"Full reproduction\"", profile.name());
+            bail!(
+                "assets missing for {t} (profile {}): nothing was run; see the list above and README \"Full reproduction\"",
+                profile.name()
+            );
         }
     }
     let started = Instant::now();
@@ -143,13 +171,17 @@ fn reproduce(target: Target, profile: Profile, overrides: &[String], runs: &Path
         a.push("--all".into());
         let code = ava(&bin, &root, &a)?;
         if code != 0 {
-            bail!("the {t} sweep failed (exit {code}); rerun the same command to resume: finished jobs are skipped");
+            bail!(
+                "the {t} sweep failed (exit {code}); rerun the same command to resume: finished jobs are skipped"
+            );
         }
         eprintln!("xtask: {t} sweep took {:.1}s", t0.elapsed().as_secs_f64());
     }
     let mut a = vec![
         "collect".to_string(),
-        runs.join(format!("paper-{}", profile.name())).display().to_string(),
+        runs.join(format!("paper-{}", profile.name()))
+            .display()
+            .to_string(),
         "--out".into(),
         format!("results/{}", profile.name()),
         "--tables".into(),
@@ -161,14 +193,22 @@ fn reproduce(target: Target, profile: Profile, overrides: &[String], runs: &Path
     if code != 0 {
         bail!("collect failed (exit {code})");
     }
-    eprintln!("xtask: reproduce {target:?} --profile {} done in {:.1}s (build excluded)", profile.name(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: reproduce {target:?} --profile {} done in {:.1}s (build excluded)",
+        profile.name(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn check(profile: Profile, bless: bool, debug: bool) -> anyhow::Result<ExitCode> {
     let root = project_root();
     let bin = build(&root, debug, "")?;
-    let mut a = vec!["check".to_string(), "--profile".into(), profile.name().into()];
+    let mut a = vec![
+        "check".to_string(),
+        "--profile".into(),
+        profile.name().into(),
+    ];
     if bless {
         a.push("--bless".into());
     }
@@ -180,8 +220,19 @@ fn check(profile: Profile, bless: bool, debug: bool) -> anyhow::Result<ExitCode>
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Reproduce { target, profile, overrides, runs, debug, features } => reproduce(target, profile, &overrides, &runs, debug, &features),
-        Cmd::Check { profile, bless, debug } => check(profile, bless, debug),
+        Cmd::Reproduce {
+            target,
+            profile,
+            overrides,
+            runs,
+            debug,
+            features,
+        } => reproduce(target, profile, &overrides, &runs, debug, &features),
+        Cmd::Check {
+            profile,
+            bless,
+            debug,
+        } => check(profile, bless, debug),
     };
     match result {
         Ok(code) => code,
