@@ -319,7 +319,7 @@ pub fn validate(e: &Experiment, origin: &str) -> Result<(), ExperimentError> {
             e.name
         ));
     }
-    if e.data.image_size == 0 || e.data.image_size % 16 != 0 {
+    if e.data.image_size == 0 || !e.data.image_size.is_multiple_of(16) {
         return bad(format!(
             "data.image_size {} must be a positive multiple of the patch size 16",
             e.data.image_size
@@ -328,23 +328,18 @@ pub fn validate(e: &Experiment, origin: &str) -> Result<(), ExperimentError> {
     if e.backbone.taps.is_empty() {
         return bad("backbone.taps is empty; the reference uses [5, 11, 17, 23]".into());
     }
-    if e.backbone.weights.is_embedded() {
-        if let Some(&t) = e
-            .backbone
-            .taps
-            .iter()
-            .find(|&&t| t >= e.backbone.embedded.depth)
-        {
-            return bad(format!(
-                "backbone.taps has block {t} but the embedded backbone has depth {}",
-                e.backbone.embedded.depth
-            ));
-        }
+    let too_deep = e.backbone.taps.iter().find(|&&t| t >= e.backbone.embedded.depth);
+    if let (true, Some(&t)) = (e.backbone.weights.is_embedded(), too_deep) {
+        return bad(format!(
+            "backbone.taps has block {t} but the embedded backbone has depth {}",
+            e.backbone.embedded.depth
+        ));
     }
     if e.train.batch_size == 0 || e.train.epochs == 0 {
         return bad("train.batch_size and train.epochs must be at least 1".into());
     }
-    if !(e.model.tau > 0.0) {
+    // Written so that NaN fails too.
+    if e.model.tau.is_nan() || e.model.tau <= 0.0 {
         return bad(format!("model.tau {} must be positive", e.model.tau));
     }
     for (k, w) in [
@@ -353,7 +348,7 @@ pub fn validate(e: &Experiment, origin: &str) -> Result<(), ExperimentError> {
         ("global", e.loss.global),
         ("route", e.loss.route),
     ] {
-        if !(w >= 0.0) {
+        if w.is_nan() || w < 0.0 {
             return bad(format!("loss.{k} {w} must be >= 0"));
         }
     }

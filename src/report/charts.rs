@@ -295,7 +295,8 @@ pub fn loss_curves(
             .y_desc("mean training loss")
             .label_style((FONT, 13))
             .draw()?;
-        let parts: [(&str, RGBColor, fn(&EpochRecord) -> f64); 5] = [
+        type Part = (&'static str, RGBColor, fn(&EpochRecord) -> f64);
+        let parts: [Part; 5] = [
             ("total", BLACK, |e| e.loss.total),
             ("L_aware", BLUE, |e| e.loss.aware),
             ("L_seg", RED, |e| e.loss.seg),
