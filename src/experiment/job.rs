@@ -92,6 +92,14 @@ pub fn run_dir(runs_root: &Path, exp: &Experiment, job: &Job) -> PathBuf {
     experiment_dir(runs_root, exp).join(job.dir_name())
 }
 
+/// `runs/<name>-<profile>/_train/<variant>__<train>__s<seed>/`: where the engine keeps the
+/// checkpoints of a training shared by every job with the same [`Job::train_key`] (Table 1's
+/// eight VisA-trained targets train once). Its `config.resolved.yaml` is
+/// `sweep::train_yaml`, which leaves the target out.
+pub fn train_dir(runs_root: &Path, exp: &Experiment, job: &Job) -> PathBuf {
+    experiment_dir(runs_root, exp).join("_train").join(job.train_key())
+}
+
 /// The task index of this process: `--task-index`, else `SLURM_ARRAY_TASK_ID`, else
 /// `JOB_COMPLETION_INDEX` (Kubernetes indexed jobs).
 pub fn task_index_from_env() -> Option<Result<usize, String>> {

@@ -13,7 +13,7 @@ pub mod schema;
 pub mod sweep;
 
 pub use assets::{MissingAsset, missing_assets};
-pub use job::{Job, experiment_dir, jobs, run_dir, task_index_from_env};
+pub use job::{Job, experiment_dir, jobs, run_dir, task_index_from_env, train_dir};
 pub use load::{ExperimentError, LoadedExperiment, load_experiment};
 pub use record::{
     CategoryMetrics, EpochRecord, Evaluation, LossRecord, MetricSet, Provenance, RoutingRow,

@@ -56,6 +56,15 @@ pub fn resolved_yaml(exp: &Experiment, job: &Job) -> String {
     serde_saphyr::to_string(&job_config(exp, job)).expect("the schema serializes to YAML")
 }
 
+/// The resolved YAML of a job's training: [`job_config`] with the target removed, so every
+/// target trained from the same (variant, training set, seed) shares it (and its fingerprint).
+pub fn train_yaml(exp: &Experiment, job: &Job) -> String {
+    let mut e = job_config(exp, job);
+    e.sweep.runs[0].targets.clear();
+    e.eval = Default::default();
+    serde_saphyr::to_string(&e).expect("the schema serializes to YAML")
+}
+
 /// Runs `job` unless it is done, writing everything into its run directory under `runs_root`.
 pub fn run_one(
     job: &Job,
