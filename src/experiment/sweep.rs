@@ -134,8 +134,9 @@ pub fn slurm_script(
 # Collect:  sbatch --dependency=afterok:<array job id> --wrap 'ava-dino collect {runs}/{name}-{profile}'
 # Jobs are idempotent (a DONE marker skips them) and resume from their last checkpoint, so
 # resubmitting the array after a failure only redoes what is missing.
+# `%8` runs at most 8 tasks at once; #SBATCH lines are not shell-expanded, edit it here.
 #SBATCH --job-name=ava-{name}-{profile}
-#SBATCH --array=0-{last}%${{AVA_DINO_SLURM_CONCURRENCY:-8}}
+#SBATCH --array=0-{last}%8
 #SBATCH --output=slurm-%A_%a.out
 #SBATCH --gres=gpu:1
 #SBATCH --cpus-per-task=8
