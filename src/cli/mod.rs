@@ -4,11 +4,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check;
+mod collect;
 mod common;
 mod features;
 mod metrics;
 mod text;
 mod tokenize;
+mod sweep;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]
@@ -28,6 +31,12 @@ enum Command {
     Tokenize(tokenize::Args),
     /// CLIP text features of token ids or of class words' prompt ensembles.
     Text(text::Args),
+    /// List, run (by index or all) or emit a Slurm array for the jobs of an experiment.
+    Sweep(sweep::Args),
+    /// Gather finished runs into Tables 1-4, per-category tables and charts.
+    Collect(collect::Args),
+    /// Compare results with the published numbers or the smoke baseline (exit 3 when outside).
+    Check(check::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -38,5 +47,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Metrics(args) => metrics::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Text(args) => text::run(args),
+        Command::Sweep(args) => sweep::run(args),
+        Command::Collect(args) => collect::run(args),
+        Command::Check(args) => check::run(args),
     }
 }

@@ -1,0 +1,145 @@
+//! `ava-dino sweep`: list, run (one by index, or all) or emit a Slurm array for an experiment.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ava_dino::engine::RunOptions;
+use ava_dino::experiment::{self, JobOutcome, Profile, RunDir};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Experiment file (experiments/table1.yaml ...).
+    pub experiment: PathBuf,
+    /// Profile layered over the file: smoke (embedded default) or full (real assets).
+    #[arg(long, env = "AVA_DINO_PROFILE")]
+    pub profile: Option<Profile>,
+    /// Override a key: `--set train.epochs=2` (repeatable; the value is YAML).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Root of the run directories.
+    #[arg(long, default_value = "runs", env = "AVA_DINO_RUNS")]
+    pub runs: PathBuf,
+    /// Print the jobs (index, run directory, status) and exit.
+    #[arg(long, conflicts_with_all = ["task_index", "all", "emit"])]
+    pub list: bool,
+    /// Run job I (default: $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX).
+    #[arg(long, value_name = "I")]
+    pub task_index: Option<usize>,
+    /// Run every job, one after the other.
+    #[arg(long, conflicts_with_all = ["task_index", "emit"])]
+    pub all: bool,
+    /// Write a job-array script for a scheduler to stdout (`slurm`).
+    #[arg(long, value_name = "KIND", value_parser = ["slurm"])]
+    pub emit: Option<String>,
+    /// Only check that the assets the jobs need exist; list what is missing.
+    #[arg(long)]
+    pub check_assets: bool,
+    /// Print the resolved configuration of the experiment and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Rerun finished jobs.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let loaded = experiment::load_experiment(&args.experiment, args.profile, &args.overrides)?;
+    let exp = &loaded.experiment;
+    let jobs = experiment::jobs(exp);
+    if args.print_config {
+        print!(
+            "{}",
+            serde_saphyr::to_string(exp).context("serializing the configuration")?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.list {
+        println!(
+            "# {} jobs of experiment {} (profile {}), run directories under {}",
+            jobs.len(),
+            exp.name,
+            exp.profile,
+            experiment::experiment_dir(&args.runs, exp).display()
+        );
+        for (i, job) in jobs.iter().enumerate() {
+            let rd = RunDir::new(experiment::run_dir(&args.runs, exp, job));
+            let status = if rd.is_done() {
+                "done"
+            } else if let Some((e, _)) = rd.latest_complete_checkpoint() {
+                if e > 0 { "partial" } else { "started" }
+            } else if rd.path.exists() {
+                "started"
+            } else {
+                "pending"
+            };
+            println!("{i}\t{}\t{status}", job.dir_name());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(kind) = &args.emit {
+        anyhow::ensure!(kind == "slurm", "unknown --emit kind `{kind}`; use slurm");
+        let mut extra: Vec<String> = Vec::new();
+        extra.extend(args.profile.map(|p| format!("--profile={p}")));
+        extra.extend(args.overrides.iter().map(|o| format!("--set={o}")));
+        print!(
+            "{}",
+            experiment::sweep::slurm_script(&args.experiment, exp, jobs.len(), &extra, &args.runs)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let repo_root = std::env::current_dir().context("reading the current directory")?;
+    let selected: Vec<usize> = if args.all {
+        (0..jobs.len()).collect()
+    } else if let Some(i) = args.task_index {
+        vec![i]
+    } else if let Some(i) = experiment::task_index_from_env() {
+        vec![i.map_err(anyhow::Error::msg)?]
+    } else if args.check_assets {
+        (0..jobs.len()).collect()
+    } else {
+        anyhow::bail!(
+            "choose what to do: --list, --task-index I (or set SLURM_ARRAY_TASK_ID), --all, --emit slurm or --check-assets"
+        );
+    };
+    let chosen: Vec<_> = selected
+        .iter()
+        .map(|&i| experiment::job_at(&jobs, i).cloned())
+        .collect::<Result<_, _>>()?;
+    let missing = experiment::missing_assets(exp, &chosen, &repo_root);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|m| format!("  - {m}")).collect();
+        anyhow::bail!(
+            "profile {} needs assets that are missing (nothing was run):\n{}\nsee README \"Full reproduction\" for how to obtain each, or run --profile smoke",
+            exp.profile,
+            list.join("\n")
+        );
+    }
+    if args.check_assets {
+        eprintln!(
+            "assets: everything the {} jobs need is present",
+            chosen.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = RunOptions {
+        force: args.force,
+        quiet: args.quiet,
+        repo_root,
+    };
+    for (i, job) in selected.iter().zip(&chosen) {
+        let started = std::time::Instant::now();
+        let outcome = experiment::run_one(job, &loaded, &args.runs, &opts)?;
+        match outcome {
+            JobOutcome::Skipped => eprintln!("job {i} {job}: already done, skipped"),
+            JobOutcome::Finished => eprintln!(
+                "job {i} {job}: done in {:.1}s",
+                started.elapsed().as_secs_f64()
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,581 @@
+//! The result schema of one run: `metrics.json`, `per_category.csv` and `routing.csv`.
+//!
+//! The engine fills a [`RunMetrics`]; the runner writes it; `collect` and the reports read it.
+//! Metric values are fractions in [0, 1] (tables print percent) and `None` when undefined
+//! (I-AUROC of a medical set with only anomalous images, for instance): `null` in JSON, empty in
+//! CSV, never NaN.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::job::Job;
+use super::schema::{EpochSelection, Experiment};
+
+/// Version of this schema, bumped on incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The metrics of one evaluation (one category, or the mean over categories).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricSet {
+    pub image_auroc: Option<f64>,
+    pub image_ap: Option<f64>,
+    pub image_f1max: Option<f64>,
+    pub pixel_auroc: Option<f64>,
+    pub pixel_aupro: Option<f64>,
+    pub pixel_f1max: Option<f64>,
+}
+
+impl MetricSet {
+    /// Metric names in the order of `published.toml` and of every table.
+    pub const NAMES: [&'static str; 6] = [
+        "image_auroc",
+        "image_ap",
+        "image_f1max",
+        "pixel_auroc",
+        "pixel_aupro",
+        "pixel_f1max",
+    ];
+
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match name {
+            "image_auroc" => self.image_auroc,
+            "image_ap" => self.image_ap,
+            "image_f1max" => self.image_f1max,
+            "pixel_auroc" => self.pixel_auroc,
+            "pixel_aupro" => self.pixel_aupro,
+            "pixel_f1max" => self.pixel_f1max,
+            _ => None,
+        }
+    }
+
+    fn slot(&mut self, name: &str) -> Option<&mut Option<f64>> {
+        Some(match name {
+            "image_auroc" => &mut self.image_auroc,
+            "image_ap" => &mut self.image_ap,
+            "image_f1max" => &mut self.image_f1max,
+            "pixel_auroc" => &mut self.pixel_auroc,
+            "pixel_aupro" => &mut self.pixel_aupro,
+            "pixel_f1max" => &mut self.pixel_f1max,
+            _ => return None,
+        })
+    }
+
+    /// Mean over sets, skipping undefined values (the reference's `nanmean`); `None` when no set
+    /// defines the metric.
+    pub fn mean<'a>(sets: impl IntoIterator<Item = &'a MetricSet> + Clone) -> MetricSet {
+        let mut out = MetricSet::default();
+        for name in Self::NAMES {
+            let vals: Vec<f64> = sets
+                .clone()
+                .into_iter()
+                .filter_map(|s| s.get(name))
+                .filter(|v| v.is_finite())
+                .collect();
+            *out.slot(name).expect("known name") =
+                (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
+        }
+        out
+    }
+}
+
+/// One category of the target dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryMetrics {
+    pub category: String,
+    pub n_normal: usize,
+    pub n_anomalous: usize,
+    pub metrics: MetricSet,
+}
+
+/// The evaluation of one checkpoint on the whole target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// 0 = adapters at initialization; 1.. = after that many epochs.
+    pub epoch: usize,
+    /// How this epoch was chosen, in words (e.g. "reference selection (test set)").
+    pub selection: String,
+    pub per_category: Vec<CategoryMetrics>,
+    /// Mean over categories, skipping undefined values.
+    pub mean: MetricSet,
+}
+
+impl Evaluation {
+    /// Builds an evaluation whose mean is computed from its categories.
+    pub fn new(
+        epoch: usize,
+        selection: impl Into<String>,
+        per_category: Vec<CategoryMetrics>,
+    ) -> Self {
+        let mean = MetricSet::mean(per_category.iter().map(|c| &c.metrics));
+        Evaluation {
+            epoch,
+            selection: selection.into(),
+            per_category,
+            mean,
+        }
+    }
+}
+
+/// Training losses of one epoch (means over its steps).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossRecord {
+    pub total: f64,
+    pub aware: f64,
+    pub seg: f64,
+    pub global: f64,
+    pub route: f64,
+}
+
+/// One epoch: its training loss and, when evaluated, the mean test metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub loss: LossRecord,
+    pub mean: Option<MetricSet>,
+    pub seconds: f64,
+}
+
+/// Summary statistics of routing weights over a group of test images.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WeightStats {
+    pub count: usize,
+    pub mean_w_normal: Option<f64>,
+    pub mean_w_anomaly: Option<f64>,
+    pub std_w_anomaly: Option<f64>,
+}
+
+impl WeightStats {
+    /// From per-image anomaly weights (`w_normal = 1 - w_anomaly`, the two softmax outputs).
+    pub fn from_anomaly_weights(w_anomaly: &[f64]) -> Self {
+        let n = w_anomaly.len();
+        if n == 0 {
+            return WeightStats::default();
+        }
+        let mean = w_anomaly.iter().sum::<f64>() / n as f64;
+        let var = w_anomaly.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / n as f64;
+        WeightStats {
+            count: n,
+            mean_w_normal: Some(1.0 - mean),
+            mean_w_anomaly: Some(mean),
+            std_w_anomaly: Some(var.sqrt()),
+        }
+    }
+}
+
+/// Routing weights of the reported checkpoint, averaged over taps, per image label (Table 4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoutingSummary {
+    pub normal: WeightStats,
+    pub anomalous: WeightStats,
+    /// Same split per category.
+    pub per_category: BTreeMap<String, [WeightStats; 2]>,
+}
+
+/// One row of `routing.csv`: an image's tap-averaged routing weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoutingRow {
+    pub category: String,
+    pub image: String,
+    /// 1 = anomalous.
+    pub label: u8,
+    pub w_normal: f64,
+    pub w_anomaly: f64,
+}
+
+impl RoutingSummary {
+    pub fn from_rows(rows: &[RoutingRow]) -> Self {
+        let split = |rows: &[&RoutingRow], label: u8| {
+            let w: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.label == label)
+                .map(|r| r.w_anomaly)
+                .collect();
+            WeightStats::from_anomaly_weights(&w)
+        };
+        let all: Vec<&RoutingRow> = rows.iter().collect();
+        let mut per_category = BTreeMap::new();
+        for r in rows {
+            if !per_category.contains_key(&r.category) {
+                let cat: Vec<&RoutingRow> =
+                    rows.iter().filter(|x| x.category == r.category).collect();
+                per_category.insert(r.category.clone(), [split(&cat, 0), split(&cat, 1)]);
+            }
+        }
+        RoutingSummary {
+            normal: split(&all, 0),
+            anomalous: split(&all, 1),
+            per_category,
+        }
+    }
+}
+
+/// Where a number came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// `git rev-parse HEAD` of the harness, if known.
+    pub git_revision: Option<String>,
+    /// Uncommitted changes in the work tree when the run started.
+    pub git_dirty: Option<bool>,
+    pub host: String,
+    pub os: String,
+    pub cpu: String,
+    pub backend: String,
+    /// Device description (GPU name, or the CPU).
+    pub device: String,
+    /// SHA-256 of each weights file used (`backbone`, `text`), or "embedded:<seed>".
+    pub weights: BTreeMap<String, String>,
+    /// True when weights and data are the embedded default (synthetic twins, random backbones).
+    pub embedded: bool,
+    pub seed: u64,
+    pub protocol: String,
+    pub profile: String,
+    /// Text encoder activation (`gelu` as the reference runs it, or `quick_gelu`).
+    pub activation: String,
+    pub image_size: usize,
+    /// Backbone blocks tapped.
+    pub taps: Vec<usize>,
+    /// The authors' repository commit the reference behaviour was taken from.
+    pub reference_commit: String,
+    /// RFC 3339 start time (UTC).
+    pub started: String,
+    /// Seconds per phase: `extract`, `train`, `eval`, `total`.
+    pub timings: BTreeMap<String, f64>,
+}
+
+impl Provenance {
+    /// Host facts and git state, read once at the start of a run.
+    pub fn capture(repo: &Path) -> Provenance {
+        let git = |args: &[&str]| -> Option<String> {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .current_dir(repo)
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_default();
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        Provenance {
+            git_revision: git(&["rev-parse", "HEAD"]),
+            git_dirty: git(&["status", "--porcelain", "--untracked-files=no"])
+                .map(|s| !s.is_empty()),
+            host,
+            os: std::env::consts::OS.to_string(),
+            cpu: format!(
+                "{cpu} ({} threads)",
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            ),
+            started: now_rfc3339(),
+            reference_commit: "aqeeelmirza/AVA-DINO@a5474a1".into(),
+            ..Provenance::default()
+        }
+    }
+}
+
+/// UTC time as `YYYY-MM-DDTHH:MM:SSZ` (no time-zone crate needed).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Everything one run produced: `metrics.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetrics {
+    pub schema_version: u32,
+    pub experiment: String,
+    pub job: Job,
+    /// Domain of the target (`industrial` / `medical`).
+    pub target_domain: String,
+    /// The rule the tables use for this run (both evaluations are always stored).
+    pub selection: EpochSelection,
+    /// The last epoch's checkpoint.
+    pub final_epoch: Evaluation,
+    /// The epoch with the best mean test P-AUROC, labelled "reference selection (test set)".
+    pub best_epoch: Evaluation,
+    /// Adapters at initialization (no training), to show that training helps.
+    pub untrained: Option<Evaluation>,
+    /// Loss and mean metrics per epoch (loss curves).
+    pub epochs: Vec<EpochRecord>,
+    /// Routing weights of the reported checkpoint (`None` for the single-adapter variant).
+    pub routing: Option<RoutingSummary>,
+    pub provenance: Provenance,
+    /// Trainable parameter count.
+    pub trainable_parameters: Option<u64>,
+}
+
+/// Label of the best-epoch evaluation.
+pub const REFERENCE_SELECTION: &str = "reference selection (test set)";
+/// Label of the final-epoch evaluation.
+pub const FINAL_SELECTION: &str = "final epoch";
+/// Label of the untrained baseline.
+pub const UNTRAINED_SELECTION: &str = "untrained (adapters at initialization)";
+
+impl RunMetrics {
+    /// The evaluation a table reports under `selection`.
+    pub fn selected(&self, selection: EpochSelection) -> &Evaluation {
+        match selection {
+            EpochSelection::ReferenceBest => &self.best_epoch,
+            EpochSelection::Final => &self.final_epoch,
+        }
+    }
+
+    /// Picks the best epoch by mean P-AUROC among `evals` (ties: the earliest), as the reference.
+    pub fn best_by_pixel_auroc(evals: &[Evaluation]) -> Option<&Evaluation> {
+        evals
+            .iter()
+            .filter(|e| e.epoch > 0)
+            .fold(None, |best: Option<&Evaluation>, e| {
+                match (best.and_then(|b| b.mean.pixel_auroc), e.mean.pixel_auroc) {
+                    (_, None) => best.or(Some(e)),
+                    (None, Some(_)) => Some(e),
+                    (Some(b), Some(v)) => Some(if v > b { e } else { best.expect("some") }),
+                }
+            })
+    }
+
+    /// A skeleton for `job` with settings from `exp`; the engine fills the evaluations.
+    pub fn settings_from(exp: &Experiment, job: &Job, provenance: &mut Provenance) {
+        provenance.seed = job.seed;
+        provenance.protocol = exp.protocol.name().into();
+        provenance.profile = exp.profile.name().into();
+        provenance.activation = exp.text.activation.name().into();
+        provenance.image_size = exp.data.image_size;
+        provenance.taps = exp.backbone.taps.clone();
+        provenance.backend = exp.device.name().into();
+        provenance.embedded = exp.data.root.is_embedded()
+            && exp.backbone.weights.is_embedded()
+            && exp.text.weights.is_embedded();
+    }
+
+    /// `per_category.csv`: one row per (evaluation, category) plus a mean row per evaluation.
+    pub fn per_category_csv(&self) -> String {
+        let mut s = String::from("selection,epoch,category,n_normal,n_anomalous");
+        for n in MetricSet::NAMES {
+            s.push(',');
+            s.push_str(n);
+        }
+        s.push('\n');
+        let mut evals = vec![&self.best_epoch, &self.final_epoch];
+        evals.extend(self.untrained.as_ref());
+        for e in evals {
+            let rows = e.per_category.iter().map(|c| {
+                (
+                    c.category.as_str(),
+                    Some((c.n_normal, c.n_anomalous)),
+                    &c.metrics,
+                )
+            });
+            for (cat, counts, m) in rows.chain(std::iter::once(("mean", None, &e.mean))) {
+                let (nn, na) = counts
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .unwrap_or_default();
+                s.push_str(&format!(
+                    "{},{},{},{},{}",
+                    csv_field(&e.selection),
+                    e.epoch,
+                    csv_field(cat),
+                    nn,
+                    na
+                ));
+                for n in MetricSet::NAMES {
+                    s.push(',');
+                    if let Some(v) = m.get(n) {
+                        s.push_str(&format!("{v:.6}"));
+                    }
+                }
+                s.push('\n');
+            }
+        }
+        s
+    }
+}
+
+/// Quotes a CSV field when needed.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Writes `routing.csv` rows.
+pub fn routing_csv(rows: &[RoutingRow]) -> String {
+    let mut s = String::from("category,image,label,w_normal,w_anomaly\n");
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{},{:.6},{:.6}\n",
+            csv_field(&r.category),
+            csv_field(&r.image),
+            r.label,
+            r.w_normal,
+            r.w_anomaly
+        ));
+    }
+    s
+}
+
+/// Reads `routing.csv` (written by [`routing_csv`]).
+pub fn read_routing_csv(text: &str) -> Result<Vec<RoutingRow>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f = split_csv_line(line);
+        if f.len() != 5 {
+            return Err(format!(
+                "line {}: expected 5 fields, found {}",
+                i + 1,
+                f.len()
+            ));
+        }
+        let num = |s: &str| {
+            s.parse::<f64>()
+                .map_err(|_| format!("line {}: `{s}` is not a number", i + 1))
+        };
+        out.push(RoutingRow {
+            category: f[0].clone(),
+            image: f[1].clone(),
+            label: f[2]
+                .parse()
+                .map_err(|_| format!("line {}: label `{}` is not 0 or 1", i + 1, f[2]))?,
+            w_normal: num(&f[3])?,
+            w_anomaly: num(&f[4])?,
+        });
+    }
+    Ok(out)
+}
+
+fn split_csv_line(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().expect("one field").push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            (c, _) => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_skips_undefined() {
+        let a = MetricSet {
+            image_auroc: None,
+            pixel_auroc: Some(0.8),
+            ..Default::default()
+        };
+        let b = MetricSet {
+            image_auroc: None,
+            pixel_auroc: Some(0.6),
+            ..Default::default()
+        };
+        let m = MetricSet::mean([&a, &b]);
+        assert_eq!(m.image_auroc, None);
+        assert!((m.pixel_auroc.unwrap() - 0.7).abs() < 1e-12);
+    }
+
+    #[test]
+    fn routing_csv_round_trips_and_summarizes() {
+        let rows = vec![
+            RoutingRow {
+                category: "a,b".into(),
+                image: "x\"1.png".into(),
+                label: 0,
+                w_normal: 0.8,
+                w_anomaly: 0.2,
+            },
+            RoutingRow {
+                category: "a,b".into(),
+                image: "y.png".into(),
+                label: 1,
+                w_normal: 0.3,
+                w_anomaly: 0.7,
+            },
+        ];
+        let back = read_routing_csv(&routing_csv(&rows)).unwrap();
+        assert_eq!(back, rows);
+        let s = RoutingSummary::from_rows(&rows);
+        assert_eq!(s.normal.count, 1);
+        assert!((s.anomalous.mean_w_anomaly.unwrap() - 0.7).abs() < 1e-12);
+    }
+
+    #[test]
+    fn best_epoch_is_earliest_maximum() {
+        let e = |epoch, p| {
+            Evaluation::new(
+                epoch,
+                "x",
+                vec![CategoryMetrics {
+                    category: "c".into(),
+                    n_normal: 1,
+                    n_anomalous: 1,
+                    metrics: MetricSet {
+                        pixel_auroc: p,
+                        ..Default::default()
+                    },
+                }],
+            )
+        };
+        let evals = vec![
+            e(0, Some(0.99)),
+            e(1, Some(0.7)),
+            e(2, Some(0.9)),
+            e(3, Some(0.9)),
+            e(4, None),
+        ];
+        assert_eq!(RunMetrics::best_by_pixel_auroc(&evals).unwrap().epoch, 2);
+    }
+
+    #[test]
+    fn rfc3339_has_the_shape() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20);
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T');
+    }
+}

@@ -1,0 +1,417 @@
+//! Reports from hand-made runs: values flow from metrics.json into Tables 1-4, per-category
+//! tables, charts and the regression check. Issue 7.
+
+use std::path::{Path, PathBuf};
+
+use ava_dino::experiment::record::{FINAL_SELECTION, REFERENCE_SELECTION, UNTRAINED_SELECTION};
+use ava_dino::experiment::{
+    CategoryMetrics, EpochRecord, EpochSelection, Evaluation, Job, LossRecord, MetricSet,
+    Provenance, RoutingRow, RoutingSummary, RunDir, RunMetrics, TableKind, Variant,
+};
+use ava_dino::report::{self, Published, check};
+
+fn published() -> Published {
+    Published::read(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/published.toml"))
+        .unwrap()
+}
+
+/// A metric set whose values encode (run number, category, epoch) so a wrong lookup shows.
+fn metrics(base: f64, medical: bool) -> MetricSet {
+    MetricSet {
+        image_auroc: (!medical).then_some(base),
+        image_ap: Some(base - 0.01),
+        image_f1max: Some(base - 0.02),
+        pixel_auroc: Some(base + 0.01),
+        pixel_aupro: Some(base - 0.03),
+        pixel_f1max: Some(base - 0.4),
+    }
+}
+
+fn make_run(
+    root: &Path,
+    variant: Variant,
+    train: &str,
+    target: &str,
+    seed: u64,
+    base: f64,
+) -> RunDir {
+    let job = Job {
+        variant,
+        train: train.into(),
+        target: target.into(),
+        seed,
+    };
+    let medical = ["kvasir", "colondb", "clinicdb"].contains(&target);
+    let cats = |b: f64| -> Vec<CategoryMetrics> {
+        vec![
+            CategoryMetrics {
+                category: "alpha".into(),
+                n_normal: if medical { 0 } else { 3 },
+                n_anomalous: 4,
+                metrics: metrics(b - 0.02, medical),
+            },
+            CategoryMetrics {
+                category: "beta".into(),
+                n_normal: if medical { 0 } else { 2 },
+                n_anomalous: 5,
+                metrics: metrics(b + 0.02, medical),
+            },
+        ]
+    };
+    let routing_rows: Vec<RoutingRow> = (0..10)
+        .map(|i| {
+            let label = (i % 2) as u8;
+            let wa = if label == 1 {
+                0.7 + 0.02 * i as f64
+            } else {
+                0.1 + 0.02 * i as f64
+            };
+            RoutingRow {
+                category: if i < 5 { "alpha" } else { "beta" }.into(),
+                image: format!("img{i}.png"),
+                label,
+                w_normal: 1.0 - wa,
+                w_anomaly: wa,
+            }
+        })
+        .collect();
+    let mut provenance = Provenance {
+        embedded: true,
+        image_size: 64,
+        protocol: "reference".into(),
+        activation: "gelu".into(),
+        profile: "smoke".into(),
+        seed,
+        taps: if variant == Variant::LastLayer {
+            vec![7]
+        } else {
+            vec![1, 3, 5, 7]
+        },
+        git_revision: Some("0123456789abcdef".into()),
+        git_dirty: Some(false),
+        ..Default::default()
+    };
+    provenance.timings.insert("total".into(), 1.0);
+    let m = RunMetrics {
+        schema_version: ava_dino::experiment::record::SCHEMA_VERSION,
+        experiment: "paper".into(),
+        job: job.clone(),
+        target_domain: if medical { "medical" } else { "industrial" }.into(),
+        selection: EpochSelection::ReferenceBest,
+        final_epoch: Evaluation::new(3, FINAL_SELECTION, cats(base - 0.05)),
+        best_epoch: Evaluation::new(2, REFERENCE_SELECTION, cats(base)),
+        untrained: Some(Evaluation::new(0, UNTRAINED_SELECTION, cats(0.5))),
+        epochs: (1..=3)
+            .map(|e| EpochRecord {
+                epoch: e,
+                loss: LossRecord {
+                    total: 2.0 / e as f64,
+                    aware: 0.4 / e as f64,
+                    seg: 1.0 / e as f64,
+                    global: 0.5 / e as f64,
+                    route: 0.1 / e as f64,
+                },
+                mean: None,
+                seconds: 0.1,
+            })
+            .collect(),
+        routing: (variant != Variant::SingleAdapter)
+            .then(|| RoutingSummary::from_rows(&routing_rows)),
+        provenance,
+        trainable_parameters: Some(1000),
+    };
+    let rd = RunDir::new(root.join("paper-smoke").join(job.dir_name()));
+    rd.prepare("x: 1\n", &[]).unwrap();
+    if variant != Variant::SingleAdapter {
+        rd.write_routing(&routing_rows).unwrap();
+    }
+    // One saved map for the overlay chart.
+    let (h, w) = (16, 16);
+    let img = ava_dino::io::HostTensor::u8(
+        vec![h, w, 3],
+        (0..h * w * 3).map(|i| (i % 251) as u8).collect(),
+    );
+    let gt = ava_dino::io::HostTensor::u8(
+        vec![h, w],
+        (0..h * w).map(|i| u8::from(i % w > 10)).collect(),
+    );
+    let map =
+        ava_dino::io::HostTensor::f32(vec![h, w], (0..h * w).map(|i| (i % w) as f32).collect());
+    rd.write_map("alpha", "img1", img, gt, map).unwrap();
+    rd.finish(&m).unwrap();
+    rd
+}
+
+fn targets() -> Vec<(&'static str, &'static str)> {
+    let mut t: Vec<_> = [
+        "mvtec",
+        "btad",
+        "ksdd2",
+        "mpdd",
+        "mvtec_ad2",
+        "kvasir",
+        "colondb",
+        "clinicdb",
+    ]
+    .iter()
+    .map(|d| ("visa", *d))
+    .collect();
+    t.push(("mvtec", "visa"));
+    t
+}
+
+#[test]
+fn tables_charts_and_check_from_hand_made_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs_root = dir.path().join("runs");
+    for (i, (train, target)) in targets().into_iter().enumerate() {
+        make_run(
+            &runs_root,
+            Variant::Full,
+            train,
+            target,
+            0,
+            0.80 + 0.01 * i as f64,
+        );
+    }
+    // A second seed on mvtec: the table shows the mean over seeds.
+    make_run(&runs_root, Variant::Full, "visa", "mvtec", 1, 0.90);
+    for (v, base) in [
+        (Variant::SingleAdapter, 0.70),
+        (Variant::LearnableRouting, 0.72),
+        (Variant::TextRoutingNoLroute, 0.75),
+        (Variant::LastLayer, 0.77),
+    ] {
+        make_run(&runs_root, v, "visa", "mvtec", 0, base);
+    }
+    // An unfinished run must be left out.
+    RunDir::new(runs_root.join("paper-smoke/full__visa__zzz__s0"))
+        .prepare("x: 1\n", &[])
+        .unwrap();
+
+    let (runs, unfinished) = report::collect_runs(&runs_root).unwrap();
+    assert_eq!(runs.len(), 9 + 1 + 4);
+    assert_eq!(unfinished.len(), 1);
+
+    // Set AVA_DINO_REPORT_DEMO_DIR to keep this report for a look at the tables and charts.
+    let out = match std::env::var_os("AVA_DINO_REPORT_DEMO_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => dir.path().join("results/smoke"),
+    };
+    let summary = report::write_report(
+        &runs,
+        &published(),
+        &TableKind::ALL,
+        EpochSelection::ReferenceBest,
+        "smoke",
+        &out,
+    )
+    .unwrap();
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+    for n in 1..=4 {
+        for ext in ["md", "csv", "json"] {
+            assert!(
+                out.join(format!("table{n}.{ext}")).is_file(),
+                "table{n}.{ext}"
+            );
+        }
+    }
+
+    let tables = check::read_tables(&out).unwrap();
+    let cell = |key: &str| {
+        tables
+            .iter()
+            .flat_map(|t| &t.cells)
+            .find(|c| c.key == key)
+            .unwrap_or_else(|| panic!("no cell {key}"))
+            .clone()
+    };
+
+    // Table 1: mvtec = mean of seeds 0 (0.80) and 1 (0.90), best epoch, percent; paper beside it.
+    let c = cell("table1/mvtec/image_auroc");
+    assert!((c.ours.unwrap() - 85.0).abs() < 1e-9, "{c:?}");
+    assert_eq!(c.paper, Some(93.5));
+    let c = cell("table1/btad/pixel_f1max");
+    assert!(
+        (c.ours.unwrap() - (0.81 - 0.4) * 100.0).abs() < 1e-9,
+        "{c:?}"
+    );
+    assert!(
+        tables
+            .iter()
+            .flat_map(|t| &t.cells)
+            .all(|c| c.key != "table1/kvasir/image_auroc"),
+        "medical I-AUROC is not a cell"
+    );
+    let t1md = std::fs::read_to_string(out.join("table1.md")).unwrap();
+    assert!(t1md.contains("| kvasir | visa | n/a |"), "{t1md}");
+    assert!(
+        t1md.contains("embedded default")
+            && t1md.contains("reference selection (test set)")
+            && t1md.contains("image size: 64"),
+        "{t1md}"
+    );
+    assert!(
+        t1md.contains("seeds: 0, 1")
+            && t1md.contains("text activation: gelu")
+            && t1md.contains("protocol: reference")
+    );
+    let t1csv = std::fs::read_to_string(out.join("table1.csv")).unwrap();
+    assert_eq!(t1csv.lines().count(), 1 + 9, "{t1csv}");
+    assert!(
+        t1csv
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("dataset,trained on,I-AUROC ours,I-AUROC untrained,I-AUROC paper")
+    );
+
+    // Table 2: deltas to the single-adapter row.
+    let t2 = tables.iter().find(|t| t.table == "table2").unwrap();
+    let full_row = t2.rows.iter().find(|r| r[0] == "Full AVA-DINO").unwrap();
+    let col = |name: &str| t2.columns.iter().position(|c| c == name).unwrap();
+    let delta = full_row[col("I-AUROC Δ single (ours)")].as_f64().unwrap();
+    assert!((delta - (85.0 - 70.0)).abs() < 1e-9, "{delta}");
+    let paper_delta = full_row[col("I-AUROC Δ single (paper)")].as_f64().unwrap();
+    assert!((paper_delta - (93.5 - 91.2)).abs() < 1e-9);
+
+    // Table 3 names the taps; Table 4 has the routing means (normal w_a: 0.1 + 0.02*{0,2,4,6,8}).
+    let t3md = std::fs::read_to_string(out.join("table3.md")).unwrap();
+    assert!(
+        t3md.contains("[7]") && t3md.contains("[1, 3, 5, 7]"),
+        "{t3md}"
+    );
+    let c = cell("table4/normal/w_anomaly");
+    assert!((c.ours.unwrap() - 0.18).abs() < 1e-9, "{c:?}");
+    assert_eq!(c.paper, Some(0.17));
+
+    // Per-category tables with a mean row.
+    let pc = std::fs::read_to_string(out.join("per_category/full__visa__btad__s0.csv")).unwrap();
+    let last = pc.lines().last().unwrap();
+    assert!(last.starts_with("mean,5,9,81.0000,80.0000"), "{pc}");
+
+    // Charts: PNG + SVG of each kind.
+    let charts = out.join("charts");
+    for stem in [
+        "routing_mvtec",
+        "ours_vs_published_pixel_auroc",
+        "loss_full__visa__s0",
+        "overlays/full__visa__mvtec__s0/alpha__img1",
+    ] {
+        for ext in ["png", "svg"] {
+            let p = charts.join(format!("{stem}.{ext}"));
+            assert!(
+                std::fs::metadata(&p)
+                    .map(|m| m.len() > 500)
+                    .unwrap_or(false),
+                "{}",
+                p.display()
+            );
+        }
+    }
+    let png = image::open(charts.join("routing_mvtec.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (800, 500));
+    let svg = std::fs::read_to_string(charts.join("routing_mvtec.svg")).unwrap();
+    assert!(
+        svg.contains("normal (n=10)") && svg.contains("anomalous (n=10)"),
+        "legend text is drawn"
+    );
+
+    // Regression check: blessing the current numbers passes; a moved number fails.
+    let baseline = check::bless(&tables, "smoke", check::Tolerances::SMOKE);
+    assert!(check::check_baseline(&tables, &baseline).passed());
+    let mut moved = baseline.clone();
+    *moved.values.get_mut("table1/mvtec/image_auroc").unwrap() = Some(80.0);
+    let r = check::check_baseline(&tables, &moved);
+    assert_eq!(r.mismatches.len(), 1);
+    assert!(r.render().contains("outside table1/mvtec/image_auroc"));
+    // Against the paper, these made-up numbers are far off.
+    let r = check::check_published(&tables, check::Tolerances::PUBLISHED);
+    assert!(!r.passed() && r.compared > 20);
+}
+
+#[test]
+fn final_epoch_selection_reports_the_last_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    make_run(dir.path(), Variant::Full, "visa", "mvtec", 0, 0.80);
+    let (runs, _) = report::collect_runs(dir.path()).unwrap();
+    let input = report::ReportInput {
+        runs: &runs,
+        published: &published(),
+        selection: EpochSelection::Final,
+        profile: "smoke".into(),
+    };
+    let t = report::build_table(TableKind::Table1, &input);
+    let c = t
+        .cells
+        .iter()
+        .find(|c| c.key == "table1/mvtec/image_auroc")
+        .unwrap();
+    assert!((c.ours.unwrap() - 75.0).abs() < 1e-9, "{c:?}");
+    assert!(t.to_markdown().contains("epoch selection: final epoch"));
+}
+
+#[test]
+fn collect_cli_then_check_cli_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    make_run(&runs, Variant::Full, "visa", "mvtec", 0, 0.80);
+    let results = dir.path().join("results");
+    let bin = env!("CARGO_BIN_EXE_ava-dino");
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let published = format!("{manifest}/results/published.toml");
+    let out = std::process::Command::new(bin)
+        .args([
+            "collect",
+            runs.to_str().unwrap(),
+            "--out",
+            results.join("smoke").to_str().unwrap(),
+            "--published",
+            &published,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let check = |extra: &[&str]| {
+        std::process::Command::new(bin)
+            .args([
+                "check",
+                "--profile",
+                "smoke",
+                "--results",
+                results.to_str().unwrap(),
+                "--published",
+                &published,
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let missing = check(&[]);
+    assert_eq!(
+        missing.status.code(),
+        Some(1),
+        "no baseline yet is an error"
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--bless"));
+    assert!(check(&["--bless"]).status.success());
+    let ok = check(&[]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    // Move a number in the baseline: exit code 3.
+    let path = results.join("smoke/baseline.json");
+    let mut b: check::Baseline =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    *b.values.get_mut("table1/mvtec/pixel_auroc").unwrap() = Some(10.0);
+    std::fs::write(&path, serde_json::to_string(&b).unwrap()).unwrap();
+    let bad = check(&[]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("outside table1/mvtec/pixel_auroc"));
+}
