@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod common;
+mod datasets;
 mod features;
+mod synth;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]
@@ -19,6 +21,10 @@ struct Cli {
 enum Command {
     /// Run the frozen DINOv3 backbone and write tap features (normed, patches, cls).
     Features(features::Args),
+    /// Dataset registry: `check` what is on disk, `list` what a run would evaluate.
+    Datasets(datasets::Args),
+    /// Write deterministic synthetic twins of all nine datasets.
+    Synth(synth::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -26,5 +32,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Features(args) => features::run(args),
+        Command::Datasets(args) => datasets::run(args),
+        Command::Synth(args) => synth::run(args),
     }
 }
