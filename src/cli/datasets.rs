@@ -44,6 +44,29 @@ enum Sub {
     },
 }
 
+/// One line of `datasets list --json`, fields in the documented order.
+#[derive(serde::Serialize)]
+struct Row<'a> {
+    dataset: &'a str,
+    category: &'a str,
+    image: &'a str,
+    mask: Option<&'a str>,
+    label: u8,
+    class_word: &'a str,
+}
+
+/// Writes one line; a closed pipe (`| head`) ends the listing quietly.
+fn put(out: &mut impl Write, line: std::fmt::Arguments) -> std::io::Result<()> {
+    ignore_broken_pipe(writeln!(out, "{line}"))
+}
+
+fn ignore_broken_pipe(r: std::io::Result<()>) -> std::io::Result<()> {
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => other,
+    }
+}
+
 fn registry(args: &Args) -> anyhow::Result<Registry> {
     let path = args.registry.clone().unwrap_or_else(Registry::default_path);
     let mut reg = Registry::load(&path)?;
@@ -64,16 +87,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let mut out = std::io::BufWriter::new(stdout.lock());
             for s in &samples {
                 if json {
-                    let v = serde_json::json!({
-                        "dataset": s.dataset, "category": s.category, "image": s.image_rel,
-                        "mask": s.mask_rel, "label": s.label, "class_word": s.class_word,
-                    });
-                    writeln!(out, "{v}")?;
+                    let row = Row {
+                        dataset: &s.dataset,
+                        category: &s.category,
+                        image: &s.image_rel,
+                        mask: s.mask_rel.as_deref(),
+                        label: s.label,
+                        class_word: &s.class_word,
+                    };
+                    put(&mut out, format_args!("{}", serde_json::to_string(&row)?))?;
                 } else {
-                    writeln!(out, "{}\t{}\t{}\t{}\t{}", s.category, s.label, s.class_word, s.image_rel, s.mask_rel.as_deref().unwrap_or("-"))?;
+                    let mask = s.mask_rel.as_deref().unwrap_or("-");
+                    put(&mut out, format_args!("{}\t{}\t{}\t{}\t{mask}", s.category, s.label, s.class_word, s.image_rel))?;
                 }
             }
-            out.flush()?;
+            ignore_broken_pipe(out.flush())?;
             for k in &skipped {
                 eprintln!("warning: skipped {}: {}", k.path.display(), k.reason);
             }
