@@ -123,6 +123,10 @@ def make_cases(rng, size_override):
     add("palette_png", 66, 58, 48, 0.0, ("png", palette), ("png", palette_mask))
     add("index_mask_png", 80, 64, 48, 0.0, ("png", rgb("PNG")), ("png", lmask("PNG", values=(1, 2, 3))))
     add("jpeg_rgb", 91, 77, 48, 0.0, ("jpg", rgb("JPEG", quality=90)), ("jpg", lmask("JPEG")))
+    add("jpeg_444", 83, 67, 48, 0.0, ("jpg", rgb("JPEG", quality=95, subsampling=0)), ("jpg", lmask("JPEG")))
+    add("jpeg_422_restart", 101, 45, 64, 0.0,
+        ("jpg", rgb("JPEG", quality=80, subsampling=1, restart_marker_blocks=3)), None)
+    add("jpeg_progressive", 77, 59, 48, 0.0, ("jpg", rgb("JPEG", quality=85, progressive=True)), None)
     add("jpeg_gray", 64, 48, 40, 0.5,
         ("jpg", lambda p, w, h: Image.fromarray(smooth_rgb(rng, w, h)[..., 2]).save(p, "JPEG", quality=85)), None)
     add("bmp_rgb", 59, 41, 48, 0.5, ("bmp", rgb("BMP")), ("bmp", lmask("BMP")))

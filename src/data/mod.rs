@@ -5,6 +5,7 @@
 //! here knows about models or the CLI.
 
 pub mod check;
+pub mod jpeg;
 pub mod layouts;
 pub mod preprocess;
 pub mod pyrandom;

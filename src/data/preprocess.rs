@@ -32,6 +32,19 @@ pub struct Pixels {
 }
 
 fn decode(path: &Path) -> Result<DynamicImage, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::Io { path: path.to_path_buf(), source: e })?;
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        // Baseline JPEG through the libjpeg-exact decoder; other JPEGs fall through to `image`.
+        let bad = |reason: String| DataError::Decode { path: path.to_path_buf(), reason };
+        if let Some((w, h, c, data)) = super::jpeg::decode(&bytes).map_err(bad)? {
+            let (w, h) = (w as u32, h as u32);
+            return Ok(if c == 1 {
+                DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, data).expect("sized"))
+            } else {
+                DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, data).expect("sized"))
+            });
+        }
+    }
     let reader = ImageReader::open(path)
         .map_err(|e| DataError::Io { path: path.to_path_buf(), source: e })?
         .with_guessed_format()
