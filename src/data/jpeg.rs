@@ -3,9 +3,9 @@
 //! table-based YCbCr -> RGB). The `image` crate's decoder (zune-jpeg) uses a different IDCT and
 //! colour conversion and lands 1-2 units away from Pillow, which the parity tolerance forbids.
 //!
-//! Supported: 8-bit baseline/extended Huffman (SOF0/SOF1), 1 or 3 components (YCbCr), any
-//! sampling factors, restart intervals, interleaved and single-component scans. Anything else
-//! (progressive, arithmetic, CMYK/Adobe RGB, 12-bit) returns `Ok(None)` and the caller falls back
+//! Supported: 8-bit baseline/extended/progressive Huffman (SOF0/SOF1/SOF2), 1 or 3 components
+//! (YCbCr), any sampling factors, restart intervals, interleaved and single-component scans.
+//! Anything else (arithmetic, lossless, CMYK/Adobe RGB, 12-bit) returns `Ok(None)` and the caller falls back
 //! to the `image` crate.
 
 /// Decoded image: width, height, channels (1 or 3), interleaved samples.
@@ -244,6 +244,9 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
     let mut restart_interval = 0usize;
     let mut adobe_transform: Option<u8> = None;
     let mut frame_seen = false;
+    let mut progressive = false;
+    // Progressive: coefficients of every block (natural order), transformed after the last scan.
+    let mut coefs: Vec<Vec<[i32; 64]>> = Vec::new();
     loop {
         while pos < data.len() && data[pos] != 0xFF {
             pos += 1;
@@ -266,8 +269,12 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
         }
         let len = be16(data, pos)?;
         let seg = data.get(pos + 2..pos + len).ok_or("truncated JPEG segment")?;
+        if seg.is_empty() && matches!(m, 0xC0..=0xC2 | 0xDA) || (matches!(m, 0xC0..=0xC2) && seg.len() < 6) {
+            return Err("truncated JPEG header".into());
+        }
         match m {
-            0xC0 | 0xC1 => {
+            0xC0 | 0xC1 | 0xC2 => {
+                progressive = m == 0xC2;
                 if seg[0] != 8 {
                     return Ok(None);
                 }
@@ -293,9 +300,12 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
                     c.rows = my * c.v * 8;
                     c.plane = vec![0; c.stride * c.rows];
                 }
+                if progressive {
+                    coefs = comps.iter().map(|c| vec![[0i32; 64]; (c.stride / 8) * (c.rows / 8)]).collect();
+                }
                 frame_seen = true;
             }
-            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Ok(None),
+            0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Ok(None),
             0xC4 => {
                 let mut p = 0;
                 while p < seg.len() {
@@ -348,7 +358,18 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
                 for c in comps.iter_mut() {
                     c.dc_pred = 0;
                 }
-                decode_scan(&mut bits, &mut comps, &sel, &qt, &dc_tables, &ac_tables, width, height, hmax, vmax, restart_interval)?;
+                if progressive {
+                    let p = 1 + 2 * ns;
+                    let b = seg.get(p..p + 3).ok_or("truncated SOS")?;
+                    let sp = Spectral { ss: b[0] as usize, se: b[1] as usize, ah: (b[2] >> 4) as u32, al: (b[2] & 15) as u32 };
+                    if sp.se > 63 || sp.ss > sp.se || (sp.ss == 0 && sp.se != 0) || (sp.ss > 0 && ns != 1) {
+                        return Err("bad progressive scan parameters".into());
+                    }
+                    let geom = Geom { width, height, hmax, vmax, restart_interval };
+                    decode_progressive_scan(&mut bits, &mut comps, &mut coefs, &sel, sp, &dc_tables, &ac_tables, &geom)?;
+                } else {
+                    decode_scan(&mut bits, &mut comps, &sel, &qt, &dc_tables, &ac_tables, width, height, hmax, vmax, restart_interval)?;
+                }
                 if bits.eof {
                     return Err("truncated JPEG: the file ends inside the image data".into());
                 }
@@ -361,6 +382,16 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
     }
     if !frame_seen {
         return Err("no frame header".into());
+    }
+    if progressive {
+        for (c, blocks) in comps.iter_mut().zip(&coefs) {
+            let bw = c.stride / 8;
+            for (i, coef) in blocks.iter().enumerate() {
+                let off = (i / bw) * 8 * c.stride + (i % bw) * 8;
+                let stride = c.stride;
+                idct_islow(coef, &qt[c.tq], &mut c.plane[off..], stride);
+            }
+        }
     }
     if comps.len() == 1 {
         let c = &comps[0];
@@ -396,7 +427,10 @@ fn decode_scan(
     let mut block = |bits: &mut Bits, c: &mut Comp, bx: usize, by: usize| -> Result<(), String> {
         coef.fill(0);
         let t = bits.decode(&dc[c.td])? as u32;
-        c.dc_pred += extend(bits.bits(t), t);
+        if t > 16 {
+            return Err("corrupt DC coefficient".into());
+        }
+        c.dc_pred = c.dc_pred.wrapping_add(extend(bits.bits(t), t));
         coef[0] = c.dc_pred;
         let mut k = 1;
         while k < 64 {
@@ -562,4 +596,207 @@ fn ycc_to_rgb(y: &[u8], cb: &[u8], cr: &[u8]) -> Vec<u8> {
         out.push(clamp(yy + cb_b[b]));
     }
     out
+}
+
+#[derive(Clone, Copy)]
+struct Spectral {
+    ss: usize,
+    se: usize,
+    ah: u32,
+    al: u32,
+}
+
+struct Geom {
+    width: usize,
+    height: usize,
+    hmax: usize,
+    vmax: usize,
+    restart_interval: usize,
+}
+
+/// One scan of a progressive JPEG (ITU T.81 G.1.2; the refinement logic follows libjpeg's
+/// `jdphuff.c`), accumulating into `coefs`.
+#[allow(clippy::too_many_arguments)]
+fn decode_progressive_scan(
+    bits: &mut Bits,
+    comps: &mut [Comp],
+    coefs: &mut [Vec<[i32; 64]>],
+    sel: &[usize],
+    sp: Spectral,
+    dc: &[Huffman; 4],
+    ac: &[Huffman; 4],
+    g: &Geom,
+) -> Result<(), String> {
+    let mut eobrun = 0u32;
+    let mut count = 0usize;
+    let block = |bits: &mut Bits, c: &mut Comp, coef: &mut [i32; 64], eobrun: &mut u32| -> Result<(), String> {
+        if sp.ss == 0 {
+            if sp.ah == 0 {
+                let t = bits.decode(&dc[c.td])? as u32;
+                if t > 16 || sp.al > 13 {
+                    return Err("corrupt DC coefficient".into());
+                }
+                c.dc_pred = c.dc_pred.wrapping_add(extend(bits.bits(t), t));
+                coef[0] = c.dc_pred.wrapping_mul(1 << sp.al);
+            } else if bits.bit() == 1 {
+                coef[0] |= 1 << sp.al;
+            }
+            return Ok(());
+        }
+        let table = &ac[c.ta];
+        let mut k = sp.ss;
+        if sp.ah == 0 {
+            if *eobrun > 0 {
+                *eobrun -= 1;
+                return Ok(());
+            }
+            while k <= sp.se {
+                let rs = bits.decode(table)?;
+                let (r, s) = ((rs >> 4) as u32, (rs & 15) as u32);
+                if s != 0 {
+                    k += r as usize;
+                    if k > 63 {
+                        return Err("corrupt AC coefficients".into());
+                    }
+                    coef[ZIGZAG[k]] = extend(bits.bits(s), s).wrapping_mul(1 << sp.al.min(15));
+                    k += 1;
+                } else if r == 15 {
+                    k += 16;
+                } else {
+                    *eobrun = (1 << r) - 1;
+                    if r > 0 {
+                        *eobrun += bits.bits(r) as u32;
+                    }
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let p1 = 1i32 << sp.al.min(15);
+        let m1 = -1i32 << sp.al.min(15);
+        let refine = |bits: &mut Bits, v: &mut i32| {
+            if bits.bit() == 1 && (*v & p1) == 0 {
+                *v += if *v >= 0 { p1 } else { m1 };
+            }
+        };
+        if *eobrun == 0 {
+            while k <= sp.se {
+                let rs = bits.decode(table)?;
+                let (mut r, s) = ((rs >> 4) as i32, (rs & 15) as i32);
+                let mut val = 0;
+                if s != 0 {
+                    val = if bits.bit() == 1 { p1 } else { m1 };
+                } else if r != 15 {
+                    *eobrun = 1 << r;
+                    if r > 0 {
+                        *eobrun += bits.bits(r as u32) as u32;
+                    }
+                    break;
+                }
+                while k <= sp.se {
+                    let z = ZIGZAG[k];
+                    if coef[z] != 0 {
+                        refine(bits, &mut coef[z]);
+                    } else {
+                        r -= 1;
+                        if r < 0 {
+                            break;
+                        }
+                    }
+                    k += 1;
+                }
+                if val != 0 && k <= 63 {
+                    coef[ZIGZAG[k]] = val;
+                }
+                k += 1;
+            }
+        }
+        if *eobrun > 0 {
+            while k <= sp.se {
+                let z = ZIGZAG[k];
+                if coef[z] != 0 {
+                    refine(bits, &mut coef[z]);
+                }
+                k += 1;
+            }
+            *eobrun -= 1;
+        }
+        Ok(())
+    };
+    let restart = |bits: &mut Bits, comps: &mut [Comp], count: &mut usize, eobrun: &mut u32| {
+        if g.restart_interval > 0 && *count == g.restart_interval {
+            bits.restart();
+            for c in comps.iter_mut() {
+                c.dc_pred = 0;
+            }
+            *eobrun = 0;
+            *count = 0;
+        }
+    };
+    if sel.len() == 1 {
+        let ci = sel[0];
+        let (cw, ch) = ((g.width * comps[ci].h).div_ceil(g.hmax), (g.height * comps[ci].v).div_ceil(g.vmax));
+        let bw = comps[ci].stride / 8;
+        for by in 0..ch.div_ceil(8) {
+            for bx in 0..cw.div_ceil(8) {
+                restart(bits, comps, &mut count, &mut eobrun);
+                block(bits, &mut comps[ci], &mut coefs[ci][by * bw + bx], &mut eobrun)?;
+                count += 1;
+            }
+        }
+    } else {
+        let (mx, my) = (g.width.div_ceil(8 * g.hmax), g.height.div_ceil(8 * g.vmax));
+        for my_i in 0..my {
+            for mx_i in 0..mx {
+                restart(bits, comps, &mut count, &mut eobrun);
+                for &ci in sel {
+                    let (h, v, bw) = (comps[ci].h, comps[ci].v, comps[ci].stride / 8);
+                    for yy in 0..v {
+                        for xx in 0..h {
+                            let idx = (my_i * v + yy) * bw + mx_i * h + xx;
+                            block(bits, &mut comps[ci], &mut coefs[ci][idx], &mut eobrun)?;
+                        }
+                    }
+                }
+                count += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_jpeg() -> Vec<u8> {
+        let img = image::RgbImage::from_fn(37, 29, |x, y| image::Rgb([(x * 7) as u8, (y * 9) as u8, ((x + y) * 5) as u8]));
+        let mut buf = std::io::Cursor::new(Vec::new());
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90).encode_image(&img).unwrap();
+        buf.into_inner()
+    }
+
+    #[test]
+    fn decodes_and_rejects_truncation() {
+        let bytes = sample_jpeg();
+        let (w, h, c, data) = decode(&bytes).unwrap().unwrap();
+        assert_eq!((w, h, c, data.len()), (37, 29, 3, 37 * 29 * 3));
+        let err = decode(&bytes[..bytes.len() / 2]).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_data_never_panics() {
+        let bytes = sample_jpeg();
+        let mut state = 0x1234_5678u64;
+        for _ in 0..300 {
+            let mut b = bytes.clone();
+            for _ in 0..4 {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let i = (state >> 33) as usize % b.len();
+                b[i] = (state >> 20) as u8;
+            }
+            let _ = decode(&b);
+        }
+    }
 }
