@@ -8,7 +8,7 @@ Each case directory holds a source image in some mode/format, an optional mask, 
   pixels_u8    u8  [3,S,S]  the resized RGB pixels before scaling (exact comparison);
   mask         u8  [S,S]    Image.open(mask).convert('L') -> Resize -> ToTensor -> > threshold.
 
-Usage: gen_preprocess.py [--out DIR] [--seed N] [--size S]
+Usage: gen_preprocess.py [--out DIR] [--seed N] [--size S] [--src-scale K]
 (default: tests/fixtures/preprocess, seed 0, sizes varied per case).
 """
 import argparse
@@ -131,6 +131,9 @@ def make_cases(rng, size_override):
         ("jpg", lambda p, w, h: Image.fromarray(smooth_rgb(rng, w, h)[..., 2]).save(p, "JPEG", quality=85)), None)
     add("bmp_rgb", 59, 41, 48, 0.5, ("bmp", rgb("BMP")), ("bmp", lmask("BMP")))
     add("tiff_rgb", 73, 55, 40, 0.0, ("tif", rgb("TIFF")), ("tif", lmask("TIFF")))
+    # Pillow 13 runs the vertical pass first when the height shrinks by > 2x the width's pixels.
+    add("tall_vertical_first", 41, 139, 32, 0.0, ("png", rgb("PNG")), ("png", lmask("PNG")))
+    add("wide_horizontal_first", 139, 41, 32, 0.0, ("png", rgb("PNG")), ("png", lmask("PNG")))
     return cases
 
 
@@ -139,9 +142,11 @@ def main():
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "preprocess"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=0, help="output size for every case (0 = per-case sizes)")
+    ap.add_argument("--src-scale", type=int, default=1, help="multiply every source image size (e.g. 12: ~1000 px sources)")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     for name, w, h, size, thr, (iext, wimg), m in make_cases(rng, a.size):
+        w, h = w * a.src_scale, h * a.src_scale
         d = os.path.join(a.out, name)
         os.makedirs(d, exist_ok=True)
         ip = os.path.join(d, f"image.{iext}")

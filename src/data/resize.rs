@@ -1,7 +1,9 @@
 //! Pillow's antialiased bilinear resize (`Image.resize(size, BILINEAR)`), reimplemented exactly.
 //!
-//! Pillow (`libImaging/Resample.c`) resamples 8-bit images in two separable passes, horizontal then
-//! vertical, each rounding to u8. The filter is the triangle `1 - |x|` stretched by the reduction
+//! Pillow (`libImaging/Resample.c`) resamples 8-bit images in two separable passes, each rounding
+//! to u8. Pillow 13 runs the vertical pass first when the height shrinks by more than twice as many
+//! pixels as the width (`in_h - out_h > 2 * (in_w - out_w)`), otherwise horizontal first (the only
+//! order of Pillow <= 12); the order changes some pixels by one unit, so it is reproduced. The filter is the triangle `1 - |x|` stretched by the reduction
 //! factor (so downscaling averages, never point-samples); weights are computed in f64, normalised,
 //! then turned into 22-bit fixed point with round-half-away rounding, and each output is
 //! `(0.5 + sum(p * w)) >> 22` clamped to 0..=255. Reproducing each of these steps is what makes the
@@ -66,54 +68,72 @@ fn clip8(ss: i32) -> u8 {
 pub fn resize_bilinear_u8(src: &[u8], w: usize, h: usize, channels: usize, out_w: usize, out_h: usize) -> Vec<u8> {
     assert_eq!(src.len(), w * h * channels, "resize: buffer does not match {w}x{h}x{channels}");
     assert!(w > 0 && h > 0 && out_w > 0 && out_h > 0, "resize: empty image");
-    let c = channels;
-    let half = 1i32 << (PRECISION_BITS - 1);
+    if w == out_w && h == out_h {
+        return src.to_vec();
+    }
+    if vertical_first(w, h, out_w, out_h) {
+        let tmp = if h != out_h { vertical(src, w, channels, &coeffs(h, out_h), 0, out_h) } else { src.to_vec() };
+        return if w != out_w { horizontal(&tmp, w, channels, &coeffs(w, out_w), 0, out_h, out_w) } else { tmp };
+    }
     let vert = coeffs(h, out_h);
-    // Pillow runs the horizontal pass only over the source rows the vertical pass will read.
+    // Horizontal first: only over the source rows the vertical pass will read.
     let (first_row, last_row) = if h != out_h {
         let (lmin, ln) = vert.bounds[out_h - 1];
         (vert.bounds[0].0, lmin + ln)
     } else {
         (0, h)
     };
-    let rows = last_row - first_row;
+    let tmp = if w != out_w {
+        horizontal(src, w, channels, &coeffs(w, out_w), first_row, last_row - first_row, out_w)
+    } else {
+        src[first_row * w * channels..last_row * w * channels].to_vec()
+    };
+    if h == out_h { tmp } else { vertical(&tmp, out_w, channels, &vert, first_row, out_h) }
+}
 
-    let horiz: std::borrow::Cow<[u8]> = if w != out_w {
-        let hc = coeffs(w, out_w);
-        let mut out = vec![0u8; out_w * rows * c];
-        for y in 0..rows {
-            let row = &src[(y + first_row) * w * c..(y + first_row + 1) * w * c];
-            let orow = &mut out[y * out_w * c..(y + 1) * out_w * c];
-            for xx in 0..out_w {
-                let (xmin, n) = hc.bounds[xx];
-                let k = &hc.weights[xx * hc.ksize..xx * hc.ksize + n];
-                for ch in 0..c {
-                    let mut ss = half;
-                    for (x, &kx) in k.iter().enumerate() {
-                        ss += row[(xmin + x) * c + ch] as i32 * kx;
-                    }
-                    orow[xx * c + ch] = clip8(ss);
+/// Pillow 13's pass order: vertical first iff the height shrinks by more than twice the pixels
+/// the width does.
+pub fn vertical_first(w: usize, h: usize, out_w: usize, out_h: usize) -> bool {
+    let dy = h as i64 - out_h as i64;
+    let dx = w as i64 - out_w as i64;
+    dy > 0 && dy > dx * 2
+}
+
+/// Horizontal pass over `rows` source rows starting at `first_row`.
+fn horizontal(src: &[u8], w: usize, c: usize, hc: &Coeffs, first_row: usize, rows: usize, out_w: usize) -> Vec<u8> {
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let mut out = vec![0u8; out_w * rows * c];
+    for y in 0..rows {
+        let row = &src[(y + first_row) * w * c..(y + first_row + 1) * w * c];
+        let orow = &mut out[y * out_w * c..(y + 1) * out_w * c];
+        for xx in 0..out_w {
+            let (xmin, n) = hc.bounds[xx];
+            let k = &hc.weights[xx * hc.ksize..xx * hc.ksize + n];
+            for ch in 0..c {
+                let mut ss = half;
+                for (x, &kx) in k.iter().enumerate() {
+                    ss += row[(xmin + x) * c + ch] as i32 * kx;
                 }
+                orow[xx * c + ch] = clip8(ss);
             }
         }
-        std::borrow::Cow::Owned(out)
-    } else {
-        std::borrow::Cow::Borrowed(&src[first_row * w * c..last_row * w * c])
-    };
-
-    if h == out_h {
-        return horiz.into_owned();
     }
-    let stride = out_w * c;
+    out
+}
+
+/// Vertical pass; `src` row 0 is source row `row_offset` (bounds are in source rows).
+fn vertical(src: &[u8], w: usize, c: usize, vert: &Coeffs, row_offset: usize, out_h: usize) -> Vec<u8> {
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let stride = w * c;
     let mut out = vec![0u8; out_h * stride];
     let mut acc = vec![0i32; stride];
     for yy in 0..out_h {
         let (ymin, n) = vert.bounds[yy];
-        let ymin = ymin - first_row;
+        let ymin = ymin - row_offset;
         let k = &vert.weights[yy * vert.ksize..yy * vert.ksize + n];
         acc.fill(half);
         for (y, &ky) in k.iter().enumerate() {
-            let row = &horiz[(ymin + y) * stride..(ymin + y + 1) * stride];
+            let row = &src[(ymin + y) * stride..(ymin + y + 1) * stride];
             for (a, &p) in acc.iter_mut().zip(row) {
                 *a += p as i32 * ky;
             }
@@ -140,6 +160,14 @@ mod tests {
         let src = vec![200u8; 17 * 9];
         let out = resize_bilinear_u8(&src, 17, 9, 1, 6, 23);
         assert!(out.iter().all(|&v| v == 200));
+    }
+
+    #[test]
+    fn pass_order_follows_pillow_13() {
+        assert!(vertical_first(540, 792, 512, 512)); // 280 > 2 * 28
+        assert!(!vertical_first(732, 900, 512, 512)); // 388 <= 2 * 220
+        assert!(vertical_first(100, 50, 200, 20)); // width grows (dx < 0), height shrinks
+        assert!(!vertical_first(50, 100, 20, 200)); // height grows
     }
 
     #[test]
