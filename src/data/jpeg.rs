@@ -16,6 +16,8 @@ const ZIGZAG: [usize; 64] = [
     57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
+const LUT_BITS: u32 = 9;
+
 #[derive(Clone, Default)]
 struct Huffman {
     /// Per code length 1..=16: largest code of that length (or -1), and index offset.
@@ -23,6 +25,9 @@ struct Huffman {
     valoff: [i32; 17],
     mincode: [i32; 17],
     values: Vec<u8>,
+    /// Fast path: for every 9-bit prefix, `(code length << 8) | symbol` of a code of length <= 9
+    /// that it starts with (0 = longer code, take the slow path).
+    lut: Vec<u16>,
 }
 
 impl Huffman {
@@ -41,6 +46,19 @@ impl Huffman {
             code <<= 1;
         }
         h.maxcode[17] = i32::MAX;
+        h.lut = vec![0; 1 << LUT_BITS];
+        for l in 1..=LUT_BITS as usize {
+            if h.maxcode[l] < 0 {
+                continue;
+            }
+            for code in h.mincode[l]..=h.maxcode[l] {
+                let Some(&sym) = h.values.get((h.valoff[l] + code - h.mincode[l]) as usize) else { continue };
+                let shift = LUT_BITS as usize - l;
+                for fill in 0..(1usize << shift) {
+                    h.lut[((code as usize) << shift) | fill] = ((l as u16) << 8) | sym as u16;
+                }
+            }
+        }
         h
     }
 }
@@ -98,6 +116,14 @@ impl<'a> Bits<'a> {
         v
     }
     fn decode(&mut self, h: &Huffman) -> Result<u8, String> {
+        self.fill();
+        let e = h.lut.get((self.acc >> (32 - LUT_BITS)) as usize).copied().unwrap_or(0);
+        if e != 0 {
+            let len = (e >> 8) as u32;
+            self.acc <<= len;
+            self.n -= len;
+            return Ok(e as u8);
+        }
         let mut code = self.bit();
         for l in 1..=16 {
             if h.maxcode[l] >= 0 && code <= h.maxcode[l] && code >= h.mincode[l] {
