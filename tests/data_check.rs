@@ -91,3 +91,21 @@ fn missing_root_is_an_error_naming_the_variable() {
     let e = list_samples(&reg, "visa", Protocol::Reference, &ListOptions::default()).unwrap_err().to_string();
     assert!(e.contains("AVA_DINO_VISA_ROOT") && e.contains("VisA_20220922"), "{e}");
 }
+
+#[test]
+fn empty_category_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_all(tmp.path(), 2).unwrap();
+    let cat = tmp.path().join("MPDD/tubes/test");
+    for ty in std::fs::read_dir(&cat).unwrap() {
+        let ty = ty.unwrap().path();
+        for f in std::fs::read_dir(&ty).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+    }
+    let reg = registry(tmp.path());
+    let e = list_samples(&reg, "mpdd", Protocol::Corrected, &ListOptions::default()).unwrap_err().to_string();
+    assert!(e.contains(&tmp.path().join("MPDD/tubes").display().to_string()) && e.contains("no test images"), "{e}");
+    let r = check_dataset(&reg, "mpdd").unwrap();
+    assert!(r.problems.iter().any(|p| p.severity == Severity::Error && p.message.contains("no test images")), "{:#?}", r.problems);
+}

@@ -149,6 +149,13 @@ pub fn list_samples_with_skipped(
     let cats: Vec<&CategorySpec> =
         spec.categories.iter().filter(|c| opts.categories.is_empty() || opts.categories.contains(&c.name)).collect();
     let all = layouts::list(spec, &root, &cats, protocol)?;
+    for c in &cats {
+        if !all.iter().any(|s| s.category == c.name) {
+            let path = root.join(&c.name);
+            let reason = format!("category `{}` of dataset `{key}` has no test images; restore them or remove the category from datasets.toml", c.name);
+            return Err(DataError::Layout { path, reason });
+        }
+    }
     let mut samples = Vec::with_capacity(all.len());
     let mut skipped = Vec::new();
     for s in all {
