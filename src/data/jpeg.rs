@@ -299,7 +299,7 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
             return Err("truncated JPEG header".into());
         }
         match m {
-            0xC0 | 0xC1 | 0xC2 => {
+            0xC0..=0xC2 => {
                 progressive = m == 0xC2;
                 if seg[0] != 8 {
                     return Ok(None);
@@ -361,11 +361,7 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
                 }
             }
             0xDD => restart_interval = be16(seg, 0)?,
-            0xEE => {
-                if seg.len() >= 12 && &seg[..5] == b"Adobe" {
-                    adobe_transform = Some(seg[11]);
-                }
-            }
+            0xEE if seg.len() >= 12 && &seg[..5] == b"Adobe" => adobe_transform = Some(seg[11]),
             0xDA => {
                 if !frame_seen {
                     return Err("scan before frame header".into());
@@ -530,7 +526,7 @@ fn upsample(c: &Comp, width: usize, height: usize, hmax: usize, vmax: usize) -> 
     let (dw, dh) = ((width * c.h).div_ceil(hmax), (height * c.v).div_ceil(vmax));
     let src = |x: usize, y: usize| c.plane[y * c.stride + x] as i32;
     let mut out = vec![0u8; width * height];
-    let exact = hmax % c.h == 0 && vmax % c.v == 0;
+    let exact = hmax.is_multiple_of(c.h) && vmax.is_multiple_of(c.v);
     if exact && fx == 1 && fy == 1 {
         for y in 0..height {
             out[y * width..(y + 1) * width].copy_from_slice(&c.plane[y * c.stride..y * c.stride + width]);

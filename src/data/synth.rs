@@ -184,7 +184,7 @@ impl Canvas {
     /// A category's look: even category seeds give textures (oriented stripes), odd ones objects
     /// (an ellipse with a ring on a flat background). Per-image noise keeps images distinct.
     fn new(w: usize, h: usize, cat_rng: &mut Rng, img_rng: &mut Rng) -> Self {
-        let texture = cat_rng.next() % 2 == 0;
+        let texture = cat_rng.next().is_multiple_of(2);
         let (c0, c1) = (cat_rng.color(), cat_rng.color());
         let freq = 0.15 + 0.35 * cat_rng.f();
         let angle = std::f32::consts::PI * cat_rng.f();
