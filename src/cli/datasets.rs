@@ -10,7 +10,7 @@ use ava_dino::data::{list_samples_with_skipped, ListOptions, Protocol, Registry}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Registry file (default: datasets.toml of this checkout).
+    /// Registry file (default: datasets.toml of this checkout, else the built-in copy).
     #[arg(long, global = true)]
     registry: Option<PathBuf>,
     /// Folder holding the dataset folders (overrides $AVA_DINO_DATA_ROOT).
@@ -68,8 +68,10 @@ fn ignore_broken_pipe(r: std::io::Result<()>) -> std::io::Result<()> {
 }
 
 fn registry(args: &Args) -> anyhow::Result<Registry> {
-    let path = args.registry.clone().unwrap_or_else(Registry::default_path);
-    let mut reg = Registry::load(&path)?;
+    let mut reg = match &args.registry {
+        Some(path) => Registry::load(path)?,
+        None => Registry::load_default()?,
+    };
     if let Some(d) = &args.data_root {
         reg = reg.with_data_root(d);
     }

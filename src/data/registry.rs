@@ -206,6 +206,17 @@ impl Registry {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets.toml")
     }
 
+    /// `datasets.toml` of this checkout, or the copy compiled into the binary when that file is
+    /// absent (an installed binary).
+    pub fn load_default() -> Result<Registry, DataError> {
+        let path = Self::default_path();
+        if path.is_file() {
+            Self::load(&path)
+        } else {
+            Self::parse(Path::new("<embedded datasets.toml>"), super::synth::EMBEDDED_REGISTRY)
+        }
+    }
+
     /// Reads and validates a registry file; the data root comes from `$AVA_DINO_DATA_ROOT`.
     pub fn load(path: &Path) -> Result<Registry, DataError> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::Io { path: path.to_path_buf(), source: e })?;
