@@ -7,11 +7,13 @@ use clap::{Parser, Subcommand};
 mod check;
 mod collect;
 mod common;
+mod datasets;
 mod features;
 mod metrics;
 mod text;
 mod tokenize;
 mod sweep;
+mod synth;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]
@@ -37,6 +39,10 @@ enum Command {
     Collect(collect::Args),
     /// Compare results with the published numbers or the smoke baseline (exit 3 when outside).
     Check(check::Args),
+    /// Dataset registry: `check` what is on disk, `list` what a run would evaluate.
+    Datasets(datasets::Args),
+    /// Write deterministic synthetic twins of all nine datasets.
+    Synth(synth::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -50,5 +56,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Sweep(args) => sweep::run(args),
         Command::Collect(args) => collect::run(args),
         Command::Check(args) => check::run(args),
+        Command::Datasets(args) => datasets::run(args),
+        Command::Synth(args) => synth::run(args),
     }
 }

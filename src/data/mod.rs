@@ -1,1 +1,181 @@
-//! See the crate docs for this module's job.
+//! Datasets: the `datasets.toml` registry, one loader per on-disk layout, Pillow-exact
+//! preprocessing, synthetic twins of all nine layouts, and the `datasets check` report.
+//!
+//! The engine calls [`Registry::load`], [`list_samples`] and [`preprocess::load_batch`]; nothing
+//! here knows about models or the CLI.
+
+pub mod check;
+pub mod jpeg;
+pub mod layouts;
+pub mod preprocess;
+pub mod pyrandom;
+pub mod registry;
+pub mod resize;
+pub mod synth;
+
+use std::path::{Path, PathBuf};
+
+pub use preprocess::{load_batch, load_image, load_image_u8, load_mask, SkippedFile};
+pub use registry::{CategorySpec, DatasetSpec, Domain, LayoutKind, Registry};
+
+/// Which loader behaviour to reproduce (see docs/DEVIATIONS.md, "## Data").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Exactly what the reference loaders do (class word from the path, KSDD2 label = "has a GT
+    /// file", Kvasir's seeded 150-image subset, masks paired by sorted order).
+    #[default]
+    Reference,
+    /// True class names, KSDD2 label = mask not empty, all Kvasir images, masks paired by name.
+    Corrected,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reference" => Ok(Self::Reference),
+            "corrected" => Ok(Self::Corrected),
+            _ => Err(format!("unknown protocol `{s}` (use reference or corrected)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Reference => "reference",
+            Self::Corrected => "corrected",
+        })
+    }
+}
+
+/// One test image a run evaluates.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Sample {
+    /// Registry key (`mvtec`, `visa`, ...).
+    pub dataset: String,
+    /// Category name as in `datasets.toml`.
+    pub category: String,
+    /// Absolute image path.
+    pub image: PathBuf,
+    /// Image path relative to the dataset root, `/`-separated.
+    pub image_rel: String,
+    /// Absolute mask path; `None` for normal images without a mask file.
+    pub mask: Option<PathBuf>,
+    /// Mask path relative to the dataset root.
+    pub mask_rel: Option<String>,
+    /// 1 = anomalous, 0 = normal.
+    pub label: u8,
+    /// The word put in the prompts for this image.
+    pub class_word: String,
+    /// Binarization threshold applied to the resized mask (`v / 255 > t`).
+    pub mask_threshold: f32,
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Only these categories (empty = all in the registry).
+    pub categories: Vec<String>,
+    /// Leave out (and report) anomalous images whose mask is missing instead of failing.
+    pub skip_bad: bool,
+}
+
+/// Errors of the data room. Each names the file or key and says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: cannot read: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot decode image ({reason}); re-export or remove the file (or run with --skip-bad)")]
+    Decode { path: PathBuf, reason: String },
+    #[error("{path}: invalid registry: {reason}")]
+    Registry { path: PathBuf, reason: String },
+    #[error("unknown dataset `{key}`; known: {known} (add it to datasets.toml)")]
+    UnknownDataset { key: String, known: String },
+    #[error("dataset `{key}`: unknown category `{category}`; known: {known}")]
+    UnknownCategory { key: String, category: String, known: String },
+    #[error("dataset `{key}`: no root configured; set {env} to the dataset folder, or AVA_DINO_DATA_ROOT to the folder holding `{root}` (try `ava-dino synth --out DIR` for synthetic twins)")]
+    NoRoot { key: String, env: String, root: String },
+    #[error("dataset `{key}`: root {path} does not exist; set {env} or AVA_DINO_DATA_ROOT, or run `ava-dino datasets check {key}`")]
+    MissingRoot { key: String, path: PathBuf, env: String },
+    #[error("{path}: {reason}")]
+    Layout { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Meta { path: PathBuf, reason: String },
+}
+
+impl DataError {
+    /// The file the error is about, when there is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Io { path, .. }
+            | Self::Decode { path, .. }
+            | Self::Registry { path, .. }
+            | Self::MissingRoot { path, .. }
+            | Self::Layout { path, .. }
+            | Self::Meta { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// Every test sample of dataset `key` under `protocol`, sorted by category then image path.
+///
+/// An anomalous image without a mask is an error naming it, unless `opts.skip_bad` (then use
+/// [`list_samples_with_skipped`] to get the list of what was left out).
+pub fn list_samples(registry: &Registry, key: &str, protocol: Protocol, opts: &ListOptions) -> Result<Vec<Sample>, DataError> {
+    list_samples_with_skipped(registry, key, protocol, opts).map(|(s, _)| s)
+}
+
+/// [`list_samples`], also returning the samples left out under `opts.skip_bad`.
+pub fn list_samples_with_skipped(
+    registry: &Registry,
+    key: &str,
+    protocol: Protocol,
+    opts: &ListOptions,
+) -> Result<(Vec<Sample>, Vec<SkippedFile>), DataError> {
+    let spec = registry.get(key)?;
+    for c in &opts.categories {
+        if !spec.categories.iter().any(|s| &s.name == c) {
+            return Err(DataError::UnknownCategory {
+                key: key.to_string(),
+                category: c.clone(),
+                known: spec.categories.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
+    let root = registry.resolve_root(key)?;
+    let cats: Vec<&CategorySpec> =
+        spec.categories.iter().filter(|c| opts.categories.is_empty() || opts.categories.contains(&c.name)).collect();
+    let all = layouts::list(spec, &root, &cats, protocol)?;
+    for c in &cats {
+        if !all.iter().any(|s| s.category == c.name) {
+            let path = root.join(&c.name);
+            let reason = format!("category `{}` of dataset `{key}` has no test images; restore them or remove the category from datasets.toml", c.name);
+            return Err(DataError::Layout { path, reason });
+        }
+    }
+    let mut samples = Vec::with_capacity(all.len());
+    let mut skipped = Vec::new();
+    for s in all {
+        if s.label == 1 && s.mask.is_none() {
+            let reason = format!(
+                "anomalous image has no mask in the ground-truth folder (dataset `{key}`); restore the mask or remove the image"
+            );
+            if !opts.skip_bad {
+                return Err(DataError::Layout { path: s.image, reason });
+            }
+            skipped.push(SkippedFile { path: s.image, reason });
+            continue;
+        }
+        samples.push(s);
+    }
+    samples.sort_by(|a, b| a.category.cmp(&b.category).then_with(|| a.image_rel.cmp(&b.image_rel)));
+    Ok((samples, skipped))
+}
+
+/// Joins `/`-separated relative path parts.
+pub(crate) fn rel_join(parts: &[&str]) -> String {
+    parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/")
+}
