@@ -20,5 +20,6 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod parity;
+pub mod protocol;
 pub mod report;
 pub mod text;

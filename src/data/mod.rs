@@ -18,37 +18,7 @@ use std::path::{Path, PathBuf};
 pub use preprocess::{load_batch, load_image, load_image_u8, load_mask, SkippedFile};
 pub use registry::{CategorySpec, DatasetSpec, Domain, LayoutKind, Registry};
 
-/// Which loader behaviour to reproduce (see docs/DEVIATIONS.md, "## Data").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// Exactly what the reference loaders do (class word from the path, KSDD2 label = "has a GT
-    /// file", Kvasir's seeded 150-image subset, masks paired by sorted order).
-    #[default]
-    Reference,
-    /// True class names, KSDD2 label = mask not empty, all Kvasir images, masks paired by name.
-    Corrected,
-}
-
-impl std::str::FromStr for Protocol {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "reference" => Ok(Self::Reference),
-            "corrected" => Ok(Self::Corrected),
-            _ => Err(format!("unknown protocol `{s}` (use reference or corrected)")),
-        }
-    }
-}
-
-impl std::fmt::Display for Protocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Reference => "reference",
-            Self::Corrected => "corrected",
-        })
-    }
-}
+pub use crate::protocol::Protocol;
 
 /// One test image a run evaluates.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

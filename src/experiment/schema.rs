@@ -201,23 +201,7 @@ impl std::str::FromStr for TableKind {
     }
 }
 
-/// `reference` = the authors' code, `corrected` = the paper's text where the code is arguably wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    #[default]
-    Reference,
-    Corrected,
-}
-
-impl Protocol {
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Reference => "reference",
-            Protocol::Corrected => "corrected",
-        }
-    }
-}
+pub use crate::protocol::Protocol;
 
 /// Data: image size and where the nine datasets are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,8 +214,6 @@ pub struct DataConfig {
     /// `embedded` (synthetic twins written under `synthetic.dir`) or the common data root
     /// (per-dataset `AVA_DINO_<KEY>_ROOT` variables still win, see datasets.toml).
     pub root: Source,
-    /// Split of the auxiliary dataset used for training (the reference trains on `test`).
-    pub train_split: String,
     pub synthetic: SyntheticConfig,
 }
 
@@ -241,7 +223,6 @@ impl Default for DataConfig {
             image_size: 512,
             registry: PathBuf::from("datasets.toml"),
             root: Source::Env("AVA_DINO_DATA_ROOT".into()),
-            train_split: "test".into(),
             synthetic: SyntheticConfig::default(),
         }
     }
@@ -253,14 +234,6 @@ impl Default for DataConfig {
 pub struct SyntheticConfig {
     /// Where the twins are written (generated once, reused).
     pub dir: PathBuf,
-    /// Categories per dataset (at most the real number).
-    pub categories: usize,
-    /// Normal test images per category.
-    pub normal: usize,
-    /// Anomalous test images per category.
-    pub anomalous: usize,
-    /// Image side in pixels before preprocessing.
-    pub side: usize,
     pub seed: u64,
 }
 
@@ -268,10 +241,6 @@ impl Default for SyntheticConfig {
     fn default() -> Self {
         SyntheticConfig {
             dir: PathBuf::from("runs/synthetic"),
-            categories: 2,
-            normal: 6,
-            anomalous: 6,
-            side: 64,
             seed: 0,
         }
     }
@@ -285,8 +254,6 @@ pub struct BackboneConfig {
     pub weights: Source,
     /// Blocks (0-based) whose final-normed outputs feed the adapters.
     pub taps: Vec<usize>,
-    /// Storage dtype of the frozen backbone: `auto` = f32 on CPU, bf16 on GPU.
-    pub dtype: Dtype,
     /// Shape of the embedded random backbone.
     pub embedded: EmbeddedVit,
 }
@@ -296,20 +263,9 @@ impl Default for BackboneConfig {
         BackboneConfig {
             weights: Source::Env("AVA_DINO_DINOV3".into()),
             taps: vec![5, 11, 17, 23],
-            dtype: Dtype::Auto,
             embedded: EmbeddedVit::default(),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Dtype {
-    #[default]
-    Auto,
-    F32,
-    F16,
-    Bf16,
 }
 
 /// A seeded random ViT small enough for a CPU (DINOv3 architecture, 4 registers, patch 16).
@@ -354,22 +310,7 @@ impl Default for TextConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    #[default]
-    Gelu,
-    QuickGelu,
-}
-
-impl Activation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::Gelu => "gelu",
-            Activation::QuickGelu => "quick_gelu",
-        }
-    }
-}
+pub use crate::text::Activation;
 
 /// A seeded random CLIP text tower small enough for a CPU (real tokenizer, 77 tokens).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -403,12 +344,6 @@ pub struct ModelConfig {
     pub bottleneck: usize,
     /// Routing softmax temperature.
     pub tau: f64,
-    /// LeakyReLU negative slope in the adapters.
-    pub leaky_slope: f64,
-    /// Logit scale of the cross-modal map and global logits.
-    pub logit_scale: f64,
-    /// Logit scale of the calibration map (AACM).
-    pub aacm_scale: f64,
     /// Seed of the adapter initialization (combined with the job seed).
     pub init_seed: u64,
 }
@@ -418,9 +353,6 @@ impl Default for ModelConfig {
         ModelConfig {
             bottleneck: 768,
             tau: 0.1,
-            leaky_slope: 0.01,
-            logit_scale: 100.0,
-            aacm_scale: 10.0,
             init_seed: 0,
         }
     }
@@ -434,10 +366,6 @@ pub struct LossConfig {
     pub seg: f64,
     pub global: f64,
     pub route: f64,
-    /// Focal loss gamma.
-    pub focal_gamma: f64,
-    /// Dice smoothing.
-    pub dice_smooth: f64,
 }
 
 impl Default for LossConfig {
@@ -447,8 +375,6 @@ impl Default for LossConfig {
             seg: 0.5,
             global: 0.25,
             route: 0.1,
-            focal_gamma: 2.0,
-            dice_smooth: 1.0,
         }
     }
 }

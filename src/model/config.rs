@@ -49,14 +49,7 @@ impl std::str::FromStr for Variant {
     }
 }
 
-/// `reference` reproduces the authors' code bit for bit; `corrected` does what the paper says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    #[default]
-    Reference,
-    Corrected,
-}
+pub use crate::protocol::Protocol;
 
 /// Weights of the four loss terms.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
