@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod common;
 mod features;
+mod random_backbone;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the frozen DINOv3 backbone and write tap features (normed, patches, cls).
     Features(features::Args),
+    /// Write a seeded random DINOv3 backbone as an HF model directory (for tests and benchmarks).
+    RandomBackbone(random_backbone::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -26,5 +29,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Features(args) => features::run(args),
+        Command::RandomBackbone(args) => random_backbone::run(args),
     }
 }
