@@ -474,3 +474,113 @@ pub fn save_hf_dir(model: &DinoV3, dir: &Path) -> Result<(), BackboneError> {
     let st = dir.join("model.safetensors");
     hf_tensors(model)?.write(&st).map_err(|e| BackboneError::Weights { path: st, reason: e.to_string() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Tensor;
+
+    fn tiny() -> DinoV3Config {
+        DinoV3Config::tiny(16, 2, 2, 4, 1)
+    }
+
+    fn hf_map(model: &DinoV3) -> BTreeMap<String, HostTensor> {
+        hf_tensors(model).unwrap().tensors
+    }
+
+    fn err(raw: BTreeMap<String, HostTensor>) -> String {
+        to_canonical(Path::new("w.safetensors"), raw, &tiny()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn hf_directory_round_trip_gives_identical_features() {
+        let dev = Device::flex();
+        let model = DinoV3::random(&tiny(), 7, &dev);
+        let dir = tempfile::tempdir().unwrap();
+        save_hf_dir(&model, dir.path()).unwrap();
+        let back = load_backbone(dir.path(), &dev).unwrap();
+        assert_eq!(back.config, model.config);
+        let x = Tensor::<4>::random([2, 3, 8, 12], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+        let a = model.forward_taps(x.clone(), &[1, 0]);
+        let b = back.forward_taps(x, &[1, 0]);
+        for (fa, fb) in a.into_iter().zip(b) {
+            let (va, vb) = (HostTensor::from_tensor(fa.patches), HostTensor::from_tensor(fb.patches));
+            assert_eq!(va, vb);
+        }
+    }
+
+    #[test]
+    fn random_is_deterministic_and_seed_dependent() {
+        let dev = Device::flex();
+        let a = DinoV3::random(&tiny(), 1, &dev).to_weights();
+        let b = DinoV3::random(&tiny(), 1, &dev).to_weights();
+        let c = DinoV3::random(&tiny(), 2, &dev).to_weights();
+        assert_eq!(a, b);
+        assert_ne!(a["blocks.0.attn.qkv.weight"], c["blocks.0.attn.qkv.weight"]);
+    }
+
+    #[test]
+    fn wrong_files_name_the_first_bad_keys() {
+        let model = DinoV3::random(&tiny(), 0, &Device::flex());
+        let good = hf_map(&model);
+
+        let mut m = good.clone();
+        m.remove("layer.1.mlp.up_proj.weight");
+        let e = err(m);
+        assert!(e.contains("w.safetensors") && e.contains("missing") && e.contains("layer.1.mlp.up_proj.weight"), "{e}");
+
+        let mut m = good.clone();
+        m.insert("layer.2.norm1.weight".into(), HostTensor::f32(vec![16], vec![1.0; 16]));
+        let e = err(m);
+        assert!(e.contains("unexpected") && e.contains("layer.2.norm1.weight"), "{e}");
+
+        let mut m = good.clone();
+        m.insert("layer.0.norm2.bias".into(), HostTensor::f32(vec![8], vec![0.0; 8]));
+        let e = err(m);
+        assert!(e.contains("layer.0.norm2.bias") && e.contains("[8]") && e.contains("[16]"), "{e}");
+
+        let mut m = good.clone();
+        let mut t = m["layer.1.layer_scale2.lambda1"].to_f32_vec();
+        t[3] = f32::NAN;
+        m.insert("layer.1.layer_scale2.lambda1".into(), HostTensor::f32(vec![16], t));
+        let e = err(m);
+        assert!(e.contains("NaN") && e.contains("layer.1.layer_scale2.lambda1"), "{e}");
+
+        let mut m = BTreeMap::new();
+        m.insert("text.weight".to_string(), HostTensor::f32(vec![1], vec![0.0]));
+        assert!(err(m).contains("not DINOv3 weights"));
+    }
+
+    #[test]
+    fn meta_layout_applies_bias_mask_and_stored_periods() {
+        let c = tiny();
+        let dev = Device::flex();
+        let model = DinoV3::random(&c, 4, &dev);
+        let mut meta = model.to_weights();
+        let d = c.hidden_size;
+        for i in 0..c.num_hidden_layers {
+            let key = format!("blocks.{i}.attn.qkv.bias");
+            let mut b = meta[&key].to_f32_vec();
+            b[d..2 * d].iter_mut().for_each(|x| *x = 5.0); // masked out below
+            meta.insert(key, HostTensor::f32(vec![3 * d], b));
+            let mask: Vec<f32> = (0..3 * d).map(|j| if (d..2 * d).contains(&j) { 0.0 } else { 1.0 }).collect();
+            meta.insert(format!("blocks.{i}.attn.qkv.bias_mask"), HostTensor::f32(vec![3 * d], mask));
+        }
+        meta.insert("rope_embed.periods".into(), HostTensor::f32(vec![2], vec![1.0, 10.0]));
+        meta.insert("mask_token".into(), HostTensor::f32(vec![1, d], vec![0.0; d]));
+        let (w, periods) = to_canonical(Path::new("m.pth"), meta, &c).unwrap();
+        assert_eq!(periods, Some(vec![1.0, 10.0]));
+        assert_eq!(w["blocks.1.attn.qkv.bias"], model.to_weights()["blocks.1.attn.qkv.bias"]);
+    }
+
+    #[test]
+    fn architecture_comes_from_config_or_released_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let released = dir.path().join("dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth");
+        assert_eq!(config_for(&released).unwrap(), DinoV3Config::vitl16());
+        let other = dir.path().join("weights.pth");
+        assert!(config_for(&other).unwrap_err().to_string().contains("config.json"));
+        std::fs::write(dir.path().join("config.json"), tiny().to_json().to_string()).unwrap();
+        assert_eq!(config_for(&other).unwrap(), tiny());
+    }
+}
