@@ -1,1 +1,47 @@
 //! DINOv3 ViT backbone (frozen image features).
+//!
+//! - [`config`]: architecture from an HF `config.json`, the `vitl16` preset, tiny configs;
+//! - [`rope`]: 2-D RoPE with bf16-rounded periods;
+//! - [`vit`]: modules and the tap forward ([`DinoV3::forward_taps`]);
+//! - [`load`]: HF / Meta weights with a key-map table, and HF directory export.
+
+use std::path::PathBuf;
+
+pub mod config;
+pub mod load;
+pub mod rope;
+pub mod vit;
+
+pub use config::DinoV3Config;
+pub use load::{load_backbone, save_hf_dir};
+pub use vit::{DinoV3, TapFeatures};
+
+/// Why a backbone could not be loaded. Every message names the file and says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum BackboneError {
+    #[error("{path}: no such file or directory")]
+    NotFound { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: bad DINOv3 config: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("{path}: cannot read weights: {reason}")]
+    Weights { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    NoWeights { path: PathBuf, reason: String },
+    #[error(
+        "{path}: no architecture: put the model's config.json beside it, or keep the released name \
+         `dinov3_vitl16_pretrain_lvd1689m-<hash>.pth`"
+    )]
+    NoConfig { path: PathBuf },
+    #[error("{path}: not DINOv3 weights (neither HF `embeddings.*`/`layer.N.*` nor Meta `blocks.N.*` names); first keys: {first_keys}")]
+    Layout { path: PathBuf, first_keys: String },
+    #[error("{path}: {count} tensor(s) missing for this config.json, first: {first}")]
+    MissingKeys { path: PathBuf, count: usize, first: String },
+    #[error("{path}: {count} unexpected tensor(s) for this config.json (wrong model or config?), first: {first}")]
+    UnexpectedKeys { path: PathBuf, count: usize, first: String },
+    #[error("{path}: tensor `{key}` has shape {found:?}, the config needs {expected:?} (does config.json match the weights?)")]
+    Shape { path: PathBuf, key: String, found: Vec<usize>, expected: Vec<usize> },
+    #[error("{path}: tensor `{key}` holds NaN or infinite values; the file is corrupt")]
+    NonFinite { path: PathBuf, key: String },
+}

@@ -1,7 +1,12 @@
 //! `ava-dino features`: frozen DINOv3 tap features for an image or a pixel tensor.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use ava_dino::backbone::load_backbone;
+use ava_dino::io::{HostTensor, TensorFile};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::common::DeviceArg;
 
@@ -27,6 +32,56 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let _device = args.device.select()?;
-    anyhow::bail!("features: the DINOv3 backbone is not wired yet (issue 2)")
+    let device = args.device.select()?;
+    let pixels = match (&args.input, &args.image) {
+        (Some(input), _) => {
+            let file = TensorFile::read(input)?;
+            file.tensor::<4>("pixel_values", &device)?
+        }
+        (None, Some(image)) => load_image(image, &device)?,
+        (None, None) => bail!("give --input <pixel_values.safetensors> or --image <file>"),
+    };
+    let model = load_backbone(&args.backbone, &device)?;
+    if let Err(e) = model.check_input(pixels.dims(), &args.taps) {
+        let source = args.input.as_ref().or(args.image.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
+        bail!("{source}: {e}");
+    }
+    let start = std::time::Instant::now();
+    let feats = model.forward_taps(pixels, &args.taps);
+    let mut out = TensorFile::new(&args.out);
+    out.insert("taps", HostTensor::i64(vec![args.taps.len()], args.taps.iter().map(|&t| t as i64).collect()));
+    for (&k, f) in args.taps.iter().zip(feats) {
+        out.insert(format!("normed.{k}"), HostTensor::from_tensor(f.normed));
+        out.insert(format!("patches.{k}"), HostTensor::from_tensor(f.patches));
+        out.insert(format!("cls.{k}"), HostTensor::from_tensor(f.cls));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    out.write(&args.out)?;
+    eprintln!("features: taps {:?} -> {} (forward {secs:.2} s)", args.taps, args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// ImageNet normalization used by the reference `Datasets/*.py` transforms.
+const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// Side the reference resizes every image to.
+const SIDE: u32 = 512;
+
+/// Reads an image and preprocesses it as the reference does: RGB, resize to 512x512, /255,
+/// ImageNet mean/std → `[1, 3, 512, 512]`. Uses the image crate's bilinear (Triangle) filter;
+/// the exact PIL-compatible resize of `ava_dino::data` replaces it (see docs/DEVIATIONS.md).
+fn load_image(path: &Path, device: &Device) -> anyhow::Result<Tensor<4>> {
+    if !path.is_file() {
+        bail!("{}: no such file", path.display());
+    }
+    let img = image::open(path).with_context(|| format!("{}: cannot decode image", path.display()))?.to_rgb8();
+    let img = image::imageops::resize(&img, SIDE, SIDE, image::imageops::FilterType::Triangle);
+    let n = (SIDE * SIDE) as usize;
+    let mut v = vec![0f32; 3 * n];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            v[c * n + i] = (px[c] as f32 / 255.0 - MEAN[c]) / STD[c];
+        }
+    }
+    Ok(Tensor::from_data(TensorData::new(v, vec![1, 3, SIDE as usize, SIDE as usize]), device))
 }

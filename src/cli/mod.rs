@@ -14,6 +14,7 @@ mod text;
 mod tokenize;
 mod sweep;
 mod synth;
+mod random_backbone;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]
@@ -43,6 +44,8 @@ enum Command {
     Datasets(datasets::Args),
     /// Write deterministic synthetic twins of all nine datasets.
     Synth(synth::Args),
+    /// Write a seeded random DINOv3 backbone as an HF model directory (for tests and benchmarks).
+    RandomBackbone(random_backbone::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -58,5 +61,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(args),
         Command::Datasets(args) => datasets::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::RandomBackbone(args) => random_backbone::run(args),
     }
 }

@@ -1,0 +1,362 @@
+//! DINOv3 ViT modules and forward pass (Meta `DinoVisionTransformer`, eval mode, MLP variant).
+//!
+//! Sequence layout: `[CLS, reg_1..reg_R, p_0..p_{HW-1}]`, patches row-major. Each block is
+//! `x += γ1 ⊙ Attn(LN1(x)); x += γ2 ⊙ MLP(LN2(x))` with RoPE on patch q/k and erf-GELU MLP.
+//! A tap `i` is the final norm applied to the output of block `i` (0-based), which is what the
+//! AVA-DINO reference hooks read (backbones.md section 2).
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::tensor::activation::gelu;
+use burn::tensor::module::{attention, conv2d};
+use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
+use burn::tensor::{Device, Tensor};
+
+use super::config::DinoV3Config;
+use super::rope;
+use crate::io::HostTensor;
+
+/// Epsilon added to the per-channel std of the patch rows (reference `extract_dinov3_features`).
+pub const PATCH_STD_EPS: f64 = 1e-6;
+
+/// Weights by canonical (Meta-layout) name, PyTorch shapes (`Linear` weights `[out, in]`);
+/// `blocks.i.attn.qkv.bias` is the effective bias (`bias ⊙ bias_mask`).
+pub type Weights = BTreeMap<String, HostTensor>;
+
+/// Features of one tapped block.
+#[derive(Debug, Clone)]
+pub struct TapFeatures {
+    /// Final-norm output of the block, all tokens: `[B, N, D]`, N = 1 + R + HW/p².
+    pub normed: Tensor<3>,
+    /// CLS row of `normed`: `[B, D]`.
+    pub cls: Tensor<2>,
+    /// Patch rows of `normed`, standardized per sample and channel over patches
+    /// (unbiased std + 1e-6): `[B, HW/p², D]`.
+    pub patches: Tensor<3>,
+}
+
+/// Multi-head self-attention with a fused qkv projection.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `[D] -> [3D]`, q | k | v; the k third of the bias is already masked.
+    pub qkv: Linear,
+    /// `[D] -> [D]`.
+    pub proj: Linear,
+    pub num_heads: usize,
+}
+
+/// MLP: Linear → erf-GELU → Linear.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+/// One pre-norm transformer block with LayerScale.
+#[derive(Module, Debug)]
+pub struct Block {
+    pub norm1: LayerNorm,
+    pub attn: Attention,
+    /// LayerScale γ1 `[D]`.
+    pub ls1: Param<Tensor<1>>,
+    pub norm2: LayerNorm,
+    pub mlp: Mlp,
+    /// LayerScale γ2 `[D]`.
+    pub ls2: Param<Tensor<1>>,
+}
+
+/// The DINOv3 ViT backbone.
+#[derive(Module, Debug)]
+pub struct DinoV3 {
+    /// Patch embedding conv weight `[D, C, p, p]`.
+    pub patch_weight: Param<Tensor<4>>,
+    /// Patch embedding bias `[D]`.
+    pub patch_bias: Param<Tensor<1>>,
+    /// `[1, 1, D]`.
+    pub cls_token: Param<Tensor<3>>,
+    /// `[1, R, D]`; `None` when R = 0.
+    pub register_tokens: Option<Param<Tensor<3>>>,
+    pub blocks: Vec<Block>,
+    /// Final norm, also applied to every tap.
+    pub norm: LayerNorm,
+    /// RoPE periods `[dh/4]` (bf16 values, stored or computed).
+    #[module(skip)]
+    pub periods: Vec<f32>,
+    #[module(skip)]
+    pub config: DinoV3Config,
+}
+
+impl Attention {
+    /// `x`: `[B, N, D]`, `cos`/`sin`: `[HW, dh]` → `[B, N, D]`.
+    fn forward(&self, x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, prefix: usize) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let (h, dh) = (self.num_heads, d / self.num_heads);
+        let qkv = self.qkv.forward(x);
+        let split = |i: usize| qkv.clone().slice([0..b, 0..n, i * d..(i + 1) * d]).reshape([b, n, h, dh]).swap_dims(1, 2);
+        let q = rope::apply(split(0), cos, sin, prefix);
+        let k = rope::apply(split(1), cos, sin, prefix);
+        let v = split(2);
+        // Fused op, default scale 1/sqrt(dh), no mask: matches SDPA to f32 rounding (parity test).
+        let out = attention(q, k, v, None, None, AttentionModuleOptions::default());
+        self.proj.forward(out.swap_dims(1, 2).reshape([b, n, d]))
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(gelu(self.fc1.forward(x)))
+    }
+}
+
+impl Block {
+    /// `[B, N, D]` → `[B, N, D]`.
+    fn forward(&self, x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, prefix: usize) -> Tensor<3> {
+        let a = self.attn.forward(self.norm1.forward(x.clone()), cos, sin, prefix);
+        let x = x + a * self.ls1.val().unsqueeze::<3>();
+        let m = self.mlp.forward(self.norm2.forward(x.clone()));
+        x + m * self.ls2.val().unsqueeze::<3>()
+    }
+}
+
+impl DinoV3 {
+    /// Why `pixel_values` of shape `dims` cannot go through this model with `taps`, if so.
+    pub fn check_input(&self, dims: [usize; 4], taps: &[usize]) -> Result<(), String> {
+        let c = &self.config;
+        let [b, ch, h, w] = dims;
+        if b == 0 {
+            return Err("empty batch".into());
+        }
+        if ch != c.num_channels {
+            return Err(format!("pixel_values has {ch} channels, the backbone expects {}", c.num_channels));
+        }
+        if h == 0 || w == 0 || h % c.patch_size != 0 || w % c.patch_size != 0 {
+            return Err(format!("image size {h}x{w} is not a positive multiple of the patch size {}", c.patch_size));
+        }
+        if let Some(&t) = taps.iter().find(|&&t| t >= c.num_hidden_layers) {
+            return Err(format!("tap {t} is out of range: the backbone has blocks 0..{}", c.num_hidden_layers - 1));
+        }
+        if taps.is_empty() {
+            return Err("no taps requested".into());
+        }
+        Ok(())
+    }
+
+    /// Token sequence before the first block: `[B, C, H, W]` → `[B, 1 + R + HW/p², D]`.
+    pub fn embed(&self, pixel_values: Tensor<4>) -> Tensor<3> {
+        let [b, _, _, _] = pixel_values.dims();
+        let p = self.config.patch_size;
+        let d = self.config.hidden_size;
+        let opts = ConvOptions::new([p, p], [0, 0], [1, 1], 1);
+        let patches = conv2d(pixel_values, self.patch_weight.val(), Some(self.patch_bias.val()), opts);
+        let [_, _, hp, wp] = patches.dims();
+        let patches = patches.reshape([b, d, hp * wp]).swap_dims(1, 2);
+        let mut parts = vec![self.cls_token.val().expand([b, 1, d])];
+        if let Some(reg) = &self.register_tokens {
+            parts.push(reg.val().expand([b, self.config.num_register_tokens, d]));
+        }
+        parts.push(patches);
+        Tensor::cat(parts, 1)
+    }
+
+    /// Tap features for `taps` (0-based block indices, any order, repeats allowed), in that order.
+    ///
+    /// `pixel_values`: `[B, C, H, W]`, H and W multiples of the patch size. Only the blocks up to
+    /// the deepest tap run. Panics on input that [`DinoV3::check_input`] rejects; call it first
+    /// with untrusted shapes.
+    pub fn forward_taps(&self, pixel_values: Tensor<4>, taps: &[usize]) -> Vec<TapFeatures> {
+        if let Err(e) = self.check_input(pixel_values.dims(), taps) {
+            panic!("DinoV3::forward_taps: {e}");
+        }
+        let [b, _, h, w] = pixel_values.dims();
+        let c = &self.config;
+        let (hp, wp) = (h / c.patch_size, w / c.patch_size);
+        let prefix = c.prefix_tokens();
+        let device = pixel_values.device();
+        let (cos, sin) = rope::tables(&self.periods, hp, wp, &device);
+        let last = *taps.iter().max().expect("checked non-empty");
+        let mut x = self.embed(pixel_values);
+        let mut outputs: BTreeMap<usize, Tensor<3>> = BTreeMap::new();
+        for (i, block) in self.blocks.iter().enumerate().take(last + 1) {
+            x = block.forward(x, &cos, &sin, prefix);
+            if taps.contains(&i) {
+                outputs.insert(i, x.clone());
+            }
+        }
+        let d = c.hidden_size;
+        let n = prefix + hp * wp;
+        taps.iter()
+            .map(|t| {
+                let normed = self.norm.forward(outputs[t].clone());
+                let cls = normed.clone().slice([0..b, 0..1, 0..d]).reshape([b, d]);
+                let p = normed.clone().slice([0..b, prefix..n, 0..d]);
+                let mean = p.clone().mean_dim(1);
+                let std = p.clone().var(1).sqrt();
+                let patches = (p - mean) / (std + PATCH_STD_EPS);
+                TapFeatures { normed, cls, patches }
+            })
+            .collect()
+    }
+
+    /// Builds the model from canonical weights already checked against `config` (see `load`).
+    pub fn from_weights(config: &DinoV3Config, periods: Vec<f32>, w: &Weights, device: &Device) -> Self {
+        let t = |k: &str| -> &HostTensor { w.get(k).unwrap_or_else(|| panic!("weight `{k}` checked present")) };
+        let p1 = |k: &str| Param::from_tensor(t(k).to_tensor::<1>(device));
+        let norm = |prefix: &str| {
+            let mut ln = LayerNormConfig::new(config.hidden_size).with_epsilon(config.layer_norm_eps).init(device);
+            ln.gamma = p1(&format!("{prefix}.weight"));
+            ln.beta = Some(p1(&format!("{prefix}.bias")));
+            ln
+        };
+        let linear = |prefix: &str| Linear {
+            weight: Param::from_tensor(transpose(t(&format!("{prefix}.weight"))).to_tensor::<2>(device)),
+            bias: w.get(&format!("{prefix}.bias")).map(|b| Param::from_tensor(b.to_tensor::<1>(device))),
+        };
+        let blocks = (0..config.num_hidden_layers)
+            .map(|i| {
+                let b = format!("blocks.{i}");
+                Block {
+                    norm1: norm(&format!("{b}.norm1")),
+                    attn: Attention {
+                        qkv: linear(&format!("{b}.attn.qkv")),
+                        proj: linear(&format!("{b}.attn.proj")),
+                        num_heads: config.num_attention_heads,
+                    },
+                    ls1: p1(&format!("{b}.ls1.gamma")),
+                    norm2: norm(&format!("{b}.norm2")),
+                    mlp: Mlp { fc1: linear(&format!("{b}.mlp.fc1")), fc2: linear(&format!("{b}.mlp.fc2")) },
+                    ls2: p1(&format!("{b}.ls2.gamma")),
+                }
+            })
+            .collect();
+        Self {
+            patch_weight: Param::from_tensor(t("patch_embed.proj.weight").to_tensor::<4>(device)),
+            patch_bias: p1("patch_embed.proj.bias"),
+            cls_token: Param::from_tensor(t("cls_token").to_tensor::<3>(device)),
+            register_tokens: (config.num_register_tokens > 0)
+                .then(|| Param::from_tensor(t("storage_tokens").to_tensor::<3>(device))),
+            blocks,
+            norm: norm("norm"),
+            periods,
+            config: config.clone(),
+        }
+    }
+
+    /// The model's weights back in canonical form (PyTorch shapes).
+    pub fn to_weights(&self) -> Weights {
+        let mut w = Weights::new();
+        let mut put = |k: String, t: HostTensor| {
+            w.insert(k, t);
+        };
+        let host = |p: &Param<Tensor<1>>| HostTensor::from_tensor(p.val());
+        put("patch_embed.proj.weight".into(), HostTensor::from_tensor(self.patch_weight.val()));
+        put("patch_embed.proj.bias".into(), host(&self.patch_bias));
+        put("cls_token".into(), HostTensor::from_tensor(self.cls_token.val()));
+        if let Some(r) = &self.register_tokens {
+            put("storage_tokens".into(), HostTensor::from_tensor(r.val()));
+        }
+        let norm = |prefix: String, ln: &LayerNorm, put: &mut dyn FnMut(String, HostTensor)| {
+            put(format!("{prefix}.weight"), host(&ln.gamma));
+            if let Some(b) = &ln.beta {
+                put(format!("{prefix}.bias"), host(b));
+            }
+        };
+        let linear = |prefix: String, l: &Linear, put: &mut dyn FnMut(String, HostTensor)| {
+            put(format!("{prefix}.weight"), transpose(&HostTensor::from_tensor(l.weight.val())));
+            if let Some(b) = &l.bias {
+                put(format!("{prefix}.bias"), host(b));
+            }
+        };
+        norm("norm".into(), &self.norm, &mut put);
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let b = format!("blocks.{i}");
+            norm(format!("{b}.norm1"), &blk.norm1, &mut put);
+            norm(format!("{b}.norm2"), &blk.norm2, &mut put);
+            linear(format!("{b}.attn.qkv"), &blk.attn.qkv, &mut put);
+            linear(format!("{b}.attn.proj"), &blk.attn.proj, &mut put);
+            linear(format!("{b}.mlp.fc1"), &blk.mlp.fc1, &mut put);
+            linear(format!("{b}.mlp.fc2"), &blk.mlp.fc2, &mut put);
+            put(format!("{b}.ls1.gamma"), host(&blk.ls1));
+            put(format!("{b}.ls2.gamma"), host(&blk.ls2));
+        }
+        w
+    }
+
+    /// A model with seeded, deterministic, non-trivial weights (uniform draws; LayerScale in
+    /// [0.1, 0.5] so deep stacks stay well-conditioned). The k bias is zero, as Meta masks it.
+    pub fn random(config: &DinoV3Config, seed: u64, device: &Device) -> Self {
+        let mut rng = SplitMix64(seed ^ 0x5EED_D1A0_0003);
+        let mut uni = |shape: Vec<usize>, lo: f32, hi: f32| {
+            let n = shape.iter().product();
+            HostTensor::f32(shape, (0..n).map(|_| lo + (hi - lo) * rng.next_f32()).collect())
+        };
+        let c = config;
+        let (d, f, ch, p) = (c.hidden_size, c.intermediate_size, c.num_channels, c.patch_size);
+        let mut w = Weights::new();
+        let fan = |n: usize| 1.0 / (n as f32).sqrt();
+        w.insert("patch_embed.proj.weight".into(), uni(vec![d, ch, p, p], -fan(ch * p * p), fan(ch * p * p)));
+        w.insert("patch_embed.proj.bias".into(), uni(vec![d], -0.1, 0.1));
+        w.insert("cls_token".into(), uni(vec![1, 1, d], -1.0, 1.0));
+        if c.num_register_tokens > 0 {
+            w.insert("storage_tokens".into(), uni(vec![1, c.num_register_tokens, d], -1.0, 1.0));
+        }
+        w.insert("norm.weight".into(), uni(vec![d], 0.8, 1.2));
+        w.insert("norm.bias".into(), uni(vec![d], -0.1, 0.1));
+        for i in 0..c.num_hidden_layers {
+            let b = format!("blocks.{i}");
+            for n in ["norm1", "norm2"] {
+                w.insert(format!("{b}.{n}.weight"), uni(vec![d], 0.8, 1.2));
+                w.insert(format!("{b}.{n}.bias"), uni(vec![d], -0.1, 0.1));
+            }
+            w.insert(format!("{b}.attn.qkv.weight"), uni(vec![3 * d, d], -fan(d), fan(d)));
+            let mut qkv_bias = uni(vec![3 * d], -0.1, 0.1);
+            if !c.key_bias {
+                if let crate::io::HostData::F32(v) = &mut qkv_bias.data {
+                    v[d..2 * d].iter_mut().for_each(|x| *x = 0.0);
+                }
+            }
+            w.insert(format!("{b}.attn.qkv.bias"), qkv_bias);
+            w.insert(format!("{b}.attn.proj.weight"), uni(vec![d, d], -fan(d), fan(d)));
+            w.insert(format!("{b}.attn.proj.bias"), uni(vec![d], -0.1, 0.1));
+            w.insert(format!("{b}.mlp.fc1.weight"), uni(vec![f, d], -fan(d), fan(d)));
+            w.insert(format!("{b}.mlp.fc1.bias"), uni(vec![f], -0.1, 0.1));
+            w.insert(format!("{b}.mlp.fc2.weight"), uni(vec![d, f], -fan(f), fan(f)));
+            w.insert(format!("{b}.mlp.fc2.bias"), uni(vec![d], -0.1, 0.1));
+            w.insert(format!("{b}.ls1.gamma"), uni(vec![d], 0.1, 0.5));
+            w.insert(format!("{b}.ls2.gamma"), uni(vec![d], 0.1, 0.5));
+        }
+        let periods = rope::bf16_periods(c.head_dim(), c.rope_theta);
+        Self::from_weights(c, periods, &w, device)
+    }
+}
+
+/// Transposes a rank-2 host tensor (`[out, in]` ↔ burn's `[in, out]`).
+pub(crate) fn transpose(t: &HostTensor) -> HostTensor {
+    let (r, c) = (t.shape[0], t.shape[1]);
+    let v = t.to_f32_vec();
+    let mut out = vec![0f32; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = v[i * c + j];
+        }
+    }
+    HostTensor::f32(vec![c, r], out)
+}
+
+/// Small seeded generator (SplitMix64): deterministic across platforms and burn versions.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
