@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use ava_dino::backbone::load_backbone;
 use ava_dino::io::{HostTensor, TensorFile};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 use super::common::DeviceArg;
 
@@ -62,26 +62,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// ImageNet normalization used by the reference `Datasets/*.py` transforms.
-const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const STD: [f32; 3] = [0.229, 0.224, 0.225];
-/// Side the reference resizes every image to.
-const SIDE: u32 = 512;
+/// Input side of the reference preprocessing.
+const SIDE: usize = 512;
 
-/// Reads an image and preprocesses it as the reference does: RGB, resize to 512x512, /255,
-/// ImageNet mean/std → `[1, 3, 512, 512]`. Uses the image crate's bilinear (Triangle) filter;
-/// the exact PIL-compatible resize of `ava_dino::data` replaces it (see docs/DEVIATIONS.md).
+/// The reference preprocessing (PIL-exact antialiased bilinear resize to 512, ImageNet mean/std)
+/// as a `[1, 3, 512, 512]` batch.
 fn load_image(path: &Path, device: &Device) -> anyhow::Result<Tensor<4>> {
-    if !path.is_file() {
-        bail!("{}: no such file", path.display());
-    }
-    let img = image::open(path).with_context(|| format!("{}: cannot decode image", path.display()))?.to_rgb8();
-    let img = image::imageops::resize(&img, SIDE, SIDE, image::imageops::FilterType::Triangle);
-    let n = (SIDE * SIDE) as usize;
-    let mut v = vec![0f32; 3 * n];
-    for (i, px) in img.pixels().enumerate() {
-        for c in 0..3 {
-            v[c * n + i] = (px[c] as f32 / 255.0 - MEAN[c]) / STD[c];
-        }
-    }
-    Ok(Tensor::from_data(TensorData::new(v, vec![1, 3, SIDE as usize, SIDE as usize]), device))
+    let pixels = ava_dino::data::load_image(path, SIDE)?;
+    Ok(pixels.to_tensor::<3>(device).unsqueeze::<4>())
 }
