@@ -23,6 +23,15 @@ pub enum Domain {
     Medical,
 }
 
+impl std::fmt::Display for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Domain::Industrial => "industrial",
+            Domain::Medical => "medical",
+        })
+    }
+}
+
 /// On-disk layout families, one loader each (`src/data/layouts/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -198,6 +207,9 @@ pub struct Registry {
     pub datasets: BTreeMap<String, DatasetSpec>,
     /// Common parent of the dataset folders (`$AVA_DINO_DATA_ROOT` unless overridden).
     pub data_root: Option<PathBuf>,
+    /// When set, `$AVA_DINO_<KEY>_ROOT` variables are ignored (the embedded synthetic twins must
+    /// not pick up a real dataset a user happens to have configured).
+    pub ignore_env_roots: bool,
 }
 
 impl Registry {
@@ -244,13 +256,20 @@ impl Registry {
             }
         }
         let data_root = std::env::var_os(DATA_ROOT_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
-        Ok(Registry { path: path.to_path_buf(), datasets, data_root })
+        Ok(Registry { path: path.to_path_buf(), datasets, data_root, ignore_env_roots: false })
     }
 
     /// Uses `dir` as the common parent of the dataset folders (overrides `$AVA_DINO_DATA_ROOT`;
     /// `$AVA_DINO_<KEY>_ROOT` still wins for its dataset).
     pub fn with_data_root(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_root = Some(dir.into());
+        self
+    }
+
+    /// Uses `dir` as the only place datasets are looked for, ignoring every `$AVA_DINO_*_ROOT`.
+    pub fn with_fixed_root(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_root = Some(dir.into());
+        self.ignore_env_roots = true;
         self
     }
 
@@ -265,7 +284,7 @@ impl Registry {
     /// The dataset's folder (not checked for existence; see [`Registry::resolve_root`]).
     pub fn root_path(&self, key: &str) -> Result<PathBuf, DataError> {
         let spec = self.get(key)?;
-        if let Some(p) = std::env::var_os(spec.env_var()).filter(|v| !v.is_empty()) {
+        if let Some(p) = std::env::var_os(spec.env_var()).filter(|v| !v.is_empty() && !self.ignore_env_roots) {
             return Ok(PathBuf::from(p));
         }
         match &self.data_root {

@@ -11,6 +11,7 @@ use burn::tensor::Device;
 use super::train::ImageSet;
 use crate::io::HostTensor;
 use crate::metrics::{self, MetricsError};
+use crate::experiment::record::{CategoryMetrics, MetricSet};
 use crate::model::{AvaDino, Protocol};
 
 /// What the model says about one image.
@@ -26,26 +27,13 @@ pub struct ImagePrediction {
     pub w_anomaly: f32,
 }
 
-/// Metrics of one category; `None` = undefined.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CategoryMetrics {
-    pub category: String,
-    pub images: usize,
-    pub anomalous: usize,
-    pub image_auroc: Option<f64>,
-    pub pixel_auroc: Option<f64>,
-    pub pixel_f1_max: Option<f64>,
-    pub pixel_ap: Option<f64>,
-    pub aupro: Option<f64>,
-}
-
 /// Evaluation knobs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvalOptions {
     pub batch_size: usize,
     pub protocol: Protocol,
-    /// Also compute AUPRO (costly on large categories; not in the paper).
-    pub aupro: bool,
+    /// Also compute AUPRO (costly on large categories; not in the paper) with this FPR limit.
+    pub aupro: Option<f64>,
 }
 
 /// Runs the model over the images `indices` of `set`, returning each image's prediction and,
@@ -109,48 +97,35 @@ pub fn category_metrics(
         rescale_f32(&mut image_scores);
     }
     let pixel = metrics::pixel_metrics(&pixels, &gt)?;
-    let aupro = if opts.aupro && !preds.is_empty() {
-        let s = set.masks.size;
-        metrics::aupro(&pixels, &gt, preds.len(), s, s, metrics::AUPRO_FPR_LIMIT)?
-    } else {
-        None
+    let image = metrics::pixel_metrics(&image_scores, &image_labels)?;
+    let aupro = match opts.aupro {
+        Some(limit) if !preds.is_empty() => {
+            let s = set.masks.size;
+            metrics::aupro(&pixels, &gt, preds.len(), s, s, limit)?
+        }
+        _ => None,
     };
+    let n_anomalous = image_labels.iter().filter(|&&l| l == 1).count();
     Ok(CategoryMetrics {
         category: category.to_string(),
-        images: preds.len(),
-        anomalous: image_labels.iter().filter(|&&l| l == 1).count(),
-        image_auroc: metrics::auroc(&image_scores, &image_labels)?,
-        pixel_auroc: pixel.auroc,
-        pixel_f1_max: pixel.f1_max,
-        pixel_ap: pixel.ap,
-        aupro,
+        n_normal: preds.len() - n_anomalous,
+        n_anomalous,
+        metrics: MetricSet {
+            image_auroc: image.auroc,
+            image_ap: image.ap,
+            image_f1max: image.f1_max,
+            pixel_auroc: pixel.auroc,
+            pixel_aupro: aupro,
+            pixel_f1max: pixel.f1_max,
+        },
     })
 }
 
 /// Per-category metrics and per-image predictions of a whole evaluation set.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Evaluation {
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetEvaluation {
     pub categories: Vec<CategoryMetrics>,
     pub images: Vec<ImagePrediction>,
-}
-
-impl Evaluation {
-    /// Category means skipping undefined values (`nanmean`): (I-AUROC, P-AUROC, F1-max, AP, AUPRO).
-    pub fn mean(&self) -> CategoryMetrics {
-        let m = |f: fn(&CategoryMetrics) -> Option<f64>| {
-            metrics::mean_defined(&self.categories.iter().map(f).collect::<Vec<_>>())
-        };
-        CategoryMetrics {
-            category: "mean".into(),
-            images: self.categories.iter().map(|c| c.images).sum(),
-            anomalous: self.categories.iter().map(|c| c.anomalous).sum(),
-            image_auroc: m(|c| c.image_auroc),
-            pixel_auroc: m(|c| c.pixel_auroc),
-            pixel_f1_max: m(|c| c.pixel_f1_max),
-            pixel_ap: m(|c| c.pixel_ap),
-            aupro: m(|c| c.aupro),
-        }
-    }
 }
 
 /// Evaluates every category of `set`; `categories[i]` names image `i`'s category. Categories are
@@ -161,11 +136,11 @@ pub fn evaluate(
     categories: &[String],
     opts: &EvalOptions,
     device: &Device,
-) -> Result<Evaluation, MetricsError> {
+) -> Result<SetEvaluation, MetricsError> {
     let mut names: Vec<&String> = categories.iter().collect();
     names.sort();
     names.dedup();
-    let mut out = Evaluation { categories: Vec::new(), images: Vec::new() };
+    let mut out = SetEvaluation { categories: Vec::new(), images: Vec::new() };
     for name in names {
         let indices: Vec<usize> = (0..set.len()).filter(|&i| &categories[i] == name).collect();
         let (preds, maps) = predict(model, set, &indices, opts.batch_size, device, true);

@@ -3,15 +3,17 @@
 //!
 //! [`run_job`] is the one entry point the sweep runner calls.
 
+pub mod assets;
 pub mod cache;
 pub mod evaluate;
+pub mod extract;
 pub mod features;
+pub mod job;
 pub mod progress;
 pub mod train;
 
-use std::path::Path;
+pub use job::run_job;
 
-use crate::experiment::{Experiment, Job, RunMetrics};
 
 /// How a job is run (not part of its configuration: does not change its numbers).
 #[derive(Debug, Clone, Default)]
@@ -27,26 +29,29 @@ pub struct RunOptions {
 /// Errors of the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error(
-        "the training/evaluation engine is not wired yet (issue 7): `run_job` has no body in this build"
-    )]
-    NotWired,
+    #[error("{what}: {message}")]
+    Asset { what: String, message: String },
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Backbone(#[from] crate::backbone::BackboneError),
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::model::CheckpointError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("training state: {0}")]
+    Record(#[from] burn::store::RecordError),
     #[error(transparent)]
     RunDir(#[from] crate::experiment::RunDirError),
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
 }
 
-/// Trains and evaluates one job, writing checkpoints, maps and log lines into `run_dir`, and
-/// resuming from `RunDir::latest_complete_checkpoint` when an earlier attempt was interrupted.
-/// Per-image routing weights go to `routing.csv` through `RunDir::write_routing`; the runner
-/// writes the returned metrics (`metrics.json`, `per_category.csv`) and then `DONE`.
-pub fn run_job(
-    job: &Job,
-    exp: &Experiment,
-    run_dir: &Path,
-    opts: &RunOptions,
-) -> Result<RunMetrics, EngineError> {
-    let _ = (job, exp, run_dir, opts);
-    Err(EngineError::NotWired)
-}

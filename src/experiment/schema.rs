@@ -215,6 +215,8 @@ pub struct DataConfig {
     /// (per-dataset `AVA_DINO_<KEY>_ROOT` variables still win, see datasets.toml).
     pub root: Source,
     pub synthetic: SyntheticConfig,
+    /// Leave out unreadable images or masks (each listed in the run's log) instead of stopping.
+    pub skip_bad: bool,
 }
 
 impl Default for DataConfig {
@@ -224,6 +226,7 @@ impl Default for DataConfig {
             registry: PathBuf::from("datasets.toml"),
             root: Source::Env("AVA_DINO_DATA_ROOT".into()),
             synthetic: SyntheticConfig::default(),
+            skip_bad: false,
         }
     }
 }

@@ -4,6 +4,8 @@
 //! burn's AdamW defaults differ from PyTorch's (eps 1e-5, weight decay 1e-4): both are set here.
 
 use burn::module::Module;
+use burn::store::{ModuleRecord, RecordError};
+use burn::tensor::Bytes;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor};
 
@@ -112,6 +114,30 @@ impl Trainer {
         self.model = self.optim.step(lr, self.model.clone(), grads);
         self.steps_done += 1;
         (losses.detach(), out.detach())
+    }
+
+    /// The exact training state as two burnpack buffers: the module (which keeps parameter ids)
+    /// and the AdamW moments keyed by those ids. With [`Trainer::resume`] a run continues as if
+    /// it had never stopped.
+    pub fn state_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), RecordError> {
+        let model = self.model.clone().into_record().into_bytes()?;
+        let optim = self.optim.into_bytes()?;
+        Ok((model.to_vec(), optim.to_vec()))
+    }
+
+    /// Rebuilds a trainer from [`Trainer::state_bytes`]; `template` is a freshly built model of
+    /// the same configuration on the training device, `steps_done` the updates already made.
+    pub fn resume(
+        template: AvaDino,
+        config: OptimConfig,
+        model_bytes: Vec<u8>,
+        optim_bytes: Vec<u8>,
+        steps_done: usize,
+    ) -> Result<Self, RecordError> {
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))?;
+        let model = template.try_load_record(record)?;
+        let optim = config.build().from_bytes(Bytes::from_bytes_vec(optim_bytes))?;
+        Ok(Self { model, config, optim, steps_done })
     }
 
     /// The model on the plain (non-autodiff) device, for evaluation.
