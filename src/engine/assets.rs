@@ -67,8 +67,8 @@ impl Assets {
         let (backbone, backbone_id) = match resolve(&exp.backbone.weights, "DINOv3 weights")? {
             None => {
                 let e = &exp.backbone.embedded;
-                let cfg = DinoV3Config::tiny(e.dim, e.depth, e.heads, 16, 4);
-                (DinoV3::random(&cfg, e.seed, device), format!("embedded:dinov3-{}x{}x{}:{}", e.dim, e.depth, e.heads, e.seed))
+                let cfg = DinoV3Config::tiny(e.dim, e.depth, e.heads, e.patch, 4);
+                (DinoV3::random(&cfg, e.seed, device), format!("embedded:dinov3-{}x{}x{}p{}:{}", e.dim, e.depth, e.heads, e.patch, e.seed))
             }
             Some(path) => {
                 let model = load_backbone(&path, device)?;

@@ -4,6 +4,7 @@
 //! second process skip the backbone; within a process each dataset is extracted once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::{Device, Tensor};
@@ -59,6 +60,7 @@ pub fn dataset_features(
     assets: &Assets,
     exp: &Experiment,
     dataset: &str,
+    repo_root: &Path,
     device: &Device,
     quiet: bool,
 ) -> Result<Arc<DatasetFeatures>, EngineError> {
@@ -77,12 +79,19 @@ pub fn dataset_features(
     if let Some(f) = memo.lock().expect("feature memo lock").get(&key) {
         return Ok(f.clone());
     }
-    let f = Arc::new(extract(assets, exp, dataset, device, quiet)?);
+    let f = Arc::new(extract(assets, exp, dataset, repo_root, device, quiet)?);
     memo.lock().expect("feature memo lock").insert(key, f.clone());
     Ok(f)
 }
 
-fn extract(assets: &Assets, exp: &Experiment, dataset: &str, device: &Device, quiet: bool) -> Result<DatasetFeatures, EngineError> {
+fn extract(
+    assets: &Assets,
+    exp: &Experiment,
+    dataset: &str,
+    repo_root: &Path,
+    device: &Device,
+    quiet: bool,
+) -> Result<DatasetFeatures, EngineError> {
     let size = exp.data.image_size;
     let taps = &exp.backbone.taps;
     let opts = ListOptions { skip_bad: exp.data.skip_bad, ..ListOptions::default() };
@@ -90,7 +99,7 @@ fn extract(assets: &Assets, exp: &Experiment, dataset: &str, device: &Device, qu
     if samples.is_empty() {
         return Err(EngineError::Asset { what: format!("dataset {dataset}"), message: "no images found".into() });
     }
-    let cache = FeatureCache::new(exp.cache.disk.then(|| exp.cache.dir.clone()), None);
+    let cache = FeatureCache::new(exp.cache.disk.then(|| repo_root.join(&exp.cache.dir)), None);
     // Features are rounded to f16 whenever shards are on disk, so a run that reads them back and
     // a run that computed them see the same numbers (resume gives identical results).
     let dtype = if exp.cache.disk { FeatureDtype::F16 } else { FeatureDtype::F32 };

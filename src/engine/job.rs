@@ -196,8 +196,8 @@ pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -
     provenance.weights.insert("text".into(), assets.text_id.clone());
 
     let t = Instant::now();
-    let train = dataset_features(&assets, exp, &job.train, &device, opts.quiet)?;
-    let target = dataset_features(&assets, exp, &job.target, &device, opts.quiet)?;
+    let train = dataset_features(&assets, exp, &job.train, &opts.repo_root, &device, opts.quiet)?;
+    let target = dataset_features(&assets, exp, &job.target, &opts.repo_root, &device, opts.quiet)?;
     provenance.timings.insert("extract".into(), t.elapsed().as_secs_f64());
     for s in train.skipped.iter().chain(&target.skipped) {
         rd.log_line(&format!("skipped {}: {}", s.path.display(), s.reason))?;

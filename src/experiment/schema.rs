@@ -278,6 +278,8 @@ pub struct EmbeddedVit {
     pub dim: usize,
     pub depth: usize,
     pub heads: usize,
+    /// Patch side (16 as DINOv3; smaller gives a finer grid on small smoke images).
+    pub patch: usize,
     pub seed: u64,
 }
 
@@ -287,6 +289,7 @@ impl Default for EmbeddedVit {
             dim: 64,
             depth: 8,
             heads: 4,
+            patch: 16,
             seed: 0,
         }
     }
