@@ -498,7 +498,8 @@ impl Default for EvalConfig {
 pub struct CacheConfig {
     /// Keep features of the current job in memory (reused by every epoch and evaluation).
     pub in_memory: bool,
-    /// Also keep f16 shards on disk, shared by jobs and runs.
+    /// Also keep f16 shards on disk, shared by jobs and runs (off by default: features are then
+    /// rounded to f16 for every run, fresh or resumed, which the reference does not do).
     pub disk: bool,
     pub dir: PathBuf,
 }
@@ -507,7 +508,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             in_memory: true,
-            disk: true,
+            disk: false,
             dir: PathBuf::from("runs/cache/features"),
         }
     }
