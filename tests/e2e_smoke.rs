@@ -65,6 +65,25 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
     assert!(run.join("routing.csv").is_file() && run.join("DONE").is_file());
     assert!(first.epochs[2].loss.total < first.epochs[0].loss.total, "training lowers the loss");
 
+    // Score a user's image with the trained run: one JSON line and an overlay beside the input.
+    let img_dir = tmp.path().join("mine");
+    std::fs::create_dir_all(&img_dir).unwrap();
+    let src = walk_png(&tmp.path().join("synthetic").join("MVTecAD"));
+    std::fs::copy(&src, img_dir.join("part.png")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ava-dino"))
+        .current_dir(root())
+        .args(["predict", "--class-word", "bottle", "--run"])
+        .arg(&run)
+        .arg("--image")
+        .arg(&img_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (wn, wa) = (line["w_normal"].as_f64().unwrap(), line["w_anomaly"].as_f64().unwrap());
+    assert!((wn + wa - 1.0).abs() < 1e-5 && line["score"].as_f64().unwrap().is_finite(), "{line}");
+    assert!(img_dir.join("part.anomaly.png").is_file());
+
     // Run again: the finished job is skipped.
     let again = sweep(tmp.path(), &runs, "table4", &["--all"]);
     assert!(again.contains("skipped") || again.contains("skip"), "finished job not skipped:\n{again}");
@@ -97,4 +116,16 @@ fn jobs_by_index_equal_a_serial_sweep() {
     }
     let last = metrics(&serial.join("paper-smoke/last_layer__visa__mvtec__s0"));
     assert_eq!(last.provenance.taps, vec![3], "last_layer keeps only the deepest tap");
+}
+
+/// The first PNG image (not a mask) under `dir`, in sorted order.
+fn walk_png(dir: &Path) -> PathBuf {
+    let mut all: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.into_path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png") && p.to_string_lossy().contains("/test/"))
+        .collect();
+    all.sort();
+    all.into_iter().next().expect("a synthetic test image")
 }

@@ -10,6 +10,7 @@ mod common;
 mod datasets;
 mod features;
 mod metrics;
+mod predict;
 mod text;
 mod tokenize;
 mod sweep;
@@ -30,6 +31,8 @@ enum Command {
     Features(features::Args),
     /// AUROC, AP, F1-max (+ threshold) and AUPRO of one safetensors file, as one JSON object.
     Metrics(metrics::Args),
+    /// Score your own images with a trained run: image score, routing weights, heat-map overlay.
+    Predict(predict::Args),
     /// Print CLIP token ids (one JSON array of 77 per text).
     Tokenize(tokenize::Args),
     /// CLIP text features of token ids or of class words' prompt ensembles.
@@ -54,6 +57,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Features(args) => features::run(args),
         Command::Metrics(args) => metrics::run(args),
+        Command::Predict(args) => predict::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Text(args) => text::run(args),
         Command::Sweep(args) => sweep::run(args),
