@@ -368,7 +368,9 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
         "{listed}"
     );
 
-    // Job 0 is not finished: the run directory is prepared and the engine is called.
+    // Job 0 is not finished: the run directory is prepared and the engine runs it to the end
+    // (tiny settings layered over the smoke profile, twins written under the temporary dir).
+    let syn = format!("data.synthetic.dir={}", dir.path().join("synthetic").display());
     let out = Command::new(env!("CARGO_BIN_EXE_ava-dino"))
         .args([
             "sweep",
@@ -377,22 +379,24 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
             "smoke",
             "--runs",
             runs,
+            "--quiet",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "data.image_size=32",
+            "--set",
+            "backbone.embedded.patch=8",
+            "--set",
+            &syn,
         ])
         .env("SLURM_ARRAY_TASK_ID", "0")
         .current_dir(root())
         .output()
         .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rd0 = experiment::RunDir::new(experiment::run_dir(dir.path(), &l.experiment, &jobs[0]));
     assert!(rd0.config().is_file() && rd0.fingerprint_file().is_file() && rd0.log().is_file());
-    assert!(!rd0.is_done());
-    if !out.status.success() {
-        // Until the engine is wired, its placeholder error must say so plainly.
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("not wired"),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    assert!(rd0.is_done() && rd0.metrics_json().is_file());
 
     // Another configuration in the same run directory is refused.
     let out = ava(&[
@@ -404,6 +408,7 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
         runs,
         "--task-index",
         "0",
+        "--force",
         "--set",
         "train.epochs=1",
     ]);

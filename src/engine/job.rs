@@ -72,8 +72,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
 fn save_epoch(rd: &RunDir, epoch: usize, trainer: &Trainer, file: &EpochFile) -> Result<(), EngineError> {
     let dir = rd.checkpoint_dir(epoch);
     trainer.model.save(&dir.join(ADAPTERS))?;
-    if epoch > 0 {
+    if epoch > 0 && matches!(trainer.model.config.variant, Variant::Full | Variant::NoRouteLoss) {
         // The reference's own format (its `epoch_N.pth` counts from 0): its test.py can read it.
+        // The ablations that change the module structure have no place in that format.
         trainer.model.save_reference_pth(&dir.join(format!("epoch_{}.pth", epoch - 1)), (epoch - 1) as i64)?;
     }
     let (model, optim) = trainer.state_bytes()?;
