@@ -22,4 +22,5 @@ pub mod model;
 pub mod parity;
 pub mod protocol;
 pub mod report;
+pub mod rng;
 pub mod text;

@@ -14,6 +14,7 @@ use burn::tensor::module::{attention, conv2d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{Device, Tensor};
 
+use crate::rng::SplitMix64;
 use super::config::DinoV3Config;
 use super::rope;
 use crate::io::HostTensor;
@@ -342,21 +343,4 @@ pub(crate) fn transpose(t: &HostTensor) -> HostTensor {
         }
     }
     HostTensor::f32(vec![c, r], out)
-}
-
-/// Small seeded generator (SplitMix64): deterministic across platforms and burn versions.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
 }

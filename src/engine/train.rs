@@ -8,6 +8,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::features::FeatureTable;
+use crate::rng::SplitMix64;
 use crate::model::{Batch, LossValues, Trainer};
 
 /// Normal and anomalous text features of one class word (`[E]` each, L2-normalized).
@@ -94,22 +95,6 @@ impl ImageSet<'_> {
     }
 }
 
-/// SplitMix64: a tiny, well-mixed generator, enough for a reproducible permutation.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (Lemire's multiply-shift; the bias is below 2^-32 for our sizes).
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 32) * n as u64 >> 32) as usize
-    }
-}
 
 /// The shuffled order of `n` images for `epoch` of a run seeded with `seed` (Fisher-Yates).
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {

@@ -11,6 +11,7 @@ use std::path::Path;
 use burn::tensor::activation::{gelu, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::rng::SplitMix64;
 use super::config::ClipTextConfig;
 use super::{Activation, TextError};
 use crate::io::{HostTensor, TensorFile};
@@ -115,26 +116,6 @@ pub fn hf_key_shapes(config: &ClipTextConfig) -> Vec<(String, Vec<usize>)> {
     keys
 }
 
-/// Deterministic SplitMix64 stream for seeded random weights (no global RNG state).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1].
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
 
 impl ClipText {
     /// Builds the model from HF-named tensors (PyTorch orientation: Linear weights [out, in]).
@@ -206,7 +187,7 @@ impl ClipText {
     pub fn random(config: ClipTextConfig, seed: u64, device: &Device) -> Result<Self, TextError> {
         let source = Path::new("<random>");
         config.validate().map_err(|reason| TextError::Config { path: source.to_path_buf(), reason })?;
-        let mut rng = SplitMix(seed ^ 0xC11F_7E47);
+        let mut rng = SplitMix64(seed ^ 0xC11F_7E47);
         let mut tensors = BTreeMap::new();
         for (k, shape) in hf_key_shapes(&config) {
             let n: usize = shape.iter().product();
