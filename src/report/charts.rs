@@ -67,10 +67,9 @@ fn draw_err(path: &Path) -> impl Fn(Box<dyn std::error::Error>) -> ChartError + 
 /// Encodes the RGB buffer as PNG and writes both files atomically.
 fn save(
     png: &Path,
-    svg: &Path,
+    svg: Option<(&Path, String)>,
     size: (u32, u32),
     rgb: Vec<u8>,
-    svg_text: String,
 ) -> Result<Vec<PathBuf>, ChartError> {
     let img = image::RgbImage::from_raw(size.0, size.1, rgb).expect("buffer sized for the image");
     let mut bytes = Vec::new();
@@ -82,13 +81,15 @@ fn save(
         path: png.to_path_buf(),
         message: e.to_string(),
     })?;
-    for (path, data) in [(png, bytes.as_slice()), (svg, svg_text.as_bytes())] {
+    let mut files = vec![(png, bytes)];
+    files.extend(svg.map(|(path, text)| (path, text.into_bytes())));
+    for (path, data) in &files {
         crate::io::write_atomic(path, data).map_err(|e| ChartError::Draw {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
     }
-    Ok(vec![png.to_path_buf(), svg.to_path_buf()])
+    Ok(files.into_iter().map(|(p, _)| p.to_path_buf()).collect())
 }
 
 /// Draws `$body` (an expression using the drawing area `$a`) twice, into an RGB buffer and an
@@ -108,7 +109,19 @@ macro_rules! png_and_svg {
             let $a = SVGBackend::with_string(&mut svg_text, size).into_drawing_area();
             $body.map_err(draw_err(&svg))?;
         }
-        save(&png, &svg, size, rgb, svg_text)
+        save(&png, Some((&svg, svg_text)), size, rgb)
+    }};
+    // Raster pictures (anomaly-map overlays): an SVG of one rectangle per pixel would be 4 MB of
+    // nothing a vector format is good for, so these are PNG only.
+    (png_only $stem:expr, $size:expr, |$a:ident| $body:expr) => {{
+        let (png, _) = prepare($stem)?;
+        let size: (u32, u32) = $size;
+        let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+        {
+            let $a = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+            $body.map_err(draw_err(&png))?;
+        }
+        save(&png, None, size, rgb)
     }};
 }
 
@@ -334,7 +347,7 @@ pub fn jet(v: f64) -> (u8, u8, u8) {
 }
 
 /// Image | ground truth | heat map over the image, from a map saved by `RunDir::write_map`.
-/// The heat map is min-max normalized per image. PNG and SVG.
+/// The heat map is min-max normalized per image. PNG only (a raster picture).
 pub fn overlay(map_file: &Path, stem: &Path, title: &str) -> Result<Vec<PathBuf>, ChartError> {
     let bad = |message: String| ChartError::Map {
         path: map_file.to_path_buf(),
@@ -410,5 +423,5 @@ pub fn overlay(map_file: &Path, stem: &Path, title: &str) -> Result<Vec<PathBuf>
         root.present()?;
         Ok(())
     }
-    png_and_svg!(stem, (3 * 260, 300), |a| body(a, title, &panels, dh, dw))
+    png_and_svg!(png_only stem, (3 * 260, 300), |a| body(a, title, &panels, dh, dw))
 }
