@@ -176,11 +176,9 @@ fn evaluate_epoch(
     data: &DatasetFeatures,
     opts: &EvalOptions,
     device: &Device,
-) -> Result<(AvaDino, SetEvaluation), EngineError> {
+) -> Result<SetEvaluation, EngineError> {
     let model = AvaDino::load(&rd.checkpoint_dir(epoch).join(ADAPTERS), device)?;
-    let set = data.set();
-    let eval = evaluate(&model, &set, &data.categories, opts, device)?;
-    Ok((model, eval))
+    Ok(evaluate(&model, &data.set(), &data.categories, opts, device)?)
 }
 
 /// Trains and evaluates one job (see the module docs).
@@ -222,14 +220,14 @@ pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -
     let to_eval: Vec<usize> = if exp.eval.every_epoch { (1..=last).collect() } else { vec![last] };
     let mut progress = Progress::new(&format!("eval {}", job.target), to_eval.len() as u64 + 1, opts.quiet, 1);
     let untrained = if exp.eval.untrained_baseline {
-        let (_, e) = evaluate_epoch(&train_rd, 0, &target, &eval_opts, &device)?;
+        let e = evaluate_epoch(&train_rd, 0, &target, &eval_opts, &device)?;
         Some(Evaluation::new(0, UNTRAINED_SELECTION, e.categories))
     } else {
         None
     };
     progress.inc(1, "untrained");
     for &e in &to_eval {
-        let (_, ev) = evaluate_epoch(&train_rd, e, &target, &eval_opts, &device)?;
+        let ev = evaluate_epoch(&train_rd, e, &target, &eval_opts, &device)?;
         evaluated.push((e, ev));
         progress.inc(1, &format!("epoch {e}"));
     }
@@ -246,7 +244,7 @@ pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -
 
     // Routing weights of the reported checkpoint, per image (Table 4 and the histograms).
     let routing = (job.variant != JobVariant::SingleAdapter).then(|| {
-        let rows: Vec<RoutingRow> = reported
+        reported
             .images
             .iter()
             .map(|p| RoutingRow {
@@ -256,8 +254,7 @@ pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -
                 w_normal: p.w_normal as f64,
                 w_anomaly: p.w_anomaly as f64,
             })
-            .collect();
-        rows
+            .collect::<Vec<_>>()
     });
     if let Some(rows) = &routing {
         rd.write_routing(rows)?;
