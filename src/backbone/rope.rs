@@ -92,13 +92,13 @@ mod tests {
         let (cos, sin) = tables(&bf16_periods(8, 100.0), 2, 3, &dev);
         let x = Tensor::<4>::random([1, 2, 7, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
         let y = apply(x.clone(), &cos, &sin, 1);
-        let nx: Vec<f32> = x.clone().powf_scalar(2.0).sum_dim(3).into_data().to_vec().unwrap();
-        let ny: Vec<f32> = y.clone().powf_scalar(2.0).sum_dim(3).into_data().to_vec().unwrap();
+        let nx: Vec<f32> = x.clone().powf_scalar(2.0).sum_dim(3).into_data().try_to_vec().unwrap();
+        let ny: Vec<f32> = y.clone().powf_scalar(2.0).sum_dim(3).into_data().try_to_vec().unwrap();
         for (a, b) in nx.iter().zip(&ny) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
-        let x0: Vec<f32> = x.slice([0..1, 0..2, 0..1, 0..8]).into_data().to_vec().unwrap();
-        let y0: Vec<f32> = y.slice([0..1, 0..2, 0..1, 0..8]).into_data().to_vec().unwrap();
+        let x0: Vec<f32> = x.slice([0..1, 0..2, 0..1, 0..8]).into_data().try_to_vec().unwrap();
+        let y0: Vec<f32> = y.slice([0..1, 0..2, 0..1, 0..8]).into_data().try_to_vec().unwrap();
         assert_eq!(x0, y0);
     }
 }
