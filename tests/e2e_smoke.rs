@@ -21,6 +21,8 @@ fn tiny(tmp: &Path) -> Vec<String> {
         "backbone.taps=[1,3]".into(),
         "train.epochs=3".into(),
         format!("data.synthetic.dir={}", tmp.join("synthetic").display()),
+        // Shards on disk: the resumed process reads features back instead of recomputing them.
+        "cache.disk=true".into(),
         format!("cache.dir={}", tmp.join("cache").display()),
     ];
     sets.into_iter().flat_map(|s| ["--set".to_string(), s]).collect()
@@ -98,6 +100,8 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
     sweep(tmp.path(), &runs, "table4", &["--all"]);
     let log = std::fs::read_to_string(runs.join("paper-smoke/_train/full__visa__s0/log.txt")).unwrap();
     assert!(log.contains("resuming training after epoch 1"), "{log}");
+    let shards = walkdir::WalkDir::new(tmp.path().join("cache")).into_iter().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "safetensors")).count();
+    assert!(shards > 0, "feature shards written under the configured cache dir");
     let resumed = metrics(&run);
     assert_eq!(numbers(&resumed), numbers(&first), "a resumed run ends with the same numbers");
 }

@@ -32,14 +32,15 @@ pub enum SweepError {
     IndexOutOfRange { index: usize, count: usize },
 }
 
-/// The configuration one job runs with: the variant applied, the grid replaced by this job alone
-/// and fields that do not change results (description, tables, cache) reset. Experiments that
-/// share a name therefore share the run directory of a job they both list.
+/// The configuration that identifies a job: the variant applied, the grid replaced by this job
+/// alone and fields that do not change results (description, tables, where the feature cache
+/// lives) reset. Experiments that share a name therefore share the run directory of a job they
+/// both list. `cache.disk` stays: with shards on disk, features are rounded to f16.
 pub fn job_config(exp: &Experiment, job: &Job) -> Experiment {
     let mut e = job.variant.apply(exp);
     e.description = String::new();
     e.tables = Vec::new();
-    e.cache = Default::default();
+    e.cache = super::schema::CacheConfig { disk: exp.cache.disk, ..Default::default() };
     e.sweep = SweepConfig {
         variants: vec![job.variant],
         runs: vec![super::schema::RunSpec {
@@ -82,7 +83,9 @@ pub fn run_one(
             source,
         })?;
     }
-    let exp = job_config(&loaded.experiment, job);
+    // The job runs with its identifying configuration plus the caller's cache location.
+    let mut exp = job_config(&loaded.experiment, job);
+    exp.cache = loaded.experiment.cache.clone();
     rd.prepare(&resolved_yaml(&loaded.experiment, job), &loaded.overrides)?;
     rd.log_line(&format!(
         "start job {job} (experiment {}, profile {})",
