@@ -9,6 +9,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use half::f16;
 
+use crate::io::HostTensor;
+
 /// Element type of stored features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,9 +91,8 @@ impl FeatureTable {
 
     /// Appends a batch from the backbone's per-tap outputs `cls [B, D]` and `patches [B, h*w, D]`.
     pub fn push_batch(&mut self, cls: &[Tensor<2>], patches: &[Tensor<3>]) {
-        let host = |t: TensorData| t.convert::<f32>().try_into_vec::<f32>().expect("f32 after convert");
-        let cls: Vec<Vec<f32>> = cls.iter().map(|t| host(t.clone().into_data())).collect();
-        let patches: Vec<Vec<f32>> = patches.iter().map(|t| host(t.clone().into_data())).collect();
+        let cls: Vec<Vec<f32>> = cls.iter().map(|t| HostTensor::from_tensor(t.clone()).to_f32_vec()).collect();
+        let patches: Vec<Vec<f32>> = patches.iter().map(|t| HostTensor::from_tensor(t.clone()).to_f32_vec()).collect();
         let batch = cls.first().map_or(0, |c| c.len() / self.dim);
         let pl = self.patch_len();
         for b in 0..batch {

@@ -25,6 +25,7 @@ use crate::experiment::record::{
 use crate::experiment::schema::{EpochSelection, Experiment, Variant as JobVariant};
 use crate::experiment::{sweep, Job, RunDir};
 use crate::io::{write_atomic, HostTensor};
+use crate::model::checkpoint::expected_shapes;
 use crate::model::{AvaDino, LossWeights, MethodConfig, OptimConfig, Trainer, Variant};
 
 /// The method variant a sweep variant trains (taps and loss weights come from `Variant::apply`).
@@ -269,7 +270,8 @@ pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -
         records.push(EpochRecord { epoch: e, loss: loss_record(&file.summary), mean, seconds: file.seconds });
     }
     let target_domain = assets.registry.get(&job.target).map(|s| s.domain.to_string()).unwrap_or_default();
-    let trainable = AvaDino::load(&train_rd.checkpoint_dir(0).join(ADAPTERS), &device)?.trainable_params() as u64;
+    // Derived from the configuration: no need to read a checkpoint back to count parameters.
+    let trainable: u64 = expected_shapes(&cfg).iter().map(|(_, s)| s.iter().product::<usize>() as u64).sum();
     Ok(RunMetrics {
         schema_version: SCHEMA_VERSION,
         experiment: exp.name.clone(),
