@@ -284,6 +284,10 @@ fn tables_charts_and_check_from_hand_made_runs() {
     let c = cell("table4/normal/w_anomaly");
     assert!((c.ours.unwrap() - 0.18).abs() < 1e-9, "{c:?}");
     assert_eq!(c.paper, Some(0.17));
+    // Every anomalous weight (0.72..0.88) is above every normal one (0.10..0.26): AUROC 1.
+    let t4md = std::fs::read_to_string(out.join("table4.md")).unwrap();
+    assert!(t4md.contains("anomalous vs normal images = 1.000"), "{t4md}");
+    assert!(t4md.contains("embedded default: the random backbone"), "{t4md}");
 
     // Per-category tables with a mean row.
     let pc = std::fs::read_to_string(out.join("per_category/full__visa__btad__s0.csv")).unwrap();

@@ -171,6 +171,11 @@ pub struct RoutingSummary {
     pub anomalous: WeightStats,
     /// Same split per category.
     pub per_category: BTreeMap<String, [WeightStats; 2]>,
+    /// How well the anomaly weight alone tells the groups apart: AUROC of `w_anomaly` with the
+    /// anomalous images as positives (0.5 = no separation, 1 = perfect). `None` with one group
+    /// (medical sets) and in run directories written before it existed.
+    #[serde(default)]
+    pub separation_auroc: Option<f64>,
 }
 
 /// One row of `routing.csv`: an image's tap-averaged routing weights.
@@ -203,10 +208,16 @@ impl RoutingSummary {
                 per_category.insert(r.category.clone(), [split(&cat, 0), split(&cat, 1)]);
             }
         }
+        let w: Vec<f32> = rows.iter().map(|r| r.w_anomaly as f32).collect();
+        let labels: Vec<u8> = rows.iter().map(|r| r.label).collect();
+        // Weights are softmax outputs in [0, 1], always finite: the only error (a non-finite
+        // score) cannot occur, and an undefined AUROC is already `None`.
+        let separation_auroc = crate::metrics::auroc(&w, &labels).ok().flatten();
         RoutingSummary {
             normal: split(&all, 0),
             anomalous: split(&all, 1),
             per_category,
+            separation_auroc,
         }
     }
 }
@@ -543,6 +554,11 @@ mod tests {
         let s = RoutingSummary::from_rows(&rows);
         assert_eq!(s.normal.count, 1);
         assert!((s.anomalous.mean_w_anomaly.unwrap() - 0.7).abs() < 1e-12);
+        assert_eq!(s.separation_auroc, Some(1.0));
+        // Swapped weights rank every anomalous image below the normal one; one group: undefined.
+        let swapped: Vec<_> = rows.iter().cloned().map(|r| RoutingRow { w_anomaly: 1.0 - r.w_anomaly, ..r }).collect();
+        assert_eq!(RoutingSummary::from_rows(&swapped).separation_auroc, Some(0.0));
+        assert_eq!(RoutingSummary::from_rows(&rows[1..]).separation_auroc, None);
     }
 
     #[test]
