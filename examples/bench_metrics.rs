@@ -11,7 +11,9 @@ use ava_dino::metrics::pixel_metrics;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or_else(|| anyhow::anyhow!("usage: bench_metrics <file.safetensors> [repeats]"))?;
+    let path = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: bench_metrics <file.safetensors> [repeats]"))?;
     let repeats: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(5);
     let file = TensorFile::read(&path)?;
     let scores = file.f32("scores", 1)?.as_f32().unwrap();

@@ -29,18 +29,39 @@ fn main() {
         jpgs.push(j);
     }
     let mask = dir.path().join("mask.png");
-    image::GrayImage::from_fn(1024, 1024, |x, _| image::Luma([if x > 500 { 255 } else { 0 }])).save(&mask).unwrap();
+    image::GrayImage::from_fn(1024, 1024, |x, _| {
+        image::Luma([if x > 500 { 255 } else { 0 }])
+    })
+    .save(&mask)
+    .unwrap();
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         for (name, files) in [("png 1024x1024", &pngs), ("jpeg 1024x1024", &jpgs)] {
             let t = Instant::now();
-            pool.install(|| files.par_iter().for_each(|p| drop(load_image(p, size).unwrap())));
+            pool.install(|| {
+                files
+                    .par_iter()
+                    .for_each(|p| drop(load_image(p, size).unwrap()))
+            });
             let s = t.elapsed().as_secs_f64();
-            println!("{name} -> {size}: {threads} thread(s): {:.1} images/s ({n} images, {s:.2}s)", n as f64 / s);
+            println!(
+                "{name} -> {size}: {threads} thread(s): {:.1} images/s ({n} images, {s:.2}s)",
+                n as f64 / s
+            );
         }
         let t = Instant::now();
-        pool.install(|| (0..n).into_par_iter().for_each(|_| drop(load_mask(Some(&mask), size, 0.5).unwrap())));
+        pool.install(|| {
+            (0..n)
+                .into_par_iter()
+                .for_each(|_| drop(load_mask(Some(&mask), size, 0.5).unwrap()))
+        });
         let s = t.elapsed().as_secs_f64();
-        println!("mask png 1024x1024 -> {size}: {threads} thread(s): {:.1} masks/s", n as f64 / s);
+        println!(
+            "mask png 1024x1024 -> {size}: {threads} thread(s): {:.1} masks/s",
+            n as f64 / s
+        );
     }
 }

@@ -71,7 +71,9 @@ pub enum DeviceError {
          `cargo build --release --features {0}` (see README, GPU backends)"
     )]
     NotCompiled(Backend),
-    #[error("--device {0}: no GPU adapter found; check the driver (and for Vulkan the loader + ICD), or use --device cpu")]
+    #[error(
+        "--device {0}: no GPU adapter found; check the driver (and for Vulkan the loader + ICD), or use --device cpu"
+    )]
     NoAdapter(Backend),
     #[error(
         "--device {backend}: the only adapter is the software rasterizer `{name}` (a CPU emulating a GPU, \

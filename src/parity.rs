@@ -13,7 +13,9 @@ pub const PARITY_DIR_ENV: &str = "AVA_DINO_PARITY_DIR";
 
 /// Fixture root committed with the sources.
 pub fn committed_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 /// One fixture case directory.
@@ -38,13 +40,22 @@ pub fn cases(kind: &str) -> Vec<Case> {
 }
 
 fn cases_in(dir: &Path, kind: &str, prefix: &str) -> Vec<Case> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     dirs.into_iter()
         .map(|d| {
             let name = d.file_name().unwrap().to_string_lossy().into_owned();
-            Case { label: format!("{prefix}{kind}/{name}"), dir: d }
+            Case {
+                label: format!("{prefix}{kind}/{name}"),
+                dir: d,
+            }
         })
         .collect()
 }
@@ -60,13 +71,22 @@ pub struct Tolerance {
 
 impl Tolerance {
     pub const fn abs_rel(max_abs: f64, rel: f64) -> Self {
-        Self { max_abs: Some(max_abs), rel: Some(rel) }
+        Self {
+            max_abs: Some(max_abs),
+            rel: Some(rel),
+        }
     }
     pub const fn abs(max_abs: f64) -> Self {
-        Self { max_abs: Some(max_abs), rel: None }
+        Self {
+            max_abs: Some(max_abs),
+            rel: None,
+        }
     }
     pub const fn rel(rel: f64) -> Self {
-        Self { max_abs: None, rel: Some(rel) }
+        Self {
+            max_abs: None,
+            rel: Some(rel),
+        }
     }
     fn describe(&self) -> String {
         match (self.max_abs, self.rel) {
@@ -86,11 +106,19 @@ pub fn errors(got: &[f32], want: &[f32]) -> (f64, f64) {
     for (&g, &w) in got.iter().zip(want) {
         let d = g as f64 - w as f64;
         // NaN must fail: f64::max would drop it.
-        max_abs = if d.is_nan() || max_abs.is_nan() { f64::NAN } else { max_abs.max(d.abs()) };
+        max_abs = if d.is_nan() || max_abs.is_nan() {
+            f64::NAN
+        } else {
+            max_abs.max(d.abs())
+        };
         diff2 += d * d;
         want2 += (w as f64) * (w as f64);
     }
-    let rel = if want2 > 0.0 { (diff2 / want2).sqrt() } else { diff2.sqrt() };
+    let rel = if want2 > 0.0 {
+        (diff2 / want2).sqrt()
+    } else {
+        diff2.sqrt()
+    };
     (max_abs, rel)
 }
 
@@ -104,7 +132,11 @@ pub struct Report {
 
 impl Report {
     pub fn new(kind: &str) -> Self {
-        Self { kind: kind.to_string(), checked: 0, failures: Vec::new() }
+        Self {
+            kind: kind.to_string(),
+            checked: 0,
+            failures: Vec::new(),
+        }
     }
 
     fn record(&mut self, line: String, ok: bool) -> bool {
@@ -131,7 +163,10 @@ impl Report {
     ) -> bool {
         if got_shape != want_shape || got.len() != want.len() {
             return self.record(
-                format!("parity {} {file} {tensor} shape={got_shape:?} expected={want_shape:?} FAIL", case.label),
+                format!(
+                    "parity {} {file} {tensor} shape={got_shape:?} expected={want_shape:?} FAIL",
+                    case.label
+                ),
                 false,
             );
         }
@@ -139,14 +174,26 @@ impl Report {
         let ok = tol.max_abs.is_none_or(|t| max_abs <= t) && tol.rel.is_none_or(|t| rel <= t);
         let verdict = if ok { "ok" } else { "FAIL" };
         self.record(
-            format!("parity {} {file} {tensor} max_abs={max_abs:.3e} rel={rel:.3e} tol={} {verdict}", case.label, tol.describe()),
+            format!(
+                "parity {} {file} {tensor} max_abs={max_abs:.3e} rel={rel:.3e} tol={} {verdict}",
+                case.label,
+                tol.describe()
+            ),
             ok,
         )
     }
 
     /// Requires exact equality (token ids, masks, labels).
-    pub fn exact<T: PartialEq + Debug>(&mut self, case: &Case, file: &str, tensor: &str, got: &[T], want: &[T]) -> bool {
-        let mismatches = got.iter().zip(want).filter(|(g, w)| g != w).count() + got.len().abs_diff(want.len());
+    pub fn exact<T: PartialEq + Debug>(
+        &mut self,
+        case: &Case,
+        file: &str,
+        tensor: &str,
+        got: &[T],
+        want: &[T],
+    ) -> bool {
+        let mismatches =
+            got.iter().zip(want).filter(|(g, w)| g != w).count() + got.len().abs_diff(want.len());
         let ok = mismatches == 0;
         let first = got.iter().zip(want).position(|(g, w)| g != w);
         let detail = match first {
@@ -155,11 +202,25 @@ impl Report {
             None => String::new(),
         };
         let verdict = if ok { "ok" } else { "FAIL" };
-        self.record(format!("parity {} {file} {tensor} mismatches={mismatches} tol=exact{detail} {verdict}", case.label), ok)
+        self.record(
+            format!(
+                "parity {} {file} {tensor} mismatches={mismatches} tol=exact{detail} {verdict}",
+                case.label
+            ),
+            ok,
+        )
     }
 
     /// Records a scalar comparison (metrics) with an absolute tolerance.
-    pub fn scalar(&mut self, case: &Case, file: &str, name: &str, got: f64, want: f64, tol: f64) -> bool {
+    pub fn scalar(
+        &mut self,
+        case: &Case,
+        file: &str,
+        name: &str,
+        got: f64,
+        want: f64,
+        tol: f64,
+    ) -> bool {
         let err = (got - want).abs();
         let ok = err <= tol || (got.is_infinite() && got == want);
         let verdict = if ok { "ok" } else { "FAIL" };
@@ -182,7 +243,11 @@ impl Report {
 
     /// Panics with every failed line, or when nothing was compared at all.
     pub fn finish(self) {
-        assert!(self.checked > 0, "parity {}: no comparison was made - are the fixtures present?", self.kind);
+        assert!(
+            self.checked > 0,
+            "parity {}: no comparison was made - are the fixtures present?",
+            self.kind
+        );
         assert!(
             self.failures.is_empty(),
             "parity {}: {} of {} comparisons failed:\n{}",
@@ -200,16 +265,55 @@ mod tests {
     use super::*;
 
     fn case() -> Case {
-        Case { label: "k/c".into(), dir: PathBuf::new() }
+        Case {
+            label: "k/c".into(),
+            dir: PathBuf::new(),
+        }
     }
 
     #[test]
     fn tolerance_fails_outside_and_passes_inside() {
         let mut r = Report::new("k");
-        assert!(r.close(&case(), "f", "t", &[2], &[1.0, 2.0], &[2], &[1.0, 2.00001], Tolerance::abs_rel(1e-4, 1e-5)));
-        assert!(!r.close(&case(), "f", "t", &[2], &[1.0, 2.1], &[2], &[1.0, 2.0], Tolerance::abs_rel(1e-4, 1e-5)));
-        assert!(!r.close(&case(), "f", "t", &[2], &[1.0, f32::NAN], &[2], &[1.0, 2.0], Tolerance::abs(1.0)));
-        assert!(!r.close(&case(), "f", "t", &[1, 2], &[1.0, 2.0], &[2], &[1.0, 2.0], Tolerance::abs(1.0)));
+        assert!(r.close(
+            &case(),
+            "f",
+            "t",
+            &[2],
+            &[1.0, 2.0],
+            &[2],
+            &[1.0, 2.00001],
+            Tolerance::abs_rel(1e-4, 1e-5)
+        ));
+        assert!(!r.close(
+            &case(),
+            "f",
+            "t",
+            &[2],
+            &[1.0, 2.1],
+            &[2],
+            &[1.0, 2.0],
+            Tolerance::abs_rel(1e-4, 1e-5)
+        ));
+        assert!(!r.close(
+            &case(),
+            "f",
+            "t",
+            &[2],
+            &[1.0, f32::NAN],
+            &[2],
+            &[1.0, 2.0],
+            Tolerance::abs(1.0)
+        ));
+        assert!(!r.close(
+            &case(),
+            "f",
+            "t",
+            &[1, 2],
+            &[1.0, 2.0],
+            &[2],
+            &[1.0, 2.0],
+            Tolerance::abs(1.0)
+        ));
         assert!(!r.exact(&case(), "f", "ids", &[1, 2, 3], &[1, 2, 4]));
         assert_eq!(r.failures.len(), 4);
     }

@@ -9,7 +9,9 @@ use ava_dino::parity::errors;
 const BIN: &str = env!("CARGO_BIN_EXE_ava-dino");
 
 fn fixture(case: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dinov3").join(case)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dinov3")
+        .join(case)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -22,7 +24,10 @@ fn assert_one_line_error(out: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line expected, got: {err}");
-    assert!(lines[0].starts_with("error:") && lines[0].contains(needle), "{err}");
+    assert!(
+        lines[0].starts_with("error:") && lines[0].contains(needle),
+        "{err}"
+    );
 }
 
 #[test]
@@ -45,11 +50,21 @@ fn input_tensor_matches_the_fixture() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = TensorFile::read(&out).unwrap();
     let want = TensorFile::read(&io).unwrap();
-    for name in ["normed.0", "patches.0", "cls.0", "normed.1", "patches.1", "cls.1"] {
+    for name in [
+        "normed.0",
+        "patches.0",
+        "cls.0",
+        "normed.1",
+        "patches.1",
+        "cls.1",
+    ] {
         let (g, w) = (got.get(name).unwrap(), want.get(name).unwrap());
         assert_eq!(g.shape, w.shape, "{name}");
         let (max_abs, rel) = errors(g.as_f32().unwrap(), w.as_f32().unwrap());
-        assert!(max_abs <= 1e-4 && rel <= 1e-5, "{name}: max_abs {max_abs} rel {rel}");
+        assert!(
+            max_abs <= 1e-4 && rel <= 1e-5,
+            "{name}: max_abs {max_abs} rel {rel}"
+        );
     }
     assert_eq!(got.get("taps").unwrap().as_i64().unwrap(), &[1, 0]);
 }
@@ -58,12 +73,22 @@ fn input_tensor_matches_the_fixture() {
 fn image_runs_on_a_random_backbone() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
-    let o = run(&["random-backbone", "--preset", "tiny", "--seed", "3", "--out", model.to_str().unwrap()]);
+    let o = run(&[
+        "random-backbone",
+        "--preset",
+        "tiny",
+        "--seed",
+        "3",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = dir.path().join("x.png");
-    image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]))
-        .save(&img)
-        .unwrap();
+    image::RgbImage::from_fn(300, 200, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    })
+    .save(&img)
+    .unwrap();
     let out = dir.path().join("f.safetensors");
     let o = run(&[
         "features",
@@ -82,7 +107,14 @@ fn image_runs_on_a_random_backbone() {
     assert_eq!(f.get("normed.3").unwrap().shape, vec![1, 1029, 64]);
     assert_eq!(f.get("patches.0").unwrap().shape, vec![1, 1024, 64]);
     assert_eq!(f.get("cls.3").unwrap().shape, vec![1, 64]);
-    assert!(f.get("patches.3").unwrap().as_f32().unwrap().iter().all(|x| x.is_finite()));
+    assert!(
+        f.get("patches.3")
+            .unwrap()
+            .as_f32()
+            .unwrap()
+            .iter()
+            .all(|x| x.is_finite())
+    );
 }
 
 #[test]
@@ -91,7 +123,15 @@ fn missing_backbone_is_one_line() {
     let io = fixture("rect_b2").join("io.safetensors");
     let missing = dir.path().join("nope");
     let out = dir.path().join("f.safetensors");
-    let o = run(&["features", "--backbone", missing.to_str().unwrap(), "--input", io.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "features",
+        "--backbone",
+        missing.to_str().unwrap(),
+        "--input",
+        io.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_one_line_error(&o, "nope");
     assert!(!out.exists());
 }
@@ -103,10 +143,26 @@ fn unreadable_image_is_one_line() {
     std::fs::write(&img, b"not a png").unwrap();
     let out = dir.path().join("f.safetensors");
     let case = fixture("rect_b2");
-    let o = run(&["features", "--backbone", case.to_str().unwrap(), "--image", img.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "features",
+        "--backbone",
+        case.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_one_line_error(&o, "broken.png");
     let missing = dir.path().join("absent.jpg");
-    let o = run(&["features", "--backbone", case.to_str().unwrap(), "--image", missing.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "features",
+        "--backbone",
+        case.to_str().unwrap(),
+        "--image",
+        missing.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_one_line_error(&o, "absent.jpg");
 }
 
@@ -115,7 +171,10 @@ fn size_not_divisible_by_patch_is_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("px.safetensors");
     let mut f = TensorFile::new(&input);
-    f.insert("pixel_values", HostTensor::f32(vec![1, 3, 20, 40], vec![0.5; 3 * 20 * 40]));
+    f.insert(
+        "pixel_values",
+        HostTensor::f32(vec![1, 3, 20, 40], vec![0.5; 3 * 20 * 40]),
+    );
     f.write(&input).unwrap();
     let out = dir.path().join("f.safetensors");
     let case = fixture("rect_b2");

@@ -11,14 +11,25 @@ fn metrics_cli_prints_expected_json() {
             .arg(root.join(case).join("case.safetensors"))
             .output()
             .expect("run ava-dino");
-        assert!(out.status.success(), "{case}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{case}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-        let want: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(root.join(case).join("expected.json")).unwrap()).unwrap();
+        let want: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(case).join("expected.json")).unwrap(),
+        )
+        .unwrap();
         for key in ["auroc", "ap", "f1_max", "f1_threshold", "aupro"] {
             match (got[key].as_f64(), want[key].as_f64()) {
                 (Some(g), Some(w)) => assert!((g - w).abs() < 1e-6, "{case} {key}: {g} vs {w}"),
-                _ => assert!(got[key].is_null() && want[key].is_null(), "{case} {key}: {} vs {}", got[key], want[key]),
+                _ => assert!(
+                    got[key].is_null() && want[key].is_null(),
+                    "{case} {key}: {} vs {}",
+                    got[key],
+                    want[key]
+                ),
             }
         }
     }

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use ava_dino::data::preprocess::{decode_luma, load_batch};
-use ava_dino::data::synth::{write_all, SynthSummary};
-use ava_dino::data::{list_samples, ListOptions, Protocol, Registry, Sample};
+use ava_dino::data::synth::{SynthSummary, write_all};
+use ava_dino::data::{ListOptions, Protocol, Registry, Sample, list_samples};
 
 fn twins(dir: &Path) -> (Registry, SynthSummary) {
     let summary = write_all(dir, 7).expect("synth");
-    let reg = Registry::load(&Registry::default_path()).expect("registry").with_data_root(dir);
+    let reg = Registry::load(&Registry::default_path())
+        .expect("registry")
+        .with_data_root(dir);
     (reg, summary)
 }
 
@@ -40,11 +42,19 @@ fn every_layout_under_both_protocols() {
     let tmp = tempfile::tempdir().unwrap();
     let (reg, summary) = twins(tmp.path());
     assert_eq!(summary.datasets.len(), 9, "nine twins");
-    assert!((250..=500).contains(&summary.images), "a few hundred images, got {}", summary.images);
+    assert!(
+        (250..=500).contains(&summary.images),
+        "a few hundred images, got {}",
+        summary.images
+    );
 
     for ds in &summary.datasets {
         let spec = reg.get(&ds.key).unwrap();
-        let written: BTreeMap<String, (usize, usize)> = ds.categories.iter().map(|c| (c.name.clone(), (c.normal, c.anomalous))).collect();
+        let written: BTreeMap<String, (usize, usize)> = ds
+            .categories
+            .iter()
+            .map(|c| (c.name.clone(), (c.normal, c.anomalous)))
+            .collect();
         for protocol in [Protocol::Reference, Protocol::Corrected] {
             let samples = list_samples(&reg, &ds.key, protocol, &ListOptions::default())
                 .unwrap_or_else(|e| panic!("{} {protocol}: {e}", ds.key));
@@ -53,36 +63,77 @@ fn every_layout_under_both_protocols() {
             match (ds.key.as_str(), protocol) {
                 // Official KSDD2 ships a GT file for every image: the reference calls all anomalous.
                 ("ksdd2", Protocol::Reference) => {
-                    assert_eq!(got["01"], (0, total), "ksdd2 reference labels = has a GT file");
+                    assert_eq!(
+                        got["01"],
+                        (0, total),
+                        "ksdd2 reference labels = has a GT file"
+                    );
                 }
                 // Reference Kvasir: seed-42 shuffle, keep [int(.7n)+int(.15n)..] = 3 of 20.
-                ("kvasir", Protocol::Reference) => assert_eq!(got["01"], (0, 3), "kvasir reference subset"),
-                _ => assert_eq!(got, written, "{} {protocol}: per-category (normal, anomalous)", ds.key),
+                ("kvasir", Protocol::Reference) => {
+                    assert_eq!(got["01"], (0, 3), "kvasir reference subset")
+                }
+                _ => assert_eq!(
+                    got, written,
+                    "{} {protocol}: per-category (normal, anomalous)",
+                    ds.key
+                ),
             }
             // Sorted by category then image path; absolute paths exist; anomalous ones have masks.
             for w in samples.windows(2) {
-                assert!((&w[0].category, &w[0].image_rel) < (&w[1].category, &w[1].image_rel), "{}: order", ds.key);
+                assert!(
+                    (&w[0].category, &w[0].image_rel) < (&w[1].category, &w[1].image_rel),
+                    "{}: order",
+                    ds.key
+                );
             }
             for s in &samples {
-                assert!(s.image.is_absolute() && s.image.is_file(), "{}", s.image.display());
+                assert!(
+                    s.image.is_absolute() && s.image.is_file(),
+                    "{}",
+                    s.image.display()
+                );
                 assert_eq!(s.mask_threshold, spec.mask_threshold);
                 if s.label == 1 {
-                    let m = s.mask.as_ref().unwrap_or_else(|| panic!("{} has no mask", s.image.display()));
+                    let m = s
+                        .mask
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("{} has no mask", s.image.display()));
                     let px = decode_luma(m).unwrap();
                     if ds.key != "ksdd2" || protocol == Protocol::Corrected {
-                        assert!(px.data.iter().any(|&v| v > 0), "{}: anomalous mask is empty", m.display());
+                        assert!(
+                            px.data.iter().any(|&v| v > 0),
+                            "{}: anomalous mask is empty",
+                            m.display()
+                        );
                     }
                 } else if ds.key != "ksdd2" {
-                    assert!(s.mask.is_none(), "{}: normal image with a mask", s.image.display());
+                    assert!(
+                        s.mask.is_none(),
+                        "{}: normal image with a mask",
+                        s.image.display()
+                    );
                 } else {
                     let px = decode_luma(s.mask.as_ref().unwrap()).unwrap();
-                    assert!(px.data.iter().all(|&v| v == 0), "ksdd2 normal has an all-zero GT");
+                    assert!(
+                        px.data.iter().all(|&v| v == 0),
+                        "ksdd2 normal has an all-zero GT"
+                    );
                 }
                 let want = match protocol {
                     Protocol::Reference => reference_word(&ds.key, &s.category),
-                    Protocol::Corrected => spec.categories.iter().find(|c| c.name == s.category).unwrap().true_class_word(),
+                    Protocol::Corrected => spec
+                        .categories
+                        .iter()
+                        .find(|c| c.name == s.category)
+                        .unwrap()
+                        .true_class_word(),
                 };
-                assert_eq!(s.class_word, want, "{} {protocol} class word of {}", ds.key, s.image_rel);
+                assert_eq!(
+                    s.class_word, want,
+                    "{} {protocol} class word of {}",
+                    ds.key, s.image_rel
+                );
             }
         }
     }
@@ -93,17 +144,41 @@ fn reference_pairs_by_sorted_order_and_corrected_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let (reg, _) = twins(tmp.path());
     for protocol in [Protocol::Reference, Protocol::Corrected] {
-        let s = list_samples(&reg, "mvtec", protocol, &ListOptions { categories: vec!["bottle".into()], skip_bad: false }).unwrap();
+        let s = list_samples(
+            &reg,
+            "mvtec",
+            protocol,
+            &ListOptions {
+                categories: vec!["bottle".into()],
+                skip_bad: false,
+            },
+        )
+        .unwrap();
         for x in s.iter().filter(|x| x.label == 1) {
-            let stem = Path::new(&x.image_rel).file_stem().unwrap().to_string_lossy().into_owned();
-            assert!(x.mask_rel.as_ref().unwrap().ends_with(&format!("{stem}_mask.png")), "{:?}", x.mask_rel);
+            let stem = Path::new(&x.image_rel)
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert!(
+                x.mask_rel
+                    .as_ref()
+                    .unwrap()
+                    .ends_with(&format!("{stem}_mask.png")),
+                "{:?}",
+                x.mask_rel
+            );
         }
     }
     // Kvasir masks are JPEG yet exactly binary (8x8-aligned defects at quality 100).
     let k = list_samples(&reg, "kvasir", Protocol::Corrected, &ListOptions::default()).unwrap();
     for s in &k {
         let m = decode_luma(s.mask.as_ref().unwrap()).unwrap();
-        assert!(m.data.iter().all(|&v| v == 0 || v == 255), "{}: JPEG mask not binary", s.image_rel);
+        assert!(
+            m.data.iter().all(|&v| v == 0 || v == 255),
+            "{}: JPEG mask not binary",
+            s.image_rel
+        );
     }
 }
 
@@ -113,11 +188,22 @@ fn visa_reads_split_csv_when_meta_json_is_absent() {
     let (reg, _) = twins(tmp.path());
     for protocol in [Protocol::Reference, Protocol::Corrected] {
         let with_meta = list_samples(&reg, "visa", protocol, &ListOptions::default()).unwrap();
-        std::fs::rename(tmp.path().join("VisA_20220922/meta.json"), tmp.path().join("VisA_20220922/meta.json.off")).unwrap();
+        std::fs::rename(
+            tmp.path().join("VisA_20220922/meta.json"),
+            tmp.path().join("VisA_20220922/meta.json.off"),
+        )
+        .unwrap();
         let from_csv = list_samples(&reg, "visa", protocol, &ListOptions::default()).unwrap();
-        std::fs::rename(tmp.path().join("VisA_20220922/meta.json.off"), tmp.path().join("VisA_20220922/meta.json")).unwrap();
+        std::fs::rename(
+            tmp.path().join("VisA_20220922/meta.json.off"),
+            tmp.path().join("VisA_20220922/meta.json"),
+        )
+        .unwrap();
         assert_eq!(with_meta, from_csv, "{protocol}");
-        assert!(with_meta.iter().all(|s| !s.image_rel.contains("0002.JPG")), "train rows excluded");
+        assert!(
+            with_meta.iter().all(|s| !s.image_rel.contains("0002.JPG")),
+            "train rows excluded"
+        );
     }
 }
 
@@ -131,7 +217,16 @@ fn twins_are_deterministic() {
             .into_iter()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_file() && e.file_name() != "synth.json")
-            .map(|e| (e.path().strip_prefix(d).unwrap().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .map(|e| {
+                (
+                    e.path()
+                        .strip_prefix(d)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
             .collect();
         v.sort();
         v

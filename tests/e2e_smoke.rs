@@ -25,20 +25,36 @@ fn tiny(tmp: &Path) -> Vec<String> {
         "cache.disk=true".into(),
         format!("cache.dir={}", tmp.join("cache").display()),
     ];
-    sets.into_iter().flat_map(|s| ["--set".to_string(), s]).collect()
+    sets.into_iter()
+        .flat_map(|s| ["--set".to_string(), s])
+        .collect()
 }
 
 fn sweep(tmp: &Path, runs: &Path, table: &str, extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ava-dino"))
         .current_dir(root())
-        .args(["sweep", &format!("experiments/{table}.yaml"), "--profile", "smoke", "--quiet", "--runs"])
+        .args([
+            "sweep",
+            &format!("experiments/{table}.yaml"),
+            "--profile",
+            "smoke",
+            "--quiet",
+            "--runs",
+        ])
         .arg(runs)
         .args(tiny(tmp))
         .args(extra)
         .output()
         .expect("run ava-dino");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "sweep {table} {extra:?} failed:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "sweep {table} {extra:?} failed:\n{text}"
+    );
     text
 }
 
@@ -49,7 +65,10 @@ fn metrics(run: &Path) -> RunMetrics {
 /// The numbers of a run (evaluations, losses, routing), without timings and host facts.
 fn numbers(m: &RunMetrics) -> String {
     let losses: Vec<_> = m.epochs.iter().map(|e| (&e.loss, &e.mean)).collect();
-    format!("{:?}|{:?}|{:?}|{:?}|{:?}", m.best_epoch, m.final_epoch, m.untrained, losses, m.routing)
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}",
+        m.best_epoch, m.final_epoch, m.untrained, losses, m.routing
+    )
 }
 
 #[test]
@@ -59,13 +78,30 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
     sweep(tmp.path(), &runs, "table4", &["--all"]);
     let run = runs.join("paper-smoke").join("full__visa__mvtec__s0");
     let first = metrics(&run);
-    assert!(first.provenance.embedded, "a run on the embedded default says so");
+    assert!(
+        first.provenance.embedded,
+        "a run on the embedded default says so"
+    );
     assert_eq!(first.final_epoch.epoch, 3);
-    assert!(first.untrained.is_some(), "the untrained baseline is reported");
-    assert!(first.final_epoch.mean.pixel_auroc.is_some(), "pixel AUROC defined on the synthetic twin");
-    assert!(first.epochs.iter().all(|e| e.loss.total.is_finite() && e.loss.total > 0.0));
+    assert!(
+        first.untrained.is_some(),
+        "the untrained baseline is reported"
+    );
+    assert!(
+        first.final_epoch.mean.pixel_auroc.is_some(),
+        "pixel AUROC defined on the synthetic twin"
+    );
+    assert!(
+        first
+            .epochs
+            .iter()
+            .all(|e| e.loss.total.is_finite() && e.loss.total > 0.0)
+    );
     assert!(run.join("routing.csv").is_file() && run.join("DONE").is_file());
-    assert!(first.epochs[2].loss.total < first.epochs[0].loss.total, "training lowers the loss");
+    assert!(
+        first.epochs[2].loss.total < first.epochs[0].loss.total,
+        "training lowers the loss"
+    );
 
     // Score a user's image with the trained run: one JSON line and an overlay beside the input.
     let img_dir = tmp.path().join("mine");
@@ -80,30 +116,59 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
         .arg(&img_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (wn, wa) = (line["w_normal"].as_f64().unwrap(), line["w_anomaly"].as_f64().unwrap());
-    assert!((wn + wa - 1.0).abs() < 1e-5 && line["score"].as_f64().unwrap().is_finite(), "{line}");
+    let (wn, wa) = (
+        line["w_normal"].as_f64().unwrap(),
+        line["w_anomaly"].as_f64().unwrap(),
+    );
+    assert!(
+        (wn + wa - 1.0).abs() < 1e-5 && line["score"].as_f64().unwrap().is_finite(),
+        "{line}"
+    );
     assert!(img_dir.join("part.anomaly.png").is_file());
 
     // Run again: the finished job is skipped.
     let again = sweep(tmp.path(), &runs, "table4", &["--all"]);
-    assert!(again.contains("skipped") || again.contains("skip"), "finished job not skipped:\n{again}");
+    assert!(
+        again.contains("skipped") || again.contains("skip"),
+        "finished job not skipped:\n{again}"
+    );
 
     // Simulate a kill during epoch 3 (epoch 2 half-written: no COMPLETE marker) and rerun.
-    let ckpt = runs.join("paper-smoke").join("_train").join("full__visa__s0").join("checkpoints");
+    let ckpt = runs
+        .join("paper-smoke")
+        .join("_train")
+        .join("full__visa__s0")
+        .join("checkpoints");
     std::fs::remove_dir_all(ckpt.join("epoch_003")).unwrap();
     std::fs::remove_file(ckpt.join("epoch_002").join("COMPLETE")).unwrap();
     for f in ["DONE", "metrics.json", "routing.csv"] {
         std::fs::remove_file(run.join(f)).unwrap();
     }
     sweep(tmp.path(), &runs, "table4", &["--all"]);
-    let log = std::fs::read_to_string(runs.join("paper-smoke/_train/full__visa__s0/log.txt")).unwrap();
+    let log =
+        std::fs::read_to_string(runs.join("paper-smoke/_train/full__visa__s0/log.txt")).unwrap();
     assert!(log.contains("resuming training after epoch 1"), "{log}");
-    let shards = walkdir::WalkDir::new(tmp.path().join("cache")).into_iter().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "safetensors")).count();
-    assert!(shards > 0, "feature shards written under the configured cache dir");
+    let shards = walkdir::WalkDir::new(tmp.path().join("cache"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        .count();
+    assert!(
+        shards > 0,
+        "feature shards written under the configured cache dir"
+    );
     let resumed = metrics(&run);
-    assert_eq!(numbers(&resumed), numbers(&first), "a resumed run ends with the same numbers");
+    assert_eq!(
+        numbers(&resumed),
+        numbers(&first),
+        "a resumed run ends with the same numbers"
+    );
 }
 
 #[test]
@@ -119,7 +184,11 @@ fn jobs_by_index_equal_a_serial_sweep() {
         assert_eq!(numbers(&a), numbers(&b), "{job}");
     }
     let last = metrics(&serial.join("paper-smoke/last_layer__visa__mvtec__s0"));
-    assert_eq!(last.provenance.taps, vec![3], "last_layer keeps only the deepest tap");
+    assert_eq!(
+        last.provenance.taps,
+        vec![3],
+        "last_layer keeps only the deepest tap"
+    );
 }
 
 /// The first PNG image (not a mask) under `dir`, in sorted order.
@@ -128,7 +197,9 @@ fn walk_png(dir: &Path) -> PathBuf {
         .into_iter()
         .filter_map(|e| e.ok())
         .map(|e| e.into_path())
-        .filter(|p| p.extension().is_some_and(|e| e == "png") && p.to_string_lossy().contains("/test/"))
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "png") && p.to_string_lossy().contains("/test/")
+        })
         .collect();
     all.sort();
     all.into_iter().next().expect("a synthetic test image")

@@ -370,7 +370,10 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
 
     // Job 0 is not finished: the run directory is prepared and the engine runs it to the end
     // (tiny settings layered over the smoke profile, twins written under the temporary dir).
-    let syn = format!("data.synthetic.dir={}", dir.path().join("synthetic").display());
+    let syn = format!(
+        "data.synthetic.dir={}",
+        dir.path().join("synthetic").display()
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_ava-dino"))
         .args([
             "sweep",
@@ -393,7 +396,11 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rd0 = experiment::RunDir::new(experiment::run_dir(dir.path(), &l.experiment, &jobs[0]));
     assert!(rd0.config().is_file() && rd0.fingerprint_file().is_file() && rd0.log().is_file());
     assert!(rd0.is_done() && rd0.metrics_json().is_file());

@@ -9,7 +9,15 @@ const B: usize = 4;
 const GRID: [usize; 2] = [4, 4];
 
 fn tiny(variant: Variant) -> MethodConfig {
-    MethodConfig { dim: 16, bottleneck: 8, text_dim: 12, taps: vec![0, 1], map_size: 8, variant, ..MethodConfig::default() }
+    MethodConfig {
+        dim: 16,
+        bottleneck: 8,
+        text_dim: 12,
+        taps: vec![0, 1],
+        map_size: 8,
+        variant,
+        ..MethodConfig::default()
+    }
 }
 
 /// A fixed problem: labels [0, 1, 0, 1]; anomalous samples carry a shared direction in their CLS
@@ -19,11 +27,16 @@ fn problem(cfg: &MethodConfig, device: &Device) -> Batch {
     let (d, e, s) = (cfg.dim, cfg.text_dim, cfg.map_size);
     let n = GRID[0] * GRID[1];
     let labels = [0i64, 1, 0, 1];
-    let y = Tensor::<1>::from_data(TensorData::new(labels.iter().map(|&l| l as f32).collect::<Vec<_>>(), [B]), device);
+    let y = Tensor::<1>::from_data(
+        TensorData::new(labels.iter().map(|&l| l as f32).collect::<Vec<_>>(), [B]),
+        device,
+    );
     let dir = Tensor::<2>::random([1, d], Distribution::Normal(0.0, 1.0), device);
     let shift = y.clone().reshape([B, 1]) * dir.clone().mul_scalar(2.0);
     let cls = (0..cfg.n_taps())
-        .map(|_| Tensor::<2>::random([B, d], Distribution::Normal(0.0, 1.0), device) + shift.clone())
+        .map(|_| {
+            Tensor::<2>::random([B, d], Distribution::Normal(0.0, 1.0), device) + shift.clone()
+        })
         .collect();
     // Mask: the top-left quarter of the map for anomalous samples; patches of that region shifted.
     let mut mask = vec![0f32; B * s * s];
@@ -44,7 +57,10 @@ fn problem(cfg: &MethodConfig, device: &Device) -> Batch {
     }
     let pm = Tensor::<3>::from_data(TensorData::new(pmask, [B, n, 1]), device);
     let patches = (0..cfg.n_taps())
-        .map(|_| Tensor::<3>::random([B, n, d], Distribution::Normal(0.0, 1.0), device) + pm.clone() * dir.clone().reshape([1, 1, d]).mul_scalar(2.0))
+        .map(|_| {
+            Tensor::<3>::random([B, n, d], Distribution::Normal(0.0, 1.0), device)
+                + pm.clone() * dir.clone().reshape([1, 1, d]).mul_scalar(2.0)
+        })
         .collect();
     let t_n = Tensor::<2>::random([1, e], Distribution::Normal(0.0, 1.0), device);
     let t_a = t_n.clone() + Tensor::<2>::random([1, e], Distribution::Normal(0.0, 0.05), device);
@@ -69,7 +85,13 @@ fn train(variant: Variant, steps: usize, lr: f64) -> (Vec<f32>, (f32, f32)) {
     device.seed(7);
     let cfg = tiny(variant);
     let batch = problem(&cfg, &device);
-    let mut trainer = Trainer::new(AvaDino::new(&cfg, &device), OptimConfig { lr, ..OptimConfig::default() });
+    let mut trainer = Trainer::new(
+        AvaDino::new(&cfg, &device),
+        OptimConfig {
+            lr,
+            ..OptimConfig::default()
+        },
+    );
     let mut totals = Vec::new();
     let mut last = None;
     for _ in 0..steps {
@@ -86,8 +108,16 @@ fn every_variant_trains() {
         let (totals, _) = train(v, 40, 1e-3);
         let (first, last) = (totals[0], *totals.last().unwrap());
         println!("{}: total {first:.4} -> {last:.4}", v.name());
-        assert!(totals.iter().all(|t| t.is_finite()), "{}: non-finite loss {totals:?}", v.name());
-        assert!(last < 0.7 * first, "{}: loss did not fall enough: {first} -> {last}", v.name());
+        assert!(
+            totals.iter().all(|t| t.is_finite()),
+            "{}: non-finite loss {totals:?}",
+            v.name()
+        );
+        assert!(
+            last < 0.7 * first,
+            "{}: loss did not fall enough: {first} -> {last}",
+            v.name()
+        );
     }
 }
 
@@ -95,12 +125,23 @@ fn every_variant_trains() {
 fn routing_loss_drives_routing_weights_apart() {
     let (_, (n_full, a_full)) = train(Variant::Full, 100, 1e-2);
     let (_, (n_free, a_free)) = train(Variant::NoRouteLoss, 100, 1e-2);
-    println!("w_anomaly normal/anomalous: with L_route {n_full:.3}/{a_full:.3}, without {n_free:.3}/{a_free:.3}");
-    assert!(a_full - n_full > 0.6, "routing loss did not separate: {n_full} vs {a_full}");
+    println!(
+        "w_anomaly normal/anomalous: with L_route {n_full:.3}/{a_full:.3}, without {n_free:.3}/{a_free:.3}"
+    );
+    assert!(
+        a_full - n_full > 0.6,
+        "routing loss did not separate: {n_full} vs {a_full}"
+    );
     // Without it only the map and global losses move the routing, and not by label.
-    assert!((a_free - n_free).abs() < 0.15, "without routing loss the weights separated: {n_free} / {a_free}");
+    assert!(
+        (a_free - n_free).abs() < 0.15,
+        "without routing loss the weights separated: {n_free} / {a_free}"
+    );
     for w in [n_free, a_free] {
-        assert!((w - 0.5).abs() < 0.15, "without routing loss the weights moved away from 0.5: {n_free} / {a_free}");
+        assert!(
+            (w - 0.5).abs() < 0.15,
+            "without routing loss the weights moved away from 0.5: {n_free} / {a_free}"
+        );
     }
 }
 
@@ -110,8 +151,16 @@ fn outputs(model: &AvaDino, batch: &Batch) -> Vec<Vec<f32>> {
     vec![
         v(out.maps),
         v(out.aacm),
-        out.global.into_data().convert::<f32>().try_to_vec().unwrap(),
-        out.w_normal.into_data().convert::<f32>().try_to_vec().unwrap(),
+        out.global
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap(),
+        out.w_normal
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap(),
     ]
 }
 
@@ -121,7 +170,13 @@ fn trained(variant: Variant) -> (AvaDino, Batch) {
     device.seed(3);
     let cfg = tiny(variant);
     let batch = problem(&cfg, &device);
-    let mut trainer = Trainer::new(AvaDino::new(&cfg, &device), OptimConfig { lr: 1e-2, ..OptimConfig::default() });
+    let mut trainer = Trainer::new(
+        AvaDino::new(&cfg, &device),
+        OptimConfig {
+            lr: 1e-2,
+            ..OptimConfig::default()
+        },
+    );
     for _ in 0..3 {
         trainer.step(&batch);
     }
@@ -145,7 +200,12 @@ fn own_checkpoint_round_trips_every_variant() {
         model.save(&path).unwrap();
         let back = AvaDino::load(&path, &Device::flex()).unwrap();
         assert_eq!(back.config, model.config);
-        assert_eq!(outputs(&back, &batch), outputs(&model, &batch), "{}", v.name());
+        assert_eq!(
+            outputs(&back, &batch),
+            outputs(&model, &batch),
+            "{}",
+            v.name()
+        );
     }
 }
 
@@ -162,7 +222,10 @@ fn reference_pth_round_trips() {
     assert_eq!(outputs(&back, &batch), outputs(&model, &batch));
     // The variants the reference format cannot hold are refused, not half-written.
     let (gate, _) = trained(Variant::LearnableRouting);
-    let err = gate.save_reference_pth(&dir.path().join("g.pth"), 0).unwrap_err().to_string();
+    let err = gate
+        .save_reference_pth(&dir.path().join("g.pth"), 0)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("learnable_routing"), "{err}");
     assert!(!dir.path().join("g.pth").exists());
 }
@@ -171,7 +234,8 @@ fn reference_pth_round_trips() {
 fn reads_a_checkpoint_written_by_torch_save() {
     // tests/fixtures/train_step/full_warmup/init.pth was written by torch.save in the reference
     // layout from the same tensors as init.safetensors (scripts/gen_train_step.py --pth).
-    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_step/full_warmup");
+    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/train_step/full_warmup");
     let from_pth = ava_dino::io::read_pth(&case.join("init.pth")).unwrap();
     let st = ava_dino::io::TensorFile::read(case.join("init.safetensors")).unwrap();
     assert_eq!(from_pth.len(), st.tensors.len());
@@ -183,11 +247,19 @@ fn reads_a_checkpoint_written_by_torch_save() {
     cfg.bottleneck = 16;
     cfg.text_dim = 24;
     let model = AvaDino::load_reference_pth(&cfg, &case.join("init.pth"), &Device::flex()).unwrap();
-    assert_eq!(model.trainable_params(), st.tensors.values().map(|t| t.numel()).sum::<usize>());
+    assert_eq!(
+        model.trainable_params(),
+        st.tensors.values().map(|t| t.numel()).sum::<usize>()
+    );
     // A config that does not fit names the problem.
     cfg.taps = vec![0, 1, 2];
-    let err = AvaDino::load_reference_pth(&cfg, &case.join("init.pth"), &Device::flex()).unwrap_err().to_string();
-    assert!(err.contains("missing") && err.contains(".2.fc1.0.weight"), "{err}");
+    let err = AvaDino::load_reference_pth(&cfg, &case.join("init.pth"), &Device::flex())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("missing") && err.contains(".2.fc1.0.weight"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -196,7 +268,11 @@ fn full_size_has_the_reference_parameter_count() {
     // 16 visual adapters 1024->768->1024, 2 prompt adapters 768->768->768, text_projection 768->1024.
     let expected = 16 * 2 * 1024 * 768 + 2 * 2 * 768 * 768 + 768 * 1024;
     println!("{}", model.describe());
-    assert!(model.describe().contains("28,311,552 trainable parameters"), "{}", model.describe());
+    assert!(
+        model.describe().contains("28,311,552 trainable parameters"),
+        "{}",
+        model.describe()
+    );
     assert_eq!(model.trainable_params(), expected);
     assert_eq!(expected, 28_311_552);
 }
@@ -211,8 +287,12 @@ fn full_size_step_timing() {
     let cfg = MethodConfig::default();
     let (b, n, d, e) = (2, 1024, cfg.dim, cfg.text_dim);
     let batch = Batch {
-        cls: (0..4).map(|_| Tensor::random([b, d], Distribution::Normal(0.0, 1.0), &device)).collect(),
-        patches: (0..4).map(|_| Tensor::random([b, n, d], Distribution::Normal(0.0, 1.0), &device)).collect(),
+        cls: (0..4)
+            .map(|_| Tensor::random([b, d], Distribution::Normal(0.0, 1.0), &device))
+            .collect(),
+        patches: (0..4)
+            .map(|_| Tensor::random([b, n, d], Distribution::Normal(0.0, 1.0), &device))
+            .collect(),
         grid: [32, 32],
         text: Tensor::random([b, e, 2], Distribution::Normal(0.0, 0.05), &device),
         labels: Tensor::from_data(TensorData::new(vec![0i64, 1], [b]), &device),
@@ -233,11 +313,19 @@ fn full_size_step_timing() {
 #[ignore]
 fn full_size_forward_timing() {
     for autodiff in [false, true] {
-        let device = if autodiff { Device::flex().autodiff() } else { Device::flex() };
+        let device = if autodiff {
+            Device::flex().autodiff()
+        } else {
+            Device::flex()
+        };
         let cfg = MethodConfig::default();
         let (b, n, d, e) = (2, 1024, cfg.dim, cfg.text_dim);
-        let cls: Vec<Tensor<2>> = (0..4).map(|_| Tensor::random([b, d], Distribution::Normal(0.0, 1.0), &device)).collect();
-        let patches: Vec<Tensor<3>> = (0..4).map(|_| Tensor::random([b, n, d], Distribution::Normal(0.0, 1.0), &device)).collect();
+        let cls: Vec<Tensor<2>> = (0..4)
+            .map(|_| Tensor::random([b, d], Distribution::Normal(0.0, 1.0), &device))
+            .collect();
+        let patches: Vec<Tensor<3>> = (0..4)
+            .map(|_| Tensor::random([b, n, d], Distribution::Normal(0.0, 1.0), &device))
+            .collect();
         let text = Tensor::random([b, e, 2], Distribution::Normal(0.0, 0.05), &device);
         let model = AvaDino::new(&cfg, &device);
         for _ in 0..2 {
@@ -254,7 +342,10 @@ fn full_size_forward_timing() {
             if autodiff {
                 let _g = l.total.backward();
             }
-            println!("autodiff={autodiff} forward {f:.3}s losses {lt:.3}s backward {:.3}s", t.elapsed().as_secs_f64());
+            println!(
+                "autodiff={autodiff} forward {f:.3}s losses {lt:.3}s backward {:.3}s",
+                t.elapsed().as_secs_f64()
+            );
         }
     }
 }
@@ -265,20 +356,46 @@ fn bad_inputs_are_errors_naming_the_problem() {
     let cfg = tiny(Variant::Full);
     let model = AvaDino::new(&cfg, &device);
     let batch = problem(&cfg, &device);
-    let err = model.try_forward(&batch.cls[..1], &batch.patches[..1], GRID, batch.text.clone()).unwrap_err().to_string();
+    let err = model
+        .try_forward(
+            &batch.cls[..1],
+            &batch.patches[..1],
+            GRID,
+            batch.text.clone(),
+        )
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("model has 2 taps"), "{err}");
     // 2x8 = 16 patches is a legal (rectangular) grid for the same tokens.
-    assert!(model.try_forward(&batch.cls, &batch.patches, [2, 8], batch.text.clone()).is_ok());
-    let err = model.try_forward(&batch.cls, &batch.patches, [3, 4], batch.text.clone()).unwrap_err().to_string();
+    assert!(
+        model
+            .try_forward(&batch.cls, &batch.patches, [2, 8], batch.text.clone())
+            .is_ok()
+    );
+    let err = model
+        .try_forward(&batch.cls, &batch.patches, [3, 4], batch.text.clone())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("grid [3, 4]"), "{err}");
     let bad_text = Tensor::<3>::zeros([B, 5, 2], &device);
-    let err = model.try_forward(&batch.cls, &batch.patches, GRID, bad_text).unwrap_err().to_string();
+    let err = model
+        .try_forward(&batch.cls, &batch.patches, GRID, bad_text)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("text is [4, 5, 2]"), "{err}");
     // A checkpoint whose shapes do not fit the config names the tensor.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
     model.save(&path).unwrap();
-    let other = MethodConfig { bottleneck: 4, ..cfg };
-    let err = AvaDino::load_named(&other, &path, &device).unwrap_err().to_string();
-    assert!(err.contains("fc1.0.weight") && err.contains("[8, 16]"), "{err}");
+    let other = MethodConfig {
+        bottleneck: 4,
+        ..cfg
+    };
+    let err = AvaDino::load_named(&other, &path, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fc1.0.weight") && err.contains("[8, 16]"),
+        "{err}"
+    );
 }

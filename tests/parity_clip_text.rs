@@ -6,9 +6,9 @@
 //! `hidden_act`.
 
 use ava_dino::io::TensorFile;
-use ava_dino::parity::{cases, Report, Tolerance};
+use ava_dino::parity::{Report, Tolerance, cases};
 use ava_dino::text::prompts::encode_class_word;
-use ava_dino::text::{load_text_encoder, ClipTextConfig, Tokenizer};
+use ava_dino::text::{ClipTextConfig, Tokenizer, load_text_encoder};
 use burn::tensor::Device;
 
 const TOL: Tolerance = Tolerance::abs_rel(1e-4, 1e-5);
@@ -41,23 +41,54 @@ fn clip_text_matches_pytorch() {
                 }
             };
             loaded += 1;
-            let got = ava_dino::io::HostTensor::from_tensor(model.encode_host(ids.as_i64().unwrap(), b, s).expect("encode"));
-            report.close(&case, file, &format!("text_embeds[{}]", config.hidden_act), &got.shape, got.as_f32().unwrap(), &want.shape, want.as_f32().unwrap(), TOL);
+            let got = ava_dino::io::HostTensor::from_tensor(
+                model
+                    .encode_host(ids.as_i64().unwrap(), b, s)
+                    .expect("encode"),
+            );
+            report.close(
+                &case,
+                file,
+                &format!("text_embeds[{}]", config.hidden_act),
+                &got.shape,
+                got.as_f32().unwrap(),
+                &want.shape,
+                want.as_f32().unwrap(),
+                TOL,
+            );
 
             if *file != "model.safetensors" {
                 continue;
             }
-            let words: Vec<&str> = io.tensors.keys().filter_map(|k| k.strip_prefix("ensemble.")?.strip_suffix(".normal")).collect();
+            let words: Vec<&str> = io
+                .tensors
+                .keys()
+                .filter_map(|k| k.strip_prefix("ensemble.")?.strip_suffix(".normal"))
+                .collect();
             for word in words {
                 let f = encode_class_word(&model, &tokenizer, word).expect("ensemble");
                 for (name, got) in [("normal", &f.normal), ("anomaly", &f.anomaly)] {
                     let key = format!("ensemble.{word}.{name}");
                     let want = io.f32(&key, 1).expect("ensemble tensor");
-                    report.close(&case, "io.safetensors", &key, &[got.len()], got, &want.shape, want.as_f32().unwrap(), TOL);
+                    report.close(
+                        &case,
+                        "io.safetensors",
+                        &key,
+                        &[got.len()],
+                        got,
+                        &want.shape,
+                        want.as_f32().unwrap(),
+                        TOL,
+                    );
                 }
             }
         }
-        report.check(&case, "-", &format!("weights files loaded={loaded}"), loaded > 0);
+        report.check(
+            &case,
+            "-",
+            &format!("weights files loaded={loaded}"),
+            loaded > 0,
+        );
     }
     report.finish();
 }

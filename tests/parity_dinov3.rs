@@ -21,8 +21,17 @@ fn dinov3_matches_pytorch() {
                 continue;
             }
         };
-        let pixels = io.tensor::<4>("pixel_values", &device).expect("pixel_values f32 [B,3,H,W]");
-        let taps: Vec<usize> = io.i64("taps", 1).expect("taps i64 [K]").as_i64().unwrap().iter().map(|&t| t as usize).collect();
+        let pixels = io
+            .tensor::<4>("pixel_values", &device)
+            .expect("pixel_values f32 [B,3,H,W]");
+        let taps: Vec<usize> = io
+            .i64("taps", 1)
+            .expect("taps i64 [K]")
+            .as_i64()
+            .unwrap()
+            .iter()
+            .map(|&t| t as usize)
+            .collect();
         let mut any = false;
         for file in WEIGHT_FILES {
             let path = case.dir.join(file);

@@ -5,9 +5,9 @@
 //! and on PNG/BMP/TIFF get, exact equality; JPEG decoders may differ by a unit), normalized
 //! values within the same bound divided by the smallest std; masks identical.
 
-use ava_dino::data::preprocess::{load_image, load_image_u8, load_mask, IMAGENET_STD};
+use ava_dino::data::preprocess::{IMAGENET_STD, load_image, load_image_u8, load_mask};
 use ava_dino::io::TensorFile;
-use ava_dino::parity::{cases, Report, Tolerance};
+use ava_dino::parity::{Report, Tolerance, cases};
 
 #[test]
 fn preprocess_matches_pillow() {
@@ -15,7 +15,9 @@ fn preprocess_matches_pillow() {
     let unit = 1.0 / 255.0 + 1e-6;
     let std_min = IMAGENET_STD.iter().copied().fold(f32::MAX, f32::min) as f64;
     for case in cases("preprocess") {
-        let meta: serde_json::Value = match std::fs::read_to_string(case.dir.join("case.json")).map(|t| serde_json::from_str(&t)) {
+        let meta: serde_json::Value = match std::fs::read_to_string(case.dir.join("case.json"))
+            .map(|t| serde_json::from_str(&t))
+        {
             Ok(Ok(v)) => v,
             _ => {
                 report.fail(&case, "case.json", "unreadable");
@@ -37,11 +39,40 @@ fn preprocess_matches_pillow() {
 
         match (load_image_u8(&image, size), want.u8("pixels_u8", 3)) {
             (Ok(got), Ok(w)) => {
-                let g: Vec<f32> = got.as_u8().unwrap().iter().map(|&v| v as f32 / 255.0).collect();
-                let wv: Vec<f32> = w.as_u8().unwrap().iter().map(|&v| v as f32 / 255.0).collect();
-                report.close(&case, file, "pixels_u8/255", &got.shape, &g, &w.shape, &wv, Tolerance::abs(unit));
-                let exact = got.as_u8().unwrap().iter().zip(w.as_u8().unwrap()).filter(|(a, b)| a != b).count();
-                println!("  {}: {exact} of {} resized pixel values differ from Pillow", case.label, g.len());
+                let g: Vec<f32> = got
+                    .as_u8()
+                    .unwrap()
+                    .iter()
+                    .map(|&v| v as f32 / 255.0)
+                    .collect();
+                let wv: Vec<f32> = w
+                    .as_u8()
+                    .unwrap()
+                    .iter()
+                    .map(|&v| v as f32 / 255.0)
+                    .collect();
+                report.close(
+                    &case,
+                    file,
+                    "pixels_u8/255",
+                    &got.shape,
+                    &g,
+                    &w.shape,
+                    &wv,
+                    Tolerance::abs(unit),
+                );
+                let exact = got
+                    .as_u8()
+                    .unwrap()
+                    .iter()
+                    .zip(w.as_u8().unwrap())
+                    .filter(|(a, b)| a != b)
+                    .count();
+                println!(
+                    "  {}: {exact} of {} resized pixel values differ from Pillow",
+                    case.label,
+                    g.len()
+                );
             }
             (Err(e), _) => report.fail(&case, file, &format!("load_image_u8: {e}")),
             (_, Err(e)) => report.fail(&case, file, &e.to_string()),
@@ -64,8 +95,19 @@ fn preprocess_matches_pillow() {
         }
         match (load_mask(mask.as_deref(), size, thr), want.u8("mask", 2)) {
             (Ok(got), Ok(w)) => {
-                report.check(&case, file, &format!("mask shape {:?} vs {:?}", got.shape, w.shape), got.shape == w.shape);
-                report.exact(&case, file, "mask", got.as_u8().unwrap(), w.as_u8().unwrap());
+                report.check(
+                    &case,
+                    file,
+                    &format!("mask shape {:?} vs {:?}", got.shape, w.shape),
+                    got.shape == w.shape,
+                );
+                report.exact(
+                    &case,
+                    file,
+                    "mask",
+                    got.as_u8().unwrap(),
+                    w.as_u8().unwrap(),
+                );
             }
             (Err(e), _) => report.fail(&case, file, &format!("load_mask: {e}")),
             (_, Err(e)) => report.fail(&case, file, &e.to_string()),

@@ -6,17 +6,56 @@
 
 use std::io::Read;
 
-use ava_dino::parity::{cases, Case, Report};
-use ava_dino::text::prompts::{anomaly_sentences, normal_sentences};
+use ava_dino::parity::{Case, Report, cases};
 use ava_dino::text::Tokenizer;
+use ava_dino::text::prompts::{anomaly_sentences, normal_sentences};
 
 /// The 44 category names of the five multi-class datasets (MVTec-AD, VisA, BTAD, MPDD, MVTec-AD2).
 const CLASS_WORDS: [&str; 44] = [
-    "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw", "tile",
-    "toothbrush", "transistor", "wood", "zipper", "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1",
-    "macaroni2", "pcb1", "pcb2", "pcb3", "pcb4", "pipe_fryum", "01", "02", "03", "bracket_black", "bracket_brown",
-    "bracket_white", "connector", "metal_plate", "tubes", "can", "fabric", "fruit_jelly", "rice", "sheet_metal",
-    "vial", "wallplugs", "walnuts",
+    "bottle",
+    "cable",
+    "capsule",
+    "carpet",
+    "grid",
+    "hazelnut",
+    "leather",
+    "metal_nut",
+    "pill",
+    "screw",
+    "tile",
+    "toothbrush",
+    "transistor",
+    "wood",
+    "zipper",
+    "candle",
+    "capsules",
+    "cashew",
+    "chewinggum",
+    "fryum",
+    "macaroni1",
+    "macaroni2",
+    "pcb1",
+    "pcb2",
+    "pcb3",
+    "pcb4",
+    "pipe_fryum",
+    "01",
+    "02",
+    "03",
+    "bracket_black",
+    "bracket_brown",
+    "bracket_white",
+    "connector",
+    "metal_plate",
+    "tubes",
+    "can",
+    "fabric",
+    "fruit_jelly",
+    "rice",
+    "sheet_metal",
+    "vial",
+    "wallplugs",
+    "walnuts",
 ];
 
 struct Row {
@@ -30,12 +69,20 @@ fn read_rows(case: &Case) -> Option<(String, Vec<Row>)> {
     let (name, text) = if case.dir.join("cases.jsonl.gz").is_file() {
         let mut s = String::new();
         let f = std::fs::File::open(case.dir.join("cases.jsonl.gz")).unwrap();
-        flate2::read::GzDecoder::new(f).read_to_string(&mut s).expect("gzip cases");
+        flate2::read::GzDecoder::new(f)
+            .read_to_string(&mut s)
+            .expect("gzip cases");
         ("cases.jsonl.gz", s)
     } else {
-        ("cases.jsonl", std::fs::read_to_string(case.dir.join("cases.jsonl")).ok()?)
+        (
+            "cases.jsonl",
+            std::fs::read_to_string(case.dir.join("cases.jsonl")).ok()?,
+        )
     };
-    let ids = |v: &serde_json::Value| v.as_array().map(|a| a.iter().map(|x| x.as_i64().unwrap()).collect());
+    let ids = |v: &serde_json::Value| {
+        v.as_array()
+            .map(|a| a.iter().map(|x| x.as_i64().unwrap()).collect())
+    };
     let rows = text
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -69,7 +116,12 @@ fn tokenizer_matches_reference() {
             let want = if r.ftfy { &r.ids_no_ftfy } else { &r.ids };
             let got = tok.encode(&r.text).ok();
             if got.as_ref() != want.as_ref() && shown < 5 {
-                eprintln!("mismatch {:?}: got {:?} want {:?}", r.text, got.as_ref().map(|v| &v[..12.min(v.len())]), want.as_ref().map(|v| &v[..12.min(v.len())]));
+                eprintln!(
+                    "mismatch {:?}: got {:?} want {:?}",
+                    r.text,
+                    got.as_ref().map(|v| &v[..12.min(v.len())]),
+                    want.as_ref().map(|v| &v[..12.min(v.len())])
+                );
                 shown += 1;
             }
             match want {
@@ -79,7 +131,11 @@ fn tokenizer_matches_reference() {
                 }
                 Some(w) => {
                     let g = got.unwrap_or_else(|| vec![-1; 77]);
-                    let (gs, ws) = if r.ftfy { (&mut got_nf, &mut want_nf) } else { (&mut got_all, &mut want_all) };
+                    let (gs, ws) = if r.ftfy {
+                        (&mut got_nf, &mut want_nf)
+                    } else {
+                        (&mut got_all, &mut want_all)
+                    };
                     gs.extend(g);
                     ws.extend(w.iter().copied());
                 }
@@ -89,11 +145,28 @@ fn tokenizer_matches_reference() {
             }
         }
         let n_ftfy = rows.iter().filter(|r| r.ftfy).count();
-        report.exact(&case, &file, &format!("ids({} texts)", rows.len() - n_ftfy - errors_total), &got_all, &want_all);
+        report.exact(
+            &case,
+            &file,
+            &format!("ids({} texts)", rows.len() - n_ftfy - errors_total),
+            &got_all,
+            &want_all,
+        );
         if n_ftfy > 0 {
-            report.exact(&case, &file, &format!("ids_no_ftfy({n_ftfy} texts, {ftfy_same} unaffected by ftfy)"), &got_nf, &want_nf);
+            report.exact(
+                &case,
+                &file,
+                &format!("ids_no_ftfy({n_ftfy} texts, {ftfy_same} unaffected by ftfy)"),
+                &got_nf,
+                &want_nf,
+            );
         }
-        report.check(&case, &file, &format!("too_long_errors={errors_ok}/{errors_total}"), errors_ok == errors_total);
+        report.check(
+            &case,
+            &file,
+            &format!("too_long_errors={errors_ok}/{errors_total}"),
+            errors_ok == errors_total,
+        );
     }
     report.finish();
 }
@@ -101,9 +174,16 @@ fn tokenizer_matches_reference() {
 /// The committed fixture holds every reference prompt of the 44 class words (18,480 sentences).
 #[test]
 fn committed_fixture_covers_every_reference_prompt() {
-    let case = Case { label: "tokenizer/reference".into(), dir: ava_dino::parity::committed_root().join("tokenizer/reference") };
+    let case = Case {
+        label: "tokenizer/reference".into(),
+        dir: ava_dino::parity::committed_root().join("tokenizer/reference"),
+    };
     let (_, rows) = read_rows(&case).expect("committed tokenizer fixture");
-    let texts: std::collections::HashSet<&str> = rows.iter().filter(|r| !r.ftfy && r.ids.is_some()).map(|r| r.text.as_str()).collect();
+    let texts: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter(|r| !r.ftfy && r.ids.is_some())
+        .map(|r| r.text.as_str())
+        .collect();
     let mut n = 0;
     for w in CLASS_WORDS {
         for s in normal_sentences(w).into_iter().chain(anomaly_sentences(w)) {

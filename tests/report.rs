@@ -286,8 +286,14 @@ fn tables_charts_and_check_from_hand_made_runs() {
     assert_eq!(c.paper, Some(0.17));
     // Every anomalous weight (0.72..0.88) is above every normal one (0.10..0.26): AUROC 1.
     let t4md = std::fs::read_to_string(out.join("table4.md")).unwrap();
-    assert!(t4md.contains("anomalous vs normal images = 1.000"), "{t4md}");
-    assert!(t4md.contains("embedded default: the random backbone"), "{t4md}");
+    assert!(
+        t4md.contains("anomalous vs normal images = 1.000"),
+        "{t4md}"
+    );
+    assert!(
+        t4md.contains("embedded default: the random backbone"),
+        "{t4md}"
+    );
 
     // Per-category tables with a mean row.
     let pc = std::fs::read_to_string(out.join("per_category/full__visa__btad__s0.csv")).unwrap();
@@ -297,7 +303,10 @@ fn tables_charts_and_check_from_hand_made_runs() {
     // Charts: PNG + SVG of each kind; overlays (raster pictures) PNG only.
     let charts = out.join("charts");
     let overlay = "overlays/full__visa__mvtec__s0/alpha__img1";
-    assert!(!charts.join(format!("{overlay}.svg")).exists(), "no SVG for a raster overlay");
+    assert!(
+        !charts.join(format!("{overlay}.svg")).exists(),
+        "no SVG for a raster overlay"
+    );
     for (stem, exts) in [
         ("routing_mvtec", &["png", "svg"][..]),
         ("ours_vs_published_pixel_auroc", &["png", "svg"]),

@@ -43,7 +43,13 @@ impl DinoV3Config {
     }
 
     /// A config with the released model's switches and the given sizes (MLP ratio 4).
-    pub fn tiny(hidden_size: usize, layers: usize, heads: usize, patch_size: usize, registers: usize) -> Self {
+    pub fn tiny(
+        hidden_size: usize,
+        layers: usize,
+        heads: usize,
+        patch_size: usize,
+        registers: usize,
+    ) -> Self {
         Self {
             hidden_size,
             intermediate_size: 4 * hidden_size,
@@ -74,8 +80,17 @@ impl DinoV3Config {
 
     /// Checks the sizes the forward relies on; `source` names the file in the message.
     pub fn validate(&self, source: &str) -> Result<(), BackboneError> {
-        let bad = |reason: String| Err(BackboneError::Config { path: source.into(), reason });
-        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.patch_size == 0 || self.num_hidden_layers == 0 {
+        let bad = |reason: String| {
+            Err(BackboneError::Config {
+                path: source.into(),
+                reason,
+            })
+        };
+        if self.hidden_size == 0
+            || self.num_attention_heads == 0
+            || self.patch_size == 0
+            || self.num_hidden_layers == 0
+        {
             return bad("hidden_size, num_attention_heads, num_hidden_layers and patch_size must be positive".into());
         }
         if self.hidden_size % self.num_attention_heads != 0 {
@@ -85,7 +100,10 @@ impl DinoV3Config {
             ));
         }
         if self.head_dim() % 4 != 0 {
-            return bad(format!("head dim {} must be a multiple of 4 for the 2-D RoPE", self.head_dim()));
+            return bad(format!(
+                "head dim {} must be a multiple of 4 for the 2-D RoPE",
+                self.head_dim()
+            ));
         }
         if self.num_channels == 0 || self.intermediate_size == 0 {
             return bad("num_channels and intermediate_size must be positive".into());
@@ -98,15 +116,23 @@ impl DinoV3Config {
 
     /// Reads an HF `config.json` (missing fields take HF's `DINOv3ViTConfig` defaults).
     pub fn from_json_file(path: &Path) -> Result<Self, BackboneError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BackboneError::Io { path: path.into(), source })?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| BackboneError::Config { path: path.into(), reason: format!("not valid JSON: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|source| BackboneError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| BackboneError::Config {
+            path: path.into(),
+            reason: format!("not valid JSON: {e}"),
+        })?;
         Self::from_json(&value, &path.display().to_string())
     }
 
     /// Parses an HF config object; `source` names it in errors.
     pub fn from_json(v: &Value, source: &str) -> Result<Self, BackboneError> {
-        let err = |reason: String| BackboneError::Config { path: source.into(), reason };
+        let err = |reason: String| BackboneError::Config {
+            path: source.into(),
+            reason,
+        };
         if let Some(t) = v.get("model_type").and_then(Value::as_str)
             && t != "dinov3_vit"
         {
@@ -115,19 +141,26 @@ impl DinoV3Config {
         let usize_of = |key: &str, default: usize| -> Result<usize, BackboneError> {
             match v.get(key) {
                 None | Some(Value::Null) => Ok(default),
-                Some(x) => x.as_u64().map(|n| n as usize).ok_or_else(|| err(format!("`{key}` must be a non-negative integer, got {x}"))),
+                Some(x) => x
+                    .as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| err(format!("`{key}` must be a non-negative integer, got {x}"))),
             }
         };
         let f64_of = |key: &str, default: f64| -> Result<f64, BackboneError> {
             match v.get(key) {
                 None | Some(Value::Null) => Ok(default),
-                Some(x) => x.as_f64().ok_or_else(|| err(format!("`{key}` must be a number, got {x}"))),
+                Some(x) => x
+                    .as_f64()
+                    .ok_or_else(|| err(format!("`{key}` must be a number, got {x}"))),
             }
         };
         let bool_of = |key: &str, default: bool| -> Result<bool, BackboneError> {
             match v.get(key) {
                 None | Some(Value::Null) => Ok(default),
-                Some(x) => x.as_bool().ok_or_else(|| err(format!("`{key}` must be true or false, got {x}"))),
+                Some(x) => x
+                    .as_bool()
+                    .ok_or_else(|| err(format!("`{key}` must be true or false, got {x}"))),
             }
         };
         // HF allows a [ph, pw] patch size; the model here supports square patches only.
@@ -135,19 +168,25 @@ impl DinoV3Config {
             Some(Value::Array(a)) => {
                 let sides: Vec<u64> = a.iter().filter_map(Value::as_u64).collect();
                 if sides.len() != 2 || sides[0] != sides[1] {
-                    return Err(err(format!("patch_size {a:?}: only square patches are supported")));
+                    return Err(err(format!(
+                        "patch_size {a:?}: only square patches are supported"
+                    )));
                 }
                 sides[0] as usize
             }
             _ => usize_of("patch_size", 16)?,
         };
         if bool_of("use_gated_mlp", false)? {
-            return Err(err("use_gated_mlp = true (SwiGLU, the `plus`/7b variants) is not supported".into()));
+            return Err(err(
+                "use_gated_mlp = true (SwiGLU, the `plus`/7b variants) is not supported".into(),
+            ));
         }
         if let Some(act) = v.get("hidden_act").and_then(Value::as_str)
             && act != "gelu"
         {
-            return Err(err(format!("hidden_act `{act}` is not supported (only exact `gelu`)")));
+            return Err(err(format!(
+                "hidden_act `{act}` is not supported (only exact `gelu`)"
+            )));
         }
         let hidden_size = usize_of("hidden_size", 384)?;
         let cfg = Self {
@@ -207,14 +246,20 @@ mod tests {
         let c = DinoV3Config::vitl16();
         assert_eq!(DinoV3Config::from_json(&c.to_json(), "x").unwrap(), c);
         let d = DinoV3Config::from_json(&json!({"model_type": "dinov3_vit"}), "x").unwrap();
-        assert_eq!((d.hidden_size, d.num_hidden_layers, d.num_register_tokens), (384, 12, 0));
+        assert_eq!(
+            (d.hidden_size, d.num_hidden_layers, d.num_register_tokens),
+            (384, 12, 0)
+        );
     }
 
     #[test]
     fn rejects_unsupported_configs() {
-        let e = DinoV3Config::from_json(&json!({"use_gated_mlp": true}), "cfg.json").unwrap_err().to_string();
+        let e = DinoV3Config::from_json(&json!({"use_gated_mlp": true}), "cfg.json")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cfg.json") && e.contains("use_gated_mlp"), "{e}");
-        let e = DinoV3Config::from_json(&json!({"hidden_size": 48, "num_attention_heads": 8}), "c").unwrap_err();
+        let e = DinoV3Config::from_json(&json!({"hidden_size": 48, "num_attention_heads": 8}), "c")
+            .unwrap_err();
         assert!(e.to_string().contains("multiple of 4"), "{e}");
         assert!(DinoV3Config::from_json(&json!({"model_type": "clip"}), "c").is_err());
     }

@@ -11,17 +11,20 @@ use std::path::{Path, PathBuf};
 use burn::store::pytorch_reader::{DType as PtDType, PytorchReader};
 use burn::tensor::Device;
 
+use super::BackboneError;
 use super::config::DinoV3Config;
 use super::rope::bf16_periods;
 use super::vit::{DinoV3, Weights};
-use super::BackboneError;
 use crate::io::{HostData, HostTensor, TensorFile};
 
 /// `(Meta name, HF name)` of the tensors outside the blocks that map one to one.
 pub const GLOBAL_KEYS: &[(&str, &str)] = &[
     ("cls_token", "embeddings.cls_token"),
     ("storage_tokens", "embeddings.register_tokens"),
-    ("patch_embed.proj.weight", "embeddings.patch_embeddings.weight"),
+    (
+        "patch_embed.proj.weight",
+        "embeddings.patch_embeddings.weight",
+    ),
     ("patch_embed.proj.bias", "embeddings.patch_embeddings.bias"),
     ("norm.weight", "norm.weight"),
     ("norm.bias", "norm.bias"),
@@ -59,7 +62,10 @@ pub enum Layout {
 /// Detects the layout from the key names.
 pub fn detect_layout(path: &Path, keys: &BTreeSet<String>) -> Result<Layout, BackboneError> {
     let any = |p: &str| keys.iter().any(|k| k.starts_with(p));
-    match (any("embeddings.") || any("layer."), any("blocks.") || keys.contains("storage_tokens")) {
+    match (
+        any("embeddings.") || any("layer."),
+        any("blocks.") || keys.contains("storage_tokens"),
+    ) {
         (true, false) => Ok(Layout::Hf),
         (false, true) => Ok(Layout::Meta),
         _ => Err(BackboneError::Layout {
@@ -77,7 +83,10 @@ pub fn expected_shapes(c: &DinoV3Config) -> BTreeMap<String, Vec<usize>> {
     if c.num_register_tokens > 0 {
         m.insert("storage_tokens".into(), vec![1, c.num_register_tokens, d]);
     }
-    m.insert("patch_embed.proj.weight".into(), vec![d, c.num_channels, p, p]);
+    m.insert(
+        "patch_embed.proj.weight".into(),
+        vec![d, c.num_channels, p, p],
+    );
     m.insert("patch_embed.proj.bias".into(), vec![d]);
     m.insert("norm.weight".into(), vec![d]);
     m.insert("norm.bias".into(), vec![d]);
@@ -111,12 +120,19 @@ pub fn expected_shapes(c: &DinoV3Config) -> BTreeMap<String, Vec<usize>> {
 
 /// Reads every tensor of a `.safetensors` or PyTorch (`.pth`, `.pt`, `.bin`) file as f32.
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, HostTensor>, BackboneError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if !path.is_file() {
         return Err(BackboneError::NotFound { path: path.into() });
     }
     if ext == "safetensors" {
-        let f = TensorFile::read(path).map_err(|e| BackboneError::Weights { path: path.into(), reason: e.to_string() })?;
+        let f = TensorFile::read(path).map_err(|e| BackboneError::Weights {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
         return Ok(f.tensors.into_iter().map(|(k, t)| (k, as_f32(t))).collect());
     }
     if !matches!(ext.as_str(), "pth" | "pt" | "bin") {
@@ -125,10 +141,16 @@ pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, HostTensor>, Backbon
             reason: "unknown weights extension: expected .safetensors, .pth, .pt or .bin".into(),
         });
     }
-    let reader = PytorchReader::new(path).map_err(|e| BackboneError::Weights { path: path.into(), reason: e.to_string() })?;
+    let reader = PytorchReader::new(path).map_err(|e| BackboneError::Weights {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     let mut out = BTreeMap::new();
     for (name, t) in reader.into_tensors() {
-        let bytes = t.read().map_err(|e| BackboneError::Weights { path: path.into(), reason: e.to_string() })?;
+        let bytes = t.read().map_err(|e| BackboneError::Weights {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
         let values = pt_to_f32(t.dtype(), &bytes).ok_or_else(|| BackboneError::Weights {
             path: path.into(),
             reason: format!("tensor `{name}` has unsupported dtype {:?}", t.dtype()),
@@ -150,7 +172,9 @@ fn as_f32(t: HostTensor) -> HostTensor {
 fn pt_to_f32(dtype: PtDType, b: &[u8]) -> Option<Vec<f32>> {
     macro_rules! conv {
         ($n:expr, $f:expr) => {
-            b.chunks_exact($n).map(|c| $f(c.try_into().unwrap())).collect()
+            b.chunks_exact($n)
+                .map(|c| $f(c.try_into().unwrap()))
+                .collect()
         };
     }
     Some(match dtype {
@@ -235,7 +259,12 @@ pub fn to_canonical(
                     Some(b) => {
                         let b = match mask {
                             Some(m) if m.shape == b.shape => {
-                                let v: Vec<f32> = b.to_f32_vec().iter().zip(m.to_f32_vec()).map(|(x, m)| x * m).collect();
+                                let v: Vec<f32> = b
+                                    .to_f32_vec()
+                                    .iter()
+                                    .zip(m.to_f32_vec())
+                                    .map(|(x, m)| x * m)
+                                    .collect();
                                 HostTensor::f32(b.shape.clone(), v)
                             }
                             Some(m) => {
@@ -252,7 +281,10 @@ pub fn to_canonical(
                     }
                     // A Meta model without qkv bias: zeros are the same computation.
                     None => {
-                        w.insert(format!("{pre}.bias"), HostTensor::f32(vec![3 * d], vec![0.0; 3 * d]));
+                        w.insert(
+                            format!("{pre}.bias"),
+                            HostTensor::f32(vec![3 * d], vec![0.0; 3 * d]),
+                        );
                     }
                 }
             }
@@ -260,7 +292,11 @@ pub fn to_canonical(
                 let pre = format!("layer.{i}.attention");
                 let mut ws = Vec::new();
                 let mut bs = Vec::new();
-                for (proj, has_bias) in [("q_proj", c.query_bias), ("k_proj", c.key_bias), ("v_proj", c.value_bias)] {
+                for (proj, has_bias) in [
+                    ("q_proj", c.query_bias),
+                    ("k_proj", c.key_bias),
+                    ("v_proj", c.value_bias),
+                ] {
                     match raw.remove(&format!("{pre}.{proj}.weight")) {
                         Some(t) => ws.push(t),
                         None => missing.push(format!("{pre}.{proj}.weight")),
@@ -278,7 +314,12 @@ pub fn to_canonical(
                 if ws.len() == 3 {
                     for (k, t) in ["q_proj", "k_proj", "v_proj"].iter().zip(&ws) {
                         if t.shape != [d, d] {
-                            return Err(shape_err(path, format!("{pre}.{k}.weight"), &t.shape, &[d, d]));
+                            return Err(shape_err(
+                                path,
+                                format!("{pre}.{k}.weight"),
+                                &t.shape,
+                                &[d, d],
+                            ));
                         }
                     }
                     w.insert(format!("blocks.{i}.attn.qkv.weight"), concat_rows(&ws));
@@ -297,7 +338,12 @@ pub fn to_canonical(
             Some(p) => {
                 let want = [c.head_dim() / 4];
                 if p.shape != want {
-                    return Err(shape_err(path, "rope_embed.periods".into(), &p.shape, &want));
+                    return Err(shape_err(
+                        path,
+                        "rope_embed.periods".into(),
+                        &p.shape,
+                        &want,
+                    ));
                 }
                 periods = Some(p.to_f32_vec());
             }
@@ -308,11 +354,19 @@ pub fn to_canonical(
         raw.remove(k);
     }
     if !missing.is_empty() {
-        return Err(BackboneError::MissingKeys { path: path.into(), count: missing.len(), first: first_few(&missing) });
+        return Err(BackboneError::MissingKeys {
+            path: path.into(),
+            count: missing.len(),
+            first: first_few(&missing),
+        });
     }
     if !raw.is_empty() {
         let extra: Vec<String> = raw.keys().cloned().collect();
-        return Err(BackboneError::UnexpectedKeys { path: path.into(), count: extra.len(), first: first_few(&extra) });
+        return Err(BackboneError::UnexpectedKeys {
+            path: path.into(),
+            count: extra.len(),
+            first: first_few(&extra),
+        });
     }
     for (k, shape) in &expected {
         let t = &w[k];
@@ -322,13 +376,19 @@ pub fn to_canonical(
     }
     for (k, t) in &w {
         if t.to_f32_vec().iter().any(|x| !x.is_finite()) {
-            return Err(BackboneError::NonFinite { path: path.into(), key: source_name(layout, k) });
+            return Err(BackboneError::NonFinite {
+                path: path.into(),
+                key: source_name(layout, k),
+            });
         }
     }
     if let Some(p) = &periods
         && p.iter().any(|x| !x.is_finite() || *x <= 0.0)
     {
-        return Err(BackboneError::NonFinite { path: path.into(), key: "rope_embed.periods".into() });
+        return Err(BackboneError::NonFinite {
+            path: path.into(),
+            key: "rope_embed.periods".into(),
+        });
     }
     Ok((w, periods))
 }
@@ -347,14 +407,22 @@ fn source_name(layout: Layout, canon: &str) -> String {
             return format!("layer.{i}.{hf}");
         }
         if suffix.starts_with("attn.qkv") {
-            return format!("layer.{i}.attention.{{q,k,v}}_proj.{}", suffix.rsplit('.').next().unwrap_or(""));
+            return format!(
+                "layer.{i}.attention.{{q,k,v}}_proj.{}",
+                suffix.rsplit('.').next().unwrap_or("")
+            );
         }
     }
     canon.to_string()
 }
 
 fn shape_err(path: &Path, key: String, found: &[usize], expected: &[usize]) -> BackboneError {
-    BackboneError::Shape { path: path.into(), key, found: found.to_vec(), expected: expected.to_vec() }
+    BackboneError::Shape {
+        path: path.into(),
+        key,
+        found: found.to_vec(),
+        expected: expected.to_vec(),
+    }
 }
 
 fn first_few(keys: &[String]) -> String {
@@ -374,7 +442,10 @@ fn concat_rows(parts: &[HostTensor]) -> HostTensor {
 
 /// Architecture for a weights file: `config.json` beside it, else the preset of a released name.
 pub fn config_for(weights: &Path) -> Result<DinoV3Config, BackboneError> {
-    let beside = weights.parent().unwrap_or(Path::new(".")).join("config.json");
+    let beside = weights
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("config.json");
     if beside.is_file() {
         return DinoV3Config::from_json_file(&beside);
     }
@@ -382,7 +453,9 @@ pub fn config_for(weights: &Path) -> Result<DinoV3Config, BackboneError> {
     if name.starts_with(RELEASED_VITL16_PREFIX) && name.ends_with(".pth") {
         return Ok(DinoV3Config::vitl16());
     }
-    Err(BackboneError::NoConfig { path: weights.into() })
+    Err(BackboneError::NoConfig {
+        path: weights.into(),
+    })
 }
 
 /// The weights file of a model directory: `model.safetensors`, else its one `.pth`/`.safetensors`.
@@ -391,20 +464,36 @@ pub fn weights_in_dir(dir: &Path) -> Result<PathBuf, BackboneError> {
     if hf.is_file() {
         return Ok(hf);
     }
-    let entries = std::fs::read_dir(dir).map_err(|source| BackboneError::Io { path: dir.into(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| BackboneError::Io {
+        path: dir.into(),
+        source,
+    })?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("pth" | "safetensors")))
+        .filter(|p| {
+            p.is_file()
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("pth" | "safetensors")
+                )
+        })
         .collect();
     found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(BackboneError::NoWeights { path: dir.into(), reason: "no model.safetensors, .pth or .safetensors file".into() }),
+        0 => Err(BackboneError::NoWeights {
+            path: dir.into(),
+            reason: "no model.safetensors, .pth or .safetensors file".into(),
+        }),
         _ => Err(BackboneError::NoWeights {
             path: dir.into(),
             reason: format!(
                 "several candidate weight files ({}); pass one with --backbone <file>",
-                found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }),
     }
@@ -415,7 +504,11 @@ pub fn load_backbone(path: &Path, device: &Device) -> Result<DinoV3, BackboneErr
     if !path.exists() {
         return Err(BackboneError::NotFound { path: path.into() });
     }
-    let file = if path.is_dir() { weights_in_dir(path)? } else { path.to_path_buf() };
+    let file = if path.is_dir() {
+        weights_in_dir(path)?
+    } else {
+        path.to_path_buf()
+    };
     let config = config_for(&file)?;
     let raw = read_tensors(&file)?;
     let (weights, stored) = to_canonical(&file, raw, &config)?;
@@ -435,44 +528,86 @@ pub fn hf_tensors(model: &DinoV3) -> Result<TensorFile, BackboneError> {
         }
     }
     if c.num_register_tokens == 0 {
-        f.insert("embeddings.register_tokens", HostTensor::f32(vec![1, 0, d], vec![]));
+        f.insert(
+            "embeddings.register_tokens",
+            HostTensor::f32(vec![1, 0, d], vec![]),
+        );
     }
-    f.insert("embeddings.mask_token", HostTensor::f32(vec![1, 1, d], vec![0.0; d]));
+    f.insert(
+        "embeddings.mask_token",
+        HostTensor::f32(vec![1, 1, d], vec![0.0; d]),
+    );
     for i in 0..c.num_hidden_layers {
         for (meta, hf) in BLOCK_KEYS {
             if let Some(t) = canon.remove(&format!("blocks.{i}.{meta}")) {
                 f.insert(format!("layer.{i}.{hf}"), t);
             }
         }
-        let w = canon.remove(&format!("blocks.{i}.attn.qkv.weight")).expect("model has qkv");
-        let b = canon.remove(&format!("blocks.{i}.attn.qkv.bias")).expect("model has qkv bias").to_f32_vec();
+        let w = canon
+            .remove(&format!("blocks.{i}.attn.qkv.weight"))
+            .expect("model has qkv");
+        let b = canon
+            .remove(&format!("blocks.{i}.attn.qkv.bias"))
+            .expect("model has qkv bias")
+            .to_f32_vec();
         let wv = w.to_f32_vec();
-        for (j, (proj, has_bias)) in [("q_proj", c.query_bias), ("k_proj", c.key_bias), ("v_proj", c.value_bias)].into_iter().enumerate() {
+        for (j, (proj, has_bias)) in [
+            ("q_proj", c.query_bias),
+            ("k_proj", c.key_bias),
+            ("v_proj", c.value_bias),
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let pre = format!("layer.{i}.attention.{proj}");
-            f.insert(format!("{pre}.weight"), HostTensor::f32(vec![d, d], wv[j * d * d..(j + 1) * d * d].to_vec()));
+            f.insert(
+                format!("{pre}.weight"),
+                HostTensor::f32(vec![d, d], wv[j * d * d..(j + 1) * d * d].to_vec()),
+            );
             let bias = &b[j * d..(j + 1) * d];
             if has_bias {
-                f.insert(format!("{pre}.bias"), HostTensor::f32(vec![d], bias.to_vec()));
+                f.insert(
+                    format!("{pre}.bias"),
+                    HostTensor::f32(vec![d], bias.to_vec()),
+                );
             } else if bias.iter().any(|&x| x != 0.0) {
                 return Err(BackboneError::Config {
                     path: PathBuf::from("config.json"),
-                    reason: format!("block {i} has a nonzero {proj} bias but the config disables it; HF layout cannot store it"),
+                    reason: format!(
+                        "block {i} has a nonzero {proj} bias but the config disables it; HF layout cannot store it"
+                    ),
                 });
             }
         }
     }
-    debug_assert!(canon.is_empty(), "unsaved weights: {:?}", canon.keys().collect::<Vec<_>>());
+    debug_assert!(
+        canon.is_empty(),
+        "unsaved weights: {:?}",
+        canon.keys().collect::<Vec<_>>()
+    );
     Ok(f)
 }
 
 /// Writes `model` as an HF model directory (`config.json` + `model.safetensors`), atomically per file.
 pub fn save_hf_dir(model: &DinoV3, dir: &Path) -> Result<(), BackboneError> {
-    std::fs::create_dir_all(dir).map_err(|source| BackboneError::Io { path: dir.into(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| BackboneError::Io {
+        path: dir.into(),
+        source,
+    })?;
     let cfg = dir.join("config.json");
-    let text = serde_json::to_string_pretty(&model.config.to_json()).expect("json value serializes");
-    crate::io::write_atomic(&cfg, text.as_bytes()).map_err(|source| BackboneError::Io { path: cfg.clone(), source })?;
+    let text =
+        serde_json::to_string_pretty(&model.config.to_json()).expect("json value serializes");
+    crate::io::write_atomic(&cfg, text.as_bytes()).map_err(|source| BackboneError::Io {
+        path: cfg.clone(),
+        source,
+    })?;
     let st = dir.join("model.safetensors");
-    hf_tensors(model)?.write(&st).map_err(|e| BackboneError::Weights { path: st, reason: e.to_string() })
+    hf_tensors(model)?
+        .write(&st)
+        .map_err(|e| BackboneError::Weights {
+            path: st,
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -489,7 +624,9 @@ mod tests {
     }
 
     fn err(raw: BTreeMap<String, HostTensor>) -> String {
-        to_canonical(Path::new("w.safetensors"), raw, &tiny()).unwrap_err().to_string()
+        to_canonical(Path::new("w.safetensors"), raw, &tiny())
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -500,11 +637,18 @@ mod tests {
         save_hf_dir(&model, dir.path()).unwrap();
         let back = load_backbone(dir.path(), &dev).unwrap();
         assert_eq!(back.config, model.config);
-        let x = Tensor::<4>::random([2, 3, 8, 12], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+        let x = Tensor::<4>::random(
+            [2, 3, 8, 12],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &dev,
+        );
         let a = model.forward_taps(x.clone(), &[1, 0]);
         let b = back.forward_taps(x, &[1, 0]);
         for (fa, fb) in a.into_iter().zip(b) {
-            let (va, vb) = (HostTensor::from_tensor(fa.patches), HostTensor::from_tensor(fb.patches));
+            let (va, vb) = (
+                HostTensor::from_tensor(fa.patches),
+                HostTensor::from_tensor(fb.patches),
+            );
             assert_eq!(va, vb);
         }
     }
@@ -527,27 +671,53 @@ mod tests {
         let mut m = good.clone();
         m.remove("layer.1.mlp.up_proj.weight");
         let e = err(m);
-        assert!(e.contains("w.safetensors") && e.contains("missing") && e.contains("layer.1.mlp.up_proj.weight"), "{e}");
+        assert!(
+            e.contains("w.safetensors")
+                && e.contains("missing")
+                && e.contains("layer.1.mlp.up_proj.weight"),
+            "{e}"
+        );
 
         let mut m = good.clone();
-        m.insert("layer.2.norm1.weight".into(), HostTensor::f32(vec![16], vec![1.0; 16]));
+        m.insert(
+            "layer.2.norm1.weight".into(),
+            HostTensor::f32(vec![16], vec![1.0; 16]),
+        );
         let e = err(m);
-        assert!(e.contains("unexpected") && e.contains("layer.2.norm1.weight"), "{e}");
+        assert!(
+            e.contains("unexpected") && e.contains("layer.2.norm1.weight"),
+            "{e}"
+        );
 
         let mut m = good.clone();
-        m.insert("layer.0.norm2.bias".into(), HostTensor::f32(vec![8], vec![0.0; 8]));
+        m.insert(
+            "layer.0.norm2.bias".into(),
+            HostTensor::f32(vec![8], vec![0.0; 8]),
+        );
         let e = err(m);
-        assert!(e.contains("layer.0.norm2.bias") && e.contains("[8]") && e.contains("[16]"), "{e}");
+        assert!(
+            e.contains("layer.0.norm2.bias") && e.contains("[8]") && e.contains("[16]"),
+            "{e}"
+        );
 
         let mut m = good.clone();
         let mut t = m["layer.1.layer_scale2.lambda1"].to_f32_vec();
         t[3] = f32::NAN;
-        m.insert("layer.1.layer_scale2.lambda1".into(), HostTensor::f32(vec![16], t));
+        m.insert(
+            "layer.1.layer_scale2.lambda1".into(),
+            HostTensor::f32(vec![16], t),
+        );
         let e = err(m);
-        assert!(e.contains("NaN") && e.contains("layer.1.layer_scale2.lambda1"), "{e}");
+        assert!(
+            e.contains("NaN") && e.contains("layer.1.layer_scale2.lambda1"),
+            "{e}"
+        );
 
         let mut m = BTreeMap::new();
-        m.insert("text.weight".to_string(), HostTensor::f32(vec![1], vec![0.0]));
+        m.insert(
+            "text.weight".to_string(),
+            HostTensor::f32(vec![1], vec![0.0]),
+        );
         assert!(err(m).contains("not DINOv3 weights"));
     }
 
@@ -563,23 +733,44 @@ mod tests {
             let mut b = meta[&key].to_f32_vec();
             b[d..2 * d].iter_mut().for_each(|x| *x = 5.0); // masked out below
             meta.insert(key, HostTensor::f32(vec![3 * d], b));
-            let mask: Vec<f32> = (0..3 * d).map(|j| if (d..2 * d).contains(&j) { 0.0 } else { 1.0 }).collect();
-            meta.insert(format!("blocks.{i}.attn.qkv.bias_mask"), HostTensor::f32(vec![3 * d], mask));
+            let mask: Vec<f32> = (0..3 * d)
+                .map(|j| if (d..2 * d).contains(&j) { 0.0 } else { 1.0 })
+                .collect();
+            meta.insert(
+                format!("blocks.{i}.attn.qkv.bias_mask"),
+                HostTensor::f32(vec![3 * d], mask),
+            );
         }
-        meta.insert("rope_embed.periods".into(), HostTensor::f32(vec![2], vec![1.0, 10.0]));
-        meta.insert("mask_token".into(), HostTensor::f32(vec![1, d], vec![0.0; d]));
+        meta.insert(
+            "rope_embed.periods".into(),
+            HostTensor::f32(vec![2], vec![1.0, 10.0]),
+        );
+        meta.insert(
+            "mask_token".into(),
+            HostTensor::f32(vec![1, d], vec![0.0; d]),
+        );
         let (w, periods) = to_canonical(Path::new("m.pth"), meta, &c).unwrap();
         assert_eq!(periods, Some(vec![1.0, 10.0]));
-        assert_eq!(w["blocks.1.attn.qkv.bias"], model.to_weights()["blocks.1.attn.qkv.bias"]);
+        assert_eq!(
+            w["blocks.1.attn.qkv.bias"],
+            model.to_weights()["blocks.1.attn.qkv.bias"]
+        );
     }
 
     #[test]
     fn architecture_comes_from_config_or_released_name() {
         let dir = tempfile::tempdir().unwrap();
-        let released = dir.path().join("dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth");
+        let released = dir
+            .path()
+            .join("dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth");
         assert_eq!(config_for(&released).unwrap(), DinoV3Config::vitl16());
         let other = dir.path().join("weights.pth");
-        assert!(config_for(&other).unwrap_err().to_string().contains("config.json"));
+        assert!(
+            config_for(&other)
+                .unwrap_err()
+                .to_string()
+                .contains("config.json")
+        );
         std::fs::write(dir.path().join("config.json"), tiny().to_json().to_string()).unwrap();
         assert_eq!(config_for(&other).unwrap(), tiny());
     }

@@ -22,7 +22,10 @@ pub enum BackboneError {
     #[error("{path}: no such file or directory")]
     NotFound { path: PathBuf },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: bad DINOv3 config: {reason}")]
     Config { path: PathBuf, reason: String },
     #[error("{path}: cannot read weights: {reason}")]
@@ -34,14 +37,33 @@ pub enum BackboneError {
          `dinov3_vitl16_pretrain_lvd1689m-<hash>.pth`"
     )]
     NoConfig { path: PathBuf },
-    #[error("{path}: not DINOv3 weights (neither HF `embeddings.*`/`layer.N.*` nor Meta `blocks.N.*` names); first keys: {first_keys}")]
+    #[error(
+        "{path}: not DINOv3 weights (neither HF `embeddings.*`/`layer.N.*` nor Meta `blocks.N.*` names); first keys: {first_keys}"
+    )]
     Layout { path: PathBuf, first_keys: String },
     #[error("{path}: {count} tensor(s) missing for this config.json, first: {first}")]
-    MissingKeys { path: PathBuf, count: usize, first: String },
-    #[error("{path}: {count} unexpected tensor(s) for this config.json (wrong model or config?), first: {first}")]
-    UnexpectedKeys { path: PathBuf, count: usize, first: String },
-    #[error("{path}: tensor `{key}` has shape {found:?}, the config needs {expected:?} (does config.json match the weights?)")]
-    Shape { path: PathBuf, key: String, found: Vec<usize>, expected: Vec<usize> },
+    MissingKeys {
+        path: PathBuf,
+        count: usize,
+        first: String,
+    },
+    #[error(
+        "{path}: {count} unexpected tensor(s) for this config.json (wrong model or config?), first: {first}"
+    )]
+    UnexpectedKeys {
+        path: PathBuf,
+        count: usize,
+        first: String,
+    },
+    #[error(
+        "{path}: tensor `{key}` has shape {found:?}, the config needs {expected:?} (does config.json match the weights?)"
+    )]
+    Shape {
+        path: PathBuf,
+        key: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
     #[error("{path}: tensor `{key}` holds NaN or infinite values; the file is corrupt")]
     NonFinite { path: PathBuf, key: String },
 }

@@ -20,7 +20,9 @@ pub fn bf16_periods(head_dim: usize, base: f64) -> Vec<f32> {
 
 /// Patch-centre coordinates in [-1, 1], `separate` normalization: `2·(i+0.5)/n − 1` in f32.
 fn coords(n: usize) -> Vec<f32> {
-    (0..n).map(|i| 2.0 * ((i as f32 + 0.5) / n as f32) - 1.0).collect()
+    (0..n)
+        .map(|i| 2.0 * ((i as f32 + 0.5) / n as f32) - 1.0)
+        .collect()
 }
 
 /// cos/sin tables, each `[Hp·Wp, dh]` (row-major patch order), for a `hp × wp` patch grid.
@@ -80,8 +82,8 @@ mod tests {
     #[test]
     fn periods_are_the_released_bf16_values() {
         let want = [
-            1.0, 1.3359375, 1.78125, 2.375, 3.15625, 4.21875, 5.625, 7.5, 10.0, 13.3125, 17.75, 23.75, 31.625, 42.25,
-            56.25, 75.0,
+            1.0, 1.3359375, 1.78125, 2.375, 3.15625, 4.21875, 5.625, 7.5, 10.0, 13.3125, 17.75,
+            23.75, 31.625, 42.25, 56.25, 75.0,
         ];
         assert_eq!(bf16_periods(64, 100.0), want);
     }
@@ -90,15 +92,39 @@ mod tests {
     fn rotation_preserves_norm_and_skips_prefix() {
         let dev = Device::flex();
         let (cos, sin) = tables(&bf16_periods(8, 100.0), 2, 3, &dev);
-        let x = Tensor::<4>::random([1, 2, 7, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+        let x = Tensor::<4>::random(
+            [1, 2, 7, 8],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &dev,
+        );
         let y = apply(x.clone(), &cos, &sin, 1);
-        let nx: Vec<f32> = x.clone().powf_scalar(2.0).sum_dim(3).into_data().try_to_vec().unwrap();
-        let ny: Vec<f32> = y.clone().powf_scalar(2.0).sum_dim(3).into_data().try_to_vec().unwrap();
+        let nx: Vec<f32> = x
+            .clone()
+            .powf_scalar(2.0)
+            .sum_dim(3)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let ny: Vec<f32> = y
+            .clone()
+            .powf_scalar(2.0)
+            .sum_dim(3)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         for (a, b) in nx.iter().zip(&ny) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
-        let x0: Vec<f32> = x.slice([0..1, 0..2, 0..1, 0..8]).into_data().try_to_vec().unwrap();
-        let y0: Vec<f32> = y.slice([0..1, 0..2, 0..1, 0..8]).into_data().try_to_vec().unwrap();
+        let x0: Vec<f32> = x
+            .slice([0..1, 0..2, 0..1, 0..8])
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let y0: Vec<f32> = y
+            .slice([0..1, 0..2, 0..1, 0..8])
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         assert_eq!(x0, y0);
     }
 }

@@ -14,10 +14,10 @@ use burn::tensor::module::{attention, conv2d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{Device, Tensor};
 
-use crate::rng::SplitMix64;
 use super::config::DinoV3Config;
 use super::rope;
 use crate::io::HostTensor;
+use crate::rng::SplitMix64;
 
 /// Epsilon added to the per-channel std of the patch rows (reference `extract_dinov3_features`).
 pub const PATCH_STD_EPS: f64 = 1e-6;
@@ -95,7 +95,12 @@ impl Attention {
         let [b, n, d] = x.dims();
         let (h, dh) = (self.num_heads, d / self.num_heads);
         let qkv = self.qkv.forward(x);
-        let split = |i: usize| qkv.clone().slice([0..b, 0..n, i * d..(i + 1) * d]).reshape([b, n, h, dh]).swap_dims(1, 2);
+        let split = |i: usize| {
+            qkv.clone()
+                .slice([0..b, 0..n, i * d..(i + 1) * d])
+                .reshape([b, n, h, dh])
+                .swap_dims(1, 2)
+        };
         let q = rope::apply(split(0), cos, sin, prefix);
         let k = rope::apply(split(1), cos, sin, prefix);
         let v = split(2);
@@ -114,7 +119,9 @@ impl Mlp {
 impl Block {
     /// `[B, N, D]` → `[B, N, D]`.
     fn forward(&self, x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, prefix: usize) -> Tensor<3> {
-        let a = self.attn.forward(self.norm1.forward(x.clone()), cos, sin, prefix);
+        let a = self
+            .attn
+            .forward(self.norm1.forward(x.clone()), cos, sin, prefix);
         let x = x + a * self.ls1.val().unsqueeze::<3>();
         let m = self.mlp.forward(self.norm2.forward(x.clone()));
         x + m * self.ls2.val().unsqueeze::<3>()
@@ -130,13 +137,22 @@ impl DinoV3 {
             return Err("empty batch".into());
         }
         if ch != c.num_channels {
-            return Err(format!("pixel_values has {ch} channels, the backbone expects {}", c.num_channels));
+            return Err(format!(
+                "pixel_values has {ch} channels, the backbone expects {}",
+                c.num_channels
+            ));
         }
         if h == 0 || w == 0 || h % c.patch_size != 0 || w % c.patch_size != 0 {
-            return Err(format!("image size {h}x{w} is not a positive multiple of the patch size {}", c.patch_size));
+            return Err(format!(
+                "image size {h}x{w} is not a positive multiple of the patch size {}",
+                c.patch_size
+            ));
         }
         if let Some(&t) = taps.iter().find(|&&t| t >= c.num_hidden_layers) {
-            return Err(format!("tap {t} is out of range: the backbone has blocks 0..{}", c.num_hidden_layers - 1));
+            return Err(format!(
+                "tap {t} is out of range: the backbone has blocks 0..{}",
+                c.num_hidden_layers - 1
+            ));
         }
         if taps.is_empty() {
             return Err("no taps requested".into());
@@ -150,7 +166,12 @@ impl DinoV3 {
         let p = self.config.patch_size;
         let d = self.config.hidden_size;
         let opts = ConvOptions::new([p, p], [0, 0], [1, 1], 1);
-        let patches = conv2d(pixel_values, self.patch_weight.val(), Some(self.patch_bias.val()), opts);
+        let patches = conv2d(
+            pixel_values,
+            self.patch_weight.val(),
+            Some(self.patch_bias.val()),
+            opts,
+        );
         let [_, _, hp, wp] = patches.dims();
         let patches = patches.reshape([b, d, hp * wp]).swap_dims(1, 2);
         let mut parts = vec![self.cls_token.val().expand([b, 1, d])];
@@ -195,24 +216,42 @@ impl DinoV3 {
                 let mean = p.clone().mean_dim(1);
                 let std = p.clone().var(1).sqrt();
                 let patches = (p - mean) / (std + PATCH_STD_EPS);
-                TapFeatures { normed, cls, patches }
+                TapFeatures {
+                    normed,
+                    cls,
+                    patches,
+                }
             })
             .collect()
     }
 
     /// Builds the model from canonical weights already checked against `config` (see `load`).
-    pub fn from_weights(config: &DinoV3Config, periods: Vec<f32>, w: &Weights, device: &Device) -> Self {
-        let t = |k: &str| -> &HostTensor { w.get(k).unwrap_or_else(|| panic!("weight `{k}` checked present")) };
+    pub fn from_weights(
+        config: &DinoV3Config,
+        periods: Vec<f32>,
+        w: &Weights,
+        device: &Device,
+    ) -> Self {
+        let t = |k: &str| -> &HostTensor {
+            w.get(k)
+                .unwrap_or_else(|| panic!("weight `{k}` checked present"))
+        };
         let p1 = |k: &str| Param::from_tensor(t(k).to_tensor::<1>(device));
         let norm = |prefix: &str| {
-            let mut ln = LayerNormConfig::new(config.hidden_size).with_epsilon(config.layer_norm_eps).init(device);
+            let mut ln = LayerNormConfig::new(config.hidden_size)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device);
             ln.gamma = p1(&format!("{prefix}.weight"));
             ln.beta = Some(p1(&format!("{prefix}.bias")));
             ln
         };
         let linear = |prefix: &str| Linear {
-            weight: Param::from_tensor(transpose(t(&format!("{prefix}.weight"))).to_tensor::<2>(device)),
-            bias: w.get(&format!("{prefix}.bias")).map(|b| Param::from_tensor(b.to_tensor::<1>(device))),
+            weight: Param::from_tensor(
+                transpose(t(&format!("{prefix}.weight"))).to_tensor::<2>(device),
+            ),
+            bias: w
+                .get(&format!("{prefix}.bias"))
+                .map(|b| Param::from_tensor(b.to_tensor::<1>(device))),
         };
         let blocks = (0..config.num_hidden_layers)
             .map(|i| {
@@ -226,7 +265,10 @@ impl DinoV3 {
                     },
                     ls1: p1(&format!("{b}.ls1.gamma")),
                     norm2: norm(&format!("{b}.norm2")),
-                    mlp: Mlp { fc1: linear(&format!("{b}.mlp.fc1")), fc2: linear(&format!("{b}.mlp.fc2")) },
+                    mlp: Mlp {
+                        fc1: linear(&format!("{b}.mlp.fc1")),
+                        fc2: linear(&format!("{b}.mlp.fc2")),
+                    },
                     ls2: p1(&format!("{b}.ls2.gamma")),
                 }
             })
@@ -251,9 +293,15 @@ impl DinoV3 {
             w.insert(k, t);
         };
         let host = |p: &Param<Tensor<1>>| HostTensor::from_tensor(p.val());
-        put("patch_embed.proj.weight".into(), HostTensor::from_tensor(self.patch_weight.val()));
+        put(
+            "patch_embed.proj.weight".into(),
+            HostTensor::from_tensor(self.patch_weight.val()),
+        );
         put("patch_embed.proj.bias".into(), host(&self.patch_bias));
-        put("cls_token".into(), HostTensor::from_tensor(self.cls_token.val()));
+        put(
+            "cls_token".into(),
+            HostTensor::from_tensor(self.cls_token.val()),
+        );
         if let Some(r) = &self.register_tokens {
             put("storage_tokens".into(), HostTensor::from_tensor(r.val()));
         }
@@ -264,7 +312,10 @@ impl DinoV3 {
             }
         };
         let linear = |prefix: String, l: &Linear, put: &mut dyn FnMut(String, HostTensor)| {
-            put(format!("{prefix}.weight"), transpose(&HostTensor::from_tensor(l.weight.val())));
+            put(
+                format!("{prefix}.weight"),
+                transpose(&HostTensor::from_tensor(l.weight.val())),
+            );
             if let Some(b) = &l.bias {
                 put(format!("{prefix}.bias"), host(b));
             }
@@ -290,17 +341,31 @@ impl DinoV3 {
         let mut rng = SplitMix64(seed ^ 0x5EED_D1A0_0003);
         let mut uni = |shape: Vec<usize>, lo: f32, hi: f32| {
             let n = shape.iter().product();
-            HostTensor::f32(shape, (0..n).map(|_| lo + (hi - lo) * rng.next_f32()).collect())
+            HostTensor::f32(
+                shape,
+                (0..n).map(|_| lo + (hi - lo) * rng.next_f32()).collect(),
+            )
         };
         let c = config;
-        let (d, f, ch, p) = (c.hidden_size, c.intermediate_size, c.num_channels, c.patch_size);
+        let (d, f, ch, p) = (
+            c.hidden_size,
+            c.intermediate_size,
+            c.num_channels,
+            c.patch_size,
+        );
         let mut w = Weights::new();
         let fan = |n: usize| 1.0 / (n as f32).sqrt();
-        w.insert("patch_embed.proj.weight".into(), uni(vec![d, ch, p, p], -fan(ch * p * p), fan(ch * p * p)));
+        w.insert(
+            "patch_embed.proj.weight".into(),
+            uni(vec![d, ch, p, p], -fan(ch * p * p), fan(ch * p * p)),
+        );
         w.insert("patch_embed.proj.bias".into(), uni(vec![d], -0.1, 0.1));
         w.insert("cls_token".into(), uni(vec![1, 1, d], -1.0, 1.0));
         if c.num_register_tokens > 0 {
-            w.insert("storage_tokens".into(), uni(vec![1, c.num_register_tokens, d], -1.0, 1.0));
+            w.insert(
+                "storage_tokens".into(),
+                uni(vec![1, c.num_register_tokens, d], -1.0, 1.0),
+            );
         }
         w.insert("norm.weight".into(), uni(vec![d], 0.8, 1.2));
         w.insert("norm.bias".into(), uni(vec![d], -0.1, 0.1));
@@ -310,7 +375,10 @@ impl DinoV3 {
                 w.insert(format!("{b}.{n}.weight"), uni(vec![d], 0.8, 1.2));
                 w.insert(format!("{b}.{n}.bias"), uni(vec![d], -0.1, 0.1));
             }
-            w.insert(format!("{b}.attn.qkv.weight"), uni(vec![3 * d, d], -fan(d), fan(d)));
+            w.insert(
+                format!("{b}.attn.qkv.weight"),
+                uni(vec![3 * d, d], -fan(d), fan(d)),
+            );
             let mut qkv_bias = uni(vec![3 * d], -0.1, 0.1);
             if !c.key_bias {
                 if let crate::io::HostData::F32(v) = &mut qkv_bias.data {
@@ -318,11 +386,20 @@ impl DinoV3 {
                 }
             }
             w.insert(format!("{b}.attn.qkv.bias"), qkv_bias);
-            w.insert(format!("{b}.attn.proj.weight"), uni(vec![d, d], -fan(d), fan(d)));
+            w.insert(
+                format!("{b}.attn.proj.weight"),
+                uni(vec![d, d], -fan(d), fan(d)),
+            );
             w.insert(format!("{b}.attn.proj.bias"), uni(vec![d], -0.1, 0.1));
-            w.insert(format!("{b}.mlp.fc1.weight"), uni(vec![f, d], -fan(d), fan(d)));
+            w.insert(
+                format!("{b}.mlp.fc1.weight"),
+                uni(vec![f, d], -fan(d), fan(d)),
+            );
             w.insert(format!("{b}.mlp.fc1.bias"), uni(vec![f], -0.1, 0.1));
-            w.insert(format!("{b}.mlp.fc2.weight"), uni(vec![d, f], -fan(f), fan(f)));
+            w.insert(
+                format!("{b}.mlp.fc2.weight"),
+                uni(vec![d, f], -fan(f), fan(f)),
+            );
             w.insert(format!("{b}.mlp.fc2.bias"), uni(vec![d], -0.1, 0.1));
             w.insert(format!("{b}.ls1.gamma"), uni(vec![d], 0.1, 0.5));
             w.insert(format!("{b}.ls2.gamma"), uni(vec![d], 0.1, 0.5));

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ava_dino::data::check::{check_dataset, Severity};
-use ava_dino::data::{list_samples_with_skipped, ListOptions, Protocol, Registry};
+use ava_dino::data::check::{Severity, check_dataset};
+use ava_dino::data::{ListOptions, Protocol, Registry, list_samples_with_skipped};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -82,8 +82,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reg = registry(&args)?;
     match args.command {
         Sub::Check { names } => check(&reg, names),
-        Sub::List { name, protocol, categories, json, skip_bad } => {
-            let opts = ListOptions { categories, skip_bad };
+        Sub::List {
+            name,
+            protocol,
+            categories,
+            json,
+            skip_bad,
+        } => {
+            let opts = ListOptions {
+                categories,
+                skip_bad,
+            };
             let (samples, skipped) = list_samples_with_skipped(&reg, &name, protocol, &opts)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -100,7 +109,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     put(&mut out, format_args!("{}", serde_json::to_string(&row)?))?;
                 } else {
                     let mask = s.mask_rel.as_deref().unwrap_or("-");
-                    put(&mut out, format_args!("{}\t{}\t{}\t{}\t{mask}", s.category, s.label, s.class_word, s.image_rel))?;
+                    put(
+                        &mut out,
+                        format_args!(
+                            "{}\t{}\t{}\t{}\t{mask}",
+                            s.category, s.label, s.class_word, s.image_rel
+                        ),
+                    )?;
                 }
             }
             ignore_broken_pipe(out.flush())?;
@@ -113,15 +128,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn check(reg: &Registry, names: Vec<String>) -> anyhow::Result<ExitCode> {
-    let names = if names.is_empty() { reg.datasets.keys().cloned().collect() } else { names };
+    let names = if names.is_empty() {
+        reg.datasets.keys().cloned().collect()
+    } else {
+        names
+    };
     let mut all_ok = true;
-    println!("{:<10} {:<16} {:>7} {:>9} {:>17}  status", "dataset", "category", "normal", "anomalous", "expected (n/a)");
+    println!(
+        "{:<10} {:<16} {:>7} {:>9} {:>17}  status",
+        "dataset", "category", "normal", "anomalous", "expected (n/a)"
+    );
     for key in &names {
         let r = check_dataset(reg, key).with_context(|| format!("checking {key}"))?;
-        let errors = r.problems.iter().filter(|p| p.severity == Severity::Error).count();
+        let errors = r
+            .problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .count();
         let warnings = r.problems.len() - errors;
         if r.categories.is_empty() {
-            println!("{key:<10} {:<16} {:>7} {:>9} {:>17}  MISSING", "-", "-", "-", "-");
+            println!(
+                "{key:<10} {:<16} {:>7} {:>9} {:>17}  MISSING",
+                "-", "-", "-", "-"
+            );
         }
         for c in &r.categories {
             let exp = format!(
@@ -129,13 +158,29 @@ fn check(reg: &Registry, names: Vec<String>) -> anyhow::Result<ExitCode> {
                 c.expected_normal.map_or("?".into(), |v| v.to_string()),
                 c.expected_anomalous.map_or("?".into(), |v| v.to_string())
             );
-            let matches = c.expected_normal.is_none_or(|e| e == c.normal) && c.expected_anomalous.is_none_or(|e| e == c.anomalous);
-            let status = if c.normal + c.anomalous == 0 { "EMPTY" } else if matches { "ok" } else { "count differs" };
-            println!("{key:<10} {:<16} {:>7} {:>9} {:>17}  {status}", c.name, c.normal, c.anomalous, exp);
+            let matches = c.expected_normal.is_none_or(|e| e == c.normal)
+                && c.expected_anomalous.is_none_or(|e| e == c.anomalous);
+            let status = if c.normal + c.anomalous == 0 {
+                "EMPTY"
+            } else if matches {
+                "ok"
+            } else {
+                "count differs"
+            };
+            println!(
+                "{key:<10} {:<16} {:>7} {:>9} {:>17}  {status}",
+                c.name, c.normal, c.anomalous, exp
+            );
         }
-        let root = r.root.as_ref().map_or("-".to_string(), |p| p.display().to_string());
+        let root = r
+            .root
+            .as_ref()
+            .map_or("-".to_string(), |p| p.display().to_string());
         let kind = if r.synthetic { " (synthetic twin)" } else { "" };
-        println!("  {key}: root {root}{kind}; {} files decoded; {errors} error(s), {warnings} warning(s)", r.files_decoded);
+        println!(
+            "  {key}: root {root}{kind}; {} files decoded; {errors} error(s), {warnings} warning(s)",
+            r.files_decoded
+        );
         for p in &r.problems {
             let tag = match p.severity {
                 Severity::Error => "ERROR",
@@ -145,5 +190,9 @@ fn check(reg: &Registry, names: Vec<String>) -> anyhow::Result<ExitCode> {
         }
         all_ok &= r.ok();
     }
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

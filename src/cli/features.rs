@@ -43,13 +43,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let model = load_backbone(&args.backbone, &device)?;
     if let Err(e) = model.check_input(pixels.dims(), &args.taps) {
-        let source = args.input.as_ref().or(args.image.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
+        let source = args
+            .input
+            .as_ref()
+            .or(args.image.as_ref())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         bail!("{source}: {e}");
     }
     let start = std::time::Instant::now();
     let feats = model.forward_taps(pixels, &args.taps);
     let mut out = TensorFile::new(&args.out);
-    out.insert("taps", HostTensor::i64(vec![args.taps.len()], args.taps.iter().map(|&t| t as i64).collect()));
+    out.insert(
+        "taps",
+        HostTensor::i64(
+            vec![args.taps.len()],
+            args.taps.iter().map(|&t| t as i64).collect(),
+        ),
+    );
     for (&k, f) in args.taps.iter().zip(feats) {
         out.insert(format!("normed.{k}"), HostTensor::from_tensor(f.normed));
         out.insert(format!("patches.{k}"), HostTensor::from_tensor(f.patches));
@@ -57,7 +68,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let secs = start.elapsed().as_secs_f64();
     out.write(&args.out)?;
-    eprintln!("features: taps {:?} -> {} (forward {secs:.2} s)", args.taps, args.out.display());
+    eprintln!(
+        "features: taps {:?} -> {} (forward {secs:.2} s)",
+        args.taps,
+        args.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -43,14 +43,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.input.display()
         );
     }
-    let maps = if has_maps { Some((file.f32("maps", 3)?, file.u8("masks", 3)?)) } else { None };
+    let maps = if has_maps {
+        Some((file.f32("maps", 3)?, file.u8("masks", 3)?))
+    } else {
+        None
+    };
     let (scores, labels) = if file.contains("scores") || maps.is_none() {
-        (file.f32("scores", 1)?.as_f32().unwrap(), file.u8("labels", 1)?.as_u8().unwrap())
+        (
+            file.f32("scores", 1)?.as_f32().unwrap(),
+            file.u8("labels", 1)?.as_u8().unwrap(),
+        )
     } else {
         let (m, k) = maps.unwrap();
         (m.as_f32().unwrap(), k.as_u8().unwrap())
     };
-    let pixel = pixel_metrics(scores, labels).with_context(|| format!("{}: pixel metrics", args.input.display()))?;
+    let pixel = pixel_metrics(scores, labels)
+        .with_context(|| format!("{}: pixel metrics", args.input.display()))?;
     let aupro = match maps {
         Some((m, k)) => {
             if m.shape != k.shape {
@@ -62,8 +70,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 );
             }
             let (kk, h, w) = (m.shape[0], m.shape[1], m.shape[2]);
-            aupro(m.as_f32().unwrap(), k.as_u8().unwrap(), kk, h, w, args.fpr_limit)
-                .with_context(|| format!("{}: aupro", args.input.display()))?
+            aupro(
+                m.as_f32().unwrap(),
+                k.as_u8().unwrap(),
+                kk,
+                h,
+                w,
+                args.fpr_limit,
+            )
+            .with_context(|| format!("{}: aupro", args.input.display()))?
         }
         None => None,
     };

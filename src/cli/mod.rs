@@ -11,11 +11,11 @@ mod datasets;
 mod features;
 mod metrics;
 mod predict;
-mod text;
-mod tokenize;
+mod random_backbone;
 mod sweep;
 mod synth;
-mod random_backbone;
+mod text;
+mod tokenize;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]

@@ -28,6 +28,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let model = DinoV3::random(&config, args.seed, &Device::flex());
     save_hf_dir(&model, &args.out)?;
-    eprintln!("random-backbone: {} seed {} -> {}", args.preset, args.seed, args.out.display());
+    eprintln!(
+        "random-backbone: {} seed {} -> {}",
+        args.preset,
+        args.seed,
+        args.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

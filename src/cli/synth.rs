@@ -17,8 +17,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let t = std::time::Instant::now();
     let s = ava_dino::data::synth::write_all(&args.out, args.seed)?;
     for d in &s.datasets {
-        let (n, a) = d.categories.iter().fold((0, 0), |(n, a), c| (n + c.normal, a + c.anomalous));
-        println!("{:<10} {:>3} categories {:>4} test images ({n} normal, {a} anomalous)  {}", d.key, d.categories.len(), n + a, d.root.display());
+        let (n, a) = d
+            .categories
+            .iter()
+            .fold((0, 0), |(n, a), c| (n + c.normal, a + c.anomalous));
+        println!(
+            "{:<10} {:>3} categories {:>4} test images ({n} normal, {a} anomalous)  {}",
+            d.key,
+            d.categories.len(),
+            n + a,
+            d.root.display()
+        );
     }
     println!(
         "wrote {} images ({} files) in {:.2}s; use AVA_DINO_DATA_ROOT={}",

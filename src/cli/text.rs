@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ava_dino::io::{HostTensor, TensorFile};
-use ava_dino::text::{load_text_encoder, Activation, ClipText, ClipTextConfig, TextFeatureCache};
+use ava_dino::text::{Activation, ClipText, ClipTextConfig, TextFeatureCache, load_text_encoder};
 
 use super::common::DeviceArg;
 
@@ -22,7 +22,11 @@ pub struct Args {
     pub random: Option<u64>,
     /// A safetensors file holding `input_ids` i64 [B, S<=77]; writes `text_embeds` f32 [B, E]
     /// (projected, not normalized).
-    #[arg(long, conflicts_with = "class_word", required_unless_present = "class_word")]
+    #[arg(
+        long,
+        conflicts_with = "class_word",
+        required_unless_present = "class_word"
+    )]
     pub input: Option<PathBuf>,
     /// Class words whose 420-prompt ensemble to encode; writes `ensemble.<word>.normal` and
     /// `.anomaly` f32 [E]. A word asked twice is served from the cache.
@@ -48,13 +52,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(path), _) => load_text_encoder(path, args.activation, &device)
             .with_context(|| format!("loading CLIP text weights from {}", path.display()))?,
         (None, Some(seed)) => {
-            eprintln!("text: RANDOM ViT-L/14-336 text weights (seed {seed}), not CLIP: features are meaningless");
-            ClipText::random(ClipTextConfig::vitl14_336(), seed, &device)?.with_activation(args.activation)
+            eprintln!(
+                "text: RANDOM ViT-L/14-336 text weights (seed {seed}), not CLIP: features are meaningless"
+            );
+            ClipText::random(ClipTextConfig::vitl14_336(), seed, &device)?
+                .with_activation(args.activation)
         }
         (None, None) => unreachable!("clap requires --clip or --random"),
     };
-    let source = args.clip.as_ref().map_or_else(|| format!("random seed {}", args.random.unwrap()), |p| p.display().to_string());
-    eprintln!("text: weights {source} (sha256 {}), activation {}", &model.weights_hash()[..16], model.activation());
+    let source = args.clip.as_ref().map_or_else(
+        || format!("random seed {}", args.random.unwrap()),
+        |p| p.display().to_string(),
+    );
+    eprintln!(
+        "text: weights {source} (sha256 {}), activation {}",
+        &model.weights_hash()[..16],
+        model.activation()
+    );
 
     // Outputs say which activation and weights made them.
     let mut out = TensorFile::new(&args.out);
@@ -70,11 +84,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let cache = TextFeatureCache::new(model, args.cache_dir.clone());
         for word in &args.class_word {
             let f = cache.get_or_compute(word)?;
-            out.insert(format!("ensemble.{word}.normal"), HostTensor::f32(vec![f.normal.len()], f.normal));
-            out.insert(format!("ensemble.{word}.anomaly"), HostTensor::f32(vec![f.anomaly.len()], f.anomaly));
+            out.insert(
+                format!("ensemble.{word}.normal"),
+                HostTensor::f32(vec![f.normal.len()], f.normal),
+            );
+            out.insert(
+                format!("ensemble.{word}.anomaly"),
+                HostTensor::f32(vec![f.anomaly.len()], f.anomaly),
+            );
         }
         let s = cache.stats();
-        eprintln!("text: cache computed={} memory_hits={} disk_hits={}", s.computed, s.memory_hits, s.disk_hits);
+        eprintln!(
+            "text: cache computed={} memory_hits={} disk_hits={}",
+            s.computed, s.memory_hits, s.disk_hits
+        );
     }
     out.write(&args.out)?;
     eprintln!("text: wrote {}", args.out.display());

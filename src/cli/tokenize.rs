@@ -15,7 +15,11 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tok = Tokenizer::new();
     // Tokenize everything first so that an over-long text prints nothing but the error.
-    let rows = args.texts.iter().map(|t| tok.encode(t)).collect::<Result<Vec<_>, _>>()?;
+    let rows = args
+        .texts
+        .iter()
+        .map(|t| tok.encode(t))
+        .collect::<Result<Vec<_>, _>>()?;
     for ids in rows {
         println!("{}", serde_json::to_string(&ids)?);
     }

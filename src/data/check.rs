@@ -61,24 +61,49 @@ impl DatasetCheck {
     }
 }
 
-fn problem(problems: &mut Vec<Problem>, severity: Severity, path: impl Into<PathBuf>, message: impl Into<String>) {
-    problems.push(Problem { severity, path: path.into(), message: message.into() });
+fn problem(
+    problems: &mut Vec<Problem>,
+    severity: Severity,
+    path: impl Into<PathBuf>,
+    message: impl Into<String>,
+) {
+    problems.push(Problem {
+        severity,
+        path: path.into(),
+        message: message.into(),
+    });
 }
 
 /// Checks dataset `key` (decodes every listed image and mask, in parallel).
 pub fn check_dataset(registry: &Registry, key: &str) -> Result<DatasetCheck, DataError> {
     let spec = registry.get(key)?;
-    let mut out = DatasetCheck { key: key.to_string(), root: None, synthetic: false, categories: Vec::new(), files_decoded: 0, problems: Vec::new() };
+    let mut out = DatasetCheck {
+        key: key.to_string(),
+        root: None,
+        synthetic: false,
+        categories: Vec::new(),
+        files_decoded: 0,
+        problems: Vec::new(),
+    };
     let root = match registry.root_path(key) {
         Ok(r) => r,
         Err(e) => {
-            problem(&mut out.problems, Severity::Error, PathBuf::from(format!("${}", spec.env_var())), e.to_string());
+            problem(
+                &mut out.problems,
+                Severity::Error,
+                PathBuf::from(format!("${}", spec.env_var())),
+                e.to_string(),
+            );
             return Ok(out);
         }
     };
     out.root = Some(root.clone());
     if !root.is_dir() {
-        let msg = format!("dataset root does not exist; set {} or AVA_DINO_DATA_ROOT (holding `{}`)", spec.env_var(), spec.root);
+        let msg = format!(
+            "dataset root does not exist; set {} or AVA_DINO_DATA_ROOT (holding `{}`)",
+            spec.env_var(),
+            spec.root
+        );
         problem(&mut out.problems, Severity::Error, &root, msg);
         return Ok(out);
     }
@@ -95,7 +120,10 @@ pub fn check_dataset(registry: &Registry, key: &str) -> Result<DatasetCheck, Dat
                 problem(&mut out.problems, Severity::Error, path, reason);
             }
             Err(e) => {
-                let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+                let path = e
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| root.clone());
                 problem(&mut out.problems, Severity::Error, path, e.to_string());
             }
         }
@@ -103,7 +131,10 @@ pub fn check_dataset(registry: &Registry, key: &str) -> Result<DatasetCheck, Dat
 
     for s in &samples {
         if s.label == 1 && s.mask.is_none() {
-            let msg = format!("anomalous image has no mask (expected `<stem>{}.<ext>` in its ground-truth folder); restore the mask or remove the image", spec.mask_suffix);
+            let msg = format!(
+                "anomalous image has no mask (expected `<stem>{}.<ext>` in its ground-truth folder); restore the mask or remove the image",
+                spec.mask_suffix
+            );
             problem(&mut out.problems, Severity::Error, &s.image, msg);
         }
     }
@@ -150,17 +181,37 @@ pub fn check_dataset(registry: &Registry, key: &str) -> Result<DatasetCheck, Dat
     }
 
     for cat in &spec.categories {
-        let normal = samples.iter().filter(|s| s.category == cat.name && s.label == 0).count();
-        let anomalous = samples.iter().filter(|s| s.category == cat.name && s.label == 1).count();
+        let normal = samples
+            .iter()
+            .filter(|s| s.category == cat.name && s.label == 0)
+            .count();
+        let anomalous = samples
+            .iter()
+            .filter(|s| s.category == cat.name && s.label == 1)
+            .count();
         let (en, ea) = match &marker {
-            Some(m) => m.categories.iter().find(|c| c.name == cat.name).map(|c| (Some(c.normal), Some(c.anomalous))).unwrap_or((None, None)),
+            Some(m) => m
+                .categories
+                .iter()
+                .find(|c| c.name == cat.name)
+                .map(|c| (Some(c.normal), Some(c.anomalous)))
+                .unwrap_or((None, None)),
             None => (cat.normal, cat.anomalous),
         };
         let cat_dir = root.join(&cat.name);
         if normal + anomalous == 0 {
-            problem(&mut out.problems, Severity::Error, &cat_dir, format!("category `{}` has no test images", cat.name));
+            problem(
+                &mut out.problems,
+                Severity::Error,
+                &cat_dir,
+                format!("category `{}` has no test images", cat.name),
+            );
         } else if en.is_some_and(|e| e != normal) || ea.is_some_and(|e| e != anomalous) {
-            let source = if marker.is_some() { "synth.json" } else { "datasets.toml (official split)" };
+            let source = if marker.is_some() {
+                "synth.json"
+            } else {
+                "datasets.toml (official split)"
+            };
             let msg = format!(
                 "category `{}`: found {normal} normal / {anomalous} anomalous, {source} expects {} / {}; a partial or modified copy changes the results",
                 cat.name,
@@ -169,9 +220,16 @@ pub fn check_dataset(registry: &Registry, key: &str) -> Result<DatasetCheck, Dat
             );
             problem(&mut out.problems, Severity::Warning, &cat_dir, msg);
         }
-        out.categories.push(CategoryCount { name: cat.name.clone(), normal, anomalous, expected_normal: en, expected_anomalous: ea });
+        out.categories.push(CategoryCount {
+            name: cat.name.clone(),
+            normal,
+            anomalous,
+            expected_normal: en,
+            expected_anomalous: ea,
+        });
     }
-    out.problems.sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.message.cmp(&b.message)));
+    out.problems
+        .sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.message.cmp(&b.message)));
     Ok(out)
 }
 
@@ -181,7 +239,9 @@ fn check_category_folders(spec: &DatasetSpec, root: &Path, problems: &mut Vec<Pr
         return;
     }
     let known: HashSet<&str> = spec.categories.iter().map(|c| c.name.as_str()).collect();
-    let Ok(dirs) = layouts::sorted_dirs(root) else { return };
+    let Ok(dirs) = layouts::sorted_dirs(root) else {
+        return;
+    };
     for d in dirs {
         if known.contains(d.as_str()) || d.starts_with('.') {
             continue;
@@ -195,7 +255,11 @@ fn check_category_folders(spec: &DatasetSpec, root: &Path, problems: &mut Vec<Pr
                 "folder `{d}` looks like a category but is not in datasets.toml [datasets.{}] (renamed? rename it back or add it to the registry)",
                 spec.key
             );
-            problems.push(Problem { severity: Severity::Error, path: root.join(&d), message: msg });
+            problems.push(Problem {
+                severity: Severity::Error,
+                path: root.join(&d),
+                message: msg,
+            });
         }
     }
 }
@@ -223,7 +287,9 @@ fn orphan_masks(spec: &DatasetSpec, root: &Path, samples: &[Sample], problems: &
     }
     let gt_tail = format!("{}.png", spec.mask_suffix);
     for dir in dirs {
-        let Ok(files) = layouts::sorted_files(&dir, |n| spec.is_image(n)) else { continue };
+        let Ok(files) = layouts::sorted_files(&dir, |n| spec.is_image(n)) else {
+            continue;
+        };
         for f in files {
             if spec.layout == LayoutKind::Ksdd2 && !f.ends_with(&gt_tail) {
                 continue;

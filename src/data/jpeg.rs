@@ -12,8 +12,9 @@
 pub type Decoded = (usize, usize, usize, Vec<u8>);
 
 const ZIGZAG: [usize; 64] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56,
-    57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
+    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
+    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
 const LUT_BITS: u32 = 9;
@@ -32,7 +33,11 @@ struct Huffman {
 
 impl Huffman {
     fn new(counts: &[u8; 16], values: Vec<u8>) -> Self {
-        let mut h = Huffman { maxcode: [-1; 18], values, ..Default::default() };
+        let mut h = Huffman {
+            maxcode: [-1; 18],
+            values,
+            ..Default::default()
+        };
         let (mut code, mut k) = (0i32, 0i32);
         for l in 1..=16 {
             let n = counts[l - 1] as i32;
@@ -52,7 +57,9 @@ impl Huffman {
                 continue;
             }
             for code in h.mincode[l]..=h.maxcode[l] {
-                let Some(&sym) = h.values.get((h.valoff[l] + code - h.mincode[l]) as usize) else { continue };
+                let Some(&sym) = h.values.get((h.valoff[l] + code - h.mincode[l]) as usize) else {
+                    continue;
+                };
                 let shift = LUT_BITS as usize - l;
                 for fill in 0..(1usize << shift) {
                     h.lut[((code as usize) << shift) | fill] = ((l as u16) << 8) | sym as u16;
@@ -117,7 +124,11 @@ impl<'a> Bits<'a> {
     }
     fn decode(&mut self, h: &Huffman) -> Result<u8, String> {
         self.fill();
-        let e = h.lut.get((self.acc >> (32 - LUT_BITS)) as usize).copied().unwrap_or(0);
+        let e = h
+            .lut
+            .get((self.acc >> (32 - LUT_BITS)) as usize)
+            .copied()
+            .unwrap_or(0);
         if e != 0 {
             let len = (e >> 8) as u32;
             self.acc <<= len;
@@ -128,7 +139,11 @@ impl<'a> Bits<'a> {
         for l in 1..=16 {
             if h.maxcode[l] >= 0 && code <= h.maxcode[l] && code >= h.mincode[l] {
                 let idx = (h.valoff[l] + code - h.mincode[l]) as usize;
-                return h.values.get(idx).copied().ok_or_else(|| "bad Huffman code".to_string());
+                return h
+                    .values
+                    .get(idx)
+                    .copied()
+                    .ok_or_else(|| "bad Huffman code".to_string());
             }
             code = (code << 1) | self.bit();
         }
@@ -150,7 +165,13 @@ impl<'a> Bits<'a> {
 }
 
 fn extend(v: i32, t: u32) -> i32 {
-    if t == 0 { 0 } else if v < (1 << (t - 1)) { v - (1 << t) + 1 } else { v }
+    if t == 0 {
+        0
+    } else if v < (1 << (t - 1)) {
+        v - (1 << t) + 1
+    } else {
+        v
+    }
 }
 
 struct Comp {
@@ -251,7 +272,9 @@ fn idct_islow(coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
 }
 
 fn be16(d: &[u8], p: usize) -> Result<usize, String> {
-    d.get(p..p + 2).map(|b| ((b[0] as usize) << 8) | b[1] as usize).ok_or_else(|| "truncated JPEG header".into())
+    d.get(p..p + 2)
+        .map(|b| ((b[0] as usize) << 8) | b[1] as usize)
+        .ok_or_else(|| "truncated JPEG header".into())
 }
 
 /// Decodes a baseline JPEG; `Ok(None)` when the file uses a feature this decoder leaves to the
@@ -294,8 +317,12 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
             _ => {}
         }
         let len = be16(data, pos)?;
-        let seg = data.get(pos + 2..pos + len).ok_or("truncated JPEG segment")?;
-        if seg.is_empty() && matches!(m, 0xC0..=0xC2 | 0xDA) || (matches!(m, 0xC0..=0xC2) && seg.len() < 6) {
+        let seg = data
+            .get(pos + 2..pos + len)
+            .ok_or("truncated JPEG segment")?;
+        if seg.is_empty() && matches!(m, 0xC0..=0xC2 | 0xDA)
+            || (matches!(m, 0xC0..=0xC2) && seg.len() < 6)
+        {
             return Err("truncated JPEG header".into());
         }
         match m {
@@ -316,7 +343,18 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
                     if !(1..=4).contains(&h) || !(1..=4).contains(&v) {
                         return Err("bad sampling factors".into());
                     }
-                    comps.push(Comp { id: b[0], h, v, tq: (b[2] & 3) as usize, stride: 0, rows: 0, plane: Vec::new(), dc_pred: 0, td: 0, ta: 0 });
+                    comps.push(Comp {
+                        id: b[0],
+                        h,
+                        v,
+                        tq: (b[2] & 3) as usize,
+                        stride: 0,
+                        rows: 0,
+                        plane: Vec::new(),
+                        dc_pred: 0,
+                        td: 0,
+                        ta: 0,
+                    });
                 }
                 hmax = comps.iter().map(|c| c.h).max().unwrap();
                 vmax = comps.iter().map(|c| c.v).max().unwrap();
@@ -327,7 +365,10 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
                     c.plane = vec![0; c.stride * c.rows];
                 }
                 if progressive {
-                    coefs = comps.iter().map(|c| vec![[0i32; 64]; (c.stride / 8) * (c.rows / 8)]).collect();
+                    coefs = comps
+                        .iter()
+                        .map(|c| vec![[0i32; 64]; (c.stride / 8) * (c.rows / 8)])
+                        .collect();
                 }
                 frame_seen = true;
             }
@@ -336,11 +377,22 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
                 let mut p = 0;
                 while p < seg.len() {
                     let (tc, th) = (seg[p] >> 4, (seg[p] & 3) as usize);
-                    let counts: [u8; 16] = seg.get(p + 1..p + 17).ok_or("truncated DHT")?.try_into().unwrap();
+                    let counts: [u8; 16] = seg
+                        .get(p + 1..p + 17)
+                        .ok_or("truncated DHT")?
+                        .try_into()
+                        .unwrap();
                     let total: usize = counts.iter().map(|&c| c as usize).sum();
-                    let vals = seg.get(p + 17..p + 17 + total).ok_or("truncated DHT")?.to_vec();
+                    let vals = seg
+                        .get(p + 17..p + 17 + total)
+                        .ok_or("truncated DHT")?
+                        .to_vec();
                     let h = Huffman::new(&counts, vals);
-                    if tc == 0 { dc_tables[th] = h } else { ac_tables[th] = h }
+                    if tc == 0 {
+                        dc_tables[th] = h
+                    } else {
+                        ac_tables[th] = h
+                    }
                     p += 17 + total;
                 }
             }
@@ -370,27 +422,66 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
                 let mut sel = Vec::with_capacity(ns);
                 for i in 0..ns {
                     let b = seg.get(1 + i * 2..3 + i * 2).ok_or("truncated SOS")?;
-                    let ci = comps.iter().position(|c| c.id == b[0]).ok_or("scan names an unknown component")?;
+                    let ci = comps
+                        .iter()
+                        .position(|c| c.id == b[0])
+                        .ok_or("scan names an unknown component")?;
                     comps[ci].td = (b[1] >> 4) as usize & 3;
                     comps[ci].ta = (b[1] & 15) as usize & 3;
                     sel.push(ci);
                 }
                 pos += len;
-                let mut bits = Bits { data, pos, acc: 0, n: 0, hit_marker: false, eof: false };
+                let mut bits = Bits {
+                    data,
+                    pos,
+                    acc: 0,
+                    n: 0,
+                    hit_marker: false,
+                    eof: false,
+                };
                 for c in comps.iter_mut() {
                     c.dc_pred = 0;
                 }
                 if progressive {
                     let p = 1 + 2 * ns;
                     let b = seg.get(p..p + 3).ok_or("truncated SOS")?;
-                    let sp = Spectral { ss: b[0] as usize, se: b[1] as usize, ah: (b[2] >> 4) as u32, al: (b[2] & 15) as u32 };
-                    if sp.se > 63 || sp.ss > sp.se || (sp.ss == 0 && sp.se != 0) || (sp.ss > 0 && ns != 1) {
+                    let sp = Spectral {
+                        ss: b[0] as usize,
+                        se: b[1] as usize,
+                        ah: (b[2] >> 4) as u32,
+                        al: (b[2] & 15) as u32,
+                    };
+                    if sp.se > 63
+                        || sp.ss > sp.se
+                        || (sp.ss == 0 && sp.se != 0)
+                        || (sp.ss > 0 && ns != 1)
+                    {
                         return Err("bad progressive scan parameters".into());
                     }
-                    let geom = Geom { width, height, hmax, vmax, restart_interval };
-                    decode_progressive_scan(&mut bits, &mut comps, &mut coefs, &sel, sp, &dc_tables, &ac_tables, &geom)?;
+                    let geom = Geom {
+                        width,
+                        height,
+                        hmax,
+                        vmax,
+                        restart_interval,
+                    };
+                    decode_progressive_scan(
+                        &mut bits, &mut comps, &mut coefs, &sel, sp, &dc_tables, &ac_tables, &geom,
+                    )?;
                 } else {
-                    decode_scan(&mut bits, &mut comps, &sel, &qt, &dc_tables, &ac_tables, width, height, hmax, vmax, restart_interval)?;
+                    decode_scan(
+                        &mut bits,
+                        &mut comps,
+                        &sel,
+                        &qt,
+                        &dc_tables,
+                        &ac_tables,
+                        width,
+                        height,
+                        hmax,
+                        vmax,
+                        restart_interval,
+                    )?;
                 }
                 if bits.eof {
                     return Err("truncated JPEG: the file ends inside the image data".into());
@@ -427,8 +518,16 @@ pub fn decode(data: &[u8]) -> Result<Option<Decoded>, String> {
     if adobe_transform == Some(0) || adobe_transform == Some(2) {
         return Ok(None);
     }
-    let planes: Vec<Vec<u8>> = comps.iter().map(|c| upsample(c, width, height, hmax, vmax)).collect();
-    Ok(Some((width, height, 3, ycc_to_rgb(&planes[0], &planes[1], &planes[2]))))
+    let planes: Vec<Vec<u8>> = comps
+        .iter()
+        .map(|c| upsample(c, width, height, hmax, vmax))
+        .collect();
+    Ok(Some((
+        width,
+        height,
+        3,
+        ycc_to_rgb(&planes[0], &planes[1], &planes[2]),
+    )))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -491,7 +590,10 @@ fn decode_scan(
     };
     if sel.len() == 1 {
         let ci = sel[0];
-        let (cw, ch) = ((width * comps[ci].h).div_ceil(hmax), (height * comps[ci].v).div_ceil(vmax));
+        let (cw, ch) = (
+            (width * comps[ci].h).div_ceil(hmax),
+            (height * comps[ci].v).div_ceil(vmax),
+        );
         for by in 0..ch.div_ceil(8) {
             for bx in 0..cw.div_ceil(8) {
                 restart(bits, comps, &mut count);
@@ -529,7 +631,8 @@ fn upsample(c: &Comp, width: usize, height: usize, hmax: usize, vmax: usize) -> 
     let exact = hmax.is_multiple_of(c.h) && vmax.is_multiple_of(c.v);
     if exact && fx == 1 && fy == 1 {
         for y in 0..height {
-            out[y * width..(y + 1) * width].copy_from_slice(&c.plane[y * c.stride..y * c.stride + width]);
+            out[y * width..(y + 1) * width]
+                .copy_from_slice(&c.plane[y * c.stride..y * c.stride + width]);
         }
     } else if exact && fx == 2 && fy == 1 && dw > 2 {
         let mut row = vec![0u8; dw * 2];
@@ -542,7 +645,11 @@ fn upsample(c: &Comp, width: usize, height: usize, hmax: usize, vmax: usize) -> 
         for y in 0..height {
             let iy = y / 2;
             // Upper output row blends with the row above, lower with the row below (edges replicated).
-            let other = if y % 2 == 0 { iy.saturating_sub(1) } else { (iy + 1).min(dh - 1) };
+            let other = if y % 2 == 0 {
+                iy.saturating_sub(1)
+            } else {
+                (iy + 1).min(dh - 1)
+            };
             let colsum = |x: usize| src(x, iy) * 3 + src(x, other);
             let mut this = colsum(0);
             let mut last;
@@ -565,7 +672,11 @@ fn upsample(c: &Comp, width: usize, height: usize, hmax: usize, vmax: usize) -> 
     } else if exact && fx == 1 && fy == 2 {
         for y in 0..height {
             let iy = y / 2;
-            let (other, bias) = if y % 2 == 0 { (iy.saturating_sub(1), 1) } else { ((iy + 1).min(dh - 1), 2) };
+            let (other, bias) = if y % 2 == 0 {
+                (iy.saturating_sub(1), 1)
+            } else {
+                ((iy + 1).min(dh - 1), 2)
+            };
             for x in 0..width {
                 out[y * width + x] = ((src(x, iy) * 3 + src(x, other) + bias) >> 2) as u8;
             }
@@ -651,7 +762,11 @@ fn decode_progressive_scan(
 ) -> Result<(), String> {
     let mut eobrun = 0u32;
     let mut count = 0usize;
-    let block = |bits: &mut Bits, c: &mut Comp, coef: &mut [i32; 64], eobrun: &mut u32| -> Result<(), String> {
+    let block = |bits: &mut Bits,
+                 c: &mut Comp,
+                 coef: &mut [i32; 64],
+                 eobrun: &mut u32|
+     -> Result<(), String> {
         if sp.ss == 0 {
             if sp.ah == 0 {
                 let t = bits.decode(&dc[c.td])? as u32;
@@ -757,12 +872,20 @@ fn decode_progressive_scan(
     };
     if sel.len() == 1 {
         let ci = sel[0];
-        let (cw, ch) = ((g.width * comps[ci].h).div_ceil(g.hmax), (g.height * comps[ci].v).div_ceil(g.vmax));
+        let (cw, ch) = (
+            (g.width * comps[ci].h).div_ceil(g.hmax),
+            (g.height * comps[ci].v).div_ceil(g.vmax),
+        );
         let bw = comps[ci].stride / 8;
         for by in 0..ch.div_ceil(8) {
             for bx in 0..cw.div_ceil(8) {
                 restart(bits, comps, &mut count, &mut eobrun);
-                block(bits, &mut comps[ci], &mut coefs[ci][by * bw + bx], &mut eobrun)?;
+                block(
+                    bits,
+                    &mut comps[ci],
+                    &mut coefs[ci][by * bw + bx],
+                    &mut eobrun,
+                )?;
                 count += 1;
             }
         }
@@ -792,9 +915,13 @@ mod tests {
     use super::*;
 
     fn sample_jpeg() -> Vec<u8> {
-        let img = image::RgbImage::from_fn(37, 29, |x, y| image::Rgb([(x * 7) as u8, (y * 9) as u8, ((x + y) * 5) as u8]));
+        let img = image::RgbImage::from_fn(37, 29, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 9) as u8, ((x + y) * 5) as u8])
+        });
         let mut buf = std::io::Cursor::new(Vec::new());
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90).encode_image(&img).unwrap();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90)
+            .encode_image(&img)
+            .unwrap();
         buf.into_inner()
     }
 
@@ -814,7 +941,9 @@ mod tests {
         for _ in 0..300 {
             let mut b = bytes.clone();
             for _ in 0..4 {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let i = (state >> 33) as usize % b.len();
                 b[i] = (state >> 20) as u8;
             }

@@ -15,7 +15,7 @@ pub mod synth;
 
 use std::path::{Path, PathBuf};
 
-pub use preprocess::{load_batch, load_image, load_image_u8, load_mask, SkippedFile};
+pub use preprocess::{SkippedFile, load_batch, load_image, load_image_u8, load_mask};
 pub use registry::{CategorySpec, DatasetSpec, Domain, LayoutKind, Registry};
 
 pub use crate::protocol::Protocol;
@@ -56,19 +56,40 @@ pub struct ListOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: cannot decode image ({reason}); re-export or remove the file (or run with --skip-bad)")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: cannot decode image ({reason}); re-export or remove the file (or run with --skip-bad)"
+    )]
     Decode { path: PathBuf, reason: String },
     #[error("{path}: invalid registry: {reason}")]
     Registry { path: PathBuf, reason: String },
     #[error("unknown dataset `{key}`; known: {known} (add it to datasets.toml)")]
     UnknownDataset { key: String, known: String },
     #[error("dataset `{key}`: unknown category `{category}`; known: {known}")]
-    UnknownCategory { key: String, category: String, known: String },
-    #[error("dataset `{key}`: no root configured; set {env} to the dataset folder, or AVA_DINO_DATA_ROOT to the folder holding `{root}` (try `ava-dino synth --out DIR` for synthetic twins)")]
-    NoRoot { key: String, env: String, root: String },
-    #[error("dataset `{key}`: root {path} does not exist; set {env} or AVA_DINO_DATA_ROOT, or run `ava-dino datasets check {key}`")]
-    MissingRoot { key: String, path: PathBuf, env: String },
+    UnknownCategory {
+        key: String,
+        category: String,
+        known: String,
+    },
+    #[error(
+        "dataset `{key}`: no root configured; set {env} to the dataset folder, or AVA_DINO_DATA_ROOT to the folder holding `{root}` (try `ava-dino synth --out DIR` for synthetic twins)"
+    )]
+    NoRoot {
+        key: String,
+        env: String,
+        root: String,
+    },
+    #[error(
+        "dataset `{key}`: root {path} does not exist; set {env} or AVA_DINO_DATA_ROOT, or run `ava-dino datasets check {key}`"
+    )]
+    MissingRoot {
+        key: String,
+        path: PathBuf,
+        env: String,
+    },
     #[error("{path}: {reason}")]
     Layout { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
@@ -94,7 +115,12 @@ impl DataError {
 ///
 /// An anomalous image without a mask is an error naming it, unless `opts.skip_bad` (then use
 /// [`list_samples_with_skipped`] to get the list of what was left out).
-pub fn list_samples(registry: &Registry, key: &str, protocol: Protocol, opts: &ListOptions) -> Result<Vec<Sample>, DataError> {
+pub fn list_samples(
+    registry: &Registry,
+    key: &str,
+    protocol: Protocol,
+    opts: &ListOptions,
+) -> Result<Vec<Sample>, DataError> {
     list_samples_with_skipped(registry, key, protocol, opts).map(|(s, _)| s)
 }
 
@@ -111,18 +137,29 @@ pub fn list_samples_with_skipped(
             return Err(DataError::UnknownCategory {
                 key: key.to_string(),
                 category: c.clone(),
-                known: spec.categories.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                known: spec
+                    .categories
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
     }
     let root = registry.resolve_root(key)?;
-    let cats: Vec<&CategorySpec> =
-        spec.categories.iter().filter(|c| opts.categories.is_empty() || opts.categories.contains(&c.name)).collect();
+    let cats: Vec<&CategorySpec> = spec
+        .categories
+        .iter()
+        .filter(|c| opts.categories.is_empty() || opts.categories.contains(&c.name))
+        .collect();
     let all = layouts::list(spec, &root, &cats, protocol)?;
     for c in &cats {
         if !all.iter().any(|s| s.category == c.name) {
             let path = root.join(&c.name);
-            let reason = format!("category `{}` of dataset `{key}` has no test images; restore them or remove the category from datasets.toml", c.name);
+            let reason = format!(
+                "category `{}` of dataset `{key}` has no test images; restore them or remove the category from datasets.toml",
+                c.name
+            );
             return Err(DataError::Layout { path, reason });
         }
     }
@@ -134,18 +171,33 @@ pub fn list_samples_with_skipped(
                 "anomalous image has no mask in the ground-truth folder (dataset `{key}`); restore the mask or remove the image"
             );
             if !opts.skip_bad {
-                return Err(DataError::Layout { path: s.image, reason });
+                return Err(DataError::Layout {
+                    path: s.image,
+                    reason,
+                });
             }
-            skipped.push(SkippedFile { path: s.image, reason });
+            skipped.push(SkippedFile {
+                path: s.image,
+                reason,
+            });
             continue;
         }
         samples.push(s);
     }
-    samples.sort_by(|a, b| a.category.cmp(&b.category).then_with(|| a.image_rel.cmp(&b.image_rel)));
+    samples.sort_by(|a, b| {
+        a.category
+            .cmp(&b.category)
+            .then_with(|| a.image_rel.cmp(&b.image_rel))
+    });
     Ok((samples, skipped))
 }
 
 /// Joins `/`-separated relative path parts.
 pub(crate) fn rel_join(parts: &[&str]) -> String {
-    parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/")
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/")
 }

@@ -19,13 +19,18 @@ impl PyRandom {
                 break;
             }
         }
-        let mut r = Self { mt: [0; 624], index: 624 };
+        let mut r = Self {
+            mt: [0; 624],
+            index: 624,
+        };
         r.init_genrand(19_650_218);
         let n = 624usize;
         let (mut i, mut j) = (1usize, 0usize);
         for _ in 0..n.max(key.len()) {
             let prev = r.mt[i - 1] ^ (r.mt[i - 1] >> 30);
-            r.mt[i] = (r.mt[i] ^ prev.wrapping_mul(1_664_525)).wrapping_add(key[j]).wrapping_add(j as u32);
+            r.mt[i] = (r.mt[i] ^ prev.wrapping_mul(1_664_525))
+                .wrapping_add(key[j])
+                .wrapping_add(j as u32);
             i += 1;
             j += 1;
             if i >= n {
@@ -52,7 +57,9 @@ impl PyRandom {
     fn init_genrand(&mut self, s: u32) {
         self.mt[0] = s;
         for i in 1..624 {
-            self.mt[i] = 1_812_433_253u32.wrapping_mul(self.mt[i - 1] ^ (self.mt[i - 1] >> 30)).wrapping_add(i as u32);
+            self.mt[i] = 1_812_433_253u32
+                .wrapping_mul(self.mt[i - 1] ^ (self.mt[i - 1] >> 30))
+                .wrapping_add(i as u32);
         }
         self.index = 624;
     }

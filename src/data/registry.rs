@@ -74,7 +74,9 @@ pub struct CategorySpec {
 impl CategorySpec {
     /// The corrected-protocol class word.
     pub fn true_class_word(&self) -> String {
-        self.class_word.clone().unwrap_or_else(|| self.name.replace('_', " "))
+        self.class_word
+            .clone()
+            .unwrap_or_else(|| self.name.replace('_', " "))
     }
 }
 
@@ -115,7 +117,10 @@ fn d_csv() -> String {
     "split_csv/1cls.csv".into()
 }
 fn d_exts() -> Vec<String> {
-    ["png", "jpg", "jpeg", "bmp", "tif", "tiff"].iter().map(|s| s.to_string()).collect()
+    ["png", "jpg", "jpeg", "bmp", "tif", "tiff"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// One `[datasets.<key>]` entry.
@@ -187,9 +192,17 @@ impl DatasetSpec {
 
     /// Reference class word: component `[-4]` of `<reference_prefix>/<image_rel>`.
     pub fn reference_class_word(&self, image_rel: &str) -> String {
-        let full = format!("{}/{}", self.reference_prefix.trim_end_matches('/'), image_rel);
+        let full = format!(
+            "{}/{}",
+            self.reference_prefix.trim_end_matches('/'),
+            image_rel
+        );
         let parts: Vec<&str> = full.split('/').collect();
-        parts.len().checked_sub(4).map(|i| parts[i].to_string()).unwrap_or_default()
+        parts
+            .len()
+            .checked_sub(4)
+            .map(|i| parts[i].to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -225,38 +238,62 @@ impl Registry {
         if path.is_file() {
             Self::load(&path)
         } else {
-            Self::parse(Path::new("<embedded datasets.toml>"), super::synth::EMBEDDED_REGISTRY)
+            Self::parse(
+                Path::new("<embedded datasets.toml>"),
+                super::synth::EMBEDDED_REGISTRY,
+            )
         }
     }
 
     /// Reads and validates a registry file; the data root comes from `$AVA_DINO_DATA_ROOT`.
     pub fn load(path: &Path) -> Result<Registry, DataError> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::Io { path: path.to_path_buf(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
         Self::parse(path, &text)
     }
 
     /// Parses registry text (`path` is only used in messages).
     pub fn parse(path: &Path, text: &str) -> Result<Registry, DataError> {
-        let err = |reason: String| DataError::Registry { path: path.to_path_buf(), reason };
+        let err = |reason: String| DataError::Registry {
+            path: path.to_path_buf(),
+            reason,
+        };
         let file: RegistryFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         let mut datasets = file.datasets;
         for (key, spec) in datasets.iter_mut() {
             spec.key = key.clone();
             if spec.categories.is_empty() {
-                return Err(err(format!("[datasets.{key}] has no categories; add `categories = [{{ name = \"...\" }}]`")));
+                return Err(err(format!(
+                    "[datasets.{key}] has no categories; add `categories = [{{ name = \"...\" }}]`"
+                )));
             }
             if !(0.0..1.0).contains(&spec.mask_threshold) {
-                return Err(err(format!("[datasets.{key}] mask_threshold {} must be in [0, 1)", spec.mask_threshold)));
+                return Err(err(format!(
+                    "[datasets.{key}] mask_threshold {} must be in [0, 1)",
+                    spec.mask_threshold
+                )));
             }
             let mut seen = std::collections::HashSet::new();
             for c in &spec.categories {
                 if !seen.insert(&c.name) {
-                    return Err(err(format!("[datasets.{key}] lists category `{}` twice", c.name)));
+                    return Err(err(format!(
+                        "[datasets.{key}] lists category `{}` twice",
+                        c.name
+                    )));
                 }
             }
         }
-        let data_root = std::env::var_os(DATA_ROOT_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
-        Ok(Registry { path: path.to_path_buf(), datasets, data_root, ignore_env_roots: false })
+        let data_root = std::env::var_os(DATA_ROOT_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        Ok(Registry {
+            path: path.to_path_buf(),
+            datasets,
+            data_root,
+            ignore_env_roots: false,
+        })
     }
 
     /// Uses `dir` as the common parent of the dataset folders (overrides `$AVA_DINO_DATA_ROOT`;
@@ -275,21 +312,29 @@ impl Registry {
 
     /// The entry for `key`.
     pub fn get(&self, key: &str) -> Result<&DatasetSpec, DataError> {
-        self.datasets.get(key).ok_or_else(|| DataError::UnknownDataset {
-            key: key.to_string(),
-            known: self.datasets.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+        self.datasets
+            .get(key)
+            .ok_or_else(|| DataError::UnknownDataset {
+                key: key.to_string(),
+                known: self.datasets.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
     }
 
     /// The dataset's folder (not checked for existence; see [`Registry::resolve_root`]).
     pub fn root_path(&self, key: &str) -> Result<PathBuf, DataError> {
         let spec = self.get(key)?;
-        if let Some(p) = std::env::var_os(spec.env_var()).filter(|v| !v.is_empty() && !self.ignore_env_roots) {
+        if let Some(p) =
+            std::env::var_os(spec.env_var()).filter(|v| !v.is_empty() && !self.ignore_env_roots)
+        {
             return Ok(PathBuf::from(p));
         }
         match &self.data_root {
             Some(dir) => Ok(dir.join(&spec.root)),
-            None => Err(DataError::NoRoot { key: key.to_string(), env: spec.env_var(), root: spec.root.clone() }),
+            None => Err(DataError::NoRoot {
+                key: key.to_string(),
+                env: spec.env_var(),
+                root: spec.root.clone(),
+            }),
         }
     }
 
@@ -298,7 +343,11 @@ impl Registry {
         let path = self.root_path(key)?;
         if !path.is_dir() {
             let spec = self.get(key)?;
-            return Err(DataError::MissingRoot { key: key.to_string(), path, env: spec.env_var() });
+            return Err(DataError::MissingRoot {
+                key: key.to_string(),
+                path,
+                env: spec.env_var(),
+            });
         }
         Ok(path)
     }

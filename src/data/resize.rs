@@ -49,11 +49,19 @@ fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
         for x in 0..n {
             let v = if ww != 0.0 { k[x] / ww } else { k[x] };
             let fixed = v * (1u32 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if v < 0.0 { (-0.5 + fixed) as i32 } else { (0.5 + fixed) as i32 };
+            weights[xx * ksize + x] = if v < 0.0 {
+                (-0.5 + fixed) as i32
+            } else {
+                (0.5 + fixed) as i32
+            };
         }
         bounds.push((xmin, n));
     }
-    Coeffs { bounds, ksize, weights }
+    Coeffs {
+        bounds,
+        ksize,
+        weights,
+    }
 }
 
 #[inline]
@@ -65,15 +73,37 @@ fn clip8(ss: i32) -> u8 {
 /// `out_w x out_h` exactly as Pillow's `Image.resize((out_w, out_h), Image.BILINEAR)` does.
 ///
 /// A pass whose size does not change is skipped, as in Pillow (it would be the identity anyway).
-pub fn resize_bilinear_u8(src: &[u8], w: usize, h: usize, channels: usize, out_w: usize, out_h: usize) -> Vec<u8> {
-    assert_eq!(src.len(), w * h * channels, "resize: buffer does not match {w}x{h}x{channels}");
-    assert!(w > 0 && h > 0 && out_w > 0 && out_h > 0, "resize: empty image");
+pub fn resize_bilinear_u8(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    channels: usize,
+    out_w: usize,
+    out_h: usize,
+) -> Vec<u8> {
+    assert_eq!(
+        src.len(),
+        w * h * channels,
+        "resize: buffer does not match {w}x{h}x{channels}"
+    );
+    assert!(
+        w > 0 && h > 0 && out_w > 0 && out_h > 0,
+        "resize: empty image"
+    );
     if w == out_w && h == out_h {
         return src.to_vec();
     }
     if vertical_first(w, h, out_w, out_h) {
-        let tmp = if h != out_h { vertical(src, w, channels, &coeffs(h, out_h), 0, out_h) } else { src.to_vec() };
-        return if w != out_w { horizontal(&tmp, w, channels, &coeffs(w, out_w), 0, out_h, out_w) } else { tmp };
+        let tmp = if h != out_h {
+            vertical(src, w, channels, &coeffs(h, out_h), 0, out_h)
+        } else {
+            src.to_vec()
+        };
+        return if w != out_w {
+            horizontal(&tmp, w, channels, &coeffs(w, out_w), 0, out_h, out_w)
+        } else {
+            tmp
+        };
     }
     let vert = coeffs(h, out_h);
     // Horizontal first: only over the source rows the vertical pass will read.
@@ -84,11 +114,23 @@ pub fn resize_bilinear_u8(src: &[u8], w: usize, h: usize, channels: usize, out_w
         (0, h)
     };
     let tmp = if w != out_w {
-        horizontal(src, w, channels, &coeffs(w, out_w), first_row, last_row - first_row, out_w)
+        horizontal(
+            src,
+            w,
+            channels,
+            &coeffs(w, out_w),
+            first_row,
+            last_row - first_row,
+            out_w,
+        )
     } else {
         src[first_row * w * channels..last_row * w * channels].to_vec()
     };
-    if h == out_h { tmp } else { vertical(&tmp, out_w, channels, &vert, first_row, out_h) }
+    if h == out_h {
+        tmp
+    } else {
+        vertical(&tmp, out_w, channels, &vert, first_row, out_h)
+    }
 }
 
 /// Pillow 13's pass order: vertical first iff the height shrinks by more than twice the pixels
@@ -100,7 +142,15 @@ pub fn vertical_first(w: usize, h: usize, out_w: usize, out_h: usize) -> bool {
 }
 
 /// Horizontal pass over `rows` source rows starting at `first_row`.
-fn horizontal(src: &[u8], w: usize, c: usize, hc: &Coeffs, first_row: usize, rows: usize, out_w: usize) -> Vec<u8> {
+fn horizontal(
+    src: &[u8],
+    w: usize,
+    c: usize,
+    hc: &Coeffs,
+    first_row: usize,
+    rows: usize,
+    out_w: usize,
+) -> Vec<u8> {
     let half = 1i32 << (PRECISION_BITS - 1);
     let mut out = vec![0u8; out_w * rows * c];
     for y in 0..rows {
@@ -122,7 +172,14 @@ fn horizontal(src: &[u8], w: usize, c: usize, hc: &Coeffs, first_row: usize, row
 }
 
 /// Vertical pass; `src` row 0 is source row `row_offset` (bounds are in source rows).
-fn vertical(src: &[u8], w: usize, c: usize, vert: &Coeffs, row_offset: usize, out_h: usize) -> Vec<u8> {
+fn vertical(
+    src: &[u8],
+    w: usize,
+    c: usize,
+    vert: &Coeffs,
+    row_offset: usize,
+    out_h: usize,
+) -> Vec<u8> {
     let half = 1i32 << (PRECISION_BITS - 1);
     let stride = w * c;
     let mut out = vec![0u8; out_h * stride];
@@ -174,6 +231,9 @@ mod tests {
     fn halving_matches_pillow() {
         // Pillow 13: Image.fromarray(np.array([[0,0,255,255,0,0,255,255]], np.uint8)).resize((4,1), BILINEAR)
         let src = [0u8, 0, 255, 255, 0, 0, 255, 255];
-        assert_eq!(resize_bilinear_u8(&src, 8, 1, 1, 4, 1), vec![36, 191, 64, 219]);
+        assert_eq!(
+            resize_bilinear_u8(&src, 8, 1, 1, 4, 1),
+            vec![36, 191, 64, 219]
+        );
     }
 }

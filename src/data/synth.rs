@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use image::{ColorType, ImageFormat};
 use rayon::prelude::*;
 
-use super::registry::{DatasetSpec, LayoutKind, Registry};
 use super::DataError;
+use super::registry::{DatasetSpec, LayoutKind, Registry};
 use crate::io::write_atomic;
 
 /// The registry compiled into the binary (the twins follow it).
@@ -56,7 +56,11 @@ pub fn write_all(out: &Path, seed: u64) -> Result<SynthSummary, DataError> {
 }
 
 /// Writes twins of every dataset of `registry` under `out` (folder names from `root`).
-pub fn write_registry(registry: &Registry, out: &Path, seed: u64) -> Result<SynthSummary, DataError> {
+pub fn write_registry(
+    registry: &Registry,
+    out: &Path,
+    seed: u64,
+) -> Result<SynthSummary, DataError> {
     let mut jobs = Vec::new();
     let mut datasets = Vec::new();
     for spec in registry.datasets.values() {
@@ -64,14 +68,21 @@ pub fn write_registry(registry: &Registry, out: &Path, seed: u64) -> Result<Synt
         jobs.append(&mut j);
         datasets.push(ds);
     }
-    jobs.par_iter().map(|j| j.write()).collect::<Result<Vec<()>, DataError>>()?;
+    jobs.par_iter()
+        .map(|j| j.write())
+        .collect::<Result<Vec<()>, DataError>>()?;
     for ds in &datasets {
         let json = serde_json::to_vec_pretty(ds).expect("serializable");
         let p = ds.root.join(SYNTH_MARKER);
         write_atomic(&p, &json).map_err(|e| DataError::Io { path: p, source: e })?;
     }
     let images = datasets.iter().map(|d| d.images).sum();
-    Ok(SynthSummary { out: out.to_path_buf(), datasets, images, files: jobs.len() })
+    Ok(SynthSummary {
+        out: out.to_path_buf(),
+        datasets,
+        images,
+        files: jobs.len(),
+    })
 }
 
 /// Reads a twin's `synth.json`, if the dataset root is a twin.
@@ -84,8 +95,18 @@ pub fn read_marker(root: &Path) -> Option<SynthDataset> {
 // Files to write
 
 enum Payload {
-    Rgb { w: usize, h: usize, data: Vec<u8>, format: ImageFormat },
-    Luma { w: usize, h: usize, data: Vec<u8>, format: ImageFormat },
+    Rgb {
+        w: usize,
+        h: usize,
+        data: Vec<u8>,
+        format: ImageFormat,
+    },
+    Luma {
+        w: usize,
+        h: usize,
+        data: Vec<u8>,
+        format: ImageFormat,
+    },
     Text(String),
 }
 
@@ -102,9 +123,15 @@ impl Job {
             Payload::Text(t) => t.clone().into_bytes(),
         };
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| DataError::Io { path: dir.to_path_buf(), source: e })?;
+            std::fs::create_dir_all(dir).map_err(|e| DataError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
         }
-        write_atomic(&self.path, &bytes).map_err(|e| DataError::Io { path: self.path.clone(), source: e })
+        write_atomic(&self.path, &bytes).map_err(|e| DataError::Io {
+            path: self.path.clone(),
+            source: e,
+        })
     }
 }
 
@@ -113,9 +140,11 @@ fn encode(data: &[u8], w: usize, h: usize, color: ColorType, format: ImageFormat
     if format == ImageFormat::Jpeg {
         // Quality 100 keeps 8x8-aligned constant blocks exact (Kvasir's JPEG masks stay binary).
         let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 100);
-        image::ImageEncoder::write_image(enc, data, w as u32, h as u32, color.into()).expect("in-memory JPEG encode");
+        image::ImageEncoder::write_image(enc, data, w as u32, h as u32, color.into())
+            .expect("in-memory JPEG encode");
     } else {
-        image::write_buffer_with_format(&mut buf, data, w as u32, h as u32, color, format).expect("in-memory encode");
+        image::write_buffer_with_format(&mut buf, data, w as u32, h as u32, color, format)
+            .expect("in-memory encode");
     }
     buf.into_inner()
 }
@@ -152,7 +181,11 @@ impl Rng {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32
     }
     fn color(&mut self) -> [u8; 3] {
-        [self.range(30, 226) as u8, self.range(30, 226) as u8, self.range(30, 226) as u8]
+        [
+            self.range(30, 226) as u8,
+            self.range(30, 226) as u8,
+            self.range(30, 226) as u8,
+        ]
     }
 }
 
@@ -167,8 +200,12 @@ enum Defect {
     Block,
 }
 
-const DEFECT_NAMES: [(&str, Defect); 4] =
-    [("scratch", Defect::Scratch), ("blob", Defect::Blob), ("missing", Defect::Missing), ("stain", Defect::Stain)];
+const DEFECT_NAMES: [(&str, Defect); 4] = [
+    ("scratch", Defect::Scratch),
+    ("blob", Defect::Blob),
+    ("missing", Defect::Missing),
+    ("stain", Defect::Stain),
+];
 
 struct Canvas {
     w: usize,
@@ -189,8 +226,14 @@ impl Canvas {
         let freq = 0.15 + 0.35 * cat_rng.f();
         let angle = std::f32::consts::PI * cat_rng.f();
         let (ca, sa) = (angle.cos(), angle.sin());
-        let (rx, ry) = (w as f32 * (0.25 + 0.1 * cat_rng.f()), h as f32 * (0.25 + 0.1 * cat_rng.f()));
-        let (cx, cy) = (w as f32 / 2.0 + img_rng.f() * 4.0 - 2.0, h as f32 / 2.0 + img_rng.f() * 4.0 - 2.0);
+        let (rx, ry) = (
+            w as f32 * (0.25 + 0.1 * cat_rng.f()),
+            h as f32 * (0.25 + 0.1 * cat_rng.f()),
+        );
+        let (cx, cy) = (
+            w as f32 / 2.0 + img_rng.f() * 4.0 - 2.0,
+            h as f32 / 2.0 + img_rng.f() * 4.0 - 2.0,
+        );
         let mut rgb = vec![0u8; w * h * 3];
         let mut object = vec![false; w * h];
         for y in 0..h {
@@ -203,7 +246,14 @@ impl Canvas {
                 } else {
                     let d = ((x as f32 - cx) / rx).powi(2) + ((y as f32 - cy) / ry).powi(2);
                     if d <= 1.0 {
-                        (if (0.35..0.5).contains(&d) { mix(c1, c0, 0.4) } else { c1 }, true)
+                        (
+                            if (0.35..0.5).contains(&d) {
+                                mix(c1, c0, 0.4)
+                            } else {
+                                c1
+                            },
+                            true,
+                        )
                     } else {
                         (c0, false)
                     }
@@ -214,7 +264,14 @@ impl Canvas {
                 }
             }
         }
-        Canvas { w, h, rgb, mask: vec![0; w * h], background: c0, object }
+        Canvas {
+            w,
+            h,
+            rgb,
+            mask: vec![0; w * h],
+            background: c0,
+            object,
+        }
     }
 
     fn paint(&mut self, x: usize, y: usize, col: [u8; 3]) {
@@ -228,7 +285,10 @@ impl Canvas {
         let (w, h) = (self.w, self.h);
         match kind {
             Defect::Scratch => {
-                let (x0, y0) = (rng.range(w / 5, w * 4 / 5) as f32, rng.range(h / 5, h * 4 / 5) as f32);
+                let (x0, y0) = (
+                    rng.range(w / 5, w * 4 / 5) as f32,
+                    rng.range(h / 5, h * 4 / 5) as f32,
+                );
                 let a = rng.f() * std::f32::consts::PI;
                 let len = (w.min(h) as f32) * (0.25 + 0.2 * rng.f());
                 let col = [20, 20, 25];
@@ -245,8 +305,15 @@ impl Canvas {
             }
             Defect::Blob | Defect::Stain => {
                 let r = rng.range(3, (w.min(h) / 6).max(4)) as f32;
-                let (cx, cy) = (rng.range(w / 4, w * 3 / 4) as f32, rng.range(h / 4, h * 3 / 4) as f32);
-                let col = if matches!(kind, Defect::Stain) { [190, 60, 40] } else { invert(self.background) };
+                let (cx, cy) = (
+                    rng.range(w / 4, w * 3 / 4) as f32,
+                    rng.range(h / 4, h * 3 / 4) as f32,
+                );
+                let col = if matches!(kind, Defect::Stain) {
+                    [190, 60, 40]
+                } else {
+                    invert(self.background)
+                };
                 for y in 0..h {
                     for x in 0..w {
                         let (dx, dy) = (x as f32 - cx, (y as f32 - cy) * 1.3);
@@ -261,7 +328,11 @@ impl Canvas {
                 // pixels that belonged to the object change, so only they are marked.
                 let (rw, rh) = (w / 4, h / 4);
                 let (x0, y0) = (rng.range(w / 4, w / 2), rng.range(h / 4, h / 2));
-                let bg = if self.object.iter().all(|&o| o) { invert(self.background) } else { self.background };
+                let bg = if self.object.iter().all(|&o| o) {
+                    invert(self.background)
+                } else {
+                    self.background
+                };
                 for y in y0..y0 + rh {
                     for x in x0..x0 + rw {
                         if self.object[y * self.w + x] {
@@ -291,7 +362,10 @@ impl Canvas {
 
     /// The mask with anomalous pixels set to `on`.
     fn mask_values(&self, on: u8) -> Vec<u8> {
-        self.mask.iter().map(|&m| if m > 0 { on } else { 0 }).collect()
+        self.mask
+            .iter()
+            .map(|&m| if m > 0 { on } else { 0 })
+            .collect()
     }
 }
 
@@ -326,7 +400,15 @@ struct Plan<'a> {
 impl Plan<'_> {
     /// Renders one image (and its mask when `defect` is set) and queues the files.
     #[allow(clippy::too_many_arguments)]
-    fn image(&mut self, cat: &str, rel: &str, size: (usize, usize), defect: Option<Defect>, mask_rel: Option<&str>, mask_on: u8) {
+    fn image(
+        &mut self,
+        cat: &str,
+        rel: &str,
+        size: (usize, usize),
+        defect: Option<Defect>,
+        mask_rel: Option<&str>,
+        mask_on: u8,
+    ) {
         let mut cat_rng = Rng::new(&[&self.spec.key, cat], self.seed);
         let mut rng = Rng::new(&[&self.spec.key, rel], self.seed);
         let mut canvas = Canvas::new(size.0, size.1, &mut cat_rng, &mut rng);
@@ -336,20 +418,33 @@ impl Plan<'_> {
         let ext = rel.rsplit('.').next().unwrap_or("png");
         self.jobs.push(Job {
             path: self.root.join(rel),
-            payload: Payload::Rgb { w: canvas.w, h: canvas.h, data: canvas.rgb.clone(), format: format_of(ext) },
+            payload: Payload::Rgb {
+                w: canvas.w,
+                h: canvas.h,
+                data: canvas.rgb.clone(),
+                format: format_of(ext),
+            },
         });
         self.images += 1;
         if let Some(m) = mask_rel {
             let ext = m.rsplit('.').next().unwrap_or("png");
             self.jobs.push(Job {
                 path: self.root.join(m),
-                payload: Payload::Luma { w: canvas.w, h: canvas.h, data: canvas.mask_values(mask_on), format: format_of(ext) },
+                payload: Payload::Luma {
+                    w: canvas.w,
+                    h: canvas.h,
+                    data: canvas.mask_values(mask_on),
+                    format: format_of(ext),
+                },
             });
         }
     }
 
     fn text(&mut self, rel: &str, text: String) {
-        self.jobs.push(Job { path: self.root.join(rel), payload: Payload::Text(text) });
+        self.jobs.push(Job {
+            path: self.root.join(rel),
+            payload: Payload::Text(text),
+        });
     }
 }
 
@@ -366,7 +461,13 @@ fn size_for(key: &str, cat: usize, i: usize) -> (usize, usize) {
 }
 
 fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, Vec<Job>) {
-    let mut p = Plan { spec, root, seed, jobs: Vec::new(), images: 0 };
+    let mut p = Plan {
+        spec,
+        root,
+        seed,
+        jobs: Vec::new(),
+        images: 0,
+    };
     let mut cats = Vec::new();
     match spec.layout {
         LayoutKind::Mvtec => {
@@ -378,7 +479,11 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                     ("clinicdb", _) => ("tif", "tif"),
                     _ => ("png", "png"),
                 };
-                let normal_dir = spec.normal_dirs.first().cloned().unwrap_or_else(|| "good".into());
+                let normal_dir = spec
+                    .normal_dirs
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "good".into());
                 let n_normal = if medical { 0 } else { 2 };
                 let types: Vec<(String, Defect)> = match spec.key.as_str() {
                     "btad" => vec![("ko".into(), Defect::Blob)],
@@ -386,10 +491,19 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                     _ if medical => vec![("defect".into(), Defect::Blob)],
                     _ => {
                         let k = ci % DEFECT_NAMES.len();
-                        [DEFECT_NAMES[k], DEFECT_NAMES[(k + 1) % DEFECT_NAMES.len()]].iter().map(|(n, d)| (n.to_string(), *d)).collect()
+                        [DEFECT_NAMES[k], DEFECT_NAMES[(k + 1) % DEFECT_NAMES.len()]]
+                            .iter()
+                            .map(|(n, d)| (n.to_string(), *d))
+                            .collect()
                     }
                 };
-                let per_type = if medical { 10 } else if types.len() == 1 { 3 } else { 2 };
+                let per_type = if medical {
+                    10
+                } else if types.len() == 1 {
+                    3
+                } else {
+                    2
+                };
                 let name = |i: usize| match spec.key.as_str() {
                     "btad" => format!("{i:04}"),
                     "mvtec_ad2" => format!("{i:03}_regular"),
@@ -398,24 +512,68 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                 };
                 let mut idx = 0;
                 for i in 0..n_normal {
-                    let rel = format!("{}/{}/{}/{}.{img_ext}", cat.name, spec.split_dir, normal_dir, name(i));
-                    p.image(&cat.name, &rel, size_for(&spec.key, ci, idx), None, None, 255);
+                    let rel = format!(
+                        "{}/{}/{}/{}.{img_ext}",
+                        cat.name,
+                        spec.split_dir,
+                        normal_dir,
+                        name(i)
+                    );
+                    p.image(
+                        &cat.name,
+                        &rel,
+                        size_for(&spec.key, ci, idx),
+                        None,
+                        None,
+                        255,
+                    );
                     idx += 1;
                 }
                 for (ty, d) in &types {
                     for i in 0..per_type {
-                        let rel = format!("{}/{}/{}/{}.{img_ext}", cat.name, spec.split_dir, ty, name(i));
-                        let mrel = format!("{}/{}/{}/{}{}.{mask_ext}", cat.name, spec.gt_dir, ty, name(i), spec.mask_suffix);
-                        p.image(&cat.name, &rel, size_for(&spec.key, ci, idx), Some(*d), Some(&mrel), 255);
+                        let rel = format!(
+                            "{}/{}/{}/{}.{img_ext}",
+                            cat.name,
+                            spec.split_dir,
+                            ty,
+                            name(i)
+                        );
+                        let mrel = format!(
+                            "{}/{}/{}/{}{}.{mask_ext}",
+                            cat.name,
+                            spec.gt_dir,
+                            ty,
+                            name(i),
+                            spec.mask_suffix
+                        );
+                        p.image(
+                            &cat.name,
+                            &rel,
+                            size_for(&spec.key, ci, idx),
+                            Some(*d),
+                            Some(&mrel),
+                            255,
+                        );
                         idx += 1;
                     }
                 }
                 if !medical {
                     // One training image per category, so the tree is complete; loaders must ignore it.
                     let rel = format!("{}/train/{}/{}.{img_ext}", cat.name, normal_dir, name(0));
-                    p.image(&cat.name, &rel, size_for(&spec.key, ci, idx), None, None, 255);
+                    p.image(
+                        &cat.name,
+                        &rel,
+                        size_for(&spec.key, ci, idx),
+                        None,
+                        None,
+                        255,
+                    );
                 }
-                cats.push(SynthCategory { name: cat.name.clone(), normal: n_normal, anomalous: per_type * types.len() });
+                cats.push(SynthCategory {
+                    name: cat.name.clone(),
+                    normal: n_normal,
+                    anomalous: per_type * types.len(),
+                });
             }
         }
         LayoutKind::Visa => {
@@ -432,24 +590,42 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                     let split = if i < n_normal { "test" } else { "train" };
                     csv.push_str(&format!("{},{split},normal,{rel},\n", cat.name));
                     let entry = serde_json::json!({"img_path": rel, "mask_path": "", "cls_name": cat.name, "specie_name": "", "anomaly": 0});
-                    if i < n_normal { test.push(entry) } else { train.push(entry) }
+                    if i < n_normal {
+                        test.push(entry)
+                    } else {
+                        train.push(entry)
+                    }
                 }
                 for i in 0..n_anom {
                     let rel = format!("{}/Data/Images/Anomaly/{i:03}.JPG", cat.name);
                     let mrel = format!("{}/Data/Masks/Anomaly/{i:03}.png", cat.name);
                     let (_, d) = DEFECT_NAMES[(ci + i) % DEFECT_NAMES.len()];
                     // VisA masks are index masks (small non-zero values), not 0/255.
-                    p.image(&cat.name, &rel, size_for(&spec.key, ci, n_normal + 1 + i), Some(d), Some(&mrel), (1 + i % 3) as u8);
+                    p.image(
+                        &cat.name,
+                        &rel,
+                        size_for(&spec.key, ci, n_normal + 1 + i),
+                        Some(d),
+                        Some(&mrel),
+                        (1 + i % 3) as u8,
+                    );
                     csv.push_str(&format!("{},test,anomaly,{rel},{mrel}\n", cat.name));
                     test.push(serde_json::json!({"img_path": rel, "mask_path": mrel, "cls_name": cat.name, "specie_name": "", "anomaly": 1}));
                 }
                 meta_test.insert(cat.name.clone(), serde_json::Value::Array(test));
                 meta_train.insert(cat.name.clone(), serde_json::Value::Array(train));
-                cats.push(SynthCategory { name: cat.name.clone(), normal: n_normal, anomalous: n_anom });
+                cats.push(SynthCategory {
+                    name: cat.name.clone(),
+                    normal: n_normal,
+                    anomalous: n_anom,
+                });
             }
             p.text(&spec.split_csv, csv);
             let meta = serde_json::json!({"train": meta_train, "test": meta_test});
-            p.text(&spec.meta, serde_json::to_string_pretty(&meta).expect("json"));
+            p.text(
+                &spec.meta,
+                serde_json::to_string_pretty(&meta).expect("json"),
+            );
         }
         LayoutKind::Ksdd2 => {
             let cat = &spec.categories[0];
@@ -460,9 +636,20 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                 let mrel = format!("{}/{id}{}.png", spec.split_dir, spec.mask_suffix);
                 // Official KSDD2 ships a GT file for every image, all-zero for negatives.
                 let d = (i < n_pos).then_some(Defect::Scratch);
-                p.image(&cat.name, &rel, size_for(&spec.key, 0, i), d, Some(&mrel), 255);
+                p.image(
+                    &cat.name,
+                    &rel,
+                    size_for(&spec.key, 0, i),
+                    d,
+                    Some(&mrel),
+                    255,
+                );
             }
-            cats.push(SynthCategory { name: cat.name.clone(), normal: n_neg, anomalous: n_pos });
+            cats.push(SynthCategory {
+                name: cat.name.clone(),
+                normal: n_neg,
+                anomalous: n_pos,
+            });
         }
         LayoutKind::Kvasir => {
             let cat = &spec.categories[0];
@@ -471,11 +658,28 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                 let name = format!("cju{:04x}{}.jpg", 0x1a2b + i * 37, ["a", "b", "c"][i % 3]);
                 let rel = format!("{}/{name}", spec.images_dir);
                 let mrel = format!("{}/{name}", spec.masks_dir);
-                p.image(&cat.name, &rel, size_for(&spec.key, 0, i), Some(Defect::Block), Some(&mrel), 255);
+                p.image(
+                    &cat.name,
+                    &rel,
+                    size_for(&spec.key, 0, i),
+                    Some(Defect::Block),
+                    Some(&mrel),
+                    255,
+                );
             }
-            cats.push(SynthCategory { name: cat.name.clone(), normal: 0, anomalous: n });
+            cats.push(SynthCategory {
+                name: cat.name.clone(),
+                normal: 0,
+                anomalous: n,
+            });
         }
     }
-    let ds = SynthDataset { key: spec.key.clone(), root: root.to_path_buf(), seed, categories: cats, images: p.images };
+    let ds = SynthDataset {
+        key: spec.key.clone(),
+        root: root.to_path_buf(),
+        seed,
+        categories: cats,
+        images: p.images,
+    };
     (ds, p.jobs)
 }

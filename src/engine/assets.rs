@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use burn::tensor::Device;
 
 use super::EngineError;
-use crate::backbone::{load_backbone, DinoV3, DinoV3Config};
-use crate::data::{synth, Registry};
+use crate::backbone::{DinoV3, DinoV3Config, load_backbone};
+use crate::data::{Registry, synth};
 use crate::engine::cache::sha256_file;
 use crate::experiment::schema::{Experiment, Source};
-use crate::text::{load_text_encoder, ClipText, ClipTextConfig, TextFeatureCache};
+use crate::text::{ClipText, ClipTextConfig, TextFeatureCache, load_text_encoder};
 
 /// Everything frozen that a job reads.
 pub struct Assets {
@@ -30,7 +30,9 @@ pub struct Assets {
 fn resolve(source: &Source, what: &str) -> Result<Option<PathBuf>, EngineError> {
     source.resolve().map_err(|var| EngineError::Asset {
         what: what.into(),
-        message: format!("environment variable {var} is not set; set it to the path, or use `embedded`"),
+        message: format!(
+            "environment variable {var} is not set; set it to the path, or use `embedded`"
+        ),
     })
 }
 
@@ -49,7 +51,11 @@ fn asset_key(exp: &Experiment) -> String {
 }
 
 /// The assets of `exp`, built at most once per process.
-pub fn shared_assets(exp: &Experiment, repo_root: &Path, device: &Device) -> Result<Arc<Assets>, EngineError> {
+pub fn shared_assets(
+    exp: &Experiment,
+    repo_root: &Path,
+    device: &Device,
+) -> Result<Arc<Assets>, EngineError> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<Assets>>>> = OnceLock::new();
     let key = asset_key(exp);
     let cache = CACHE.get_or_init(Default::default);
@@ -57,22 +63,39 @@ pub fn shared_assets(exp: &Experiment, repo_root: &Path, device: &Device) -> Res
         return Ok(a.clone());
     }
     let assets = Arc::new(Assets::prepare(exp, repo_root, device)?);
-    cache.lock().expect("asset cache lock").insert(key, assets.clone());
+    cache
+        .lock()
+        .expect("asset cache lock")
+        .insert(key, assets.clone());
     Ok(assets)
 }
 
 impl Assets {
-    pub fn prepare(exp: &Experiment, repo_root: &Path, device: &Device) -> Result<Self, EngineError> {
+    pub fn prepare(
+        exp: &Experiment,
+        repo_root: &Path,
+        device: &Device,
+    ) -> Result<Self, EngineError> {
         let registry = registry(exp, repo_root)?;
         let (backbone, backbone_id) = match resolve(&exp.backbone.weights, "DINOv3 weights")? {
             None => {
                 let e = &exp.backbone.embedded;
                 let cfg = DinoV3Config::tiny(e.dim, e.depth, e.heads, e.patch, 4);
-                (DinoV3::random(&cfg, e.seed, device), format!("embedded:dinov3-{}x{}x{}p{}:{}", e.dim, e.depth, e.heads, e.patch, e.seed))
+                (
+                    DinoV3::random(&cfg, e.seed, device),
+                    format!(
+                        "embedded:dinov3-{}x{}x{}p{}:{}",
+                        e.dim, e.depth, e.heads, e.patch, e.seed
+                    ),
+                )
             }
             Some(path) => {
                 let model = load_backbone(&path, device)?;
-                let file = if path.is_dir() { crate::backbone::load::weights_in_dir(&path)? } else { path.clone() };
+                let file = if path.is_dir() {
+                    crate::backbone::load::weights_in_dir(&path)?
+                } else {
+                    path.clone()
+                };
                 (model, format!("sha256:{}", sha256_file(&file)?))
             }
         };
@@ -89,7 +112,10 @@ impl Assets {
                     ..ClipTextConfig::vitl14_336()
                 };
                 let model = ClipText::random(cfg, e.seed, device)?.with_activation(activation);
-                let id = format!("embedded:clip-{}x{}x{}:{}", e.width, e.layers, e.embed_dim, e.seed);
+                let id = format!(
+                    "embedded:clip-{}x{}x{}:{}",
+                    e.width, e.layers, e.embed_dim, e.seed
+                );
                 (model, id)
             }
             Some(path) => {
@@ -98,7 +124,10 @@ impl Assets {
                 (model, id)
             }
         };
-        let text_cache_dir = exp.cache.disk.then(|| repo_root.join(&exp.cache.dir).with_file_name("text"));
+        let text_cache_dir = exp
+            .cache
+            .disk
+            .then(|| repo_root.join(&exp.cache.dir).with_file_name("text"));
         Ok(Assets {
             registry,
             backbone,
@@ -115,7 +144,11 @@ impl Assets {
 /// The dataset registry; with `data.root: embedded` the synthetic twins are written first (once).
 fn registry(exp: &Experiment, repo_root: &Path) -> Result<Registry, EngineError> {
     let path = repo_root.join(&exp.data.registry);
-    let reg = if path.is_file() { Registry::load(&path)? } else { Registry::load_default()? };
+    let reg = if path.is_file() {
+        Registry::load(&path)?
+    } else {
+        Registry::load_default()?
+    };
     match resolve(&exp.data.root, "data root")? {
         Some(root) => Ok(reg.with_data_root(root)),
         None => {
@@ -124,8 +157,12 @@ fn registry(exp: &Experiment, repo_root: &Path) -> Result<Registry, EngineError>
             let stamp = format!("seed={}\n", exp.data.synthetic.seed);
             if std::fs::read_to_string(&marker).ok().as_deref() != Some(stamp.as_str()) {
                 synth::write_all(&dir, exp.data.synthetic.seed)?;
-                crate::io::write_atomic(&marker, stamp.as_bytes())
-                    .map_err(|source| EngineError::Io { path: marker.clone(), source })?;
+                crate::io::write_atomic(&marker, stamp.as_bytes()).map_err(|source| {
+                    EngineError::Io {
+                        path: marker.clone(),
+                        source,
+                    }
+                })?;
             }
             Ok(reg.with_fixed_root(dir))
         }

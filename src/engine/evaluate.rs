@@ -9,9 +9,9 @@
 use burn::tensor::Device;
 
 use super::train::ImageSet;
+use crate::experiment::record::{CategoryMetrics, MetricSet};
 use crate::io::HostTensor;
 use crate::metrics::{self, MetricsError};
-use crate::experiment::record::{CategoryMetrics, MetricSet};
 use crate::model::{AvaDino, Protocol};
 
 /// What the model says about one image.
@@ -50,16 +50,31 @@ pub fn predict(
     let mut maps = Vec::new();
     for chunk in indices.chunks(batch_size.max(1)) {
         let (cls, patches) = set.features.batch(chunk, device);
-        let out = model.forward(&cls, &patches, set.features.grid, set.text_tensor(chunk, device));
+        let out = model.forward(
+            &cls,
+            &patches,
+            set.features.grid,
+            set.text_tensor(chunk, device),
+        );
         let map = HostTensor::from_tensor(out.anomaly_map);
         let wn = HostTensor::from_tensor(out.w_normal);
         let wa = HostTensor::from_tensor(out.w_anomaly);
-        let (map, wn, wa) = (map.as_f32().unwrap(), wn.as_f32().unwrap(), wa.as_f32().unwrap());
+        let (map, wn, wa) = (
+            map.as_f32().unwrap(),
+            wn.as_f32().unwrap(),
+            wa.as_f32().unwrap(),
+        );
         let per = map.len() / chunk.len();
         for (k, &i) in chunk.iter().enumerate() {
             let m = &map[k * per..(k + 1) * per];
             let score = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            preds.push(ImagePrediction { index: i, label: set.labels[i], score, w_normal: wn[k], w_anomaly: wa[k] });
+            preds.push(ImagePrediction {
+                index: i,
+                label: set.labels[i],
+                score,
+                w_normal: wn[k],
+                w_anomaly: wa[k],
+            });
             if keep_maps {
                 maps.push(m.to_vec());
             }
@@ -70,7 +85,11 @@ pub fn predict(
 
 /// `(x - min) / (max - min + 1e-8)` in f32, as numpy does on the reference's float32 arrays.
 fn rescale_f32(values: &mut [f32]) {
-    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    let (lo, hi) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
     let denom = hi - lo + 1e-8f32;
     for v in values.iter_mut() {
         *v = (*v - lo) / denom;
@@ -140,11 +159,15 @@ pub fn evaluate(
     let mut names: Vec<&String> = categories.iter().collect();
     names.sort();
     names.dedup();
-    let mut out = SetEvaluation { categories: Vec::new(), images: Vec::new() };
+    let mut out = SetEvaluation {
+        categories: Vec::new(),
+        images: Vec::new(),
+    };
     for name in names {
         let indices: Vec<usize> = (0..set.len()).filter(|&i| &categories[i] == name).collect();
         let (preds, maps) = predict(model, set, &indices, opts.batch_size, device, true);
-        out.categories.push(category_metrics(name, set, &preds, &maps, opts)?);
+        out.categories
+            .push(category_metrics(name, set, &preds, &maps, opts)?);
         out.images.extend(preds);
     }
     Ok(out)

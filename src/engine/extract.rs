@@ -10,13 +10,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use burn::tensor::{Device, Tensor};
 use half::f16;
 
+use super::EngineError;
 use super::assets::Assets;
 use super::cache::{FeatureCache, FeatureKey, Features, ImageId};
 use super::features::{FeatureDtype, FeatureTable};
 use super::progress::Progress;
 use super::train::{ImageSet, MaskTable, TextPair};
-use super::EngineError;
-use crate::data::{list_samples_with_skipped, load_batch, load_mask, ListOptions, Sample, SkippedFile};
+use crate::data::{
+    ListOptions, Sample, SkippedFile, list_samples_with_skipped, load_batch, load_mask,
+};
 use crate::experiment::schema::Experiment;
 use crate::io::HostTensor;
 
@@ -80,7 +82,9 @@ pub fn dataset_features(
         return Ok(f.clone());
     }
     let f = Arc::new(extract(assets, exp, dataset, repo_root, device, quiet)?);
-    memo.lock().expect("feature memo lock").insert(key, f.clone());
+    memo.lock()
+        .expect("feature memo lock")
+        .insert(key, f.clone());
     Ok(f)
 }
 
@@ -94,21 +98,37 @@ fn extract(
 ) -> Result<DatasetFeatures, EngineError> {
     let size = exp.data.image_size;
     let taps = &exp.backbone.taps;
-    let opts = ListOptions { skip_bad: exp.data.skip_bad, ..ListOptions::default() };
-    let (samples, mut skipped) = list_samples_with_skipped(&assets.registry, dataset, exp.protocol, &opts)?;
+    let opts = ListOptions {
+        skip_bad: exp.data.skip_bad,
+        ..ListOptions::default()
+    };
+    let (samples, mut skipped) =
+        list_samples_with_skipped(&assets.registry, dataset, exp.protocol, &opts)?;
     if samples.is_empty() {
-        return Err(EngineError::Asset { what: format!("dataset {dataset}"), message: "no images found".into() });
+        return Err(EngineError::Asset {
+            what: format!("dataset {dataset}"),
+            message: "no images found".into(),
+        });
     }
     let cache = FeatureCache::new(exp.cache.disk.then(|| repo_root.join(&exp.cache.dir)), None);
     // Features are rounded to f16 whenever shards are on disk, so a run that reads them back and
     // a run that computed them see the same numbers (resume gives identical results).
-    let dtype = if exp.cache.disk { FeatureDtype::F16 } else { FeatureDtype::F32 };
+    let dtype = if exp.cache.disk {
+        FeatureDtype::F16
+    } else {
+        FeatureDtype::F32
+    };
     let cfg = &assets.backbone.config;
     let grid = [size / cfg.patch_size, size / cfg.patch_size];
     let mut table = FeatureTable::new(cfg.hidden_size, grid, taps.len(), dtype);
     let mut masks = MaskTable::new(size);
     let mut kept: Vec<Sample> = Vec::with_capacity(samples.len());
-    let mut progress = Progress::new(&format!("extract {dataset}"), samples.len() as u64, quiet, exp.train.log_every as u64);
+    let mut progress = Progress::new(
+        &format!("extract {dataset}"),
+        samples.len() as u64,
+        quiet,
+        exp.train.log_every as u64,
+    );
     for chunk in samples.chunks(CHUNK) {
         let keys: Vec<FeatureKey> = chunk
             .iter()
@@ -121,7 +141,10 @@ fn extract(
                 })
             })
             .collect::<Result<_, EngineError>>()?;
-        let mut found: Vec<Option<Arc<Features>>> = keys.iter().map(|k| cache.get(k)).collect::<Result<_, _>>()?;
+        let mut found: Vec<Option<Arc<Features>>> = keys
+            .iter()
+            .map(|k| cache.get(k))
+            .collect::<Result<_, _>>()?;
         let mut chunk_masks: Vec<Option<HostTensor>> = vec![None; chunk.len()];
         let misses: Vec<usize> = (0..chunk.len()).filter(|&i| found[i].is_none()).collect();
         if !misses.is_empty() {
@@ -129,11 +152,19 @@ fn extract(
             let (loaded, bad) = load_batch(&miss_samples, size, exp.data.skip_bad)?;
             skipped.extend(bad);
             for batch in loaded.chunks(exp.train.extract_batch_size.max(1)) {
-                let pixels: Vec<Tensor<4>> = batch.iter().map(|(_, img, _)| img.to_tensor::<3>(device).unsqueeze::<4>()).collect();
+                let pixels: Vec<Tensor<4>> = batch
+                    .iter()
+                    .map(|(_, img, _)| img.to_tensor::<3>(device).unsqueeze::<4>())
+                    .collect();
                 let taps_out = assets.backbone.forward_taps(Tensor::cat(pixels, 0), taps);
                 let per_tap: Vec<(HostTensor, HostTensor)> = taps_out
                     .into_iter()
-                    .map(|t| (HostTensor::from_tensor(t.cls), HostTensor::from_tensor(t.patches)))
+                    .map(|t| {
+                        (
+                            HostTensor::from_tensor(t.cls),
+                            HostTensor::from_tensor(t.patches),
+                        )
+                    })
                     .collect();
                 for (b, (j, _, mask)) in batch.iter().enumerate() {
                     let i = misses[*j];
@@ -142,7 +173,10 @@ fn extract(
                         let d = cls.shape[1];
                         let n = patches.shape[1];
                         let c = round(&cls.as_f32().unwrap()[b * d..(b + 1) * d], dtype);
-                        let p = round(&patches.as_f32().unwrap()[b * n * d..(b + 1) * n * d], dtype);
+                        let p = round(
+                            &patches.as_f32().unwrap()[b * n * d..(b + 1) * n * d],
+                            dtype,
+                        );
                         f.insert(format!("cls.{t}"), HostTensor::f32(vec![d], c));
                         f.insert(format!("patches.{t}"), HostTensor::f32(vec![n, d], p));
                     }
@@ -157,8 +191,14 @@ fn extract(
                 Some(m) => m,
                 None => load_mask(sample.mask.as_deref(), size, sample.mask_threshold)?,
             };
-            let cls: Vec<&[f32]> = taps.iter().map(|t| feature(features, &format!("cls.{t}"))).collect::<Result<_, _>>()?;
-            let patches: Vec<&[f32]> = taps.iter().map(|t| feature(features, &format!("patches.{t}"))).collect::<Result<_, _>>()?;
+            let cls: Vec<&[f32]> = taps
+                .iter()
+                .map(|t| feature(features, &format!("cls.{t}")))
+                .collect::<Result<_, _>>()?;
+            let patches: Vec<&[f32]> = taps
+                .iter()
+                .map(|t| feature(features, &format!("patches.{t}")))
+                .collect::<Result<_, _>>()?;
             table.push(&cls, &patches);
             masks.push(mask.as_u8().expect("masks are u8"));
             kept.push(sample.clone());
@@ -171,13 +211,21 @@ fn extract(
     words.dedup();
     let prompts = words
         .iter()
-        .map(|w| assets.text.get_or_compute(w).map(|t| TextPair { normal: t.normal, anomaly: t.anomaly }))
+        .map(|w| {
+            assets.text.get_or_compute(w).map(|t| TextPair {
+                normal: t.normal,
+                anomaly: t.anomaly,
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(DatasetFeatures {
         key: dataset.to_string(),
         labels: kept.iter().map(|s| s.label).collect(),
         categories: kept.iter().map(|s| s.category.clone()).collect(),
-        text: kept.iter().map(|s| words.binary_search(&s.class_word).expect("word listed")).collect(),
+        text: kept
+            .iter()
+            .map(|s| words.binary_search(&s.class_word).expect("word listed"))
+            .collect(),
         samples: kept,
         table,
         masks,
@@ -195,8 +243,10 @@ fn round(values: &[f32], dtype: FeatureDtype) -> Vec<f32> {
 }
 
 fn feature<'a>(f: &'a Features, name: &str) -> Result<&'a [f32], EngineError> {
-    f.get(name).and_then(|t| t.as_f32()).ok_or_else(|| EngineError::Asset {
-        what: "feature cache".into(),
-        message: format!("a cached shard lacks `{name}`; delete the cache directory and rerun"),
-    })
+    f.get(name)
+        .and_then(|t| t.as_f32())
+        .ok_or_else(|| EngineError::Asset {
+            what: "feature cache".into(),
+            message: format!("a cached shard lacks `{name}`; delete the cache directory and rerun"),
+        })
 }

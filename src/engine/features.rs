@@ -61,7 +61,14 @@ pub struct FeatureTable {
 
 impl FeatureTable {
     pub fn new(dim: usize, grid: [usize; 2], n_taps: usize, dtype: FeatureDtype) -> Self {
-        Self { dim, grid, n_taps, cls: Store::new(dtype), patches: Store::new(dtype), len: 0 }
+        Self {
+            dim,
+            grid,
+            n_taps,
+            cls: Store::new(dtype),
+            patches: Store::new(dtype),
+            len: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -91,12 +98,21 @@ impl FeatureTable {
 
     /// Appends a batch from the backbone's per-tap outputs `cls [B, D]` and `patches [B, h*w, D]`.
     pub fn push_batch(&mut self, cls: &[Tensor<2>], patches: &[Tensor<3>]) {
-        let cls: Vec<Vec<f32>> = cls.iter().map(|t| HostTensor::from_tensor(t.clone()).to_f32_vec()).collect();
-        let patches: Vec<Vec<f32>> = patches.iter().map(|t| HostTensor::from_tensor(t.clone()).to_f32_vec()).collect();
+        let cls: Vec<Vec<f32>> = cls
+            .iter()
+            .map(|t| HostTensor::from_tensor(t.clone()).to_f32_vec())
+            .collect();
+        let patches: Vec<Vec<f32>> = patches
+            .iter()
+            .map(|t| HostTensor::from_tensor(t.clone()).to_f32_vec())
+            .collect();
         let batch = cls.first().map_or(0, |c| c.len() / self.dim);
         let pl = self.patch_len();
         for b in 0..batch {
-            let c: Vec<&[f32]> = cls.iter().map(|v| &v[b * self.dim..(b + 1) * self.dim]).collect();
+            let c: Vec<&[f32]> = cls
+                .iter()
+                .map(|v| &v[b * self.dim..(b + 1) * self.dim])
+                .collect();
             let p: Vec<&[f32]> = patches.iter().map(|v| &v[b * pl..(b + 1) * pl]).collect();
             self.push(&c, &p);
         }

@@ -12,19 +12,19 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 
-use super::assets::{shared_assets, Assets};
-use super::evaluate::{evaluate, predict, EvalOptions, SetEvaluation};
-use super::extract::{dataset_features, DatasetFeatures};
+use super::assets::{Assets, shared_assets};
+use super::evaluate::{EvalOptions, SetEvaluation, evaluate, predict};
+use super::extract::{DatasetFeatures, dataset_features};
 use super::progress::Progress;
-use super::train::{epoch_order, run_epoch, steps_per_epoch, EpochSummary};
+use super::train::{EpochSummary, epoch_order, run_epoch, steps_per_epoch};
 use super::{EngineError, RunOptions};
 use crate::experiment::record::{
-    EpochRecord, Evaluation, LossRecord, Provenance, RoutingRow, RoutingSummary, RunMetrics, FINAL_SELECTION,
-    REFERENCE_SELECTION, SCHEMA_VERSION, UNTRAINED_SELECTION,
+    EpochRecord, Evaluation, FINAL_SELECTION, LossRecord, Provenance, REFERENCE_SELECTION,
+    RoutingRow, RoutingSummary, RunMetrics, SCHEMA_VERSION, UNTRAINED_SELECTION,
 };
 use crate::experiment::schema::{EpochSelection, Experiment, Variant as JobVariant};
-use crate::experiment::{sweep, Job, RunDir};
-use crate::io::{write_atomic, HostTensor};
+use crate::experiment::{Job, RunDir, sweep};
+use crate::io::{HostTensor, write_atomic};
 use crate::model::checkpoint::expected_shapes;
 use crate::model::{AvaDino, LossWeights, MethodConfig, OptimConfig, Trainer, Variant};
 
@@ -49,7 +49,12 @@ pub fn method_config(exp: &Experiment, job: &Job, dim: usize, text_dim: usize) -
         map_size: exp.data.image_size,
         variant: method_variant(job.variant),
         protocol: exp.protocol,
-        loss_weights: LossWeights { aware: exp.loss.aware, seg: exp.loss.seg, global: exp.loss.global, route: exp.loss.route },
+        loss_weights: LossWeights {
+            aware: exp.loss.aware,
+            seg: exp.loss.seg,
+            global: exp.loss.global,
+            route: exp.loss.route,
+        },
     }
 }
 
@@ -67,16 +72,32 @@ struct EpochFile {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
-    move |source| EngineError::Io { path: path.to_path_buf(), source }
+    move |source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
-fn save_epoch(rd: &RunDir, epoch: usize, trainer: &Trainer, file: &EpochFile) -> Result<(), EngineError> {
+fn save_epoch(
+    rd: &RunDir,
+    epoch: usize,
+    trainer: &Trainer,
+    file: &EpochFile,
+) -> Result<(), EngineError> {
     let dir = rd.checkpoint_dir(epoch);
     trainer.model.save(&dir.join(ADAPTERS))?;
-    if epoch > 0 && matches!(trainer.model.config.variant, Variant::Full | Variant::NoRouteLoss) {
+    if epoch > 0
+        && matches!(
+            trainer.model.config.variant,
+            Variant::Full | Variant::NoRouteLoss
+        )
+    {
         // The reference's own format (its `epoch_N.pth` counts from 0): its test.py can read it.
         // The ablations that change the module structure have no place in that format.
-        trainer.model.save_reference_pth(&dir.join(format!("epoch_{}.pth", epoch - 1)), (epoch - 1) as i64)?;
+        trainer.model.save_reference_pth(
+            &dir.join(format!("epoch_{}.pth", epoch - 1)),
+            (epoch - 1) as i64,
+        )?;
     }
     let (model, optim) = trainer.state_bytes()?;
     for (name, bytes) in [(MODEL_STATE, model), (OPTIM_STATE, optim)] {
@@ -84,7 +105,11 @@ fn save_epoch(rd: &RunDir, epoch: usize, trainer: &Trainer, file: &EpochFile) ->
         write_atomic(&p, &bytes).map_err(io_err(&p))?;
     }
     let p = dir.join(EPOCH_JSON);
-    write_atomic(&p, &serde_json::to_vec_pretty(file).expect("epoch file serializes")).map_err(io_err(&p))?;
+    write_atomic(
+        &p,
+        &serde_json::to_vec_pretty(file).expect("epoch file serializes"),
+    )
+    .map_err(io_err(&p))?;
     rd.mark_checkpoint_complete(epoch)?;
     Ok(())
 }
@@ -92,7 +117,10 @@ fn save_epoch(rd: &RunDir, epoch: usize, trainer: &Trainer, file: &EpochFile) ->
 fn read_epoch(rd: &RunDir, epoch: usize) -> Result<EpochFile, EngineError> {
     let p = rd.checkpoint_dir(epoch).join(EPOCH_JSON);
     let text = std::fs::read(&p).map_err(io_err(&p))?;
-    serde_json::from_slice(&text).map_err(|e| EngineError::Asset { what: p.display().to_string(), message: e.to_string() })
+    serde_json::from_slice(&text).map_err(|e| EngineError::Asset {
+        what: p.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Trains (or resumes, or reuses) the adapters of `job` and returns the epoch files 0..=epochs.
@@ -122,7 +150,11 @@ fn train_shared(
         None => {
             ad.seed(exp.model.init_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ job.seed);
             let trainer = Trainer::new(AvaDino::try_new(cfg, &ad)?, optim.clone());
-            let file = EpochFile { summary: EpochSummary::default(), seconds: 0.0, steps_done: 0 };
+            let file = EpochFile {
+                summary: EpochSummary::default(),
+                seconds: 0.0,
+                steps_done: 0,
+            };
             save_epoch(rd, 0, &trainer, &file)?;
             trainer
         }
@@ -135,14 +167,27 @@ fn train_shared(
             let file = read_epoch(rd, k)?;
             let template = AvaDino::try_new(cfg, &ad)?;
             if k < exp.train.epochs {
-                let _ = rd.log_line(&format!("resuming training after epoch {k} of {}", exp.train.epochs));
+                let _ = rd.log_line(&format!(
+                    "resuming training after epoch {k} of {}",
+                    exp.train.epochs
+                ));
             }
-            Trainer::resume(template, optim.clone(), read(MODEL_STATE)?, read(OPTIM_STATE)?, file.steps_done)?
+            Trainer::resume(
+                template,
+                optim.clone(),
+                read(MODEL_STATE)?,
+                read(OPTIM_STATE)?,
+                file.steps_done,
+            )?
         }
     };
     let start = latest.unwrap_or(0) + 1;
     if start <= exp.train.epochs {
-        let _ = rd.log_line(&format!("{} | {steps} steps/epoch, warmup {} steps", trainer.model.describe(), optim.warmup_steps));
+        let _ = rd.log_line(&format!(
+            "{} | {steps} steps/epoch, warmup {} steps",
+            trainer.model.describe(),
+            optim.warmup_steps
+        ));
         let mut progress = Progress::new(
             &format!("train {}", job.train_key()),
             ((exp.train.epochs + 1 - start) * steps) as u64,
@@ -151,13 +196,26 @@ fn train_shared(
         );
         for epoch in start..=exp.train.epochs {
             let t = Instant::now();
-            let order: Vec<usize> =
-                if exp.train.shuffle { epoch_order(n, job.seed, epoch - 1) } else { (0..n).collect() };
+            let order: Vec<usize> = if exp.train.shuffle {
+                epoch_order(n, job.seed, epoch - 1)
+            } else {
+                (0..n).collect()
+            };
             let set = data.set();
-            let summary = run_epoch(&mut trainer, &set, epoch, &order, exp.train.batch_size, &ad, &mut |_, l| {
-                progress.inc(1, &format!("epoch {epoch} loss {:.4}", l.total))
-            });
-            let file = EpochFile { summary, seconds: t.elapsed().as_secs_f64(), steps_done: trainer.steps_done() };
+            let summary = run_epoch(
+                &mut trainer,
+                &set,
+                epoch,
+                &order,
+                exp.train.batch_size,
+                &ad,
+                &mut |_, l| progress.inc(1, &format!("epoch {epoch} loss {:.4}", l.total)),
+            );
+            let file = EpochFile {
+                summary,
+                seconds: t.elapsed().as_secs_f64(),
+                steps_done: trainer.steps_done(),
+            };
             save_epoch(rd, epoch, &trainer, &file)?;
         }
         progress.finish();
@@ -167,8 +225,16 @@ fn train_shared(
 
 fn loss_record(summary: &EpochSummary) -> LossRecord {
     let n = summary.step_losses.len().max(1) as f64;
-    let mean = |f: fn(&crate::model::LossValues) -> f32| summary.step_losses.iter().map(|l| f(l) as f64).sum::<f64>() / n;
-    LossRecord { total: mean(|l| l.total), aware: mean(|l| l.aware), seg: mean(|l| l.seg), global: mean(|l| l.global), route: mean(|l| l.route) }
+    let mean = |f: fn(&crate::model::LossValues) -> f32| {
+        summary.step_losses.iter().map(|l| f(l) as f64).sum::<f64>() / n
+    };
+    LossRecord {
+        total: mean(|l| l.total),
+        aware: mean(|l| l.aware),
+        seg: mean(|l| l.seg),
+        global: mean(|l| l.global),
+        route: mean(|l| l.route),
+    }
 }
 
 fn evaluate_epoch(
@@ -179,11 +245,22 @@ fn evaluate_epoch(
     device: &Device,
 ) -> Result<SetEvaluation, EngineError> {
     let model = AvaDino::load(&rd.checkpoint_dir(epoch).join(ADAPTERS), device)?;
-    Ok(evaluate(&model, &data.set(), &data.categories, opts, device)?)
+    Ok(evaluate(
+        &model,
+        &data.set(),
+        &data.categories,
+        opts,
+        device,
+    )?)
 }
 
 /// Trains and evaluates one job (see the module docs).
-pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -> Result<RunMetrics, EngineError> {
+pub fn run_job(
+    job: &Job,
+    exp: &Experiment,
+    run_dir: &Path,
+    opts: &RunOptions,
+) -> Result<RunMetrics, EngineError> {
     let started = Instant::now();
     let rd = RunDir::new(run_dir);
     let mut provenance = Provenance::capture(&opts.repo_root);
@@ -192,23 +269,51 @@ pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -
     provenance.device = format!("{:?}", device);
     let assets: std::sync::Arc<Assets> = shared_assets(exp, &opts.repo_root, &device)?;
     provenance.embedded = assets.embedded;
-    provenance.weights.insert("backbone".into(), assets.backbone_id.clone());
-    provenance.weights.insert("text".into(), assets.text_id.clone());
+    provenance
+        .weights
+        .insert("backbone".into(), assets.backbone_id.clone());
+    provenance
+        .weights
+        .insert("text".into(), assets.text_id.clone());
 
     let t = Instant::now();
-    let train = dataset_features(&assets, exp, &job.train, &opts.repo_root, &device, opts.quiet)?;
-    let target = dataset_features(&assets, exp, &job.target, &opts.repo_root, &device, opts.quiet)?;
-    provenance.timings.insert("extract".into(), t.elapsed().as_secs_f64());
+    let train = dataset_features(
+        &assets,
+        exp,
+        &job.train,
+        &opts.repo_root,
+        &device,
+        opts.quiet,
+    )?;
+    let target = dataset_features(
+        &assets,
+        exp,
+        &job.target,
+        &opts.repo_root,
+        &device,
+        opts.quiet,
+    )?;
+    provenance
+        .timings
+        .insert("extract".into(), t.elapsed().as_secs_f64());
     for s in train.skipped.iter().chain(&target.skipped) {
         rd.log_line(&format!("skipped {}: {}", s.path.display(), s.reason))?;
     }
 
     let text_dim = train.prompts.first().map_or(0, |p| p.normal.len());
     let cfg = method_config(exp, job, train.table.dim, text_dim);
-    let train_rd = RunDir::new(run_dir.parent().unwrap_or(Path::new(".")).join("_train").join(job.train_key()));
+    let train_rd = RunDir::new(
+        run_dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("_train")
+            .join(job.train_key()),
+    );
     let t = Instant::now();
     let epochs = train_shared(exp, job, &cfg, &train, &train_rd, &device, opts)?;
-    provenance.timings.insert("train".into(), t.elapsed().as_secs_f64());
+    provenance
+        .timings
+        .insert("train".into(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
     let eval_opts = EvalOptions {
@@ -218,8 +323,17 @@ pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -
     };
     let last = exp.train.epochs;
     let mut evaluated: Vec<(usize, SetEvaluation)> = Vec::new();
-    let to_eval: Vec<usize> = if exp.eval.every_epoch { (1..=last).collect() } else { vec![last] };
-    let mut progress = Progress::new(&format!("eval {}", job.target), to_eval.len() as u64 + 1, opts.quiet, 1);
+    let to_eval: Vec<usize> = if exp.eval.every_epoch {
+        (1..=last).collect()
+    } else {
+        vec![last]
+    };
+    let mut progress = Progress::new(
+        &format!("eval {}", job.target),
+        to_eval.len() as u64 + 1,
+        opts.quiet,
+        1,
+    );
     let untrained = if exp.eval.untrained_baseline {
         let e = evaluate_epoch(&train_rd, 0, &target, &eval_opts, &device)?;
         Some(Evaluation::new(0, UNTRAINED_SELECTION, e.categories))
@@ -233,15 +347,29 @@ pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -
         progress.inc(1, &format!("epoch {e}"));
     }
     progress.finish();
-    let as_record = |label: &str, (e, ev): &(usize, SetEvaluation)| Evaluation::new(*e, label, ev.categories.clone());
-    let all: Vec<Evaluation> = evaluated.iter().map(|x| as_record(REFERENCE_SELECTION, x)).collect();
-    let best = RunMetrics::best_by_pixel_auroc(&all).cloned().unwrap_or_else(|| all[all.len() - 1].clone());
-    let final_epoch = as_record(FINAL_SELECTION, evaluated.last().expect("at least the final epoch"));
+    let as_record = |label: &str, (e, ev): &(usize, SetEvaluation)| {
+        Evaluation::new(*e, label, ev.categories.clone())
+    };
+    let all: Vec<Evaluation> = evaluated
+        .iter()
+        .map(|x| as_record(REFERENCE_SELECTION, x))
+        .collect();
+    let best = RunMetrics::best_by_pixel_auroc(&all)
+        .cloned()
+        .unwrap_or_else(|| all[all.len() - 1].clone());
+    let final_epoch = as_record(
+        FINAL_SELECTION,
+        evaluated.last().expect("at least the final epoch"),
+    );
     let reported_epoch = match exp.eval.selection {
         EpochSelection::ReferenceBest => best.epoch,
         EpochSelection::Final => final_epoch.epoch,
     };
-    let reported = &evaluated.iter().find(|(e, _)| *e == reported_epoch).expect("reported epoch evaluated").1;
+    let reported = &evaluated
+        .iter()
+        .find(|(e, _)| *e == reported_epoch)
+        .expect("reported epoch evaluated")
+        .1;
 
     // Routing weights of the reported checkpoint, per image (Table 4 and the histograms).
     let routing = (job.variant != JobVariant::SingleAdapter).then(|| {
@@ -260,18 +388,45 @@ pub fn run_job(job: &Job, exp: &Experiment, run_dir: &Path, opts: &RunOptions) -
     if let Some(rows) = &routing {
         rd.write_routing(rows)?;
     }
-    write_overlays(&rd, exp, &train_rd, reported_epoch, &target, &eval_opts, &device)?;
-    provenance.timings.insert("eval".into(), t.elapsed().as_secs_f64());
-    provenance.timings.insert("total".into(), started.elapsed().as_secs_f64());
+    write_overlays(
+        &rd,
+        exp,
+        &train_rd,
+        reported_epoch,
+        &target,
+        &eval_opts,
+        &device,
+    )?;
+    provenance
+        .timings
+        .insert("eval".into(), t.elapsed().as_secs_f64());
+    provenance
+        .timings
+        .insert("total".into(), started.elapsed().as_secs_f64());
 
     let mut records: Vec<EpochRecord> = Vec::new();
     for (e, file) in epochs.iter().enumerate().skip(1) {
-        let mean = evaluated.iter().find(|(k, _)| *k == e).map(|x| as_record("", x).mean);
-        records.push(EpochRecord { epoch: e, loss: loss_record(&file.summary), mean, seconds: file.seconds });
+        let mean = evaluated
+            .iter()
+            .find(|(k, _)| *k == e)
+            .map(|x| as_record("", x).mean);
+        records.push(EpochRecord {
+            epoch: e,
+            loss: loss_record(&file.summary),
+            mean,
+            seconds: file.seconds,
+        });
     }
-    let target_domain = assets.registry.get(&job.target).map(|s| s.domain.to_string()).unwrap_or_default();
+    let target_domain = assets
+        .registry
+        .get(&job.target)
+        .map(|s| s.domain.to_string())
+        .unwrap_or_default();
     // Derived from the configuration: no need to read a checkpoint back to count parameters.
-    let trainable: u64 = expected_shapes(&cfg).iter().map(|(_, s)| s.iter().product::<usize>() as u64).sum();
+    let trainable: u64 = expected_shapes(&cfg)
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>() as u64)
+        .sum();
     Ok(RunMetrics {
         schema_version: SCHEMA_VERSION,
         experiment: exp.name.clone(),
@@ -309,7 +464,9 @@ fn write_overlays(
     cats.dedup();
     let s = exp.data.image_size;
     for cat in cats {
-        let mut idx: Vec<usize> = (0..data.labels.len()).filter(|&i| &data.categories[i] == cat).collect();
+        let mut idx: Vec<usize> = (0..data.labels.len())
+            .filter(|&i| &data.categories[i] == cat)
+            .collect();
         idx.sort_by_key(|&i| (data.labels[i] == 0, i));
         idx.truncate(k);
         let (preds, maps) = predict(&model, &data.set(), &idx, opts.batch_size, device, true);
@@ -317,8 +474,13 @@ fn write_overlays(
             let sample = &data.samples[p.index];
             let chw = crate::data::load_image_u8(&sample.image, s)?;
             let chw = chw.as_u8().expect("u8 image");
-            let hwc: Vec<u8> = (0..s * s).flat_map(|i| (0..3).map(move |c| chw[c * s * s + i])).collect();
-            let name = Path::new(&sample.image_rel).file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let hwc: Vec<u8> = (0..s * s)
+                .flat_map(|i| (0..3).map(move |c| chw[c * s * s + i]))
+                .collect();
+            let name = Path::new(&sample.image_rel)
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             rd.write_map(
                 cat,
                 &format!("{:04}_{name}", p.index),

@@ -14,7 +14,6 @@ pub mod train;
 
 pub use job::run_job;
 
-
 /// How a job is run (not part of its configuration: does not change its numbers).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -32,7 +31,10 @@ pub enum EngineError {
     #[error("{what}: {message}")]
     Asset { what: String, message: String },
     #[error("{path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Device(#[from] crate::device::DeviceError),
     #[error(transparent)]
@@ -54,4 +56,3 @@ pub enum EngineError {
     #[error(transparent)]
     Cache(#[from] cache::CacheError),
 }
-

@@ -8,8 +8,8 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::features::FeatureTable;
-use crate::rng::SplitMix64;
 use crate::model::{Batch, LossValues, Trainer};
+use crate::rng::SplitMix64;
 
 /// Normal and anomalous text features of one class word (`[E]` each, L2-normalized).
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +27,10 @@ pub struct MaskTable {
 
 impl MaskTable {
     pub fn new(size: usize) -> Self {
-        Self { size, values: Vec::new() }
+        Self {
+            size,
+            values: Vec::new(),
+        }
     }
     pub fn push(&mut self, mask: &[u8]) {
         assert_eq!(mask.len(), self.size * self.size, "mask size");
@@ -38,7 +41,11 @@ impl MaskTable {
         &self.values[i * n..(i + 1) * n]
     }
     pub fn len(&self) -> usize {
-        if self.size == 0 { 0 } else { self.values.len() / (self.size * self.size) }
+        if self.size == 0 {
+            0
+        } else {
+            self.values.len() / (self.size * self.size)
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -83,7 +90,10 @@ impl ImageSet<'_> {
         let (cls, patches) = self.features.batch(indices, device);
         let s = self.masks.size;
         let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
-        let masks: Vec<f32> = indices.iter().flat_map(|&i| self.masks.get(i).iter().map(|&m| m as f32)).collect();
+        let masks: Vec<f32> = indices
+            .iter()
+            .flat_map(|&i| self.masks.get(i).iter().map(|&m| m as f32))
+            .collect();
         Batch {
             cls,
             patches,
@@ -94,7 +104,6 @@ impl ImageSet<'_> {
         }
     }
 }
-
 
 /// The shuffled order of `n` images for `epoch` of a run seeded with `seed` (Fisher-Yates).
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -134,13 +143,21 @@ pub fn run_epoch(
     device: &Device,
     on_step: &mut dyn FnMut(usize, &LossValues),
 ) -> EpochSummary {
-    let mut summary = EpochSummary { epoch, ..Default::default() };
+    let mut summary = EpochSummary {
+        epoch,
+        ..Default::default()
+    };
     let (mut sums, mut counts) = ([0f64; 2], [0usize; 2]);
     for (step, chunk) in order.chunks(batch_size.max(1)).enumerate() {
         let batch = data.batch(chunk, device);
         let (losses, out) = trainer.step_with_output(&batch);
         let values = losses.values();
-        let w: Vec<f32> = out.w_anomaly.into_data().convert::<f32>().try_into_vec().expect("f32");
+        let w: Vec<f32> = out
+            .w_anomaly
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .expect("f32");
         for (&i, &wa) in chunk.iter().zip(&w) {
             let k = usize::from(data.labels[i] != 0);
             sums[k] += wa as f64;

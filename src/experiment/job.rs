@@ -97,7 +97,9 @@ pub fn run_dir(runs_root: &Path, exp: &Experiment, job: &Job) -> PathBuf {
 /// eight VisA-trained targets train once). Its `config.resolved.yaml` is
 /// `sweep::train_yaml`, which leaves the target out.
 pub fn train_dir(runs_root: &Path, exp: &Experiment, job: &Job) -> PathBuf {
-    experiment_dir(runs_root, exp).join("_train").join(job.train_key())
+    experiment_dir(runs_root, exp)
+        .join("_train")
+        .join(job.train_key())
 }
 
 /// The task index of this process: `--task-index`, else `SLURM_ARRAY_TASK_ID`, else

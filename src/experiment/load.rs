@@ -328,7 +328,11 @@ pub fn validate(e: &Experiment, origin: &str) -> Result<(), ExperimentError> {
     if e.backbone.taps.is_empty() {
         return bad("backbone.taps is empty; the reference uses [5, 11, 17, 23]".into());
     }
-    let too_deep = e.backbone.taps.iter().find(|&&t| t >= e.backbone.embedded.depth);
+    let too_deep = e
+        .backbone
+        .taps
+        .iter()
+        .find(|&&t| t >= e.backbone.embedded.depth);
     if let (true, Some(&t)) = (e.backbone.weights.is_embedded(), too_deep) {
         return bad(format!(
             "backbone.taps has block {t} but the embedded backbone has depth {}",

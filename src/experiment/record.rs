@@ -556,8 +556,18 @@ mod tests {
         assert!((s.anomalous.mean_w_anomaly.unwrap() - 0.7).abs() < 1e-12);
         assert_eq!(s.separation_auroc, Some(1.0));
         // Swapped weights rank every anomalous image below the normal one; one group: undefined.
-        let swapped: Vec<_> = rows.iter().cloned().map(|r| RoutingRow { w_anomaly: 1.0 - r.w_anomaly, ..r }).collect();
-        assert_eq!(RoutingSummary::from_rows(&swapped).separation_auroc, Some(0.0));
+        let swapped: Vec<_> = rows
+            .iter()
+            .cloned()
+            .map(|r| RoutingRow {
+                w_anomaly: 1.0 - r.w_anomaly,
+                ..r
+            })
+            .collect();
+        assert_eq!(
+            RoutingSummary::from_rows(&swapped).separation_auroc,
+            Some(0.0)
+        );
         assert_eq!(RoutingSummary::from_rows(&rows[1..]).separation_auroc, None);
     }
 

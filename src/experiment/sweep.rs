@@ -40,7 +40,10 @@ pub fn job_config(exp: &Experiment, job: &Job) -> Experiment {
     let mut e = job.variant.apply(exp);
     e.description = String::new();
     e.tables = Vec::new();
-    e.cache = super::schema::CacheConfig { disk: exp.cache.disk, ..Default::default() };
+    e.cache = super::schema::CacheConfig {
+        disk: exp.cache.disk,
+        ..Default::default()
+    };
     e.sweep = SweepConfig {
         variants: vec![job.variant],
         runs: vec![super::schema::RunSpec {

@@ -8,7 +8,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let unique = format!(".{name}.tmp.{}.{}", std::process::id(), next_counter());
     path.with_file_name(unique)
 }

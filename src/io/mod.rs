@@ -5,5 +5,5 @@ pub mod pth;
 pub mod tensors;
 
 pub use atomic::{write_atomic, write_atomic_with};
-pub use pth::{read_pth, write_pth, PthError, PthValue};
+pub use pth::{PthError, PthValue, read_pth, write_pth};
 pub use tensors::{HostData, HostTensor, TensorFile, TensorFileError};

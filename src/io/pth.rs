@@ -22,7 +22,10 @@ pub enum PthValue {
     /// An f32 tensor.
     Tensor(HostTensor),
     /// An ordered dict (written as `collections.OrderedDict` when `ordered`, else a plain dict).
-    Dict { entries: Vec<(String, PthValue)>, ordered: bool },
+    Dict {
+        entries: Vec<(String, PthValue)>,
+        ordered: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +33,11 @@ pub enum PthError {
     #[error("{path}: cannot read the PyTorch checkpoint: {reason}")]
     Read { path: PathBuf, reason: String },
     #[error("{path}: tensor `{name}` has dtype {dtype}, only float tensors are supported here")]
-    Dtype { path: PathBuf, name: String, dtype: String },
+    Dtype {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
     #[error("{path}: cannot write the PyTorch checkpoint: {reason}")]
     Write { path: PathBuf, reason: String },
     #[error("pth writer: tensor `{0}` is not f32; convert it before saving")]
@@ -39,18 +46,37 @@ pub enum PthError {
 
 /// Every tensor of a `.pth` file as f32, keyed by its dotted path (`module.0.fc1.0.weight`).
 pub fn read_pth(path: &Path) -> Result<BTreeMap<String, HostTensor>, PthError> {
-    let err = |reason: String| PthError::Read { path: path.to_path_buf(), reason };
+    let err = |reason: String| PthError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
     let reader = PytorchReader::new(path).map_err(|e| err(e.to_string()))?;
     let mut out = BTreeMap::new();
     for (name, t) in reader.tensors() {
         let bytes = t.read().map_err(|e| err(e.to_string()))?;
         let values: Vec<f32> = match t.dtype() {
-            DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect(),
-            DType::F64 => bytes.chunks_exact(8).map(|c| f64::from_ne_bytes(c.try_into().unwrap()) as f32).collect(),
-            DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_ne_bytes(c.try_into().unwrap()).to_f32()).collect(),
-            DType::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_ne_bytes(c.try_into().unwrap()).to_f32()).collect(),
+            DType::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+                .collect(),
+            DType::F64 => bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_ne_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_ne_bytes(c.try_into().unwrap()).to_f32())
+                .collect(),
+            DType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_ne_bytes(c.try_into().unwrap()).to_f32())
+                .collect(),
             other => {
-                return Err(PthError::Dtype { path: path.to_path_buf(), name: name.clone(), dtype: format!("{other:?}") });
+                return Err(PthError::Dtype {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    dtype: format!("{other:?}"),
+                });
             }
         };
         out.insert(name.clone(), HostTensor::f32(t.shape().to_vec(), values));
@@ -121,9 +147,12 @@ impl Pickler {
                 }
             }
             PthValue::Tensor(t) => {
-                let HostData::F32(values) = &t.data else { return Err(PthError::NotF32(name.to_string())) };
+                let HostData::F32(values) = &t.data else {
+                    return Err(PthError::NotF32(name.to_string()));
+                };
                 let key = self.storages.len().to_string();
-                self.storages.push(values.iter().flat_map(|x| x.to_le_bytes()).collect());
+                self.storages
+                    .push(values.iter().flat_map(|x| x.to_le_bytes()).collect());
                 // _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, backward_hooks)
                 self.global("torch._utils", "_rebuild_tensor_v2");
                 self.op(b'(');
@@ -156,10 +185,16 @@ impl Pickler {
 /// Serializes `root` as `torch.save` would; `archive` is the zip's top folder (torch uses the
 /// file stem).
 pub fn pth_bytes(root: &PthValue, archive: &str) -> Result<Vec<u8>, PthError> {
-    let mut p = Pickler { out: vec![0x80, 2], storages: Vec::new() };
+    let mut p = Pickler {
+        out: vec![0x80, 2],
+        storages: Vec::new(),
+    };
     p.value("", root)?;
     p.op(b'.');
-    let werr = |e: &dyn std::fmt::Display| PthError::Write { path: PathBuf::from(archive), reason: e.to_string() };
+    let werr = |e: &dyn std::fmt::Display| PthError::Write {
+        path: PathBuf::from(archive),
+        reason: e.to_string(),
+    };
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     // Stored, 64-byte aligned entries: what torch writes, and what its mmap loader expects.
     let opts = zip::write::SimpleFileOptions::default()
@@ -181,13 +216,31 @@ pub fn pth_bytes(root: &PthValue, archive: &str) -> Result<Vec<u8>, PthError> {
 
 /// Writes `root` to `path` atomically.
 pub fn write_pth(path: &Path, root: &PthValue) -> Result<(), PthError> {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "archive".into());
-    let stem: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "archive".into());
+    let stem: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let bytes = pth_bytes(root, &stem).map_err(|e| match e {
-        PthError::Write { reason, .. } => PthError::Write { path: path.to_path_buf(), reason },
+        PthError::Write { reason, .. } => PthError::Write {
+            path: path.to_path_buf(),
+            reason,
+        },
         other => other,
     })?;
-    super::write_atomic(path, &bytes).map_err(|e| PthError::Write { path: path.to_path_buf(), reason: e.to_string() })
+    super::write_atomic(path, &bytes).map_err(|e| PthError::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -208,7 +261,10 @@ mod tests {
                     "m".into(),
                     PthValue::Dict {
                         ordered: true,
-                        entries: vec![("0.w".into(), PthValue::Tensor(a.clone())), ("1.b".into(), PthValue::Tensor(b.clone()))],
+                        entries: vec![
+                            ("0.w".into(), PthValue::Tensor(a.clone())),
+                            ("1.b".into(), PthValue::Tensor(b.clone())),
+                        ],
                     },
                 ),
             ],

@@ -15,19 +15,45 @@ use safetensors::{Dtype, SafeTensors};
 #[derive(Debug, thiserror::Error)]
 pub enum TensorFileError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a valid safetensors file ({reason}); re-export it with safetensors.torch.save_file")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: not a valid safetensors file ({reason}); re-export it with safetensors.torch.save_file"
+    )]
     Format { path: PathBuf, reason: String },
     #[error("{path}: tensor `{name}` is missing (present: {present})")]
-    Missing { path: PathBuf, name: String, present: String },
+    Missing {
+        path: PathBuf,
+        name: String,
+        present: String,
+    },
     #[error("{path}: tensor `{name}` has dtype {found}, expected {expected}")]
-    Dtype { path: PathBuf, name: String, found: String, expected: &'static str },
+    Dtype {
+        path: PathBuf,
+        name: String,
+        found: String,
+        expected: &'static str,
+    },
     #[error("{path}: tensor `{name}` has shape {found:?}, expected rank {rank}")]
-    Rank { path: PathBuf, name: String, found: Vec<usize>, rank: usize },
+    Rank {
+        path: PathBuf,
+        name: String,
+        found: Vec<usize>,
+        rank: usize,
+    },
     #[error("{path}: tensor `{name}` has unsupported dtype {dtype}")]
-    Unsupported { path: PathBuf, name: String, dtype: String },
+    Unsupported {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
     #[error("{path}: cannot write: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Element storage of a [`HostTensor`].
@@ -47,29 +73,58 @@ pub struct HostTensor {
 
 impl HostTensor {
     pub fn f32(shape: Vec<usize>, values: Vec<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape/data mismatch");
-        Self { shape, data: HostData::F32(values) }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "shape/data mismatch"
+        );
+        Self {
+            shape,
+            data: HostData::F32(values),
+        }
     }
     pub fn i64(shape: Vec<usize>, values: Vec<i64>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape/data mismatch");
-        Self { shape, data: HostData::I64(values) }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "shape/data mismatch"
+        );
+        Self {
+            shape,
+            data: HostData::I64(values),
+        }
     }
     pub fn u8(shape: Vec<usize>, values: Vec<u8>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape/data mismatch");
-        Self { shape, data: HostData::U8(values) }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "shape/data mismatch"
+        );
+        Self {
+            shape,
+            data: HostData::U8(values),
+        }
     }
 
     /// Reads a float burn tensor back to the host as f32.
     pub fn from_tensor<const D: usize>(t: Tensor<D>) -> Self {
         let shape = t.dims().to_vec();
-        let values = t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 after convert");
+        let values = t
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 after convert");
         Self::f32(shape, values)
     }
 
     /// Reads an int burn tensor back to the host as i64.
     pub fn from_int_tensor<const D: usize>(t: Tensor<D, Int>) -> Self {
         let shape = t.dims().to_vec();
-        let values = t.into_data().convert::<i64>().try_to_vec::<i64>().expect("i64 after convert");
+        let values = t
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .expect("i64 after convert");
         Self::i64(shape, values)
     }
 
@@ -107,13 +162,26 @@ impl HostTensor {
 
     /// A float burn tensor of rank `D` on `device` (int and u8 data are converted).
     pub fn to_tensor<const D: usize>(&self, device: &Device) -> Tensor<D> {
-        assert_eq!(self.shape.len(), D, "rank mismatch: shape {:?} vs rank {D}", self.shape);
-        Tensor::from_data(TensorData::new(self.to_f32_vec(), self.shape.clone()), device)
+        assert_eq!(
+            self.shape.len(),
+            D,
+            "rank mismatch: shape {:?} vs rank {D}",
+            self.shape
+        );
+        Tensor::from_data(
+            TensorData::new(self.to_f32_vec(), self.shape.clone()),
+            device,
+        )
     }
 
     /// An int burn tensor of rank `D` on `device`.
     pub fn to_int_tensor<const D: usize>(&self, device: &Device) -> Tensor<D, Int> {
-        assert_eq!(self.shape.len(), D, "rank mismatch: shape {:?} vs rank {D}", self.shape);
+        assert_eq!(
+            self.shape.len(),
+            D,
+            "rank mismatch: shape {:?} vs rank {D}",
+            self.shape
+        );
         let values: Vec<i64> = match &self.data {
             HostData::I64(v) => v.clone(),
             HostData::U8(v) => v.iter().map(|&x| x as i64).collect(),
@@ -138,22 +206,56 @@ pub struct TensorFile {
     pub tensors: BTreeMap<String, HostTensor>,
 }
 
-fn decode(name: &str, path: &Path, dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<HostTensor, TensorFileError> {
+fn decode(
+    name: &str,
+    path: &Path,
+    dtype: Dtype,
+    shape: &[usize],
+    bytes: &[u8],
+) -> Result<HostTensor, TensorFileError> {
     let shape = shape.to_vec();
     let chunks = |n: usize| bytes.chunks_exact(n);
     let data = match dtype {
-        Dtype::F32 => HostData::F32(chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-        Dtype::F64 => HostData::F32(chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()),
+        Dtype::F32 => HostData::F32(
+            chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        Dtype::F64 => HostData::F32(
+            chunks(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+        ),
         Dtype::F16 => HostData::F32(
-            chunks(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
+            chunks(2)
+                .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
+                .collect(),
         ),
         Dtype::BF16 => HostData::F32(
-            chunks(2).map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
+            chunks(2)
+                .map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32())
+                .collect(),
         ),
-        Dtype::I64 => HostData::I64(chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()),
-        Dtype::I32 => HostData::I64(chunks(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect()),
-        Dtype::I16 => HostData::I64(chunks(2).map(|c| i16::from_le_bytes(c.try_into().unwrap()) as i64).collect()),
-        Dtype::U16 => HostData::I64(chunks(2).map(|c| u16::from_le_bytes(c.try_into().unwrap()) as i64).collect()),
+        Dtype::I64 => HostData::I64(
+            chunks(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        ),
+        Dtype::I32 => HostData::I64(
+            chunks(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+        ),
+        Dtype::I16 => HostData::I64(
+            chunks(2)
+                .map(|c| i16::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+        ),
+        Dtype::U16 => HostData::I64(
+            chunks(2)
+                .map(|c| u16::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+        ),
         Dtype::U8 | Dtype::BOOL => HostData::U8(bytes.to_vec()),
         Dtype::I8 => HostData::I64(bytes.iter().map(|&b| b as i8 as i64).collect()),
         other => {
@@ -169,26 +271,37 @@ fn decode(name: &str, path: &Path, dtype: Dtype, shape: &[usize], bytes: &[u8]) 
 
 impl TensorFile {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), tensors: BTreeMap::new() }
+        Self {
+            path: path.into(),
+            tensors: BTreeMap::new(),
+        }
     }
 
     /// Reads every tensor of a safetensors file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, TensorFileError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_bytes(path, &bytes)
     }
 
     /// Parses safetensors bytes; `path` is only used in messages.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, TensorFileError> {
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| TensorFileError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| TensorFileError::Format {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             let t = decode(&name, path, view.dtype(), view.shape(), view.data())?;
             tensors.insert(name, t);
         }
-        Ok(Self { path: path.to_path_buf(), tensors })
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+        })
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -202,7 +315,11 @@ impl TensorFile {
             if self.tensors.len() > 12 {
                 present.push("...");
             }
-            TensorFileError::Missing { path: self.path.clone(), name: name.to_string(), present: present.join(", ") }
+            TensorFileError::Missing {
+                path: self.path.clone(),
+                name: name.to_string(),
+                present: present.join(", "),
+            }
         })
     }
 
@@ -234,7 +351,11 @@ impl TensorFile {
     }
 
     /// A float burn tensor straight from the file.
-    pub fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>, TensorFileError> {
+    pub fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        device: &Device,
+    ) -> Result<Tensor<D>, TensorFileError> {
         Ok(self.f32(name, D)?.to_tensor::<D>(device))
     }
 
@@ -247,9 +368,19 @@ impl TensorFile {
         }
     }
 
-    fn check_rank<'a>(&self, name: &str, t: &'a HostTensor, rank: usize) -> Result<&'a HostTensor, TensorFileError> {
+    fn check_rank<'a>(
+        &self,
+        name: &str,
+        t: &'a HostTensor,
+        rank: usize,
+    ) -> Result<&'a HostTensor, TensorFileError> {
         if t.shape.len() != rank {
-            return Err(TensorFileError::Rank { path: self.path.clone(), name: name.to_string(), found: t.shape.clone(), rank });
+            return Err(TensorFileError::Rank {
+                path: self.path.clone(),
+                name: name.to_string(),
+                found: t.shape.clone(),
+                rank,
+            });
         }
         Ok(t)
     }
@@ -298,8 +429,10 @@ impl TensorFile {
     /// Writes the file atomically to `path`.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<(), TensorFileError> {
         let path = path.as_ref();
-        crate::io::write_atomic(path, &self.to_bytes())
-            .map_err(|source| TensorFileError::Write { path: path.to_path_buf(), source })
+        crate::io::write_atomic(path, &self.to_bytes()).map_err(|source| TensorFileError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -318,10 +451,19 @@ mod tests {
         f.write(&path).unwrap();
         let back = TensorFile::read(&path).unwrap();
         assert_eq!(back.tensors, f.tensors);
-        assert!(matches!(back.f32("b", 1), Err(TensorFileError::Dtype { .. })));
-        assert!(matches!(back.f32("a", 3), Err(TensorFileError::Rank { .. })));
+        assert!(matches!(
+            back.f32("b", 1),
+            Err(TensorFileError::Dtype { .. })
+        ));
+        assert!(matches!(
+            back.f32("a", 3),
+            Err(TensorFileError::Rank { .. })
+        ));
         let msg = back.get("zzz").unwrap_err().to_string();
-        assert!(msg.contains("t.safetensors") && msg.contains("zzz") && msg.contains("a, b, c"), "{msg}");
+        assert!(
+            msg.contains("t.safetensors") && msg.contains("zzz") && msg.contains("a, b, c"),
+            "{msg}"
+        );
     }
 
     #[test]

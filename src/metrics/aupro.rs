@@ -24,11 +24,23 @@ pub const AUPRO_FPR_LIMIT: f64 = 0.3;
 /// AUPRO of anomaly `maps` f32 [k, h, w] against 0/1 `masks` u8 [k, h, w] (row-major).
 /// `None` where the reference yields NaN or raises: all maps equal, no anomalous or no normal
 /// pixel, fewer than two thresholds under the FPR limit, or all kept FPRs equal.
-pub fn aupro(maps: &[f32], masks: &[u8], k: usize, h: usize, w: usize, fpr_limit: f64) -> Result<Option<f64>, MetricsError> {
+pub fn aupro(
+    maps: &[f32],
+    masks: &[u8],
+    k: usize,
+    h: usize,
+    w: usize,
+    fpr_limit: f64,
+) -> Result<Option<f64>, MetricsError> {
     let n = k * h * w;
     for (what, got) in [("maps", maps.len()), ("masks", masks.len())] {
         if got != n {
-            return Err(MetricsError::Length { what, got, expected: n, why: format!("k*h*w = {k}*{h}*{w}") });
+            return Err(MetricsError::Length {
+                what,
+                got,
+                expected: n,
+                why: format!("k*h*w = {k}*{h}*{w}"),
+            });
         }
     }
     if !(fpr_limit.is_finite() && fpr_limit > 0.0) {
@@ -39,15 +51,25 @@ pub fn aupro(maps: &[f32], masks: &[u8], k: usize, h: usize, w: usize, fpr_limit
         });
     }
     if let Some((index, value)) = first_non_finite(maps, 0) {
-        return Err(MetricsError::NonFinite { what: "maps", index, value });
+        return Err(MetricsError::NonFinite {
+            what: "maps",
+            index,
+            value,
+        });
     }
     if let Some((index, value)) = first_bad_label(masks, 0) {
-        return Err(MetricsError::Label { what: "masks", index, value });
+        return Err(MetricsError::Label {
+            what: "masks",
+            index,
+            value,
+        });
     }
     if n == 0 {
         return Ok(None);
     }
-    let Some(ths) = thresholds(maps, AUPRO_STEPS) else { return Ok(None) };
+    let Some(ths) = thresholds(maps, AUPRO_STEPS) else {
+        return Ok(None);
+    };
     let slots = ths.len() + 1;
 
     // Per image: histograms over "number of thresholds exceeded" of region weight and negatives.
@@ -89,7 +111,12 @@ pub fn aupro(maps: &[f32], masks: &[u8], k: usize, h: usize, w: usize, fpr_limit
         pros[j] = pro_acc / regions as f64;
         fprs[j] = fp_acc as f64 / negatives as f64;
     }
-    let kept: Vec<(f64, f64)> = fprs.iter().zip(&pros).filter(|(f, _)| **f < fpr_limit).map(|(&f, &p)| (f, p)).collect();
+    let kept: Vec<(f64, f64)> = fprs
+        .iter()
+        .zip(&pros)
+        .filter(|(f, _)| **f < fpr_limit)
+        .map(|(&f, &p)| (f, p))
+        .collect();
     if kept.len() < 2 {
         return Ok(None); // sklearn.metrics.auc raises on fewer than two points
     }
@@ -100,7 +127,11 @@ pub fn aupro(maps: &[f32], masks: &[u8], k: usize, h: usize, w: usize, fpr_limit
     }
     // FPR falls as the threshold rises, so x decreases and auc() flips the sign of the trapezoid.
     let x: Vec<f64> = kept.iter().map(|p| (p.0 - lo) / (hi - lo)).collect();
-    let area: f64 = kept.windows(2).zip(x.windows(2)).map(|(p, x)| (x[1] - x[0]) * (p[0].1 + p[1].1) / 2.0).sum();
+    let area: f64 = kept
+        .windows(2)
+        .zip(x.windows(2))
+        .map(|(p, x)| (x[1] - x[0]) * (p[0].1 + p[1].1) / 2.0)
+        .sum();
     Ok(Some(-area))
 }
 
@@ -110,7 +141,11 @@ pub fn aupro(maps: &[f32], masks: &[u8], k: usize, h: usize, w: usize, fpr_limit
 /// compares the float32 maps with them in float64. `None` where numpy raises (delta == 0).
 /// Verified against numpy on 20,000 random ranges by `scripts/gen_metrics.py --check-arange`.
 pub(crate) fn thresholds(maps: &[f32], steps: usize) -> Option<Vec<f64>> {
-    let (lo, hi) = maps.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let (lo, hi) = maps
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     let delta = (hi - lo) / steps as f32;
     if !(delta > 0.0) {
         return None;
@@ -175,7 +210,10 @@ mod tests {
     #[test]
     fn exceeded_equals_binary_search() {
         let ths = thresholds(&[-0.3, 0.7, 0.1], 200).unwrap();
-        let mut probes: Vec<f64> = ths.iter().flat_map(|&t| [t, t.next_down(), t.next_up()]).collect();
+        let mut probes: Vec<f64> = ths
+            .iter()
+            .flat_map(|&t| [t, t.next_down(), t.next_up()])
+            .collect();
         probes.extend([-1.0, 5.0, 0.0, 0.70000001]);
         for v in probes {
             assert_eq!(exceeded(&ths, v), ths.partition_point(|&t| t < v), "{v}");

@@ -22,32 +22,63 @@ pub use ranking::{PixelMetrics, auroc, pixel_metrics};
 /// Input that no metric can be computed on. Each message says how to fix it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MetricsError {
-    #[error("metrics: {what} has {got} values but {expected} were expected ({why}); give one value per pixel")]
-    Length { what: &'static str, got: usize, expected: usize, why: String },
+    #[error(
+        "metrics: {what} has {got} values but {expected} were expected ({why}); give one value per pixel"
+    )]
+    Length {
+        what: &'static str,
+        got: usize,
+        expected: usize,
+        why: String,
+    },
     #[error(
         "metrics: {what}[{index}] is {value}, not finite; remove or replace NaN/inf scores first (scikit-learn rejects them too)"
     )]
-    NonFinite { what: &'static str, index: usize, value: f32 },
-    #[error("metrics: {what}[{index}] is {value}; labels and masks must be 0 or 1 (binarize them first, e.g. mask > 0)")]
-    Label { what: &'static str, index: usize, value: u8 },
+    NonFinite {
+        what: &'static str,
+        index: usize,
+        value: f32,
+    },
+    #[error(
+        "metrics: {what}[{index}] is {value}; labels and masks must be 0 or 1 (binarize them first, e.g. mask > 0)"
+    )]
+    Label {
+        what: &'static str,
+        index: usize,
+        value: u8,
+    },
     #[error("metrics: {what} is {value}; {fix}")]
-    Parameter { what: &'static str, value: f64, fix: &'static str },
+    Parameter {
+        what: &'static str,
+        value: f64,
+        fix: &'static str,
+    },
 }
 
 /// Mean of the defined values; `None` when none is defined (numpy `nanmean` of all-NaN is NaN).
 pub fn mean_defined(values: &[Option<f64>]) -> Option<f64> {
     let defined: Vec<f64> = values.iter().flatten().copied().collect();
-    if defined.is_empty() { None } else { Some(defined.iter().sum::<f64>() / defined.len() as f64) }
+    if defined.is_empty() {
+        None
+    } else {
+        Some(defined.iter().sum::<f64>() / defined.len() as f64)
+    }
 }
 
 /// Index and value of the first non-finite score, for [`MetricsError::NonFinite`].
 fn first_non_finite(values: &[f32], offset: usize) -> Option<(usize, f32)> {
-    values.iter().position(|v| !v.is_finite()).map(|i| (offset + i, values[i]))
+    values
+        .iter()
+        .position(|v| !v.is_finite())
+        .map(|i| (offset + i, values[i]))
 }
 
 /// Index and value of the first label that is neither 0 nor 1.
 fn first_bad_label(labels: &[u8], offset: usize) -> Option<(usize, u8)> {
-    labels.iter().position(|&l| l > 1).map(|i| (offset + i, labels[i]))
+    labels
+        .iter()
+        .position(|&l| l > 1)
+        .map(|i| (offset + i, labels[i]))
 }
 
 #[cfg(test)]

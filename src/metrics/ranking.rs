@@ -60,11 +60,19 @@ pub fn auroc(scores: &[f32], labels: &[u8]) -> Result<Option<f64>, MetricsError>
 /// numpy treats them as one tied score.
 fn order_key(v: f32) -> u32 {
     let bits = if v == 0.0 { 0u32 } else { v.to_bits() };
-    if bits & 0x8000_0000 != 0 { !bits } else { bits | 0x8000_0000 }
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
 }
 
 fn key_value(key: u32) -> f32 {
-    f32::from_bits(if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key })
+    f32::from_bits(if key & 0x8000_0000 != 0 {
+        key & 0x7fff_ffff
+    } else {
+        !key
+    })
 }
 
 /// Running state of the descending walk over distinct scores, for one bucket or the whole input.
@@ -83,7 +91,13 @@ struct Walk {
 
 impl Walk {
     fn new(tp: u64, fp: u64) -> Self {
-        Self { tp, fp, auroc2: 0, ap: 0.0, best: None }
+        Self {
+            tp,
+            fp,
+            auroc2: 0,
+            ap: 0.0,
+            best: None,
+        }
     }
 
     /// One distinct score (order key `key`) held by `tp_g` positives and `fp_g` negatives; called
@@ -132,7 +146,11 @@ fn count_chunk(scores: &[f32], labels: &[u8], offset: usize) -> ChunkCounts {
         total[b] += 1;
         pos[b] += l as u32;
     }
-    ChunkCounts { total, pos, invalid }
+    ChunkCounts {
+        total,
+        pos,
+        invalid,
+    }
 }
 
 /// Raw output pointer shared by the scatter workers; each writes a disjoint index set.
@@ -147,7 +165,11 @@ impl ScatterOut {
     }
 }
 
-fn sorted_pass(scores: &[f32], labels: &[u8], dense_min: usize) -> Result<PixelMetrics, MetricsError> {
+fn sorted_pass(
+    scores: &[f32],
+    labels: &[u8],
+    dense_min: usize,
+) -> Result<PixelMetrics, MetricsError> {
     let n = scores.len();
     if labels.len() != n {
         return Err(MetricsError::Length {
@@ -158,7 +180,11 @@ fn sorted_pass(scores: &[f32], labels: &[u8], dense_min: usize) -> Result<PixelM
         });
     }
     // Chunks: a few per thread for balance, each short enough for u32 bucket counts.
-    let chunks = if n < PARALLEL_MIN { 1 } else { (rayon::current_num_threads() * 4).max(n.div_ceil(1 << 31)) };
+    let chunks = if n < PARALLEL_MIN {
+        1
+    } else {
+        (rayon::current_num_threads() * 4).max(n.div_ceil(1 << 31))
+    };
     let chunk_len = n.div_ceil(chunks).max(1);
 
     // 1. Count.
@@ -170,8 +196,16 @@ fn sorted_pass(scores: &[f32], labels: &[u8], dense_min: usize) -> Result<PixelM
         .collect();
     if let Some(i) = counts.iter().filter_map(|c| c.invalid).min() {
         return Err(match first_non_finite(&scores[i..=i], i) {
-            Some((index, value)) => MetricsError::NonFinite { what: "scores", index, value },
-            None => MetricsError::Label { what: "labels", index: i, value: labels[i] },
+            Some((index, value)) => MetricsError::NonFinite {
+                what: "scores",
+                index,
+                value,
+            },
+            None => MetricsError::Label {
+                what: "labels",
+                index: i,
+                value: labels[i],
+            },
         });
     }
     let mut bucket_total = vec![0u64; BUCKETS];
@@ -199,17 +233,23 @@ fn sorted_pass(scores: &[f32], labels: &[u8], dense_min: usize) -> Result<PixelM
     drop(counts);
     let mut items: Vec<u32> = Vec::with_capacity(n);
     let out = ScatterOut(items.as_mut_ptr());
-    scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(offsets.into_par_iter()).for_each(
-        move |((s, l), mut off)| {
+    scores
+        .par_chunks(chunk_len)
+        .zip(labels.par_chunks(chunk_len))
+        .zip(offsets.into_par_iter())
+        .for_each(move |((s, l), mut off)| {
             for (&s, &l) in s.iter().zip(l) {
                 let key = order_key(s);
                 let b = (key >> LOW_BITS) as usize;
                 // SAFETY: off[b] stays inside this chunk's reserved range of bucket b (< n).
-                unsafe { out.ptr().add(off[b]).write(((key & LOW_MASK) << 1) | l as u32) };
+                unsafe {
+                    out.ptr()
+                        .add(off[b])
+                        .write(((key & LOW_MASK) << 1) | l as u32)
+                };
                 off[b] += 1;
             }
-        },
-    );
+        });
     // SAFETY: the offsets partition 0..n and every slot was written exactly once above.
     unsafe { items.set_len(n) };
 
@@ -234,7 +274,14 @@ fn sorted_pass(scores: &[f32], labels: &[u8], dense_min: usize) -> Result<PixelM
         .into_par_iter()
         .map_init(Vec::new, |hist: &mut Vec<u32>, (b, slice)| {
             let (tp, fp) = above[b];
-            walk_bucket(b as u32, slice, Walk::new(tp, fp), positives, hist, dense_min)
+            walk_bucket(
+                b as u32,
+                slice,
+                Walk::new(tp, fp),
+                positives,
+                hist,
+                dense_min,
+            )
         })
         .collect();
 
@@ -265,7 +312,14 @@ fn sorted_pass(scores: &[f32], labels: &[u8], dense_min: usize) -> Result<PixelM
 }
 
 /// Walks one bucket's distinct scores in descending order.
-fn walk_bucket(bucket: u32, items: &mut [u32], mut walk: Walk, positives: u64, hist: &mut Vec<u32>, dense_min: usize) -> Walk {
+fn walk_bucket(
+    bucket: u32,
+    items: &mut [u32],
+    mut walk: Walk,
+    positives: u64,
+    hist: &mut Vec<u32>,
+    dense_min: usize,
+) -> Walk {
     let high = bucket << LOW_BITS;
     if items.len() > dense_min {
         // Histogram indexed by the item itself: low key * 2 + label.
@@ -310,7 +364,13 @@ mod tests {
         for (i, &si) in scores.iter().enumerate() {
             for (j, &sj) in scores.iter().enumerate() {
                 if labels[i] == 1 && labels[j] == 0 {
-                    auc += if si > sj { 1.0 } else if si == sj { 0.5 } else { 0.0 };
+                    auc += if si > sj {
+                        1.0
+                    } else if si == sj {
+                        0.5
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
@@ -336,13 +396,25 @@ mod tests {
     }
 
     fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         *seed >> 33
     }
 
     #[test]
     fn order_key_is_monotone_and_invertible() {
-        let vals = [f32::MIN, -3.5, -1e-30, -0.0, 0.0, 1e-40, 0.25, 1.0, f32::MAX];
+        let vals = [
+            f32::MIN,
+            -3.5,
+            -1e-30,
+            -0.0,
+            0.0,
+            1e-40,
+            0.25,
+            1.0,
+            f32::MAX,
+        ];
         for w in vals.windows(2) {
             assert!(order_key(w[0]) <= order_key(w[1]), "{w:?}");
         }
@@ -369,8 +441,14 @@ mod tests {
             let (auc, ap, f1) = naive(&scores, &labels);
             for dense_min in [0, usize::MAX] {
                 let m = sorted_pass(&scores, &labels, dense_min).unwrap();
-                assert!((m.auroc.unwrap() - auc.unwrap()).abs() < 1e-12, "{dense_min} {m:?} {auc:?}");
-                assert!((m.ap.unwrap() - ap.unwrap()).abs() < 1e-12, "{dense_min} {m:?} {ap:?}");
+                assert!(
+                    (m.auroc.unwrap() - auc.unwrap()).abs() < 1e-12,
+                    "{dense_min} {m:?} {auc:?}"
+                );
+                assert!(
+                    (m.ap.unwrap() - ap.unwrap()).abs() < 1e-12,
+                    "{dense_min} {m:?} {ap:?}"
+                );
                 assert_eq!(m.f1_max, f1, "{dense_min}");
             }
         }
@@ -379,17 +457,30 @@ mod tests {
     #[test]
     fn undefined_and_bad_input() {
         let m = pixel_metrics(&[0.1, 0.2], &[0, 0]).unwrap();
-        assert_eq!((m.auroc, m.ap, m.f1_max, m.f1_threshold), (None, None, None, None));
+        assert_eq!(
+            (m.auroc, m.ap, m.f1_max, m.f1_threshold),
+            (None, None, None, None)
+        );
         let m = pixel_metrics(&[0.1, 0.2], &[1, 1]).unwrap();
         assert_eq!((m.auroc, m.ap), (None, Some(1.0)));
         let m = pixel_metrics(&[], &[]).unwrap();
         assert_eq!(m.auroc, None);
-        assert!(matches!(pixel_metrics(&[0.1], &[0, 1]), Err(MetricsError::Length { .. })));
+        assert!(matches!(
+            pixel_metrics(&[0.1], &[0, 1]),
+            Err(MetricsError::Length { .. })
+        ));
         assert!(matches!(
             pixel_metrics(&[0.1, f32::NAN], &[0, 1]),
             Err(MetricsError::NonFinite { index: 1, .. })
         ));
-        assert!(matches!(pixel_metrics(&[0.1, 0.2], &[0, 255]), Err(MetricsError::Label { index: 1, value: 255, .. })));
+        assert!(matches!(
+            pixel_metrics(&[0.1, 0.2], &[0, 255]),
+            Err(MetricsError::Label {
+                index: 1,
+                value: 255,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -26,18 +26,28 @@ pub fn linear_t<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
 /// nn.Linear's default init range: uniform in `±1/sqrt(fan_in)`.
 pub fn uniform_weight(out: usize, fan_in: usize, device: &Device) -> Param<Tensor<2>> {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    Param::from_tensor(Tensor::random([out, fan_in], Distribution::Uniform(-bound, bound), device))
+    Param::from_tensor(Tensor::random(
+        [out, fan_in],
+        Distribution::Uniform(-bound, bound),
+        device,
+    ))
 }
 
 impl Adapter {
     /// An adapter `c -> bottleneck -> c` with nn.Linear's default init.
     pub fn new(c: usize, bottleneck: usize, device: &Device) -> Self {
-        Self { fc1: uniform_weight(bottleneck, c, device), fc2: uniform_weight(c, bottleneck, device) }
+        Self {
+            fc1: uniform_weight(bottleneck, c, device),
+            fc2: uniform_weight(c, bottleneck, device),
+        }
     }
 
     /// From PyTorch-layout weights `fc1 [b, c]`, `fc2 [c, b]`.
     pub fn from_weights(fc1: Tensor<2>, fc2: Tensor<2>) -> Self {
-        Self { fc1: Param::from_tensor(fc1), fc2: Param::from_tensor(fc2) }
+        Self {
+            fc1: Param::from_tensor(fc1),
+            fc2: Param::from_tensor(fc2),
+        }
     }
 
     /// Hidden activation `h` `[..., b]` (what the prompt adapters' output is).

@@ -23,7 +23,7 @@ use super::adapter::Adapter;
 use super::config::MethodConfig;
 use super::method::AvaDino;
 use super::routing::Gate;
-use crate::io::{read_pth, write_pth, HostTensor, PthError, PthValue, TensorFile, TensorFileError};
+use crate::io::{HostTensor, PthError, PthValue, TensorFile, TensorFileError, read_pth, write_pth};
 
 /// The six module state dicts of the reference checkpoint, in its save order.
 pub const REFERENCE_MODULES: [&str; 6] = [
@@ -44,13 +44,36 @@ pub enum CheckpointError {
     File(#[from] TensorFileError),
     #[error(transparent)]
     Pth(#[from] PthError),
-    #[error("{path}: missing tensors {missing:?} for a {variant} model with {taps} taps; was it saved with another variant or tap set?")]
-    Missing { path: PathBuf, missing: Vec<String>, variant: &'static str, taps: usize },
-    #[error("{path}: unexpected tensors {unexpected:?} for a {variant} model with {taps} taps; pass the config it was trained with")]
-    Unexpected { path: PathBuf, unexpected: Vec<String>, variant: &'static str, taps: usize },
-    #[error("{path}: tensor `{name}` has shape {found:?}, the config expects {expected:?} (check dim/bottleneck/text_dim)")]
-    Shape { path: PathBuf, name: String, found: Vec<usize>, expected: Vec<usize> },
-    #[error("{path}: no embedded method config ({CONFIG_KEY}); load it with an explicit config instead: {reason}")]
+    #[error(
+        "{path}: missing tensors {missing:?} for a {variant} model with {taps} taps; was it saved with another variant or tap set?"
+    )]
+    Missing {
+        path: PathBuf,
+        missing: Vec<String>,
+        variant: &'static str,
+        taps: usize,
+    },
+    #[error(
+        "{path}: unexpected tensors {unexpected:?} for a {variant} model with {taps} taps; pass the config it was trained with"
+    )]
+    Unexpected {
+        path: PathBuf,
+        unexpected: Vec<String>,
+        variant: &'static str,
+        taps: usize,
+    },
+    #[error(
+        "{path}: tensor `{name}` has shape {found:?}, the config expects {expected:?} (check dim/bottleneck/text_dim)"
+    )]
+    Shape {
+        path: PathBuf,
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error(
+        "{path}: no embedded method config ({CONFIG_KEY}); load it with an explicit config instead: {reason}"
+    )]
     Config { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
@@ -74,7 +97,10 @@ pub fn named_params(model: &AvaDino) -> Vec<(String, HostTensor)> {
     adapters("patch_token_adapter_normal", &model.patch_normal);
     adapters("patch_token_adapter_anomaly", &model.patch_anomaly);
     adapters("prompt_adapter", &model.prompt);
-    out.push(("text_projection.weight".into(), host(model.text_projection.val())));
+    out.push((
+        "text_projection.weight".into(),
+        host(model.text_projection.val()),
+    ));
     for (l, g) in model.gates.iter().enumerate() {
         out.push((format!("routing_gate.{l}.weight"), host(g.weight.val())));
         out.push((format!("routing_gate.{l}.bias"), host(g.bias.val())));
@@ -84,9 +110,18 @@ pub fn named_params(model: &AvaDino) -> Vec<(String, HostTensor)> {
 
 /// Names and shapes a model of `config` has.
 pub fn expected_shapes(config: &MethodConfig) -> Vec<(String, Vec<usize>)> {
-    let (d, b, e, l) = (config.dim, config.bottleneck, config.text_dim, config.n_taps());
+    let (d, b, e, l) = (
+        config.dim,
+        config.bottleneck,
+        config.text_dim,
+        config.n_taps(),
+    );
     let mut out = Vec::new();
-    let branches: &[&str] = if config.variant.dual() { &["normal", "anomaly"] } else { &["normal"] };
+    let branches: &[&str] = if config.variant.dual() {
+        &["normal", "anomaly"]
+    } else {
+        &["normal"]
+    };
     for kind in ["cls_token_adapter", "patch_token_adapter"] {
         for br in branches {
             for i in 0..l {
@@ -117,12 +152,24 @@ pub fn from_named(
     path: &Path,
     device: &Device,
 ) -> Result<AvaDino, CheckpointError> {
-    config.validate().map_err(|e| CheckpointError::Invalid { path: path.into(), reason: e.to_string() })?;
+    config.validate().map_err(|e| CheckpointError::Invalid {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     let expected = expected_shapes(config);
     let (variant, taps) = (config.variant.name(), config.n_taps());
-    let missing: Vec<String> = expected.iter().filter(|(n, _)| !tensors.contains_key(n)).map(|(n, _)| n.clone()).collect();
+    let missing: Vec<String> = expected
+        .iter()
+        .filter(|(n, _)| !tensors.contains_key(n))
+        .map(|(n, _)| n.clone())
+        .collect();
     if !missing.is_empty() {
-        return Err(CheckpointError::Missing { path: path.into(), missing, variant, taps });
+        return Err(CheckpointError::Missing {
+            path: path.into(),
+            missing,
+            variant,
+            taps,
+        });
     }
     let unexpected: Vec<String> = tensors
         .keys()
@@ -130,18 +177,33 @@ pub fn from_named(
         .cloned()
         .collect();
     if !unexpected.is_empty() {
-        return Err(CheckpointError::Unexpected { path: path.into(), unexpected, variant, taps });
+        return Err(CheckpointError::Unexpected {
+            path: path.into(),
+            unexpected,
+            variant,
+            taps,
+        });
     }
     for (name, shape) in &expected {
         let t = &tensors[name];
         if &t.shape != shape || t.as_f32().is_none() {
-            return Err(CheckpointError::Shape { path: path.into(), name: name.clone(), found: t.shape.clone(), expected: shape.clone() });
+            return Err(CheckpointError::Shape {
+                path: path.into(),
+                name: name.clone(),
+                found: t.shape.clone(),
+                expected: shape.clone(),
+            });
         }
     }
     let t2 = |n: String| -> Tensor<2> { tensors[&n].to_tensor::<2>(device) };
     let adapters = |prefix: &str, n: usize| -> Vec<Adapter> {
         (0..n)
-            .map(|i| Adapter::from_weights(t2(format!("{prefix}.{i}.fc1.0.weight")), t2(format!("{prefix}.{i}.fc2.0.weight"))))
+            .map(|i| {
+                Adapter::from_weights(
+                    t2(format!("{prefix}.{i}.fc1.0.weight")),
+                    t2(format!("{prefix}.{i}.fc2.0.weight")),
+                )
+            })
             .collect()
     };
     let dual_n = if config.variant.dual() { taps } else { 0 };
@@ -149,7 +211,9 @@ pub fn from_named(
         (0..taps)
             .map(|i| Gate {
                 weight: Param::from_tensor(t2(format!("routing_gate.{i}.weight"))),
-                bias: Param::from_tensor(tensors[&format!("routing_gate.{i}.bias")].to_tensor::<1>(device)),
+                bias: Param::from_tensor(
+                    tensors[&format!("routing_gate.{i}.bias")].to_tensor::<1>(device),
+                ),
             })
             .collect()
     } else {
@@ -182,15 +246,22 @@ impl AvaDino {
     /// Loads our checkpoint with the config it embeds.
     pub fn load(path: &Path, device: &Device) -> Result<Self, CheckpointError> {
         let file = TensorFile::read(path)?;
-        let cfg_err = |reason: String| CheckpointError::Config { path: path.into(), reason };
+        let cfg_err = |reason: String| CheckpointError::Config {
+            path: path.into(),
+            reason,
+        };
         let raw = file.u8(CONFIG_KEY, 1).map_err(|e| cfg_err(e.to_string()))?;
-        let config: MethodConfig =
-            serde_json::from_slice(raw.as_u8().unwrap_or_default()).map_err(|e| cfg_err(e.to_string()))?;
+        let config: MethodConfig = serde_json::from_slice(raw.as_u8().unwrap_or_default())
+            .map_err(|e| cfg_err(e.to_string()))?;
         from_named(&config, &file.tensors, path, device)
     }
 
     /// Loads parameters from a safetensors file with reference names (no embedded config needed).
-    pub fn load_named(config: &MethodConfig, path: &Path, device: &Device) -> Result<Self, CheckpointError> {
+    pub fn load_named(
+        config: &MethodConfig,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, CheckpointError> {
         let file = TensorFile::read(path)?;
         from_named(config, &file.tensors, path, device)
     }
@@ -201,7 +272,10 @@ impl AvaDino {
         if !self.config.variant.dual() || !self.gates.is_empty() {
             return Err(CheckpointError::Invalid {
                 path: path.into(),
-                reason: format!("the reference checkpoint format has no place for the `{}` variant", self.config.variant.name()),
+                reason: format!(
+                    "the reference checkpoint format has no place for the `{}` variant",
+                    self.config.variant.name()
+                ),
             });
         }
         let named = named_params(self);
@@ -210,15 +284,34 @@ impl AvaDino {
             let prefix = format!("{module}.");
             let sd = named
                 .iter()
-                .filter_map(|(n, t)| n.strip_prefix(&prefix).map(|k| (k.to_string(), PthValue::Tensor(t.clone()))))
+                .filter_map(|(n, t)| {
+                    n.strip_prefix(&prefix)
+                        .map(|k| (k.to_string(), PthValue::Tensor(t.clone())))
+                })
                 .collect();
-            entries.push((module.to_string(), PthValue::Dict { entries: sd, ordered: true }));
+            entries.push((
+                module.to_string(),
+                PthValue::Dict {
+                    entries: sd,
+                    ordered: true,
+                },
+            ));
         }
-        Ok(write_pth(path, &PthValue::Dict { entries, ordered: false })?)
+        Ok(write_pth(
+            path,
+            &PthValue::Dict {
+                entries,
+                ordered: false,
+            },
+        )?)
     }
 
     /// Reads a reference `epoch_N.pth` into a model of `config` (which fixes tap count and dims).
-    pub fn load_reference_pth(config: &MethodConfig, path: &Path, device: &Device) -> Result<Self, CheckpointError> {
+    pub fn load_reference_pth(
+        config: &MethodConfig,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, CheckpointError> {
         let tensors = read_pth(path)?;
         from_named(config, &tensors, path, device)
     }

@@ -18,7 +18,12 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [Variant::Full, Variant::SingleAdapter, Variant::LearnableRouting, Variant::NoRouteLoss];
+    pub const ALL: [Variant; 4] = [
+        Variant::Full,
+        Variant::SingleAdapter,
+        Variant::LearnableRouting,
+        Variant::NoRouteLoss,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -63,7 +68,12 @@ pub struct LossWeights {
 
 impl Default for LossWeights {
     fn default() -> Self {
-        Self { aware: 0.25, seg: 0.5, global: 0.25, route: 0.1 }
+        Self {
+            aware: 0.25,
+            seg: 0.5,
+            global: 0.25,
+            route: 0.1,
+        }
     }
 }
 
@@ -118,7 +128,11 @@ impl MethodConfig {
 
     /// Weight of the routing loss in the total after the variant's switch.
     pub fn route_weight(&self) -> f64 {
-        if self.variant.uses_route_loss() { self.loss_weights.route } else { 0.0 }
+        if self.variant.uses_route_loss() {
+            self.loss_weights.route
+        } else {
+            0.0
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -127,7 +141,9 @@ impl MethodConfig {
             return bad("dim, bottleneck and text_dim must be positive");
         }
         if self.taps.is_empty() {
-            return bad("taps is empty: give at least one backbone block (e.g. [23] for last-layer-only)");
+            return bad(
+                "taps is empty: give at least one backbone block (e.g. [23] for last-layer-only)",
+            );
         }
         if self.map_size < 2 {
             return bad("map_size must be at least 2 (align_corners=True upsampling)");
@@ -145,14 +161,30 @@ mod tests {
 
     #[test]
     fn yaml_style_config_parses_with_defaults() {
-        let c: MethodConfig = serde_json::from_str(r#"{"variant": "learnable_routing", "taps": [23], "bottleneck": 256}"#).unwrap();
+        let c: MethodConfig = serde_json::from_str(
+            r#"{"variant": "learnable_routing", "taps": [23], "bottleneck": 256}"#,
+        )
+        .unwrap();
         assert_eq!(c.variant, Variant::LearnableRouting);
         assert_eq!(c.n_taps(), 1);
         assert_eq!(c.dim, 1024);
         assert_eq!(c.route_weight(), 0.0);
         assert_eq!(MethodConfig::default().route_weight(), 0.1);
-        assert!(serde_json::from_str::<MethodConfig>(r#"{"bottlenek": 3}"#).is_err(), "typos are rejected");
-        assert!(MethodConfig { taps: vec![], ..Default::default() }.validate().is_err());
-        assert_eq!("no_route_loss".parse::<Variant>().unwrap(), Variant::NoRouteLoss);
+        assert!(
+            serde_json::from_str::<MethodConfig>(r#"{"bottlenek": 3}"#).is_err(),
+            "typos are rejected"
+        );
+        assert!(
+            MethodConfig {
+                taps: vec![],
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert_eq!(
+            "no_route_loss".parse::<Variant>().unwrap(),
+            Variant::NoRouteLoss
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Per-tap heads on the adapted features: cross-modal map, AACM and global logits.
 
-use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::Tensor;
+use burn::tensor::activation::{sigmoid, softmax};
 
 use super::config::Protocol;
 use super::upsample::Upsampler;
@@ -48,7 +48,10 @@ pub fn aacm(patches: Tensor<3>, cls: Tensor<2>, up: &Upsampler) -> Tensor<4> {
 /// Global logits `100 cls'·T~`: `cls [B, D]`, `text [B, 2, D]` -> `[B, 2]`.
 pub fn global_logits(cls: Tensor<2>, text: Tensor<3>) -> Tensor<2> {
     let [b, _, _] = text.dims();
-    cls.unsqueeze_dim::<3>(1).matmul(text.swap_dims(1, 2)).mul_scalar(100.0).reshape([b, 2])
+    cls.unsqueeze_dim::<3>(1)
+        .matmul(text.swap_dims(1, 2))
+        .mul_scalar(100.0)
+        .reshape([b, 2])
 }
 
 #[cfg(test)]
@@ -61,7 +64,13 @@ mod tests {
         let d = Device::flex();
         let a0 = Tensor::<2>::from_data(TensorData::new(vec![0f32, 1., 2.], [1, 3]), &d);
         let a1 = Tensor::<2>::from_data(TensorData::new(vec![10f32, 11., 12.], [1, 3]), &d);
-        let col = |t: Tensor<3>, c: usize| t.narrow(2, c, 1).into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let col = |t: Tensor<3>, c: usize| {
+            t.narrow(2, c, 1)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
         let r = pair_prompts(a0.clone(), a1.clone(), Protocol::Reference);
         assert_eq!(col(r.clone(), 0), vec![0., 2., 11.]);
         assert_eq!(col(r, 1), vec![1., 10., 12.]);

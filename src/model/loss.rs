@@ -1,7 +1,7 @@
 //! The reference losses (`tools/loss.py`, `train.py`), each returning a `[1]` tensor.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::Tensor;
+use burn::tensor::activation::log_softmax;
 
 /// `FocalLoss()` of the reference: works on **probabilities** `[B, 2, S, S]` against a binary
 /// mask `[B, S, S]`; gamma 2, one-hot clamped to `[1e-5, 1 - 1e-5]`,

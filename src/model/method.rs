@@ -5,11 +5,11 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor};
 
-use super::adapter::{linear_t, uniform_weight, Adapter};
+use super::adapter::{Adapter, linear_t, uniform_weight};
 use super::config::MethodConfig;
 use super::heads::{aacm, cross_modal_map, global_logits, l2_normalize, pair_prompts};
 use super::loss;
-use super::routing::{text_routing, Gate};
+use super::routing::{Gate, text_routing};
 use super::upsample::Upsampler;
 
 /// The trainable modules (names follow the reference checkpoint, see `checkpoint::KEY_TABLE`).
@@ -85,7 +85,13 @@ pub struct LossValues {
 }
 
 fn scalar(t: &Tensor<1>) -> f32 {
-    t.clone().into_data().convert::<f32>().try_to_vec::<f32>().ok().and_then(|v| v.first().copied()).unwrap_or(f32::NAN)
+    t.clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f32::NAN)
 }
 
 impl Losses {
@@ -130,8 +136,17 @@ impl AvaDino {
 
     pub fn try_new(config: &MethodConfig, device: &Device) -> Result<Self, ModelError> {
         config.validate()?;
-        let (d, b, e, l) = (config.dim, config.bottleneck, config.text_dim, config.n_taps());
-        let adapters = |n: usize| (0..n).map(|_| Adapter::new(d, b, device)).collect::<Vec<_>>();
+        let (d, b, e, l) = (
+            config.dim,
+            config.bottleneck,
+            config.text_dim,
+            config.n_taps(),
+        );
+        let adapters = |n: usize| {
+            (0..n)
+                .map(|_| Adapter::new(d, b, device))
+                .collect::<Vec<_>>()
+        };
         let dual = config.variant.dual();
         Ok(Self {
             cls_normal: adapters(l),
@@ -141,7 +156,9 @@ impl AvaDino {
             prompt: (0..2).map(|_| Adapter::new(e, e, device)).collect(),
             text_projection: uniform_weight(d, e, device),
             gates: match config.variant {
-                super::config::Variant::LearnableRouting => (0..l).map(|_| Gate::new(d, device)).collect(),
+                super::config::Variant::LearnableRouting => {
+                    (0..l).map(|_| Gate::new(d, device)).collect()
+                }
                 _ => Vec::new(),
             },
             config: config.clone(),
@@ -184,11 +201,24 @@ impl AvaDino {
     ///
     /// # Panics
     /// If the shapes disagree with the configuration; [`AvaDino::try_forward`] returns an error instead.
-    pub fn forward(&self, cls: &[Tensor<2>], patches: &[Tensor<3>], grid: [usize; 2], text: Tensor<3>) -> MethodOutput {
-        self.try_forward(cls, patches, grid, text).unwrap_or_else(|e| panic!("{e}"))
+    pub fn forward(
+        &self,
+        cls: &[Tensor<2>],
+        patches: &[Tensor<3>],
+        grid: [usize; 2],
+        text: Tensor<3>,
+    ) -> MethodOutput {
+        self.try_forward(cls, patches, grid, text)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn check(&self, cls: &[Tensor<2>], patches: &[Tensor<3>], grid: [usize; 2], text: &Tensor<3>) -> Result<usize, ModelError> {
+    fn check(
+        &self,
+        cls: &[Tensor<2>],
+        patches: &[Tensor<3>],
+        grid: [usize; 2],
+        text: &Tensor<3>,
+    ) -> Result<usize, ModelError> {
         let c = &self.config;
         let bad = |m: String| Err(ModelError::Input(m));
         if cls.len() != c.n_taps() || patches.len() != c.n_taps() {
@@ -202,11 +232,19 @@ impl AvaDino {
         }
         let [b, e, two] = text.dims();
         if e != c.text_dim || two != 2 {
-            return bad(format!("text is {:?}, expected [B, {}, 2]", [b, e, two], c.text_dim));
+            return bad(format!(
+                "text is {:?}, expected [B, {}, 2]",
+                [b, e, two],
+                c.text_dim
+            ));
         }
         for (t, (x, p)) in cls.iter().zip(patches).enumerate() {
             if x.dims() != [b, c.dim] {
-                return bad(format!("cls of tap {t} is {:?}, expected [{b}, {}]", x.dims(), c.dim));
+                return bad(format!(
+                    "cls of tap {t} is {:?}, expected [{b}, {}]",
+                    x.dims(),
+                    c.dim
+                ));
             }
             if p.dims() != [b, grid[0] * grid[1], c.dim] {
                 return bad(format!(
@@ -222,7 +260,12 @@ impl AvaDino {
 
     /// `w_n * A_n(x) + w_a * A_a(x) + x` (dual) or `A(x) + x` (single), then L2-normalized.
     /// `w` is `[B, 2]` broadcast to x's rank.
-    fn fuse<const R: usize>(&self, x: Tensor<R>, normal: &Adapter, anomaly: Option<(&Adapter, Tensor<2>)>) -> Tensor<R> {
+    fn fuse<const R: usize>(
+        &self,
+        x: Tensor<R>,
+        normal: &Adapter,
+        anomaly: Option<(&Adapter, Tensor<2>)>,
+    ) -> Tensor<R> {
         let y = match anomaly {
             None => normal.forward(x.clone()) + x,
             Some((anomaly, w)) => {
@@ -272,10 +315,23 @@ impl AvaDino {
             } else if let Some(gate) = self.gates.get(t) {
                 Some(gate.forward(x.clone(), c.tau))
             } else {
-                Some(text_routing(x.clone(), tn_proj.clone(), ta_proj.clone(), c.tau))
+                Some(text_routing(
+                    x.clone(),
+                    tn_proj.clone(),
+                    ta_proj.clone(),
+                    c.tau,
+                ))
             };
-            let cls_f = self.fuse(x, &self.cls_normal[t], w.clone().map(|w| (&self.cls_anomaly[t], w)));
-            let p_f = self.fuse(p, &self.patch_normal[t], w.clone().map(|w| (&self.patch_anomaly[t], w)));
+            let cls_f = self.fuse(
+                x,
+                &self.cls_normal[t],
+                w.clone().map(|w| (&self.cls_anomaly[t], w)),
+            );
+            let p_f = self.fuse(
+                p,
+                &self.patch_normal[t],
+                w.clone().map(|w| (&self.patch_anomaly[t], w)),
+            );
             maps.push(cross_modal_map(p_f.clone(), text_proj.clone(), &up));
             aacms.push(aacm(p_f, cls_f.clone(), &up));
             globals.push(global_logits(cls_f, text_proj.clone()));
@@ -286,16 +342,31 @@ impl AvaDino {
         let mean4 = |v: Vec<Tensor<4>>| Tensor::stack::<5>(v, 0).mean_dim(0).squeeze_dim::<4>(0);
         let maps = mean4(maps);
         let aacm = mean4(aacms);
-        let global = Tensor::stack::<3>(globals, 0).mean_dim(0).squeeze_dim::<2>(0);
+        let global = Tensor::stack::<3>(globals, 0)
+            .mean_dim(0)
+            .squeeze_dim::<2>(0);
         let (w_normal, w_anomaly) = if tap_weights.is_empty() {
             (Tensor::ones([b], &device), Tensor::zeros([b], &device))
         } else {
-            let w = Tensor::stack::<3>(tap_weights.clone(), 0).mean_dim(0).squeeze_dim::<2>(0);
-            (w.clone().narrow(1, 0, 1).reshape([b]), w.narrow(1, 1, 1).reshape([b]))
+            let w = Tensor::stack::<3>(tap_weights.clone(), 0)
+                .mean_dim(0)
+                .squeeze_dim::<2>(0);
+            (
+                w.clone().narrow(1, 0, 1).reshape([b]),
+                w.narrow(1, 1, 1).reshape([b]),
+            )
         };
         let [_, _, s1, s2] = maps.dims();
         let anomaly_map = maps.clone().narrow(1, 1, 1).reshape([b, s1, s2]);
-        Ok(MethodOutput { anomaly_map, maps, aacm, global, w_normal, w_anomaly, tap_weights })
+        Ok(MethodOutput {
+            anomaly_map,
+            maps,
+            aacm,
+            global,
+            w_normal,
+            w_anomaly,
+            tap_weights,
+        })
     }
 
     /// The reference losses. `labels` `[B]` (0 normal, 1 anomalous), `masks` `[B, S, S]`
@@ -308,11 +379,19 @@ impl AvaDino {
         let seg = loss::map_loss(out.maps.clone(), m);
         let global = loss::cross_entropy(out.global.clone(), y.clone());
         let route = loss::routing(out.w_normal.clone(), out.w_anomaly.clone(), y);
-        let mut total = aware.clone().mul_scalar(w.aware) + seg.clone().mul_scalar(w.seg) + global.clone().mul_scalar(w.global);
+        let mut total = aware.clone().mul_scalar(w.aware)
+            + seg.clone().mul_scalar(w.seg)
+            + global.clone().mul_scalar(w.global);
         let rw = self.config.route_weight();
         if rw != 0.0 {
             total = total + route.clone().mul_scalar(rw);
         }
-        Losses { aware, seg, global, route, total }
+        Losses {
+            aware,
+            seg,
+            global,
+            route,
+            total,
+        }
     }
 }

@@ -4,9 +4,9 @@
 //! burn's AdamW defaults differ from PyTorch's (eps 1e-5, weight decay 1e-4): both are set here.
 
 use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::store::{ModuleRecord, RecordError};
 use burn::tensor::Bytes;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor};
 
 use super::method::{AvaDino, Losses, MethodOutput};
@@ -25,7 +25,13 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        Self { lr: 1e-4, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 1e-2, warmup_steps: 0 }
+        Self {
+            lr: 1e-4,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            warmup_steps: 0,
+        }
     }
 }
 
@@ -37,7 +43,11 @@ pub fn reference_warmup(total_steps: usize) -> usize {
 /// `LambdaLR(lambda s: s / max(1, warmup) if s < warmup else 1)` stepped after each update:
 /// the update number `s` (0-based) runs with this factor, so the first update has LR 0.
 pub fn warmup_factor(step: usize, warmup_steps: usize) -> f64 {
-    if step < warmup_steps { step as f64 / warmup_steps.max(1) as f64 } else { 1.0 }
+    if step < warmup_steps {
+        step as f64 / warmup_steps.max(1) as f64
+    } else {
+        1.0
+    }
 }
 
 impl OptimConfig {
@@ -85,7 +95,12 @@ pub struct Trainer {
 impl Trainer {
     pub fn new(model: AvaDino, config: OptimConfig) -> Self {
         let optim = config.build();
-        Self { model, config, optim, steps_done: 0 }
+        Self {
+            model,
+            config,
+            optim,
+            steps_done: 0,
+        }
     }
 
     /// Optimizer updates done so far (the scheduler's step count).
@@ -105,8 +120,12 @@ impl Trainer {
 
     /// One update; returns the losses and the outputs of the forward before it (detached).
     pub fn step_with_output(&mut self, batch: &Batch) -> (Losses, MethodOutput) {
-        let out = self.model.forward(&batch.cls, &batch.patches, batch.grid, batch.text.clone());
-        let losses = self.model.losses(&out, batch.labels.clone(), batch.masks.clone());
+        let out = self
+            .model
+            .forward(&batch.cls, &batch.patches, batch.grid, batch.text.clone());
+        let losses = self
+            .model
+            .losses(&out, batch.labels.clone(), batch.masks.clone());
         let grads = losses.total.backward();
         let grads = GradientsParams::from_grads(grads, &self.model);
         let lr = self.next_lr();
@@ -136,8 +155,15 @@ impl Trainer {
     ) -> Result<Self, RecordError> {
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))?;
         let model = template.try_load_record(record)?;
-        let optim = config.build().from_bytes(Bytes::from_bytes_vec(optim_bytes))?;
-        Ok(Self { model, config, optim, steps_done })
+        let optim = config
+            .build()
+            .from_bytes(Bytes::from_bytes_vec(optim_bytes))?;
+        Ok(Self {
+            model,
+            config,
+            optim,
+            steps_done,
+        })
     }
 
     /// The model on the plain (non-autodiff) device, for evaluation.
@@ -157,10 +183,17 @@ mod tests {
         assert_eq!(warmup_factor(1, 3), 1.0 / 3.0);
         assert_eq!(warmup_factor(2, 3), 2.0 / 3.0);
         assert_eq!(warmup_factor(3, 3), 1.0);
-        assert_eq!(warmup_factor(0, 0), 1.0, "no warmup: full LR from the start");
+        assert_eq!(
+            warmup_factor(0, 0),
+            1.0,
+            "no warmup: full LR from the start"
+        );
         assert_eq!(reference_warmup(100), 3);
         assert_eq!(reference_warmup(10 * 136), 40); // 10 epochs of VisA at batch 16
-        let c = OptimConfig { warmup_steps: 4, ..OptimConfig::default() };
+        let c = OptimConfig {
+            warmup_steps: 4,
+            ..OptimConfig::default()
+        };
         assert_eq!(c.lr_at(2), 0.5e-4);
     }
 }

@@ -10,7 +10,12 @@ use super::heads::l2_normalize;
 /// Text-guided routing: `softmax([n(cls)·n(Wp t_n), n(cls)·n(Wp t_a)] / tau)`.
 ///
 /// `cls [B, D]`, `t_n_proj`, `t_a_proj [B, D]` = `Wp` applied to the **raw** text features.
-pub fn text_routing(cls: Tensor<2>, t_n_proj: Tensor<2>, t_a_proj: Tensor<2>, tau: f64) -> Tensor<2> {
+pub fn text_routing(
+    cls: Tensor<2>,
+    t_n_proj: Tensor<2>,
+    t_a_proj: Tensor<2>,
+    tau: f64,
+) -> Tensor<2> {
     let f = l2_normalize(cls, 1);
     let sn = (f.clone() * l2_normalize(t_n_proj, 1)).sum_dim(1);
     let sa = (f * l2_normalize(t_a_proj, 1)).sum_dim(1);
@@ -29,13 +34,18 @@ impl Gate {
         let bound = 1.0 / (dim as f64).sqrt();
         Self {
             weight: uniform_weight(2, dim, device),
-            bias: Param::from_tensor(Tensor::random([2], Distribution::Uniform(-bound, bound), device)),
+            bias: Param::from_tensor(Tensor::random(
+                [2],
+                Distribution::Uniform(-bound, bound),
+                device,
+            )),
         }
     }
 
     /// `cls [B, D] -> [B, 2]`.
     pub fn forward(&self, cls: Tensor<2>, tau: f64) -> Tensor<2> {
-        let logits = linear_t(l2_normalize(cls, 1), self.weight.val()) + self.bias.val().unsqueeze_dim::<2>(0);
+        let logits = linear_t(l2_normalize(cls, 1), self.weight.val())
+            + self.bias.val().unsqueeze_dim::<2>(0);
         softmax(logits.div_scalar(tau), 1)
     }
 }

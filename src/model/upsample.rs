@@ -9,7 +9,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 /// Computed in f32 like PyTorch's CPU kernel (`scale = (in-1)/(out-1)`, `src = scale * o`).
 pub fn interp_matrix(input: usize, output: usize) -> Vec<f32> {
     let mut r = vec![0f32; output * input];
-    let scale = if output > 1 { (input as f32 - 1.0) / (output as f32 - 1.0) } else { 0.0 };
+    let scale = if output > 1 {
+        (input as f32 - 1.0) / (output as f32 - 1.0)
+    } else {
+        0.0
+    };
     for o in 0..output {
         let src = scale * o as f32;
         let i0 = (src.floor() as usize).min(input - 1);
@@ -36,8 +40,14 @@ impl Upsampler {
     pub fn new(grid: [usize; 2], size: usize, device: &Device) -> Self {
         let [h, w] = grid;
         let ry = Tensor::from_data(TensorData::new(interp_matrix(h, size), [size, h]), device);
-        let rx: Tensor<2> = Tensor::from_data(TensorData::new(interp_matrix(w, size), [size, w]), device);
-        Self { ry, rxt: rx.transpose(), grid, size }
+        let rx: Tensor<2> =
+            Tensor::from_data(TensorData::new(interp_matrix(w, size), [size, w]), device);
+        Self {
+            ry,
+            rxt: rx.transpose(),
+            grid,
+            size,
+        }
     }
 
     pub fn grid(&self) -> [usize; 2] {
@@ -49,7 +59,10 @@ impl Upsampler {
         let [b, c, h, w] = x.dims();
         let s = self.size;
         // Along x: [B*C*h, w] @ [w, S].
-        let xs = x.reshape([b * c * h, w]).matmul(self.rxt.clone()).reshape([b * c, h, s]);
+        let xs = x
+            .reshape([b * c * h, w])
+            .matmul(self.rxt.clone())
+            .reshape([b * c, h, s]);
         // Along y: [S, h] @ [h, S] per (B, C).
         let ry = self.ry.clone().unsqueeze_dim::<3>(0).expand([b * c, s, h]);
         ry.matmul(xs).reshape([b, c, s, s])
@@ -59,9 +72,9 @@ impl Upsampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Distribution;
     use burn::tensor::module::interpolate;
     use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-    use burn::tensor::Distribution;
 
     #[test]
     fn rows_sum_to_one_and_corners_align() {
@@ -71,7 +84,11 @@ mod tests {
                 assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
             }
             assert_eq!(r[0], 1.0);
-            assert_eq!(r[(o - 1) * i + i - 1], 1.0, "last output sits on the last input");
+            assert_eq!(
+                r[(o - 1) * i + i - 1],
+                1.0,
+                "last output sits on the last input"
+            );
         }
     }
 
@@ -80,7 +97,9 @@ mod tests {
         let device = Device::flex();
         let x = Tensor::<4>::random([2, 2, 3, 5], Distribution::Normal(0.0, 1.0), &device);
         let got = Upsampler::new([3, 5], 11, &device).forward(x.clone());
-        let opts = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(true).with_output_size([11, 11]);
+        let opts = InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_align_corners(true)
+            .with_output_size([11, 11]);
         let want = interpolate(x, opts);
         let diff = (got - want).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-5, "max diff {diff}");

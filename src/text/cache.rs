@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use super::TextError;
 use super::model::ClipText;
 use super::prompts::encode_class_word;
 use super::tokenizer::Tokenizer;
-use super::TextError;
 use crate::io::{HostTensor, TensorFile};
 
 /// Ensemble features of one class word, each L2-normalized, length E.
@@ -49,7 +49,13 @@ pub struct TextFeatureCache {
 impl TextFeatureCache {
     /// A cache over `model`; with `disk_dir`, features are also read from and written to files there.
     pub fn new(model: ClipText, disk_dir: Option<PathBuf>) -> Self {
-        Self { model, tokenizer: Tokenizer::new(), disk: disk_dir, memory: Mutex::default(), stats: Mutex::default() }
+        Self {
+            model,
+            tokenizer: Tokenizer::new(),
+            disk: disk_dir,
+            memory: Mutex::default(),
+            stats: Mutex::default(),
+        }
     }
 
     pub fn model(&self) -> &ClipText {
@@ -69,16 +75,27 @@ impl TextFeatureCache {
     /// [`get_or_compute`](Self::get_or_compute) that also says where the answer came from.
     pub fn get_with_source(&self, class_word: &str) -> Result<(TextFeatures, Source), TextError> {
         let act = self.model.activation();
-        if let Some(f) = self.memory.lock().unwrap_or_else(|e| e.into_inner()).get(class_word) {
+        if let Some(f) = self
+            .memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(class_word)
+        {
             eprintln!("text features: `{class_word}` ({act}) from the memory cache");
             self.count(Source::Memory);
             return Ok((f.clone(), Source::Memory));
         }
-        let file = self.disk.as_ref().map(|d| d.join(self.file_name(class_word)));
+        let file = self
+            .disk
+            .as_ref()
+            .map(|d| d.join(self.file_name(class_word)));
         let (features, source) = match file.as_deref().filter(|p| p.is_file()) {
             Some(path) => {
                 let f = self.read_entry(path, class_word)?;
-                eprintln!("text features: `{class_word}` ({act}) from the disk cache {}", path.display());
+                eprintln!(
+                    "text features: `{class_word}` ({act}) from the disk cache {}",
+                    path.display()
+                );
                 (f, Source::Disk)
             }
             None => {
@@ -94,7 +111,10 @@ impl TextFeatureCache {
                 (f, Source::Computed)
             }
         };
-        self.memory.lock().unwrap_or_else(|e| e.into_inner()).insert(class_word.to_string(), features.clone());
+        self.memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(class_word.to_string(), features.clone());
         self.count(source);
         Ok((features, source))
     }
@@ -112,36 +132,74 @@ impl TextFeatureCache {
     fn file_name(&self, class_word: &str) -> String {
         let word = super::load::sha256_hex(class_word.as_bytes());
         let weights = self.model.weights_hash();
-        format!("text-{}-{}-{}.safetensors", &weights[..weights.len().min(16)], self.model.activation(), &word[..16])
+        format!(
+            "text-{}-{}-{}.safetensors",
+            &weights[..weights.len().min(16)],
+            self.model.activation(),
+            &word[..16]
+        )
     }
 
-    fn write_entry(&self, path: &Path, class_word: &str, f: &TextFeatures) -> Result<(), TextError> {
+    fn write_entry(
+        &self,
+        path: &Path,
+        class_word: &str,
+        f: &TextFeatures,
+    ) -> Result<(), TextError> {
         let mut file = TensorFile::new(path);
-        file.insert("normal", HostTensor::f32(vec![f.normal.len()], f.normal.clone()));
-        file.insert("anomaly", HostTensor::f32(vec![f.anomaly.len()], f.anomaly.clone()));
-        let meta = format!("{}\n{}\n{}", self.model.weights_hash(), self.model.activation(), class_word).into_bytes();
+        file.insert(
+            "normal",
+            HostTensor::f32(vec![f.normal.len()], f.normal.clone()),
+        );
+        file.insert(
+            "anomaly",
+            HostTensor::f32(vec![f.anomaly.len()], f.anomaly.clone()),
+        );
+        let meta = format!(
+            "{}\n{}\n{}",
+            self.model.weights_hash(),
+            self.model.activation(),
+            class_word
+        )
+        .into_bytes();
         file.insert("key", HostTensor::u8(vec![meta.len()], meta));
         file.write(path)?;
         Ok(())
     }
 
     fn read_entry(&self, path: &Path, class_word: &str) -> Result<TextFeatures, TextError> {
-        let bad = |reason: String| TextError::Cache { path: path.to_path_buf(), reason };
+        let bad = |reason: String| TextError::Cache {
+            path: path.to_path_buf(),
+            reason,
+        };
         let file = TensorFile::read(path).map_err(|e| bad(e.to_string()))?;
         let key = file.u8("key", 1).map_err(|e| bad(e.to_string()))?;
-        let want = format!("{}\n{}\n{}", self.model.weights_hash(), self.model.activation(), class_word);
+        let want = format!(
+            "{}\n{}\n{}",
+            self.model.weights_hash(),
+            self.model.activation(),
+            class_word
+        );
         if key.as_u8().unwrap() != want.as_bytes() {
-            return Err(bad("its key (weights hash, activation, class word) is not this request's".into()));
+            return Err(bad(
+                "its key (weights hash, activation, class word) is not this request's".into(),
+            ));
         }
         let e = self.model.config().projection_dim;
         let vec = |name: &str| -> Result<Vec<f32>, TextError> {
             let t = file.f32(name, 1).map_err(|err| bad(err.to_string()))?;
             if t.shape != [e] {
-                return Err(bad(format!("`{name}` has shape {:?}, expected [{e}]", t.shape)));
+                return Err(bad(format!(
+                    "`{name}` has shape {:?}, expected [{e}]",
+                    t.shape
+                )));
             }
             Ok(t.as_f32().unwrap().to_vec())
         };
-        Ok(TextFeatures { normal: vec("normal")?, anomaly: vec("anomaly")? })
+        Ok(TextFeatures {
+            normal: vec("normal")?,
+            anomaly: vec("anomaly")?,
+        })
     }
 }
 
@@ -183,10 +241,20 @@ mod tests {
         let (c, s3) = fresh.get_with_source("bottle").unwrap();
         assert_eq!((s3, &c), (Source::Disk, &a));
 
-        let quick = TextFeatureCache::new(model.with_activation(Activation::QuickGelu), Some(dir.path().to_path_buf()));
+        let quick = TextFeatureCache::new(
+            model.with_activation(Activation::QuickGelu),
+            Some(dir.path().to_path_buf()),
+        );
         let (d, s4) = quick.get_with_source("bottle").unwrap();
         assert_eq!(s4, Source::Computed);
         assert_ne!(d, a);
-        assert_eq!(quick.stats(), CacheStats { memory_hits: 0, disk_hits: 0, computed: 1 });
+        assert_eq!(
+            quick.stats(),
+            CacheStats {
+                memory_hits: 0,
+                disk_hits: 0,
+                computed: 1
+            }
+        );
     }
 }

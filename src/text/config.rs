@@ -74,15 +74,21 @@ impl ClipTextConfig {
     /// Parses a `CLIPTextConfig` or a full `CLIPConfig` (`text_config` plus top-level
     /// `projection_dim`, which wins). Keys left out take HF's defaults, as in transformers.
     pub fn from_json(text: &str, path: &Path) -> Result<Self, TextError> {
-        let err = |reason: String| TextError::Config { path: path.to_path_buf(), reason };
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+        let err = |reason: String| TextError::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
         let (mut text_cfg, outer_proj) = if value.get("text_config").is_some() {
             let full: FullConfig = serde_json::from_value(value).map_err(|e| err(e.to_string()))?;
             (full.text_config, full.projection_dim)
         } else {
             (value, None)
         };
-        let obj = text_cfg.as_object_mut().ok_or_else(|| err("text config is not a JSON object".into()))?;
+        let obj = text_cfg
+            .as_object_mut()
+            .ok_or_else(|| err("text config is not a JSON object".into()))?;
         let preset = serde_json::to_value(Self::hf_defaults()).expect("serializable defaults");
         if let Some(p) = outer_proj {
             // In a full CLIPConfig the top-level value is the one the projection is built with.
@@ -98,7 +104,10 @@ impl ClipTextConfig {
 
     /// Reads and parses `path`.
     pub fn from_file(path: &Path) -> Result<Self, TextError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TextError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TextError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_json(&text, path)
     }
 
@@ -106,7 +115,10 @@ impl ClipTextConfig {
     pub fn to_hf_json(&self) -> String {
         let mut v = serde_json::to_value(self).expect("serializable config");
         let o = v.as_object_mut().unwrap();
-        o.insert("architectures".into(), serde_json::json!(["CLIPTextModelWithProjection"]));
+        o.insert(
+            "architectures".into(),
+            serde_json::json!(["CLIPTextModelWithProjection"]),
+        );
         o.insert("model_type".into(), "clip_text_model".into());
         o.insert("eos_token_id".into(), (self.vocab_size - 1).into());
         serde_json::to_string_pretty(&v).expect("serializable config")
@@ -150,14 +162,24 @@ mod tests {
         let text = r#"{"vocab_size": 512, "hidden_size": 16, "intermediate_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 2, "max_position_embeddings": 77, "projection_dim": 12, "hidden_act": "gelu"}"#;
         let c = ClipTextConfig::from_json(text, p).unwrap();
-        assert_eq!((c.hidden_size, c.projection_dim, c.hidden_act), (16, 12, Activation::Gelu));
+        assert_eq!(
+            (c.hidden_size, c.projection_dim, c.hidden_act),
+            (16, 12, Activation::Gelu)
+        );
         // The shape of openai/clip-vit-large-patch14-336's config.json (a full CLIPConfig).
         let full = r#"{"projection_dim": 768, "text_config": {"hidden_act": "quick_gelu", "hidden_size": 768,
             "intermediate_size": 3072, "num_attention_heads": 12, "projection_dim": 768}, "vision_config": {}}"#;
         let c = ClipTextConfig::from_json(full, p).unwrap();
         assert_eq!(c, ClipTextConfig::vitl14_336());
-        let bare = ClipTextConfig::from_json(r#"{"text_config": {}, "projection_dim": 256}"#, p).unwrap();
-        assert_eq!(bare, ClipTextConfig { projection_dim: 256, ..ClipTextConfig::hf_defaults() });
+        let bare =
+            ClipTextConfig::from_json(r#"{"text_config": {}, "projection_dim": 256}"#, p).unwrap();
+        assert_eq!(
+            bare,
+            ClipTextConfig {
+                projection_dim: 256,
+                ..ClipTextConfig::hf_defaults()
+            }
+        );
         let back = ClipTextConfig::from_json(&c.to_hf_json(), p).unwrap();
         assert_eq!(back, c);
     }
@@ -165,13 +187,23 @@ mod tests {
     #[test]
     fn bad_configs_are_clear_errors() {
         let p = Path::new("cfg.json");
-        let msg = ClipTextConfig::from_json(r#"{"hidden_size": "wide"}"#, p).unwrap_err().to_string();
-        assert!(msg.contains("cfg.json") && msg.contains("invalid type"), "{msg}");
-        let msg = ClipTextConfig::from_json(r#"{"hidden_size": 10, "num_attention_heads": 3, "projection_dim": 4}"#, p)
+        let msg = ClipTextConfig::from_json(r#"{"hidden_size": "wide"}"#, p)
             .unwrap_err()
             .to_string();
+        assert!(
+            msg.contains("cfg.json") && msg.contains("invalid type"),
+            "{msg}"
+        );
+        let msg = ClipTextConfig::from_json(
+            r#"{"hidden_size": 10, "num_attention_heads": 3, "projection_dim": 4}"#,
+            p,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("divisible"), "{msg}");
-        let msg = ClipTextConfig::from_json(r#"{"projection_dim": 4, "hidden_act": "relu"}"#, p).unwrap_err().to_string();
+        let msg = ClipTextConfig::from_json(r#"{"projection_dim": 4, "hidden_act": "relu"}"#, p)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("relu"), "{msg}");
     }
 }

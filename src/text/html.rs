@@ -7,7 +7,10 @@ use std::borrow::Cow;
 use super::html_entities::{INVALID_CHARREFS, INVALID_CODEPOINTS, NAMED};
 
 fn named(name: &str) -> Option<&'static str> {
-    NAMED.binary_search_by(|(k, _)| k.as_bytes().cmp(name.as_bytes())).ok().map(|i| NAMED[i].1)
+    NAMED
+        .binary_search_by(|(k, _)| k.as_bytes().cmp(name.as_bytes()))
+        .ok()
+        .map(|i| NAMED[i].1)
 }
 
 fn numeric(num: u64, out: &mut String) {
@@ -38,10 +41,23 @@ pub(super) fn unescape(s: &str) -> Cow<'_, str> {
                 _ => (false, 0),
             };
             let body = &r[digits_at..];
-            let n = body.bytes().take_while(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() }).count();
+            let n = body
+                .bytes()
+                .take_while(|b| {
+                    if hex {
+                        b.is_ascii_hexdigit()
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                })
+                .count();
             // `#[0-9]+` is tried before `#[xX]...`; "&#x" with no hex digit, or "&#" alone, matches nothing.
             let decimal_first = r.bytes().take_while(u8::is_ascii_digit).count();
-            let (is_hex, n, body) = if decimal_first > 0 { (false, decimal_first, r) } else { (hex, n, body) };
+            let (is_hex, n, body) = if decimal_first > 0 {
+                (false, decimal_first, r)
+            } else {
+                (hex, n, body)
+            };
             if n == 0 {
                 out.push('&');
                 i = start;
@@ -49,9 +65,14 @@ pub(super) fn unescape(s: &str) -> Cow<'_, str> {
             }
             let digits = &body[..n];
             let num = if is_hex {
-                digits.bytes().fold(0u64, |a, b| a.saturating_mul(16).saturating_add((b as char).to_digit(16).unwrap() as u64))
+                digits.bytes().fold(0u64, |a, b| {
+                    a.saturating_mul(16)
+                        .saturating_add((b as char).to_digit(16).unwrap() as u64)
+                })
             } else {
-                digits.bytes().fold(0u64, |a, b| a.saturating_mul(10).saturating_add((b - b'0') as u64))
+                digits.bytes().fold(0u64, |a, b| {
+                    a.saturating_mul(10).saturating_add((b - b'0') as u64)
+                })
             };
             numeric(num, &mut out);
             let mut end = start + 1 + (if is_hex { 1 } else { 0 }) + n;
@@ -83,7 +104,11 @@ pub(super) fn unescape(s: &str) -> Cow<'_, str> {
         } else {
             // Longest prefix (at least 2 characters, shorter than the whole) that is a name.
             let bounds: Vec<usize> = name.char_indices().map(|(b, _)| b).skip(2).collect();
-            match bounds.iter().rev().find_map(|&b| named(&name[..b]).map(|v| (b, v))) {
+            match bounds
+                .iter()
+                .rev()
+                .find_map(|&b| named(&name[..b]).map(|v| (b, v)))
+            {
                 Some((b, v)) => {
                     out.push_str(v);
                     out.push_str(&name[b..]);

@@ -26,7 +26,9 @@ pub use model::ClipText;
 pub use tokenizer::{CONTEXT_LENGTH, END_OF_TEXT, START_OF_TEXT, Tokenizer};
 
 /// MLP activation of the text transformer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum Activation {
     /// Exact erf GELU: what the AVA-DINO reference runs (its rebuilt CLIP has no `quick_gelu`).
     #[default]
@@ -59,7 +61,9 @@ impl FromStr for Activation {
         match s {
             "gelu" => Ok(Activation::Gelu),
             "quick_gelu" => Ok(Activation::QuickGelu),
-            other => Err(format!("unknown activation `{other}`: expected gelu or quick_gelu")),
+            other => Err(format!(
+                "unknown activation `{other}`: expected gelu or quick_gelu"
+            )),
         }
     }
 }
@@ -68,10 +72,17 @@ impl FromStr for Activation {
 #[derive(Debug, thiserror::Error)]
 pub enum TextError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not a CLIP text config ({reason}); expected an HF CLIPTextConfig (with projection_dim) or a CLIPConfig with text_config")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: not a CLIP text config ({reason}); expected an HF CLIPTextConfig (with projection_dim) or a CLIPConfig with text_config"
+    )]
     Config { path: PathBuf, reason: String },
-    #[error("{path}: no CLIP text weights found; expected model.safetensors, openai.safetensors, a .safetensors file or a plain .pt/.bin state dict")]
+    #[error(
+        "{path}: no CLIP text weights found; expected model.safetensors, openai.safetensors, a .safetensors file or a plain .pt/.bin state dict"
+    )]
     NoWeights { path: PathBuf },
     #[error(transparent)]
     TensorFile(#[from] crate::io::TensorFileError),
@@ -83,18 +94,31 @@ pub enum TextError {
          s.save_file({{k:v.float().contiguous() for k,v in m.state_dict().items()}},'openai.safetensors')\" (see README, CLIP weights)"
     )]
     TorchScript { path: PathBuf },
-    #[error("{path}: neither HF (`text_model.*`) nor OpenAI (`token_embedding.weight`, `transformer.resblocks.*`) CLIP text keys found (first keys: {found})")]
+    #[error(
+        "{path}: neither HF (`text_model.*`) nor OpenAI (`token_embedding.weight`, `transformer.resblocks.*`) CLIP text keys found (first keys: {found})"
+    )]
     UnknownLayout { path: PathBuf, found: String },
     #[error("{path}: CLIP text weights do not match the config: {problems}")]
     Keys { path: PathBuf, problems: String },
-    #[error("{path}: cannot infer the config from OpenAI weights: {reason}; put an HF config.json next to the weights")]
+    #[error(
+        "{path}: cannot infer the config from OpenAI weights: {reason}; put an HF config.json next to the weights"
+    )]
     Infer { path: PathBuf, reason: String },
-    #[error("text `{text}` is too long: {len} tokens with start/end, the context holds {max} (the reference raises here too; shorten the text)")]
-    TooLong { text: String, len: usize, max: usize },
+    #[error(
+        "text `{text}` is too long: {len} tokens with start/end, the context holds {max} (the reference raises here too; shorten the text)"
+    )]
+    TooLong {
+        text: String,
+        len: usize,
+        max: usize,
+    },
     #[error("input_ids: {0}")]
     Ids(String),
     #[error("{path}: cannot write: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: corrupt text-feature cache entry ({reason}); delete the file to recompute it")]
     Cache { path: PathBuf, reason: String },
 }

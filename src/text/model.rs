@@ -11,10 +11,10 @@ use std::path::Path;
 use burn::tensor::activation::{gelu, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::rng::SplitMix64;
 use super::config::ClipTextConfig;
 use super::{Activation, TextError};
 use crate::io::{HostTensor, TensorFile};
+use crate::rng::SplitMix64;
 
 /// A dense layer stored as burn uses it: `weight` [in, out], `y = x W + b`.
 #[derive(Clone, Debug)]
@@ -92,11 +92,20 @@ pub struct ClipText {
 pub fn hf_key_shapes(config: &ClipTextConfig) -> Vec<(String, Vec<usize>)> {
     let (w, m) = (config.hidden_size, config.intermediate_size);
     let mut keys = vec![
-        ("text_model.embeddings.token_embedding.weight".to_string(), vec![config.vocab_size, w]),
-        ("text_model.embeddings.position_embedding.weight".to_string(), vec![config.max_position_embeddings, w]),
+        (
+            "text_model.embeddings.token_embedding.weight".to_string(),
+            vec![config.vocab_size, w],
+        ),
+        (
+            "text_model.embeddings.position_embedding.weight".to_string(),
+            vec![config.max_position_embeddings, w],
+        ),
         ("text_model.final_layer_norm.weight".to_string(), vec![w]),
         ("text_model.final_layer_norm.bias".to_string(), vec![w]),
-        ("text_projection.weight".to_string(), vec![config.projection_dim, w]),
+        (
+            "text_projection.weight".to_string(),
+            vec![config.projection_dim, w],
+        ),
     ];
     for i in 0..config.num_hidden_layers {
         let p = format!("text_model.encoder.layers.{i}.");
@@ -116,7 +125,6 @@ pub fn hf_key_shapes(config: &ClipTextConfig) -> Vec<(String, Vec<usize>)> {
     keys
 }
 
-
 impl ClipText {
     /// Builds the model from HF-named tensors (PyTorch orientation: Linear weights [out, in]).
     /// Missing, unexpected or mis-shaped keys are one error listing every problem.
@@ -128,31 +136,53 @@ impl ClipText {
         source: &Path,
         device: &Device,
     ) -> Result<Self, TextError> {
-        config.validate().map_err(|reason| TextError::Config { path: source.to_path_buf(), reason })?;
+        config.validate().map_err(|reason| TextError::Config {
+            path: source.to_path_buf(),
+            reason,
+        })?;
         let expected = hf_key_shapes(&config);
         let mut problems = Vec::new();
         for (k, shape) in &expected {
             match tensors.get(k) {
                 None => problems.push(format!("missing `{k}` {shape:?}")),
-                Some(t) if &t.shape != shape => problems.push(format!("`{k}` has shape {:?}, expected {shape:?}", t.shape)),
-                Some(t) if t.as_f32().is_none() => problems.push(format!("`{k}` is not a float tensor")),
+                Some(t) if &t.shape != shape => {
+                    problems.push(format!("`{k}` has shape {:?}, expected {shape:?}", t.shape))
+                }
+                Some(t) if t.as_f32().is_none() => {
+                    problems.push(format!("`{k}` is not a float tensor"))
+                }
                 Some(_) => {}
             }
         }
-        let known: std::collections::HashSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
+        let known: std::collections::HashSet<&str> =
+            expected.iter().map(|(k, _)| k.as_str()).collect();
         for k in tensors.keys().filter(|k| !known.contains(k.as_str())) {
             problems.push(format!("unexpected `{k}`"));
         }
         if !problems.is_empty() {
             let n = problems.len();
             problems.truncate(12);
-            let more = if n > 12 { format!(" (+{} more)", n - 12) } else { String::new() };
-            return Err(TextError::Keys { path: source.to_path_buf(), problems: format!("{}{more}", problems.join("; ")) });
+            let more = if n > 12 {
+                format!(" (+{} more)", n - 12)
+            } else {
+                String::new()
+            };
+            return Err(TextError::Keys {
+                path: source.to_path_buf(),
+                problems: format!("{}{more}", problems.join("; ")),
+            });
         }
         let t1 = |k: &str| tensors[k].to_tensor::<1>(device);
         let t2 = |k: &str| tensors[k].to_tensor::<2>(device);
-        let linear = |p: &str| Linear { weight: t2(&format!("{p}.weight")).transpose(), bias: Some(t1(&format!("{p}.bias"))) };
-        let ln = |p: &str| LayerNorm { gamma: t1(&format!("{p}.weight")), beta: t1(&format!("{p}.bias")), eps: config.layer_norm_eps };
+        let linear = |p: &str| Linear {
+            weight: t2(&format!("{p}.weight")).transpose(),
+            bias: Some(t1(&format!("{p}.bias"))),
+        };
+        let ln = |p: &str| LayerNorm {
+            gamma: t1(&format!("{p}.weight")),
+            beta: t1(&format!("{p}.bias")),
+            eps: config.layer_norm_eps,
+        };
         let blocks = (0..config.num_hidden_layers)
             .map(|i| {
                 let p = format!("text_model.encoder.layers.{i}.");
@@ -186,7 +216,10 @@ impl ClipText {
     /// when no real CLIP weights are given. The same seed and config give the same model.
     pub fn random(config: ClipTextConfig, seed: u64, device: &Device) -> Result<Self, TextError> {
         let source = Path::new("<random>");
-        config.validate().map_err(|reason| TextError::Config { path: source.to_path_buf(), reason })?;
+        config.validate().map_err(|reason| TextError::Config {
+            path: source.to_path_buf(),
+            reason,
+        })?;
         let mut rng = SplitMix64(seed ^ 0xC11F_7E47);
         let mut tensors = BTreeMap::new();
         for (k, shape) in hf_key_shapes(&config) {
@@ -201,7 +234,9 @@ impl ClipText {
             };
             tensors.insert(k, HostTensor::f32(shape, values));
         }
-        let hash = crate::text::load::sha256_hex(format!("random-v1:{seed}:{}", config.to_hf_json()).as_bytes());
+        let hash = crate::text::load::sha256_hex(
+            format!("random-v1:{seed}:{}", config.to_hf_json()).as_bytes(),
+        );
         Self::from_hf_tensors(config, Activation::Gelu, &tensors, hash, source, device)
     }
 
@@ -231,16 +266,44 @@ impl ClipText {
         let mut put = |k: String, t: HostTensor| f.insert(k, t);
         let host2 = |t: &Tensor<2>| HostTensor::from_tensor(t.clone());
         let host1 = |t: &Tensor<1>| HostTensor::from_tensor(t.clone());
-        put("text_model.embeddings.token_embedding.weight".into(), host2(&self.token_embedding));
-        put("text_model.embeddings.position_embedding.weight".into(), host2(&self.position_embedding));
-        put("text_model.final_layer_norm.weight".into(), host1(&self.final_ln.gamma));
-        put("text_model.final_layer_norm.bias".into(), host1(&self.final_ln.beta));
-        put("text_projection.weight".into(), host2(&self.projection.clone().transpose()));
+        put(
+            "text_model.embeddings.token_embedding.weight".into(),
+            host2(&self.token_embedding),
+        );
+        put(
+            "text_model.embeddings.position_embedding.weight".into(),
+            host2(&self.position_embedding),
+        );
+        put(
+            "text_model.final_layer_norm.weight".into(),
+            host1(&self.final_ln.gamma),
+        );
+        put(
+            "text_model.final_layer_norm.bias".into(),
+            host1(&self.final_ln.beta),
+        );
+        put(
+            "text_projection.weight".into(),
+            host2(&self.projection.clone().transpose()),
+        );
         for (i, b) in self.blocks.iter().enumerate() {
             let p = format!("text_model.encoder.layers.{i}.");
-            for (name, l) in [("self_attn.q_proj", &b.q), ("self_attn.k_proj", &b.k), ("self_attn.v_proj", &b.v), ("self_attn.out_proj", &b.out), ("mlp.fc1", &b.fc1), ("mlp.fc2", &b.fc2)] {
-                put(format!("{p}{name}.weight"), host2(&l.weight.clone().transpose()));
-                put(format!("{p}{name}.bias"), host1(l.bias.as_ref().expect("CLIP linears have biases")));
+            for (name, l) in [
+                ("self_attn.q_proj", &b.q),
+                ("self_attn.k_proj", &b.k),
+                ("self_attn.v_proj", &b.v),
+                ("self_attn.out_proj", &b.out),
+                ("mlp.fc1", &b.fc1),
+                ("mlp.fc2", &b.fc2),
+            ] {
+                put(
+                    format!("{p}{name}.weight"),
+                    host2(&l.weight.clone().transpose()),
+                );
+                put(
+                    format!("{p}{name}.bias"),
+                    host1(l.bias.as_ref().expect("CLIP linears have biases")),
+                );
             }
             for (name, n) in [("layer_norm1", &b.ln1), ("layer_norm2", &b.ln2)] {
                 put(format!("{p}{name}.weight"), host1(&n.gamma));
@@ -256,8 +319,12 @@ impl ClipText {
         let mut cfg = self.config.clone();
         cfg.hidden_act = self.activation;
         let cfg_path = dir.join("config.json");
-        crate::io::write_atomic(&cfg_path, cfg.to_hf_json().as_bytes())
-            .map_err(|source| TextError::Write { path: cfg_path, source })?;
+        crate::io::write_atomic(&cfg_path, cfg.to_hf_json().as_bytes()).map_err(|source| {
+            TextError::Write {
+                path: cfg_path,
+                source,
+            }
+        })?;
         self.to_hf_tensors().write(dir.join("model.safetensors"))?;
         Ok(())
     }
@@ -271,25 +338,45 @@ impl ClipText {
     /// tokens cannot reach the pooled one, so this is exact and saves ~4x on short prompts.
     pub fn encode(&self, ids: Tensor<2, Int>) -> Result<Tensor<2>, TextError> {
         let [b, s] = ids.dims();
-        let host = ids.into_data().convert::<i64>().try_to_vec::<i64>().map_err(|e| TextError::Ids(format!("{e:?}")))?;
+        let host = ids
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| TextError::Ids(format!("{e:?}")))?;
         self.encode_host(&host, b, s)
     }
 
     /// [`encode`](Self::encode) on row-major host ids [b, s].
     pub fn encode_host(&self, ids: &[i64], b: usize, s: usize) -> Result<Tensor<2>, TextError> {
         if ids.len() != b * s || b == 0 || s == 0 {
-            return Err(TextError::Ids(format!("expected a non-empty [B, S] batch, got {} ids for [{b}, {s}]", ids.len())));
+            return Err(TextError::Ids(format!(
+                "expected a non-empty [B, S] batch, got {} ids for [{b}, {s}]",
+                ids.len()
+            )));
         }
         if s > self.config.max_position_embeddings {
-            return Err(TextError::Ids(format!("sequence length {s} exceeds the context length {}", self.config.max_position_embeddings)));
+            return Err(TextError::Ids(format!(
+                "sequence length {s} exceeds the context length {}",
+                self.config.max_position_embeddings
+            )));
         }
-        if let Some(&bad) = ids.iter().find(|&&id| id < 0 || id as usize >= self.config.vocab_size) {
-            return Err(TextError::Ids(format!("token id {bad} is outside the vocabulary [0, {})", self.config.vocab_size)));
+        if let Some(&bad) = ids
+            .iter()
+            .find(|&&id| id < 0 || id as usize >= self.config.vocab_size)
+        {
+            return Err(TextError::Ids(format!(
+                "token id {bad} is outside the vocabulary [0, {})",
+                self.config.vocab_size
+            )));
         }
         // First arg-max per row (torch.argmax returns the first occurrence).
         let pooled: Vec<usize> = ids
             .chunks(s)
-            .map(|row| row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best }))
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .fold(0, |best, (j, &v)| if v > row[best] { j } else { best })
+            })
             .collect();
         let len = pooled.iter().max().unwrap() + 1;
         let mut kept = Vec::with_capacity(b * len);
@@ -298,7 +385,11 @@ impl ClipText {
         }
         let hidden = self.hidden_states(kept, b, len);
         let w = self.config.hidden_size;
-        let rows: Vec<i64> = pooled.iter().enumerate().map(|(i, &p)| (i * len + p) as i64).collect();
+        let rows: Vec<i64> = pooled
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (i * len + p) as i64)
+            .collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &self.device);
         let pooled = hidden.reshape([b * len, w]).select(0, index);
         Ok(pooled.matmul(self.projection.clone()))
@@ -308,8 +399,16 @@ impl ClipText {
     fn hidden_states(&self, ids: Vec<i64>, b: usize, len: usize) -> Tensor<3> {
         let w = self.config.hidden_size;
         let index = Tensor::<1, Int>::from_data(TensorData::new(ids, [b * len]), &self.device);
-        let tokens = self.token_embedding.clone().select(0, index).reshape([b, len, w]);
-        let positions = self.position_embedding.clone().narrow(0, 0, len).unsqueeze::<3>();
+        let tokens = self
+            .token_embedding
+            .clone()
+            .select(0, index)
+            .reshape([b, len, w]);
+        let positions = self
+            .position_embedding
+            .clone()
+            .narrow(0, 0, len)
+            .unsqueeze::<3>();
         let mut x = tokens + positions;
         let mask = causal_mask(len, &self.device);
         for block in &self.blocks {
@@ -329,7 +428,10 @@ impl ClipText {
         let k = heads(blk.k.forward(y.clone()));
         let v = heads(blk.v.forward(y));
         let scores = q.matmul(k.swap_dims(2, 3)) + mask.clone();
-        let ctx = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, l, w]);
+        let ctx = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([b, l, w]);
         let x = x + blk.out.forward(ctx);
         let y = blk.fc1.forward(blk.ln2.forward(x.clone()));
         let y = match self.activation {
@@ -342,7 +444,15 @@ impl ClipText {
 
 /// Additive causal mask [1, 1, L, L]: 0 on and below the diagonal, -inf above.
 fn causal_mask(len: usize, device: &Device) -> Tensor<4> {
-    let values: Vec<f32> = (0..len * len).map(|i| if i % len > i / len { f32::NEG_INFINITY } else { 0.0 }).collect();
+    let values: Vec<f32> = (0..len * len)
+        .map(|i| {
+            if i % len > i / len {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
     Tensor::from_data(TensorData::new(values, [1, 1, len, len]), device)
 }
 
@@ -377,27 +487,61 @@ mod tests {
         let mut b = a.clone();
         b[10] = 12; // content after the first end token
         let mut two = b.clone();
-        two.extend_from_slice(&[38, 9, 39].iter().copied().chain(std::iter::repeat(0).take(74)).collect::<Vec<_>>());
+        two.extend_from_slice(
+            &[38, 9, 39]
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0).take(74))
+                .collect::<Vec<_>>(),
+        );
         let fa = host(m.encode_host(&a, 1, 77).unwrap());
         let fb = host(m.encode_host(&b, 1, 77).unwrap());
         let f2 = host(m.encode_host(&two, 2, 77).unwrap());
         assert_eq!(fa.len(), 6);
         for i in 0..6 {
-            assert!((fa[i] - fb[i]).abs() < 1e-5 && (fa[i] - f2[i]).abs() < 1e-5, "{fa:?} {fb:?} {f2:?}");
+            assert!(
+                (fa[i] - fb[i]).abs() < 1e-5 && (fa[i] - f2[i]).abs() < 1e-5,
+                "{fa:?} {fb:?} {f2:?}"
+            );
         }
-        assert!(fa.iter().any(|v| v.abs() > 1e-3), "features should be non-trivial: {fa:?}");
+        assert!(
+            fa.iter().any(|v| v.abs() > 1e-3),
+            "features should be non-trivial: {fa:?}"
+        );
         let as_tensor = Tensor::<2, Int>::from_data(TensorData::new(two.clone(), [2, 77]), &dev);
-        assert_eq!(host(m.encode(as_tensor).unwrap()), f2, "encode(Tensor) and encode_host agree");
-        let q = host(m.clone().with_activation(Activation::QuickGelu).encode_host(&a, 1, 77).unwrap());
-        assert!(q.iter().zip(&fa).any(|(x, y)| (x - y).abs() > 1e-6), "activation must matter");
+        assert_eq!(
+            host(m.encode(as_tensor).unwrap()),
+            f2,
+            "encode(Tensor) and encode_host agree"
+        );
+        let q = host(
+            m.clone()
+                .with_activation(Activation::QuickGelu)
+                .encode_host(&a, 1, 77)
+                .unwrap(),
+        );
+        assert!(
+            q.iter().zip(&fa).any(|(x, y)| (x - y).abs() > 1e-6),
+            "activation must matter"
+        );
     }
 
     #[test]
     fn bad_ids_are_errors_not_panics() {
         let dev = Device::flex();
         let m = ClipText::random(tiny(), 1, &dev).unwrap();
-        assert!(m.encode_host(&[1, 40], 1, 2).unwrap_err().to_string().contains("outside the vocabulary"));
-        assert!(m.encode_host(&[1; 78], 1, 78).unwrap_err().to_string().contains("context length"));
+        assert!(
+            m.encode_host(&[1, 40], 1, 2)
+                .unwrap_err()
+                .to_string()
+                .contains("outside the vocabulary")
+        );
+        assert!(
+            m.encode_host(&[1; 78], 1, 78)
+                .unwrap_err()
+                .to_string()
+                .contains("context length")
+        );
         assert!(m.encode_host(&[], 0, 77).is_err());
     }
 
@@ -412,21 +556,53 @@ mod tests {
         assert_eq!(a.weights_hash(), b.weights_hash());
         assert_ne!(a.weights_hash(), c.weights_hash());
         let f = a.to_hf_tensors();
-        let back = ClipText::from_hf_tensors(tiny(), Activation::Gelu, &f.tensors, String::new(), Path::new("x"), &dev).unwrap();
+        let back = ClipText::from_hf_tensors(
+            tiny(),
+            Activation::Gelu,
+            &f.tensors,
+            String::new(),
+            Path::new("x"),
+            &dev,
+        )
+        .unwrap();
         assert_eq!(back.to_hf_tensors().tensors, f.tensors);
     }
 
     #[test]
     fn key_problems_are_listed() {
         let dev = Device::flex();
-        let mut t = ClipText::random(tiny(), 1, &dev).unwrap().to_hf_tensors().tensors;
+        let mut t = ClipText::random(tiny(), 1, &dev)
+            .unwrap()
+            .to_hf_tensors()
+            .tensors;
         t.remove("text_model.final_layer_norm.bias");
-        t.insert("text_model.extra".into(), HostTensor::f32(vec![1], vec![0.0]));
-        t.insert("text_projection.weight".into(), HostTensor::f32(vec![8, 6], vec![0.0; 48]));
-        let msg = ClipText::from_hf_tensors(tiny(), Activation::Gelu, &t, String::new(), Path::new("w.safetensors"), &dev)
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("w.safetensors") && msg.contains("missing `text_model.final_layer_norm.bias`"), "{msg}");
-        assert!(msg.contains("unexpected `text_model.extra`") && msg.contains("[8, 6], expected [6, 8]"), "{msg}");
+        t.insert(
+            "text_model.extra".into(),
+            HostTensor::f32(vec![1], vec![0.0]),
+        );
+        t.insert(
+            "text_projection.weight".into(),
+            HostTensor::f32(vec![8, 6], vec![0.0; 48]),
+        );
+        let msg = ClipText::from_hf_tensors(
+            tiny(),
+            Activation::Gelu,
+            &t,
+            String::new(),
+            Path::new("w.safetensors"),
+            &dev,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("w.safetensors")
+                && msg.contains("missing `text_model.final_layer_norm.bias`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("unexpected `text_model.extra`")
+                && msg.contains("[8, 6], expected [6, 8]"),
+            "{msg}"
+        );
     }
 }

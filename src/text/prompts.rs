@@ -3,33 +3,69 @@
 //! encoded, L2-normalized, averaged, and L2-normalized again. The class word is inserted raw
 //! (underscores kept), as the reference does.
 
+use super::TextError;
 use super::cache::TextFeatures;
 use super::model::ClipText;
 use super::tokenizer::{CONTEXT_LENGTH, Tokenizer};
-use super::TextError;
 use crate::io::HostTensor;
 
 /// Normal states (`{}` = class word).
-pub const NORMAL_STATES: [&str; 7] =
-    ["{}", "flawless {}", "perfect {}", "unblemished {}", "{} without flaw", "{} without defect", "{} without damage"];
+pub const NORMAL_STATES: [&str; 7] = [
+    "{}",
+    "flawless {}",
+    "perfect {}",
+    "unblemished {}",
+    "{} without flaw",
+    "{} without defect",
+    "{} without damage",
+];
 
 /// Abnormal states.
-pub const ABNORMAL_STATES: [&str; 5] = ["damaged {}", "broken {}", "{} with flaw", "{} with defect", "{} with damage"];
+pub const ABNORMAL_STATES: [&str; 5] = [
+    "damaged {}",
+    "broken {}",
+    "{} with flaw",
+    "{} with defect",
+    "{} with damage",
+];
 
 /// Sentence templates (`{}` = a state).
 pub const TEMPLATES: [&str; 35] = [
-    "a bad photo of a {}.", "a low resolution photo of the {}.", "a bad photo of the {}.",
-    "a cropped photo of the {}.", "a bright photo of a {}.", "a dark photo of the {}.",
-    "a photo of my {}.", "a photo of the cool {}.", "a close-up photo of a {}.",
-    "a black and white photo of the {}.", "a bright photo of the {}.", "a cropped photo of a {}.",
-    "a jpeg corrupted photo of a {}.", "a blurry photo of the {}.", "a photo of the {}.",
-    "a good photo of the {}.", "a photo of one {}.", "a close-up photo of the {}.",
-    "a photo of a {}.", "a low resolution photo of a {}.", "a photo of a large {}.",
-    "a blurry photo of a {}.", "a jpeg corrupted photo of the {}.", "a good photo of a {}.",
-    "a photo of the small {}.", "a photo of the large {}.", "a black and white photo of a {}.",
-    "a dark photo of a {}.", "a photo of a cool {}.", "a photo of a small {}.",
-    "there is a {} in the scene.", "there is the {} in the scene.",
-    "this is a {} in the scene.", "this is the {} in the scene.", "this is one {} in the scene.",
+    "a bad photo of a {}.",
+    "a low resolution photo of the {}.",
+    "a bad photo of the {}.",
+    "a cropped photo of the {}.",
+    "a bright photo of a {}.",
+    "a dark photo of the {}.",
+    "a photo of my {}.",
+    "a photo of the cool {}.",
+    "a close-up photo of a {}.",
+    "a black and white photo of the {}.",
+    "a bright photo of the {}.",
+    "a cropped photo of a {}.",
+    "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.",
+    "a photo of the {}.",
+    "a good photo of the {}.",
+    "a photo of one {}.",
+    "a close-up photo of the {}.",
+    "a photo of a {}.",
+    "a low resolution photo of a {}.",
+    "a photo of a large {}.",
+    "a blurry photo of a {}.",
+    "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.",
+    "a photo of the small {}.",
+    "a photo of the large {}.",
+    "a black and white photo of a {}.",
+    "a dark photo of a {}.",
+    "a photo of a cool {}.",
+    "a photo of a small {}.",
+    "there is a {} in the scene.",
+    "there is the {} in the scene.",
+    "this is a {} in the scene.",
+    "this is the {} in the scene.",
+    "this is one {} in the scene.",
 ];
 
 /// Prompts encoded per batch: bounds memory at ViT-L size (128 x ~20 tokens x 3072).
@@ -57,12 +93,17 @@ pub fn anomaly_sentences(word: &str) -> Vec<String> {
 }
 
 /// Mean of the L2-normalized encodings of `texts`, L2-normalized.
-pub fn ensemble(model: &ClipText, tokenizer: &Tokenizer, texts: &[String]) -> Result<Vec<f32>, TextError> {
+pub fn ensemble(
+    model: &ClipText,
+    tokenizer: &Tokenizer,
+    texts: &[String],
+) -> Result<Vec<f32>, TextError> {
     let e = model.config().projection_dim;
     let mut sum = vec![0f64; e];
     for chunk in texts.chunks(BATCH) {
         let ids = tokenizer.encode_batch(chunk)?;
-        let feats = HostTensor::from_tensor(model.encode_host(&ids, chunk.len(), CONTEXT_LENGTH)?);
+        let feats =
+            HostTensor::from_tensor(model.encode_host(&ids, chunk.len(), CONTEXT_LENGTH)?);
         for row in feats.as_f32().expect("f32 features").chunks(e) {
             let norm = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
             for (s, &v) in sum.iter_mut().zip(row) {
@@ -75,7 +116,11 @@ pub fn ensemble(model: &ClipText, tokenizer: &Tokenizer, texts: &[String]) -> Re
 }
 
 /// The normal and anomalous ensemble features of a class word (420 sentences).
-pub fn encode_class_word(model: &ClipText, tokenizer: &Tokenizer, word: &str) -> Result<TextFeatures, TextError> {
+pub fn encode_class_word(
+    model: &ClipText,
+    tokenizer: &Tokenizer,
+    word: &str,
+) -> Result<TextFeatures, TextError> {
     Ok(TextFeatures {
         normal: ensemble(model, tokenizer, &normal_sentences(word))?,
         anomaly: ensemble(model, tokenizer, &anomaly_sentences(word))?,

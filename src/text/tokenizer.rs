@@ -33,7 +33,8 @@ static BPE_GZ: &[u8] = include_bytes!("bpe_simple_vocab_16e6.txt.gz");
 /// Merge lines used by the reference: file lines 1..=48894 (49152 - 256 - 2 of them).
 const MERGES: usize = 49152 - 256 - 2;
 
-const PATTERN: &str = r"(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+";
+const PATTERN: &str =
+    r"(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+";
 
 /// The printable bytes that keep their own code point in the byte-to-unicode table.
 fn printable(b: u8) -> bool {
@@ -81,7 +82,11 @@ fn build_tables() -> Tables {
     flate2::read::GzDecoder::new(BPE_GZ)
         .read_to_string(&mut text)
         .expect("the embedded BPE vocabulary is a valid gzip of UTF-8 text");
-    let mut id_of: HashMap<String, u32> = vocab.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+    let mut id_of: HashMap<String, u32> = vocab
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), i as u32))
+        .collect();
     let mut ranks = HashMap::with_capacity(MERGES);
     for (rank, line) in text.split('\n').skip(1).take(MERGES).enumerate() {
         let (a, b) = line.split_once(' ').expect("merge lines are `left right`");
@@ -93,7 +98,12 @@ fn build_tables() -> Tables {
     }
     vocab.push("<|startoftext|>".into());
     vocab.push("<|endoftext|>".into());
-    Tables { byte_id, ranks, vocab, pattern: Regex::new(PATTERN).expect("valid CLIP split pattern") }
+    Tables {
+        byte_id,
+        ranks,
+        vocab,
+        pattern: Regex::new(PATTERN).expect("valid CLIP split pattern"),
+    }
 }
 
 /// Python's `str.isspace` (what `str.strip()` uses): Unicode White_Space plus the ASCII
@@ -172,8 +182,16 @@ impl Tokenizer {
         let len = bpe.len() + 2;
         if len > CONTEXT_LENGTH {
             let shown: String = text.chars().take(40).collect();
-            let shown = if shown.len() < text.len() { format!("{shown}...") } else { shown };
-            return Err(TextError::TooLong { text: shown, len, max: CONTEXT_LENGTH });
+            let shown = if shown.len() < text.len() {
+                format!("{shown}...")
+            } else {
+                shown
+            };
+            return Err(TextError::TooLong {
+                text: shown,
+                len,
+                max: CONTEXT_LENGTH,
+            });
         }
         let mut ids = Vec::with_capacity(CONTEXT_LENGTH);
         ids.push(START_OF_TEXT as i64);
@@ -226,7 +244,10 @@ fn bpe(t: &Tables, bytes: &[u8]) -> Vec<u32> {
         *last += 256; // the `</w>` variant of the last symbol
     }
     while word.len() > 1 {
-        let best = word.windows(2).filter_map(|p| t.ranks.get(&(p[0], p[1])).map(|&r| (r, p[0], p[1]))).min();
+        let best = word
+            .windows(2)
+            .filter_map(|p| t.ranks.get(&(p[0], p[1])).map(|&r| (r, p[0], p[1])))
+            .min();
         let Some((rank, a, b)) = best else { break };
         let merged = 512 + rank;
         let mut next = Vec::with_capacity(word.len());

@@ -8,10 +8,17 @@ use rayon::prelude::*;
 use super::{missing_dir, sample, sorted_files, stem};
 use crate::data::preprocess::decode_luma;
 use crate::data::registry::{CategorySpec, DatasetSpec};
-use crate::data::{rel_join, DataError, Protocol, Sample};
+use crate::data::{DataError, Protocol, Sample, rel_join};
 
-pub fn list(spec: &DatasetSpec, root: &Path, cats: &[&CategorySpec], protocol: Protocol) -> Result<Vec<Sample>, DataError> {
-    let Some(cat) = cats.first() else { return Ok(Vec::new()) };
+pub fn list(
+    spec: &DatasetSpec,
+    root: &Path,
+    cats: &[&CategorySpec],
+    protocol: Protocol,
+) -> Result<Vec<Sample>, DataError> {
+    let Some(cat) = cats.first() else {
+        return Ok(Vec::new());
+    };
     let dir = root.join(&spec.split_dir);
     if !dir.is_dir() {
         return Err(missing_dir(dir, "KSDD2 split"));
@@ -25,7 +32,10 @@ pub fn list(spec: &DatasetSpec, root: &Path, cats: &[&CategorySpec], protocol: P
         .map(|n| {
             let gt = format!("{}{}", stem(n), gt_tail);
             let has = set.contains(gt.as_str());
-            (rel_join(&[&spec.split_dir, n]), has.then(|| rel_join(&[&spec.split_dir, &gt])))
+            (
+                rel_join(&[&spec.split_dir, n]),
+                has.then(|| rel_join(&[&spec.split_dir, &gt])),
+            )
         })
         .collect();
     // Reference: anomalous iff a GT file exists. Corrected: iff the GT has a non-zero pixel.
@@ -34,10 +44,16 @@ pub fn list(spec: &DatasetSpec, root: &Path, cats: &[&CategorySpec], protocol: P
         Protocol::Corrected => pairs
             .par_iter()
             .map(|(_, m)| match m {
-                Some(m) => decode_luma(&root.join(m)).map(|p| u8::from(p.data.iter().any(|&v| v > 0))),
+                Some(m) => {
+                    decode_luma(&root.join(m)).map(|p| u8::from(p.data.iter().any(|&v| v > 0)))
+                }
                 None => Ok(0),
             })
             .collect::<Result<_, _>>()?,
     };
-    Ok(pairs.into_iter().zip(labels).map(|((img, mask), label)| sample(spec, root, cat, img, mask, label, protocol)).collect())
+    Ok(pairs
+        .into_iter()
+        .zip(labels)
+        .map(|((img, mask), label)| sample(spec, root, cat, img, mask, label, protocol))
+        .collect())
 }

@@ -6,16 +6,27 @@ use std::path::Path;
 use super::{missing_dir, sample, sorted_files};
 use crate::data::pyrandom::PyRandom;
 use crate::data::registry::{CategorySpec, DatasetSpec};
-use crate::data::{rel_join, DataError, Protocol, Sample};
+use crate::data::{DataError, Protocol, Sample, rel_join};
 
-pub fn list(spec: &DatasetSpec, root: &Path, cats: &[&CategorySpec], protocol: Protocol) -> Result<Vec<Sample>, DataError> {
-    let Some(cat) = cats.first() else { return Ok(Vec::new()) };
+pub fn list(
+    spec: &DatasetSpec,
+    root: &Path,
+    cats: &[&CategorySpec],
+    protocol: Protocol,
+) -> Result<Vec<Sample>, DataError> {
+    let Some(cat) = cats.first() else {
+        return Ok(Vec::new());
+    };
     let images = root.join(&spec.images_dir);
     if !images.is_dir() {
         return Err(missing_dir(images, "Kvasir images"));
     }
     let masks_dir = root.join(&spec.masks_dir);
-    let masks = if masks_dir.is_dir() { sorted_files(&masks_dir, |n| spec.is_image(n))? } else { Vec::new() };
+    let masks = if masks_dir.is_dir() {
+        sorted_files(&masks_dir, |n| spec.is_image(n))?
+    } else {
+        Vec::new()
+    };
     let mut names = sorted_files(&images, |n| spec.is_image(n))?;
     if let (Protocol::Reference, Some(sub)) = (protocol, &spec.reference_subset) {
         let total = names.len();
@@ -27,8 +38,19 @@ pub fn list(spec: &DatasetSpec, root: &Path, cats: &[&CategorySpec], protocol: P
     Ok(names
         .into_iter()
         .map(|n| {
-            let mask = masks.binary_search(&n).is_ok().then(|| rel_join(&[&spec.masks_dir, &n]));
-            sample(spec, root, cat, rel_join(&[&spec.images_dir, &n]), mask, 1, protocol)
+            let mask = masks
+                .binary_search(&n)
+                .is_ok()
+                .then(|| rel_join(&[&spec.masks_dir, &n]));
+            sample(
+                spec,
+                root,
+                cat,
+                rel_join(&[&spec.images_dir, &n]),
+                mask,
+                1,
+                protocol,
+            )
         })
         .collect())
 }

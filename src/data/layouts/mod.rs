@@ -12,7 +12,12 @@ use super::registry::{CategorySpec, DatasetSpec, LayoutKind};
 use super::{DataError, Protocol, Sample};
 
 /// Lists the samples of `cats` under `root` with the loader `spec.layout` names.
-pub fn list(spec: &DatasetSpec, root: &Path, cats: &[&CategorySpec], protocol: Protocol) -> Result<Vec<Sample>, DataError> {
+pub fn list(
+    spec: &DatasetSpec,
+    root: &Path,
+    cats: &[&CategorySpec],
+    protocol: Protocol,
+) -> Result<Vec<Sample>, DataError> {
     match spec.layout {
         LayoutKind::Mvtec => mvtec::list(spec, root, cats, protocol),
         LayoutKind::Visa => visa::list(spec, root, cats, protocol),
@@ -50,10 +55,16 @@ pub(crate) fn sample(
 
 /// Sorted names of the files in `dir` that `keep` accepts (byte order, as Python's `sorted`).
 pub fn sorted_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<String>, DataError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| DataError::Io { path: dir.to_path_buf(), source: e })?;
+    let rd = std::fs::read_dir(dir).map_err(|e| DataError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
     let mut names = Vec::new();
     for e in rd {
-        let e = e.map_err(|e| DataError::Io { path: dir.to_path_buf(), source: e })?;
+        let e = e.map_err(|e| DataError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
         if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
             let name = e.file_name().to_string_lossy().into_owned();
             if keep(&name) {
@@ -67,7 +78,10 @@ pub fn sorted_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<Strin
 
 /// Sorted names of the sub-folders of `dir`.
 pub fn sorted_dirs(dir: &Path) -> Result<Vec<String>, DataError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| DataError::Io { path: dir.to_path_buf(), source: e })?;
+    let rd = std::fs::read_dir(dir).map_err(|e| DataError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
     let mut names: Vec<String> = rd
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
@@ -80,7 +94,9 @@ pub fn sorted_dirs(dir: &Path) -> Result<Vec<String>, DataError> {
 /// `Layout` error for a missing folder.
 pub(crate) fn missing_dir(path: PathBuf, what: &str) -> DataError {
     DataError::Layout {
-        reason: format!("{what} folder is missing; check the category names in datasets.toml against the data (run `ava-dino datasets check`)"),
+        reason: format!(
+            "{what} folder is missing; check the category names in datasets.toml against the data (run `ava-dino datasets check`)"
+        ),
         path,
     }
 }

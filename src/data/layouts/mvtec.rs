@@ -6,9 +6,14 @@ use std::path::Path;
 
 use super::{missing_dir, sample, sorted_dirs, sorted_files, stem};
 use crate::data::registry::{CategorySpec, DatasetSpec, Pairing};
-use crate::data::{rel_join, DataError, Protocol, Sample};
+use crate::data::{DataError, Protocol, Sample, rel_join};
 
-pub fn list(spec: &DatasetSpec, root: &Path, cats: &[&CategorySpec], protocol: Protocol) -> Result<Vec<Sample>, DataError> {
+pub fn list(
+    spec: &DatasetSpec,
+    root: &Path,
+    cats: &[&CategorySpec],
+    protocol: Protocol,
+) -> Result<Vec<Sample>, DataError> {
     let pairing = match protocol {
         Protocol::Reference => spec.reference_pairing,
         Protocol::Corrected => Pairing::Name,
@@ -34,7 +39,11 @@ pub fn list(spec: &DatasetSpec, root: &Path, cats: &[&CategorySpec], protocol: P
             }
             let gt_rel = rel_join(&[&cat.name, &spec.gt_dir, &ty]);
             let gt = root.join(&gt_rel);
-            let masks = if gt.is_dir() { sorted_files(&gt, |n| spec.is_image(n))? } else { Vec::new() };
+            let masks = if gt.is_dir() {
+                sorted_files(&gt, |n| spec.is_image(n))?
+            } else {
+                Vec::new()
+            };
             match pairing {
                 Pairing::Sorted => {
                     if masks.len() != files.len() {
@@ -50,14 +59,30 @@ pub fn list(spec: &DatasetSpec, root: &Path, cats: &[&CategorySpec], protocol: P
                         });
                     }
                     for (f, m) in files.iter().zip(&masks) {
-                        out.push(sample(spec, root, cat, img_rel(f), Some(rel_join(&[&gt_rel, m])), 1, protocol));
+                        out.push(sample(
+                            spec,
+                            root,
+                            cat,
+                            img_rel(f),
+                            Some(rel_join(&[&gt_rel, m])),
+                            1,
+                            protocol,
+                        ));
                     }
                 }
                 Pairing::Name => {
                     let set: HashSet<&str> = masks.iter().map(|s| s.as_str()).collect();
                     for f in &files {
                         let m = mask_for(spec, stem(f), &set);
-                        out.push(sample(spec, root, cat, img_rel(f), m.map(|m| rel_join(&[&gt_rel, &m])), 1, protocol));
+                        out.push(sample(
+                            spec,
+                            root,
+                            cat,
+                            img_rel(f),
+                            m.map(|m| rel_join(&[&gt_rel, &m])),
+                            1,
+                            protocol,
+                        ));
                     }
                 }
             }
