@@ -21,6 +21,10 @@ pub const EMBEDDED_REGISTRY: &str = include_str!("../../datasets.toml");
 /// Name of the per-dataset file recording what the generator wrote.
 pub const SYNTH_MARKER: &str = "synth.json";
 
+/// Version of what the generator writes. Bump it with any change to the generated files, so that
+/// twins written by an older generator are regenerated instead of silently reused.
+pub const GENERATOR_VERSION: u32 = 1;
+
 /// What one category of a twin holds (test split).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SynthCategory {

@@ -154,7 +154,11 @@ fn registry(exp: &Experiment, repo_root: &Path) -> Result<Registry, EngineError>
         None => {
             let dir = repo_root.join(&exp.data.synthetic.dir);
             let marker = dir.join(".synth-complete");
-            let stamp = format!("seed={}\n", exp.data.synthetic.seed);
+            let stamp = format!(
+                "seed={}\ngenerator={}\n",
+                exp.data.synthetic.seed,
+                synth::GENERATOR_VERSION
+            );
             if std::fs::read_to_string(&marker).ok().as_deref() != Some(stamp.as_str()) {
                 synth::write_all(&dir, exp.data.synthetic.seed)?;
                 crate::io::write_atomic(&marker, stamp.as_bytes()).map_err(|source| {
@@ -166,5 +170,50 @@ fn registry(exp: &Experiment, repo_root: &Path) -> Result<Registry, EngineError>
             }
             Ok(reg.with_fixed_root(dir))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Twins are written once per (seed, generator version): a marker from an older generator
+    /// (or another seed) makes them be written again, a current one is trusted.
+    #[test]
+    fn twins_are_regenerated_when_the_generator_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut exp = Experiment::default();
+        exp.data.root = Source::Embedded;
+        exp.data.synthetic.dir = PathBuf::from("twins");
+        let dir = tmp.path().join("twins");
+        let marker = dir.join(".synth-complete");
+
+        registry(&exp, tmp.path()).unwrap();
+        let current = std::fs::read_to_string(&marker).unwrap();
+        assert!(
+            current.contains(&format!("generator={}", synth::GENERATOR_VERSION)),
+            "{current}"
+        );
+
+        // A current marker: nothing is written again.
+        let written = || {
+            let any = std::fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path().join(synth::SYNTH_MARKER))
+                .find(|p| p.is_file())
+                .unwrap();
+            std::fs::metadata(any).unwrap().modified().unwrap()
+        };
+        let first = written();
+        registry(&exp, tmp.path()).unwrap();
+        assert_eq!(written(), first);
+
+        // The marker of the first generator (seed only): the twins are written again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&marker, "seed=0\n").unwrap();
+        registry(&exp, tmp.path()).unwrap();
+        assert!(written() > first);
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), current);
     }
 }
