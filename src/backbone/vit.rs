@@ -247,7 +247,9 @@ impl DinoV3 {
         };
         let linear = |prefix: &str| Linear {
             weight: Param::from_tensor(
-                transpose(t(&format!("{prefix}.weight"))).to_tensor::<2>(device),
+                t(&format!("{prefix}.weight"))
+                    .transposed()
+                    .into_tensor::<2>(device),
             ),
             bias: w
                 .get(&format!("{prefix}.bias"))
@@ -314,7 +316,7 @@ impl DinoV3 {
         let linear = |prefix: String, l: &Linear, put: &mut dyn FnMut(String, HostTensor)| {
             put(
                 format!("{prefix}.weight"),
-                transpose(&HostTensor::from_tensor(l.weight.val())),
+                HostTensor::from_tensor(l.weight.val()).transposed(),
             );
             if let Some(b) = &l.bias {
                 put(format!("{prefix}.bias"), host(b));
@@ -407,17 +409,4 @@ impl DinoV3 {
         let periods = rope::bf16_periods(c.head_dim(), c.rope_theta);
         Self::from_weights(c, periods, &w, device)
     }
-}
-
-/// Transposes a rank-2 host tensor (`[out, in]` ↔ burn's `[in, out]`).
-pub(crate) fn transpose(t: &HostTensor) -> HostTensor {
-    let (r, c) = (t.shape[0], t.shape[1]);
-    let v = t.to_f32_vec();
-    let mut out = vec![0f32; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            out[j * r + i] = v[i * c + j];
-        }
-    }
-    HostTensor::f32(vec![c, r], out)
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rayon::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
 /// Errors reading or writing tensor files. Each names the file.
@@ -160,18 +161,70 @@ impl HostTensor {
         }
     }
 
+    /// The transpose of a rank-2 tensor (`[out, in]` ↔ burn's `[in, out]`), as f32.
+    ///
+    /// In bands of 32 output rows (one rayon task each): the task reads 32 consecutive inputs
+    /// of each row and writes them to 32 output rows, so both sides stay within a few cache
+    /// lines. The naive double loop strode a whole output row per element and was a tenth of the
+    /// time of loading a ViT-L/16.
+    pub fn transposed(&self) -> HostTensor {
+        const BAND: usize = 32;
+        assert_eq!(
+            self.shape.len(),
+            2,
+            "transposed: rank {} tensor",
+            self.shape.len()
+        );
+        let (r, c) = (self.shape[0], self.shape[1]);
+        let owned;
+        let v = match self.as_f32() {
+            Some(v) => v,
+            None => {
+                owned = self.to_f32_vec();
+                &owned
+            }
+        };
+        let mut out = vec![0f32; r * c];
+        if r > 0 && c > 0 {
+            out.par_chunks_mut(BAND * r)
+                .enumerate()
+                .for_each(|(band, rows)| {
+                    let j0 = band * BAND;
+                    let cols = rows.len() / r;
+                    for i in 0..r {
+                        for (dj, &x) in v[i * c + j0..i * c + j0 + cols].iter().enumerate() {
+                            rows[dj * r + i] = x;
+                        }
+                    }
+                });
+        }
+        HostTensor::f32(vec![c, r], out)
+    }
+
+    /// Values as f32, moved out when they already are (no copy), converted otherwise.
+    pub fn into_f32_vec(self) -> Vec<f32> {
+        match self.data {
+            HostData::F32(v) => v,
+            _ => self.to_f32_vec(),
+        }
+    }
+
     /// A float burn tensor of rank `D` on `device` (int and u8 data are converted).
     pub fn to_tensor<const D: usize>(&self, device: &Device) -> Tensor<D> {
+        self.clone().into_tensor(device)
+    }
+
+    /// As [`HostTensor::to_tensor`], consuming `self`: f32 data moves into the tensor uncopied
+    /// (a ViT-L/16 holds 1.2 GB of weights; every copy is a page-faulting pass over them).
+    pub fn into_tensor<const D: usize>(self, device: &Device) -> Tensor<D> {
         assert_eq!(
             self.shape.len(),
             D,
             "rank mismatch: shape {:?} vs rank {D}",
             self.shape
         );
-        Tensor::from_data(
-            TensorData::new(self.to_f32_vec(), self.shape.clone()),
-            device,
-        )
+        let shape = self.shape.clone();
+        Tensor::from_data(TensorData::new(self.into_f32_vec(), shape), device)
     }
 
     /// An int burn tensor of rank `D` on `device`.
@@ -439,6 +492,24 @@ impl TensorFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transposed_matches_the_definition() {
+        // Shapes around the 32-column band: partial last band, one band, a single row/column.
+        for (r, c) in [(37, 70), (64, 32), (1, 5), (5, 1), (0, 3)] {
+            let v: Vec<f32> = (0..r * c).map(|k| k as f32 * 0.5 - 3.0).collect();
+            let t = HostTensor::f32(vec![r, c], v.clone()).transposed();
+            assert_eq!(t.shape, vec![c, r]);
+            let out = t.as_f32().unwrap();
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(out[j * r + i], v[i * c + j], "({i}, {j}) of {r}x{c}");
+                }
+            }
+        }
+        let ints = HostTensor::i64(vec![2, 3], vec![1, 2, 3, 4, 5, 6]).transposed();
+        assert_eq!(ints.as_f32().unwrap(), &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
 
     #[test]
     fn round_trip_all_families() {

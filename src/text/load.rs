@@ -217,7 +217,7 @@ pub fn to_hf_layout(
                         t.shape
                     )));
                 }
-                out.insert("text_projection.weight".to_string(), transpose(&t));
+                out.insert("text_projection.weight".to_string(), t.transposed());
                 continue;
             }
             other => match other
@@ -280,18 +280,6 @@ fn split_rows(t: &HostTensor, n: usize) -> Result<Vec<HostTensor>, String> {
         .collect())
 }
 
-fn transpose(t: &HostTensor) -> HostTensor {
-    let (r, c) = (t.shape[0], t.shape[1]);
-    let v = t.to_f32_vec();
-    let mut out = vec![0f32; v.len()];
-    for i in 0..r {
-        for j in 0..c {
-            out[j * r + i] = v[i * c + j];
-        }
-    }
-    HostTensor::f32(vec![c, r], out)
-}
-
 /// Config from HF-named tensor shapes, with OpenAI's 64-wide heads.
 fn infer_config(
     t: &BTreeMap<String, HostTensor>,
@@ -346,7 +334,10 @@ pub fn to_openai_layout(hf: &BTreeMap<String, HostTensor>, layers: usize) -> Ten
     );
     f.insert("ln_final.weight", get("text_model.final_layer_norm.weight"));
     f.insert("ln_final.bias", get("text_model.final_layer_norm.bias"));
-    f.insert("text_projection", transpose(&get("text_projection.weight")));
+    f.insert(
+        "text_projection",
+        get("text_projection.weight").transposed(),
+    );
     for i in 0..layers {
         let (h, o) = (
             format!("text_model.encoder.layers.{i}."),
