@@ -211,20 +211,14 @@ impl HostTensor {
 
     /// A float burn tensor of rank `D` on `device` (int and u8 data are converted).
     pub fn to_tensor<const D: usize>(&self, device: &Device) -> Tensor<D> {
-        self.clone().into_tensor(device)
+        float_tensor(self.to_f32_vec(), &self.shape, device)
     }
 
     /// As [`HostTensor::to_tensor`], consuming `self`: f32 data moves into the tensor uncopied
     /// (a ViT-L/16 holds 1.2 GB of weights; every copy is a page-faulting pass over them).
     pub fn into_tensor<const D: usize>(self, device: &Device) -> Tensor<D> {
-        assert_eq!(
-            self.shape.len(),
-            D,
-            "rank mismatch: shape {:?} vs rank {D}",
-            self.shape
-        );
         let shape = self.shape.clone();
-        Tensor::from_data(TensorData::new(self.into_f32_vec(), shape), device)
+        float_tensor(self.into_f32_vec(), &shape, device)
     }
 
     /// An int burn tensor of rank `D` on `device`.
@@ -487,6 +481,12 @@ impl TensorFile {
             source,
         })
     }
+}
+
+/// A float burn tensor of rank `D` from row-major values.
+fn float_tensor<const D: usize>(values: Vec<f32>, shape: &[usize], device: &Device) -> Tensor<D> {
+    assert_eq!(shape.len(), D, "rank mismatch: shape {shape:?} vs rank {D}");
+    Tensor::from_data(TensorData::new(values, shape.to_vec()), device)
 }
 
 #[cfg(test)]
