@@ -98,6 +98,19 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
             .all(|e| e.loss.total.is_finite() && e.loss.total > 0.0)
     );
     assert!(run.join("routing.csv").is_file() && run.join("DONE").is_file());
+    // Table 4's separation figure is the AUROC of the per-image weights the run wrote.
+    let rows = ava_dino::experiment::record::read_routing_csv(
+        &std::fs::read_to_string(run.join("routing.csv")).unwrap(),
+    )
+    .unwrap();
+    let w: Vec<f32> = rows.iter().map(|r| r.w_anomaly as f32).collect();
+    let labels: Vec<u8> = rows.iter().map(|r| r.label).collect();
+    let separation = first.routing.as_ref().unwrap().separation_auroc;
+    assert!(
+        separation.is_some(),
+        "normal and anomalous MVTec twin images"
+    );
+    assert_eq!(separation, ava_dino::metrics::auroc(&w, &labels).unwrap());
     assert!(
         first.epochs[2].loss.total < first.epochs[0].loss.total,
         "training lowers the loss"
