@@ -210,8 +210,8 @@ impl RoutingSummary {
         }
         let w: Vec<f32> = rows.iter().map(|r| r.w_anomaly as f32).collect();
         let labels: Vec<u8> = rows.iter().map(|r| r.label).collect();
-        // Weights are softmax outputs in [0, 1], always finite: the only error (a non-finite
-        // score) cannot occur, and an undefined AUROC is already `None`.
+        // The only error is a non-finite weight (a diverged run): the separation is then
+        // undefined, as it is with one group.
         let separation_auroc = crate::metrics::auroc(&w, &labels).ok().flatten();
         RoutingSummary {
             normal: split(&all, 0),
