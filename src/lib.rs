@@ -9,7 +9,7 @@
 //! - [`engine`]: feature cache, training and evaluation loops;
 //! - [`experiment`]: YAML experiments, overrides, run directories, sweeps;
 //! - [`report`]: tables and charts;
-//! - [`io`], [`device`], [`parity`]: shared plumbing.
+//! - [`io`], [`device`]: shared plumbing.
 
 pub mod backbone;
 pub mod data;
@@ -19,7 +19,6 @@ pub mod experiment;
 pub mod io;
 pub mod metrics;
 pub mod model;
-pub mod parity;
 pub mod protocol;
 pub mod report;
 pub mod rng;

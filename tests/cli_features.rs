@@ -1,10 +1,12 @@
 //! `ava-dino features` / `random-backbone` end to end through the binary.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use ava_dino::io::{HostTensor, TensorFile};
-use ava_dino::parity::errors;
+use common::parity::errors;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ava-dino");
 

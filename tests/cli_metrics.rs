@@ -1,10 +1,12 @@
 //! `ava-dino metrics` prints the fixture's expected values as one JSON object.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn metrics_cli_prints_expected_json() {
-    let root = ava_dino::parity::committed_root().join("metrics");
+    let root = common::parity::committed_root().join("metrics");
     for case in ["regions_touching", "one_class_negative"] {
         let out = Command::new(env!("CARGO_BIN_EXE_ava-dino"))
             .args(["metrics", "--input"])

@@ -5,8 +5,10 @@
 //! (tokenized by our tokenizer, encoded, normalized, averaged). The activation is the config's
 //! `hidden_act`.
 
+mod common;
+
 use ava_dino::io::TensorFile;
-use ava_dino::parity::{Report, Tolerance, cases};
+use common::parity::{Report, Tolerance, cases};
 use ava_dino::text::prompts::encode_class_word;
 use ava_dino::text::{ClipTextConfig, Tokenizer, load_text_encoder};
 use burn::tensor::Device;

@@ -1,9 +1,11 @@
 //! DINOv3 backbone parity with transformers' DINOv3ViTModel (bf16 RoPE periods), kind `dinov3`.
 //! Every case is checked through every weight file it holds (HF and Meta layouts).
 
+mod common;
+
 use ava_dino::backbone::load_backbone;
 use ava_dino::io::{HostTensor, TensorFile};
-use ava_dino::parity::{Report, Tolerance, cases};
+use common::parity::{Report, Tolerance, cases};
 use burn::tensor::Device;
 
 const TOL: Tolerance = Tolerance::abs_rel(1e-4, 1e-5);

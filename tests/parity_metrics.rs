@@ -1,8 +1,10 @@
 //! Parity of `ava_dino::metrics` with scikit-learn / scikit-image (fixtures: `scripts/gen_metrics.py`).
 
+mod common;
+
 use ava_dino::io::TensorFile;
 use ava_dino::metrics::{AUPRO_FPR_LIMIT, aupro, pixel_metrics};
-use ava_dino::parity::{Case, Report, cases};
+use common::parity::{Case, Report, cases};
 
 const TOL: f64 = 1e-6;
 const TOL_AUPRO: f64 = 1e-4;

@@ -5,9 +5,11 @@
 //! and on PNG/BMP/TIFF get, exact equality; JPEG decoders may differ by a unit), normalized
 //! values within the same bound divided by the smallest std; masks identical.
 
+mod common;
+
 use ava_dino::data::preprocess::{IMAGENET_STD, load_image, load_image_u8, load_mask};
 use ava_dino::io::TensorFile;
-use ava_dino::parity::{Report, Tolerance, cases};
+use common::parity::{Report, Tolerance, cases};
 
 #[test]
 fn preprocess_matches_pillow() {

@@ -4,9 +4,11 @@
 //! (`"ftfy": true`; ftfy is left out, docs/DEVIATIONS.md) are compared with `ids_no_ftfy`, the
 //! reference's ids with ftfy switched off, and how many of them still equal the ftfy ids is printed.
 
+mod common;
+
 use std::io::Read;
 
-use ava_dino::parity::{Case, Report, cases};
+use common::parity::{Case, Report, cases};
 use ava_dino::text::Tokenizer;
 use ava_dino::text::prompts::{anomaly_sentences, normal_sentences};
 
@@ -176,7 +178,7 @@ fn tokenizer_matches_reference() {
 fn committed_fixture_covers_every_reference_prompt() {
     let case = Case {
         label: "tokenizer/reference".into(),
-        dir: ava_dino::parity::committed_root().join("tokenizer/reference"),
+        dir: common::parity::committed_root().join("tokenizer/reference"),
     };
     let (_, rows) = read_rows(&case).expect("committed tokenizer fixture");
     let texts: std::collections::HashSet<&str> = rows

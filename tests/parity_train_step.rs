@@ -1,12 +1,14 @@
 //! Parity of the AVA-DINO training step with the PyTorch reference (`scripts/gen_train_step.py`):
 //! losses, routing weights, maps and global logits at every step, parameters after all steps.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use ava_dino::io::{HostTensor, TensorFile};
 use ava_dino::model::checkpoint::from_named;
 use ava_dino::model::{Batch, LossWeights, MethodConfig, OptimConfig, Trainer};
-use ava_dino::parity::{Case, Report, Tolerance, cases};
+use common::parity::{Case, Report, Tolerance, cases};
 use burn::tensor::{Device, Tensor};
 
 const KIND: &str = "train_step";

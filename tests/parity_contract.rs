@@ -1,0 +1,67 @@
+//! The parity-fixture contract itself: a comparison outside tolerance, a NaN or a shape mismatch
+//! fails, and a report that compared nothing fails.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::parity::{Case, Report, Tolerance};
+fn case() -> Case {
+    Case {
+        label: "k/c".into(),
+        dir: PathBuf::new(),
+    }
+}
+
+#[test]
+fn tolerance_fails_outside_and_passes_inside() {
+    let mut r = Report::new("k");
+    assert!(r.close(
+        &case(),
+        "f",
+        "t",
+        &[2],
+        &[1.0, 2.0],
+        &[2],
+        &[1.0, 2.00001],
+        Tolerance::abs_rel(1e-4, 1e-5)
+    ));
+    assert!(!r.close(
+        &case(),
+        "f",
+        "t",
+        &[2],
+        &[1.0, 2.1],
+        &[2],
+        &[1.0, 2.0],
+        Tolerance::abs_rel(1e-4, 1e-5)
+    ));
+    assert!(!r.close(
+        &case(),
+        "f",
+        "t",
+        &[2],
+        &[1.0, f32::NAN],
+        &[2],
+        &[1.0, 2.0],
+        Tolerance::abs(1.0)
+    ));
+    assert!(!r.close(
+        &case(),
+        "f",
+        "t",
+        &[1, 2],
+        &[1.0, 2.0],
+        &[2],
+        &[1.0, 2.0],
+        Tolerance::abs(1.0)
+    ));
+    assert!(!r.exact(&case(), "f", "ids", &[1, 2, 3], &[1, 2, 4]));
+    assert_eq!(r.failed(), 4);
+}
+
+#[test]
+#[should_panic(expected = "no comparison")]
+fn empty_report_fails() {
+    Report::new("nothing").finish();
+}
