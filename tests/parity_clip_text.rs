@@ -8,10 +8,10 @@
 mod common;
 
 use ava_dino::io::TensorFile;
-use common::parity::{Report, Tolerance, cases};
 use ava_dino::text::prompts::encode_class_word;
 use ava_dino::text::{ClipTextConfig, Tokenizer, load_text_encoder};
 use burn::tensor::Device;
+use common::parity::{Report, Tolerance, cases};
 
 const TOL: Tolerance = Tolerance::abs_rel(1e-4, 1e-5);
 const WEIGHTS: [&str; 3] = ["model.safetensors", "openai.safetensors", "model.pt"];

@@ -5,8 +5,8 @@ mod common;
 
 use ava_dino::backbone::load_backbone;
 use ava_dino::io::{HostTensor, TensorFile};
-use common::parity::{Report, Tolerance, cases};
 use burn::tensor::Device;
+use common::parity::{Report, Tolerance, cases};
 
 const TOL: Tolerance = Tolerance::abs_rel(1e-4, 1e-5);
 const WEIGHT_FILES: [&str; 3] = ["model.safetensors", "meta.safetensors", "meta.pth"];

@@ -8,9 +8,9 @@ mod common;
 
 use std::io::Read;
 
-use common::parity::{Case, Report, cases};
 use ava_dino::text::Tokenizer;
 use ava_dino::text::prompts::{anomaly_sentences, normal_sentences};
+use common::parity::{Case, Report, cases};
 
 /// The 44 category names of the five multi-class datasets (MVTec-AD, VisA, BTAD, MPDD, MVTec-AD2).
 const CLASS_WORDS: [&str; 44] = [

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use ava_dino::io::{HostTensor, TensorFile};
 use ava_dino::model::checkpoint::from_named;
 use ava_dino::model::{Batch, LossWeights, MethodConfig, OptimConfig, Trainer};
-use common::parity::{Case, Report, Tolerance, cases};
 use burn::tensor::{Device, Tensor};
+use common::parity::{Case, Report, Tolerance, cases};
 
 const KIND: &str = "train_step";
 const MAPS: Tolerance = Tolerance::rel(1e-5);
