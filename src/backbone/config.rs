@@ -93,13 +93,13 @@ impl DinoV3Config {
         {
             return bad("hidden_size, num_attention_heads, num_hidden_layers and patch_size must be positive".into());
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() % 4 != 0 {
+        if !self.head_dim().is_multiple_of(4) {
             return bad(format!(
                 "head dim {} must be a multiple of 4 for the 2-D RoPE",
                 self.head_dim()
@@ -108,7 +108,12 @@ impl DinoV3Config {
         if self.num_channels == 0 || self.intermediate_size == 0 {
             return bad("num_channels and intermediate_size must be positive".into());
         }
-        if !(self.layer_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        // Written so that NaN fails too.
+        if self.layer_norm_eps.is_nan()
+            || self.layer_norm_eps <= 0.0
+            || self.rope_theta.is_nan()
+            || self.rope_theta <= 0.0
+        {
             return bad("layer_norm_eps and rope_theta must be positive".into());
         }
         Ok(())

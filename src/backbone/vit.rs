@@ -382,10 +382,10 @@ impl DinoV3 {
                 uni(vec![3 * d, d], -fan(d), fan(d)),
             );
             let mut qkv_bias = uni(vec![3 * d], -0.1, 0.1);
-            if !c.key_bias {
-                if let crate::io::HostData::F32(v) = &mut qkv_bias.data {
-                    v[d..2 * d].iter_mut().for_each(|x| *x = 0.0);
-                }
+            if !c.key_bias
+                && let crate::io::HostData::F32(v) = &mut qkv_bias.data
+            {
+                v[d..2 * d].iter_mut().for_each(|x| *x = 0.0);
             }
             w.insert(format!("{b}.attn.qkv.bias"), qkv_bias);
             w.insert(

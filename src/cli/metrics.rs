@@ -48,14 +48,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let (scores, labels) = if file.contains("scores") || maps.is_none() {
-        (
+    let (scores, labels) = match maps {
+        Some((m, k)) if !file.contains("scores") => (m.as_f32().unwrap(), k.as_u8().unwrap()),
+        _ => (
             file.f32("scores", 1)?.as_f32().unwrap(),
             file.u8("labels", 1)?.as_u8().unwrap(),
-        )
-    } else {
-        let (m, k) = maps.unwrap();
-        (m.as_f32().unwrap(), k.as_u8().unwrap())
+        ),
     };
     let pixel = pixel_metrics(scores, labels)
         .with_context(|| format!("{}: pixel metrics", args.input.display()))?;

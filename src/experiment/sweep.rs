@@ -25,7 +25,10 @@ pub enum SweepError {
     #[error(transparent)]
     RunDir(#[from] RunDirError),
     #[error("job {job}")]
-    Engine { job: String, source: EngineError },
+    Engine {
+        job: String,
+        source: Box<EngineError>,
+    },
     #[error(
         "task index {index} is out of range: the experiment has {count} jobs (0..{count}); list them with --list"
     )]
@@ -101,7 +104,7 @@ pub fn run_one(
             let _ = rd.log_line(&format!("failed: {source}"));
             return Err(SweepError::Engine {
                 job: job.to_string(),
-                source,
+                source: Box::new(source),
             });
         }
     };

@@ -147,7 +147,8 @@ pub(crate) fn thresholds(maps: &[f32], steps: usize) -> Option<Vec<f64>> {
             (a.min(v), b.max(v))
         });
     let delta = (hi - lo) / steps as f32;
-    if !(delta > 0.0) {
+    // Written so that NaN (non-finite scores) gives None too.
+    if delta.is_nan() || delta <= 0.0 {
         return None;
     }
     let len = ((hi - lo) / delta).ceil() as usize;

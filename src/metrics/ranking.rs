@@ -224,8 +224,8 @@ fn sorted_pass(
     let mut start = 0usize;
     for b in 0..BUCKETS {
         let mut at = start;
-        for (c, chunk) in counts.iter().enumerate() {
-            offsets[c][b] = at;
+        for (offset, chunk) in offsets.iter_mut().zip(&counts) {
+            offset[b] = at;
             at += chunk.total[b] as usize;
         }
         start = at;
@@ -292,10 +292,10 @@ fn sorted_pass(
     for w in walks.iter().rev() {
         auroc2 += w.auroc2;
         ap += w.ap;
-        if let Some((f, k)) = w.best {
-            if best.is_none_or(|(bf, bk)| f > bf || (f == bf && k < bk)) {
-                best = Some((f, k));
-            }
+        if let Some((f, k)) = w.best
+            && best.is_none_or(|(bf, bk)| f > bf || (f == bf && k < bk))
+        {
+            best = Some((f, k));
         }
     }
     let both = positives > 0 && negatives > 0;
@@ -437,7 +437,9 @@ mod tests {
                     _ => (lcg(&mut seed) % 1000) as f32 / 999.0,
                 })
                 .collect();
-            let labels: Vec<u8> = (0..n).map(|_| (lcg(&mut seed) % 4 == 0) as u8).collect();
+            let labels: Vec<u8> = (0..n)
+                .map(|_| lcg(&mut seed).is_multiple_of(4) as u8)
+                .collect();
             let (auc, ap, f1) = naive(&scores, &labels);
             for dense_min in [0, usize::MAX] {
                 let m = sorted_pass(&scores, &labels, dense_min).unwrap();

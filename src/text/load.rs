@@ -263,7 +263,7 @@ pub fn to_hf_layout(
 /// Splits the first axis of a float tensor in `n` equal parts.
 fn split_rows(t: &HostTensor, n: usize) -> Result<Vec<HostTensor>, String> {
     let v = t.as_f32().ok_or("is not a float tensor")?;
-    if t.shape.is_empty() || t.shape[0] % n != 0 {
+    if t.shape.is_empty() || !t.shape[0].is_multiple_of(n) {
         return Err(format!(
             "has shape {:?}, not divisible in {n} along rows",
             t.shape

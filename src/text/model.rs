@@ -491,7 +491,7 @@ mod tests {
             &[38, 9, 39]
                 .iter()
                 .copied()
-                .chain(std::iter::repeat(0).take(74))
+                .chain(std::iter::repeat_n(0, 74))
                 .collect::<Vec<_>>(),
         );
         let fa = host(m.encode_host(&a, 1, 77).unwrap());
