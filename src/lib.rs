@@ -6,8 +6,9 @@
 //! - [`model`]: adapters, routing, heads, losses, optimizer, checkpoints;
 //! - [`data`]: dataset registry, loaders, preprocessing, synthetic twins;
 //! - [`metrics`]: AUROC, AP, F1-max, AUPRO on plain slices;
-//! - [`engine`]: feature cache, training and evaluation loops;
-//! - [`experiment`]: YAML experiments, overrides, run directories, sweeps;
+//! - [`engine`]: how a job is computed: features, training, streamed evaluation;
+//! - [`runner`]: which jobs run where: validation, locks, skipping, `--force`, Slurm;
+//! - [`experiment`]: what a run is: YAML experiments, overrides, jobs, run directories, records;
 //! - [`report`]: tables and charts;
 //! - [`io`], [`device`]: shared plumbing.
 
@@ -22,4 +23,5 @@ pub mod model;
 pub mod protocol;
 pub mod report;
 pub mod rng;
+pub mod runner;
 pub mod text;

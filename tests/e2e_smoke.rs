@@ -22,7 +22,7 @@ fn tiny(tmp: &Path) -> Vec<String> {
         "train.epochs=3".into(),
         format!("data.synthetic.dir={}", tmp.join("synthetic").display()),
         // Shards on disk: the resumed process reads features back instead of recomputing them.
-        "cache.disk=true".into(),
+        "cache.train=disk".into(),
         format!("cache.dir={}", tmp.join("cache").display()),
     ];
     sets.into_iter()
@@ -116,7 +116,8 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
         "training lowers the loss"
     );
 
-    // Score a user's image with the trained run: one JSON line and an overlay beside the input.
+    // Score a user's image with the trained run: one JSON line and an overlay in a fresh folder
+    // under the run (never beside the input).
     let img_dir = tmp.path().join("mine");
     std::fs::create_dir_all(&img_dir).unwrap();
     let src = walk_png(&tmp.path().join("synthetic").join("MVTecAD"));
@@ -143,7 +144,44 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
         (wn + wa - 1.0).abs() < 1e-5 && line["score"].as_f64().unwrap().is_finite(),
         "{line}"
     );
-    assert!(img_dir.join("part.anomaly.png").is_file());
+    let overlay = PathBuf::from(line["overlay"].as_str().unwrap());
+    assert!(
+        overlay.is_file() && overlay.starts_with(run.join("predict")),
+        "{overlay:?}"
+    );
+    assert!(overlay.ends_with("part.png.anomaly.png"), "{overlay:?}");
+    assert_eq!(
+        std::fs::read_dir(&img_dir).unwrap().count(),
+        1,
+        "nothing written beside the input"
+    );
+    // Into a chosen folder: the input tree is mirrored, and a second run refuses to overwrite.
+    let out_dir = tmp.path().join("overlays");
+    let predict_into = || {
+        Command::new(env!("CARGO_BIN_EXE_ava-dino"))
+            .current_dir(root())
+            .args(["predict", "--class-word", "bottle", "--run"])
+            .arg(&run)
+            .arg("--image")
+            .arg(&img_dir)
+            .arg("--out-dir")
+            .arg(&out_dir)
+            .output()
+            .unwrap()
+    };
+    assert!(predict_into().status.success());
+    let before = std::fs::read(out_dir.join("part.png.anomaly.png")).unwrap();
+    let again = predict_into();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("never overwrites"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("part.png.anomaly.png")).unwrap(),
+        before
+    );
 
     // Run again: the finished job is skipped.
     let again = sweep(tmp.path(), &runs, "table4", &["--all"]);
@@ -216,4 +254,75 @@ fn walk_png(dir: &Path) -> PathBuf {
         .collect();
     all.sort();
     all.into_iter().next().expect("a synthetic test image")
+}
+
+/// `cache.train` only says where training features live: memory, shards on disk and the
+/// backbone rerun every epoch train and evaluate to the same numbers.
+#[test]
+fn every_training_store_gives_the_same_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for store in ["memory", "disk", "recompute"] {
+        let runs = tmp.path().join(store);
+        let set = format!("cache.train={store}");
+        let out = sweep(tmp.path(), &runs, "table4", &["--all", "--set", &set]);
+        let m = metrics(&runs.join("paper-smoke/full__visa__mvtec__s0"));
+        assert_eq!(m.provenance.feature_store, store, "{out}");
+        results.push((store, numbers(&m)));
+    }
+    for (store, n) in &results[1..] {
+        assert_eq!(n, &results[0].1, "{store} differs from memory");
+    }
+}
+
+/// Two processes started at once on jobs that share a training (two Slurm array tasks, two
+/// Kubernetes pods): one trains while the other waits for the training's lock, then reuses it;
+/// both end with the numbers of a serial sweep.
+#[test]
+fn concurrent_jobs_sharing_a_training_equal_a_serial_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (serial, parallel) = (tmp.path().join("serial"), tmp.path().join("parallel"));
+    // Twins are written once before the race (both processes would write the same files).
+    sweep(tmp.path(), &serial, "table1", &["--task-index", "0"]);
+    sweep(tmp.path(), &serial, "table1", &["--task-index", "1"]);
+    let spawn = |i: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ava-dino"))
+            .current_dir(root())
+            .args([
+                "sweep",
+                "experiments/table1.yaml",
+                "--profile",
+                "smoke",
+                "--quiet",
+            ])
+            .arg("--runs")
+            .arg(&parallel)
+            .args(tiny(tmp.path()))
+            .args(["--task-index", i])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("0"), spawn("1"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let log = std::fs::read_to_string(parallel.join("paper-smoke/_train/full__visa__s0/log.txt"))
+        .unwrap();
+    assert_eq!(
+        log.matches("steps/epoch").count(),
+        1,
+        "trained once:\n{log}"
+    );
+    for job in ["full__visa__mvtec__s0", "full__visa__btad__s0"] {
+        let a = metrics(&serial.join("paper-smoke").join(job));
+        let b = metrics(&parallel.join("paper-smoke").join(job));
+        assert_eq!(numbers(&a), numbers(&b), "{job}");
+    }
 }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ava_dino::experiment::{
-    self, ExperimentError, Profile, Source, TableKind, Variant, load_experiment,
+    self, ExperimentDir, ExperimentError, Job, Profile, Source, TableKind, Variant, WorkDir,
+    load_experiment,
 };
 
 fn root() -> PathBuf {
@@ -175,9 +176,40 @@ fn variants_adjust_taps_and_loss() {
     let e = load_experiment(&exp_file("table3.yaml"), Some(Profile::Full), &[])
         .unwrap()
         .experiment;
-    assert_eq!(Variant::LastLayer.apply(&e).backbone.taps, vec![23]);
-    assert_eq!(Variant::TextRoutingNoLroute.apply(&e).loss.route, 0.0);
-    assert_eq!(Variant::Full.apply(&e), e);
+    let job = |variant| Job {
+        variant,
+        train: "visa".into(),
+        target: "mvtec".into(),
+        seed: 0,
+    };
+    assert_eq!(job(Variant::LastLayer).config(&e).backbone.taps, vec![23]);
+    assert_eq!(job(Variant::TextRoutingNoLroute).config(&e).loss.route, 0.0);
+    let full = job(Variant::Full).config(&e);
+    assert_eq!(
+        (full.backbone.taps, full.loss),
+        (e.backbone.taps.clone(), e.loss)
+    );
+    // The method the job trains: the same variant, its taps, its loss weights.
+    let m = job(Variant::LastLayer).method_config(&e, 1024, 768);
+    assert_eq!(
+        (m.taps, m.variant, m.loss_weights.route),
+        (vec![23], Variant::LastLayer, 0.1)
+    );
+    // Fields that cannot change a number do not change a job's identity.
+    let mut other = e.clone();
+    other.description = "another".into();
+    other.cache.memory_budget = experiment::MemoryBudget::Bytes(1 << 30);
+    other.cache.train = experiment::TrainStore::Recompute;
+    other.train.log_interval_s = 1.0;
+    assert_eq!(
+        job(Variant::Full).config(&other),
+        job(Variant::Full).config(&e)
+    );
+    other.cache.dtype = experiment::FeatureDtype::F16;
+    assert_ne!(
+        job(Variant::Full).config(&other),
+        job(Variant::Full).config(&e)
+    );
 }
 
 #[test]
@@ -191,18 +223,17 @@ fn jobs_shared_between_tables_get_the_same_run_dir_and_config() {
     let job = experiment::jobs(&t4)[0].clone();
     assert!(experiment::jobs(&t1).contains(&job));
     let runs = Path::new("runs");
+    let (d1, d4) = (ExperimentDir::new(runs, &t1), ExperimentDir::new(runs, &t4));
+    assert_eq!(d1.run(&job), d4.run(&job));
     assert_eq!(
-        experiment::run_dir(runs, &t1, &job),
-        experiment::run_dir(runs, &t4, &job)
-    );
-    assert_eq!(
-        experiment::run_dir(runs, &t1, &job),
+        d1.run(&job).path,
         Path::new("runs/paper-smoke/full__visa__mvtec__s0")
     );
     assert_eq!(
-        experiment::sweep::resolved_yaml(&t1, &job),
-        experiment::sweep::resolved_yaml(&t4, &job)
+        d1.training(&job).path,
+        Path::new("runs/paper-smoke/_train/full__visa__s0")
     );
+    assert_eq!(job.config(&t1), job.config(&t4));
 }
 
 fn ava(args: &[&str]) -> std::process::Output {
@@ -327,12 +358,8 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
     let l = load_experiment(&exp_file("table2.yaml"), Some(Profile::Smoke), &[]).unwrap();
     let jobs = experiment::jobs(&l.experiment);
     // Job 1 finished earlier (its DONE marker is there): skipped without touching the engine.
-    let rd = experiment::RunDir::new(experiment::run_dir(dir.path(), &l.experiment, &jobs[1]));
-    rd.prepare(
-        &experiment::sweep::resolved_yaml(&l.experiment, &jobs[1]),
-        &[],
-    )
-    .unwrap();
+    let rd = ExperimentDir::new(dir.path(), &l.experiment).run(&jobs[1]);
+    std::fs::create_dir_all(&rd.path).unwrap();
     std::fs::write(rd.done_marker(), "x").unwrap();
     let out = ava(&[
         "sweep",
@@ -401,11 +428,14 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rd0 = experiment::RunDir::new(experiment::run_dir(dir.path(), &l.experiment, &jobs[0]));
-    assert!(rd0.config().is_file() && rd0.fingerprint_file().is_file() && rd0.log().is_file());
+    let rd0 = ExperimentDir::new(dir.path(), &l.experiment).run(&jobs[0]);
+    assert!(
+        rd0.config_file().is_file() && rd0.fingerprint_file().is_file() && rd0.log_file().is_file()
+    );
     assert!(rd0.is_done() && rd0.metrics_json().is_file());
 
-    // Another configuration in the same run directory is refused.
+    // An unfinished run directory made with another configuration is refused, not mixed.
+    std::fs::remove_file(rd0.done_marker()).unwrap();
     let out = ava(&[
         "sweep",
         "experiments/table2.yaml",
@@ -415,7 +445,6 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
         runs,
         "--task-index",
         "0",
-        "--force",
         "--set",
         "train.epochs=1",
     ]);

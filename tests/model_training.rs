@@ -91,6 +91,7 @@ fn train(variant: Variant, steps: usize, lr: f64) -> (Vec<f32>, (f32, f32)) {
             lr,
             ..OptimConfig::default()
         },
+        0,
     );
     let mut totals = Vec::new();
     let mut last = None;
@@ -124,7 +125,7 @@ fn every_variant_trains() {
 #[test]
 fn routing_loss_drives_routing_weights_apart() {
     let (_, (n_full, a_full)) = train(Variant::Full, 100, 1e-2);
-    let (_, (n_free, a_free)) = train(Variant::NoRouteLoss, 100, 1e-2);
+    let (_, (n_free, a_free)) = train(Variant::TextRoutingNoLroute, 100, 1e-2);
     println!(
         "w_anomaly normal/anomalous: with L_route {n_full:.3}/{a_full:.3}, without {n_free:.3}/{a_free:.3}"
     );
@@ -176,6 +177,7 @@ fn trained(variant: Variant) -> (AvaDino, Batch) {
             lr: 1e-2,
             ..OptimConfig::default()
         },
+        0,
     );
     for _ in 0..3 {
         trainer.step(&batch);
@@ -298,7 +300,7 @@ fn full_size_step_timing() {
         labels: Tensor::from_data(TensorData::new(vec![0i64, 1], [b]), &device),
         masks: Tensor::zeros([b, 512, 512], &device),
     };
-    let mut trainer = Trainer::new(AvaDino::new(&cfg, &device), OptimConfig::default());
+    let mut trainer = Trainer::new(AvaDino::new(&cfg, &device), OptimConfig::default(), 0);
     let mut times = Vec::new();
     for _ in 0..4 {
         let t = std::time::Instant::now();

@@ -18,6 +18,7 @@ const PARAMS: Tolerance = Tolerance::abs(1e-6);
 struct Fixture {
     method: MethodConfig,
     optim: OptimConfig,
+    warmup_steps: usize,
     steps: usize,
     grid: [usize; 2],
 }
@@ -55,8 +56,10 @@ fn read_config(case: &Case) -> Result<Fixture, String> {
         betas: [betas[0].as_f64().unwrap(), betas[1].as_f64().unwrap()],
         eps: f("eps")?,
         weight_decay: f("weight_decay")?,
-        warmup_steps: u("warmup_steps")?,
+        // The fixture gives the warmup in steps; the trainer takes it as such.
+        warmup: 0.0,
     };
+    let warmup_steps = u("warmup_steps")?;
     let grid = v["grid"].as_array().ok_or("grid missing")?;
     let grid = [
         grid[0].as_u64().unwrap() as usize,
@@ -65,6 +68,7 @@ fn read_config(case: &Case) -> Result<Fixture, String> {
     Ok(Fixture {
         method,
         optim,
+        warmup_steps,
         steps: u("steps")?,
         grid,
     })
@@ -132,7 +136,7 @@ fn run_case(r: &mut Report, case: &Case) -> Result<(), String> {
         TensorFile::read(case.dir.join("expected.safetensors")).map_err(|e| e.to_string())?;
     let model =
         from_named(&fx.method, &init.tensors, &init.path, &device).map_err(|e| e.to_string())?;
-    let mut trainer = Trainer::new(model, fx.optim.clone());
+    let mut trainer = Trainer::new(model, fx.optim.clone(), fx.warmup_steps);
     for s in 0..fx.steps {
         let b = batch(&batches, s, &fx, &device)?;
         let (losses, out) = trainer.step_with_output(&b);

@@ -120,8 +120,8 @@ fn make_run(
         provenance,
         trainable_parameters: Some(1000),
     };
-    let rd = RunDir::new(root.join("paper-smoke").join(job.dir_name()));
-    rd.prepare("x: 1\n", &[]).unwrap();
+    let rd = RunDir::at(root.join("paper-smoke").join(job.dir_name()));
+    std::fs::create_dir_all(&rd.path).unwrap();
     if variant != Variant::SingleAdapter {
         rd.write_routing(&routing_rows).unwrap();
     }
@@ -185,9 +185,7 @@ fn tables_charts_and_check_from_hand_made_runs() {
         make_run(&runs_root, v, "visa", "mvtec", 0, base);
     }
     // An unfinished run must be left out.
-    RunDir::new(runs_root.join("paper-smoke/full__visa__zzz__s0"))
-        .prepare("x: 1\n", &[])
-        .unwrap();
+    std::fs::create_dir_all(runs_root.join("paper-smoke/full__visa__zzz__s0")).unwrap();
 
     let (runs, unfinished) = report::collect_runs(&runs_root).unwrap();
     assert_eq!(runs.len(), 9 + 1 + 4);

@@ -69,6 +69,41 @@ impl DinoV3Config {
     }
 
     /// Width of one head.
+    /// Why `pixel_values` of shape `dims` (`[B, C, H, W]`) cannot go through a model of this
+    /// configuration with `taps`, if so.
+    pub fn check_input(&self, dims: [usize; 4], taps: &[usize]) -> Result<(), String> {
+        let [b, ch, h, w] = dims;
+        if b == 0 {
+            return Err("empty batch".into());
+        }
+        if ch != self.num_channels {
+            return Err(format!(
+                "pixel_values has {ch} channels, the backbone expects {}",
+                self.num_channels
+            ));
+        }
+        if h == 0
+            || w == 0
+            || !h.is_multiple_of(self.patch_size)
+            || !w.is_multiple_of(self.patch_size)
+        {
+            return Err(format!(
+                "image size {h}x{w} is not a positive multiple of the patch size {}",
+                self.patch_size
+            ));
+        }
+        if taps.is_empty() {
+            return Err("no taps requested".into());
+        }
+        if let Some(&t) = taps.iter().find(|&&t| t >= self.num_hidden_layers) {
+            return Err(format!(
+                "tap {t} is out of range: the backbone has blocks 0..{}",
+                self.num_hidden_layers - 1
+            ));
+        }
+        Ok(())
+    }
+
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }

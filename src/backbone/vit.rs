@@ -131,33 +131,7 @@ impl Block {
 impl DinoV3 {
     /// Why `pixel_values` of shape `dims` cannot go through this model with `taps`, if so.
     pub fn check_input(&self, dims: [usize; 4], taps: &[usize]) -> Result<(), String> {
-        let c = &self.config;
-        let [b, ch, h, w] = dims;
-        if b == 0 {
-            return Err("empty batch".into());
-        }
-        if ch != c.num_channels {
-            return Err(format!(
-                "pixel_values has {ch} channels, the backbone expects {}",
-                c.num_channels
-            ));
-        }
-        if h == 0 || w == 0 || h % c.patch_size != 0 || w % c.patch_size != 0 {
-            return Err(format!(
-                "image size {h}x{w} is not a positive multiple of the patch size {}",
-                c.patch_size
-            ));
-        }
-        if let Some(&t) = taps.iter().find(|&&t| t >= c.num_hidden_layers) {
-            return Err(format!(
-                "tap {t} is out of range: the backbone has blocks 0..{}",
-                c.num_hidden_layers - 1
-            ));
-        }
-        if taps.is_empty() {
-            return Err("no taps requested".into());
-        }
-        Ok(())
+        self.config.check_input(dims, taps)
     }
 
     /// Token sequence before the first block: `[B, C, H, W]` → `[B, 1 + R + HW/p², D]`.

@@ -1,19 +1,22 @@
 //! `ava-dino predict`: score your own images with a trained run.
 //!
 //! For each image: the image score (max of the anomaly map), the routing weights, and the anomaly
-//! map as a heat-map overlay PNG written beside the input (`<name>.anomaly.png`). One JSON object
-//! per image on stdout.
+//! map as a heat-map overlay PNG. Overlays go into a fresh folder (`<run>/predict/<time>/`, or
+//! `--out-dir`) that mirrors the input paths (`good/000.png` -> `good/000.png.anomaly.png`), and
+//! an existing file is never overwritten. One JSON object per image on stdout.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use ava_dino::engine::assets::shared_assets;
-use ava_dino::engine::evaluate::predict;
-use ava_dino::engine::features::{FeatureDtype, FeatureTable};
-use ava_dino::engine::train::{ImageSet, MaskTable, TextPair};
-use ava_dino::experiment::{EpochSelection, Experiment, RunDir, RunMetrics};
-use ava_dino::model::AvaDino;
+use ava_dino::data::Sample;
+use ava_dino::engine::assets::{AssetSpec, shared_assets};
+use ava_dino::engine::checkpoints::load_adapters;
+use ava_dino::engine::extract::{Extractor, Want};
+use ava_dino::engine::inference::{Prompts, run_batch};
+use ava_dino::engine::overlays::hwc;
+use ava_dino::experiment::record::now_rfc3339;
+use ava_dino::experiment::{EpochSelection, RunDir, RunMetrics};
 use ava_dino::report::charts::jet;
 
 #[derive(Debug, clap::Args)]
@@ -21,7 +24,7 @@ pub struct Args {
     /// A finished run directory (`runs/<experiment>/<variant>__<train>__<target>__s<seed>/`).
     #[arg(long)]
     pub run: PathBuf,
-    /// An image file, or a folder whose images are all scored.
+    /// An image file, or a folder whose images are all scored (recursively).
     #[arg(long)]
     pub image: PathBuf,
     /// The class word for the prompts (`bottle`, `pcb`, `polyp`...).
@@ -30,20 +33,23 @@ pub struct Args {
     /// Checkpoint epoch (default: the run's reported epoch).
     #[arg(long)]
     pub epoch: Option<usize>,
-    /// Overlay files go here instead of beside each input.
+    /// Overlays go into this folder (mirroring the input paths) instead of a fresh
+    /// `<run>/predict/<time>/`; existing files are never overwritten.
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
 }
 
-fn images(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The images to score, each with its path relative to the input (its name for a single file).
+fn images(path: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
+        let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+        return Ok(vec![(path.to_path_buf(), name)]);
     }
     if !path.is_dir() {
         bail!("{}: no such file or folder", path.display());
     }
     let exts = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
-    let mut out: Vec<PathBuf> = walkdir::WalkDir::new(path)
+    let mut out: Vec<(PathBuf, PathBuf)> = walkdir::WalkDir::new(path)
         .into_iter()
         .filter_map(|e| e.ok())
         .map(|e| e.into_path())
@@ -55,6 +61,10 @@ fn images(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
             !name.ends_with(".anomaly.png")
                 && p.extension()
                     .is_some_and(|e| exts.contains(&e.to_string_lossy().to_lowercase().as_str()))
+        })
+        .map(|p| {
+            let rel = p.strip_prefix(path).unwrap_or(&p).to_path_buf();
+            (p, rel)
         })
         .collect();
     out.sort();
@@ -68,7 +78,7 @@ fn images(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let rd = RunDir::new(&args.run);
+    let rd = RunDir::at(&args.run);
     let metrics: RunMetrics = rd.read_metrics().with_context(|| {
         format!(
             "{}: not a finished run (run the sweep first)",
@@ -76,84 +86,76 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
     })?;
     // The run's resolved configuration is complete (defaults, profile and overrides applied).
-    let config = rd.config();
-    let text = std::fs::read_to_string(&config)
-        .with_context(|| format!("{}: cannot read", config.display()))?;
-    let exp: Experiment = serde_saphyr::from_str(&text)
-        .with_context(|| format!("{}: not a resolved experiment", config.display()))?;
+    let exp = rd.read_config()?;
     let epoch = args.epoch.unwrap_or(match metrics.selection {
         EpochSelection::ReferenceBest => metrics.best_epoch.epoch,
         EpochSelection::Final => metrics.final_epoch.epoch,
     });
-    let train_dir = args
-        .run
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("_train")
-        .join(metrics.job.train_key());
-    let ckpt = RunDir::new(&train_dir)
-        .checkpoint_dir(epoch)
-        .join("adapters.safetensors");
+    let inputs = images(&args.image)?;
+    let out_root = match &args.out_dir {
+        Some(d) => d.clone(),
+        None => rd.path.join("predict").join(now_rfc3339().replace(':', "")),
+    };
     let device = ava_dino::device::select(exp.device)?;
-    let model = AvaDino::load(&ckpt, &device)?;
+    let model = load_adapters(&rd.training(&metrics.job).epoch(epoch), &device)?;
     let repo_root = std::env::current_dir().context("reading the current directory")?;
-    let assets = shared_assets(&exp, &repo_root, &device)?;
-    let text = assets.text.get_or_compute(&args.class_word)?;
-    let prompts = [TextPair {
-        normal: text.normal,
-        anomaly: text.anomaly,
-    }];
+    let spec = AssetSpec {
+        data: &exp.data,
+        backbone: &exp.backbone,
+        text: &exp.text,
+        device: exp.device,
+        text_cache: exp.cache.dir.with_file_name("text"),
+    };
+    let assets = shared_assets(&spec, &repo_root, &device)?;
     let size = exp.data.image_size;
-    let cfg = &assets.backbone.config;
-    for path in images(&args.image)? {
-        let pixels = ava_dino::data::load_image(&path, size)?;
-        let taps = assets.backbone.forward_taps(
-            pixels.to_tensor::<3>(&device).unsqueeze::<4>(),
-            &exp.backbone.taps,
-        );
-        let grid = [size / cfg.patch_size, size / cfg.patch_size];
-        let mut table = FeatureTable::new(cfg.hidden_size, grid, taps.len(), FeatureDtype::F32);
-        let (cls, patches): (Vec<_>, Vec<_>) = taps.into_iter().map(|t| (t.cls, t.patches)).unzip();
-        table.push_batch(&cls, &patches);
-        let mut masks = MaskTable::new(size);
-        masks.push(&vec![0u8; size * size]);
-        let set = ImageSet {
-            features: &table,
-            labels: &[0],
-            masks: &masks,
-            text: &[0],
-            prompts: &prompts,
+    let extractor = Extractor {
+        assets: &assets,
+        taps: exp.backbone.taps.clone(),
+        size,
+        dtype: exp.cache.dtype,
+        batch_size: 1,
+        skip_bad: false,
+        shards: None,
+        device: device.clone(),
+    };
+    for (path, rel) in inputs {
+        let sample = Sample {
+            dataset: String::new(),
+            category: String::new(),
+            image: path.clone(),
+            image_rel: rel.to_string_lossy().into_owned(),
+            mask: None,
+            mask_rel: None,
+            label: 0,
+            class_word: args.class_word.clone(),
+            mask_threshold: 0.5,
         };
-        let (preds, maps) = predict(&model, &set, &[0], 1, &device, true);
-        let overlay = overlay_path(&path, args.out_dir.as_deref());
-        write_overlay(&path, size, &maps[0], &overlay)?;
-        let p = &preds[0];
+        let prompts = Prompts::for_samples(std::slice::from_ref(&sample), &assets.text)?;
+        let (done, _) = extractor.run(std::slice::from_ref(&sample), Want::Features)?;
+        let features = done[0].features.as_ref().expect("features asked for");
+        let text = prompts.tensor(std::iter::once(args.class_word.as_str()), &device);
+        let out = run_batch(&model, &[features], extractor.grid(), text, &device)
+            .pop()
+            .expect("one image in, one out");
+        let mut name = rel.into_os_string();
+        name.push(".anomaly.png");
+        let overlay = out_root.join(name);
+        write_overlay(&path, size, &out.map, &overlay)?;
         println!(
             "{}",
             serde_json::json!({
-                "image": path, "class_word": args.class_word, "score": p.score,
-                "w_normal": p.w_normal, "w_anomaly": p.w_anomaly, "overlay": overlay, "epoch": epoch,
+                "image": path, "class_word": args.class_word, "score": out.score(),
+                "w_normal": out.w_normal, "w_anomaly": out.w_anomaly, "overlay": overlay, "epoch": epoch,
             })
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn overlay_path(image: &Path, out_dir: Option<&Path>) -> PathBuf {
-    let stem = image
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = out_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| image.parent().unwrap_or(Path::new(".")).to_path_buf());
-    dir.join(format!("{stem}.anomaly.png"))
-}
-
 /// The resized image and, beside it, the map (min-max normalized) in jet blended over the image.
 fn write_overlay(image: &Path, size: usize, map: &[f32], out: &Path) -> anyhow::Result<()> {
     let rgb = ava_dino::data::load_image_u8(image, size)?;
-    let rgb = rgb.as_u8().expect("u8 image");
+    let rgb = hwc(rgb.as_u8().expect("u8 image"), size);
     let (lo, hi) = map
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
@@ -163,7 +165,7 @@ fn write_overlay(image: &Path, size: usize, map: &[f32], out: &Path) -> anyhow::
     for y in 0..size {
         for x in 0..size {
             let i = y * size + x;
-            let px = [rgb[i], rgb[size * size + i], rgb[2 * size * size + i]];
+            let px = [rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]];
             canvas.put_pixel(x as u32, y as u32, image::Rgb(px));
             let v = ((map[i] - lo) / (hi - lo).max(1e-12)) as f64;
             let (r, g, b) = jet(v);
@@ -182,7 +184,12 @@ fn write_overlay(image: &Path, size: usize, map: &[f32], out: &Path) -> anyhow::
             image::ImageFormat::Png,
         )
         .with_context(|| format!("{}: encoding PNG", out.display()))?;
-    ava_dino::io::write_atomic(out, &bytes)
-        .with_context(|| format!("{}: cannot write", out.display()))?;
-    Ok(())
+    match ava_dino::io::write_new(out, &bytes) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+            "{}: already exists; predict never overwrites - choose another --out-dir or remove it",
+            out.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("{}: cannot write", out.display())),
+    }
 }

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ava_dino::engine::RunOptions;
-use ava_dino::experiment::{self, JobOutcome, Profile, RunDir};
+use ava_dino::experiment::{self, ExperimentDir, Profile};
+use ava_dino::runner::{self, JobOutcome, RunOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,7 +38,8 @@ pub struct Args {
     /// Print the resolved configuration of the experiment and exit.
     #[arg(long)]
     pub print_config: bool,
-    /// Rerun finished jobs.
+    /// Rerun finished jobs and retrain their trainings from scratch (the old run and training
+    /// directories are moved aside to `<name>.replaced-<time>`, not deleted).
     #[arg(long)]
     pub force: bool,
     /// No progress bars.
@@ -63,14 +64,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             jobs.len(),
             exp.name,
             exp.profile,
-            experiment::experiment_dir(&args.runs, exp).display()
+            ExperimentDir::new(&args.runs, exp).path.display()
         );
+        let exp_dir = ExperimentDir::new(&args.runs, exp);
         for (i, job) in jobs.iter().enumerate() {
-            let rd = RunDir::new(experiment::run_dir(&args.runs, exp, job));
+            let rd = exp_dir.run(job);
             let status = if rd.is_done() {
                 "done"
-            } else if let Some((e, _)) = rd.latest_complete_checkpoint() {
-                if e > 0 { "partial" } else { "started" }
+            } else if exp_dir
+                .training(job)
+                .latest_complete()
+                .is_some_and(|e| e > 0)
+            {
+                "partial"
             } else if rd.path.exists() {
                 "started"
             } else {
@@ -87,7 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         extra.extend(args.overrides.iter().map(|o| format!("--set={o}")));
         print!(
             "{}",
-            experiment::sweep::slurm_script(&args.experiment, exp, jobs.len(), &extra, &args.runs)
+            runner::slurm_script(&args.experiment, exp, jobs.len(), &extra, &args.runs)
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -107,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let chosen: Vec<_> = selected
         .iter()
-        .map(|&i| experiment::job_at(&jobs, i).cloned())
+        .map(|&i| runner::job_at(&jobs, i).cloned())
         .collect::<Result<_, _>>()?;
     let missing = experiment::missing_assets(exp, &chosen, &repo_root);
     if !missing.is_empty() {
@@ -125,14 +131,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let opts = RunOptions {
-        force: args.force,
-        quiet: args.quiet,
-        repo_root,
-    };
+    // Taps and image size against the backbone each job will load, before any work.
+    runner::validate(exp, &chosen)?;
+    let opts = RunOptions::new(repo_root, args.force, args.quiet);
     for (i, job) in selected.iter().zip(&chosen) {
         let started = std::time::Instant::now();
-        let outcome = experiment::run_one(job, &loaded, &args.runs, &opts)?;
+        let outcome = runner::run_one(job, &loaded, &args.runs, &opts)?;
         match outcome {
             JobOutcome::Skipped => eprintln!("job {i} {job}: already done, skipped"),
             JobOutcome::Finished => eprintln!(

@@ -225,6 +225,9 @@ pub struct Registry {
     pub ignore_env_roots: bool,
 }
 
+/// `datasets.toml` as compiled into the binary.
+pub const EMBEDDED_REGISTRY: &str = include_str!("../../datasets.toml");
+
 impl Registry {
     /// `datasets.toml` at the crate's top level.
     pub fn default_path() -> PathBuf {
@@ -238,11 +241,13 @@ impl Registry {
         if path.is_file() {
             Self::load(&path)
         } else {
-            Self::parse(
-                Path::new("<embedded datasets.toml>"),
-                super::synth::EMBEDDED_REGISTRY,
-            )
+            Self::embedded()
         }
+    }
+
+    /// The registry compiled into the binary (the synthetic twins follow it).
+    pub fn embedded() -> Result<Registry, DataError> {
+        Self::parse(Path::new("<embedded datasets.toml>"), EMBEDDED_REGISTRY)
     }
 
     /// Reads and validates a registry file; the data root comes from `$AVA_DINO_DATA_ROOT`.

@@ -15,9 +15,6 @@ use super::DataError;
 use super::registry::{DatasetSpec, LayoutKind, Registry};
 use crate::io::write_atomic;
 
-/// The registry compiled into the binary (the twins follow it).
-pub const EMBEDDED_REGISTRY: &str = include_str!("../../datasets.toml");
-
 /// Name of the per-dataset file recording what the generator wrote.
 pub const SYNTH_MARKER: &str = "synth.json";
 
@@ -53,25 +50,85 @@ pub struct SynthSummary {
     pub files: usize,
 }
 
-/// Writes twins of every dataset of the embedded registry under `out`.
+/// How many images a twin category holds (test split).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Counts {
+    /// A handful per category (2-3 normal, 3-10 anomalous, by layout): the smoke profile.
+    #[default]
+    Small,
+    /// `n` per category: half normal (rounded down; none for medical sets), the rest anomalous.
+    PerCategory(usize),
+    /// The official test counts of `datasets.toml` (the default where a category has none).
+    Official,
+}
+
+/// Image sizes of the twins (`data.synthetic.resolution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// Small odd sizes around 70 px (fast; exercises up- and downscaling).
+    #[default]
+    Small,
+    /// Each dataset's real image size (MVTec-AD 700-1024 px, VisA 1500x1000, MVTec AD 2
+    /// 2448x2048...): decoding and resizing cost what they cost on the real data.
+    Real,
+}
+
+/// What the generator writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SynthOptions {
+    pub seed: u64,
+    pub counts: Counts,
+    pub resolution: Resolution,
+}
+
+impl SynthOptions {
+    /// The smoke twins (small counts, small images) with `seed`.
+    pub fn small(seed: u64) -> Self {
+        SynthOptions {
+            seed,
+            ..Default::default()
+        }
+    }
+
+    /// One line naming everything that changes the files (for "already written?" markers).
+    pub fn stamp(&self) -> String {
+        let mut s = format!("seed={}\ngenerator={GENERATOR_VERSION}\n", self.seed);
+        if self.counts != Counts::Small {
+            s.push_str(&format!("counts={:?}\n", self.counts));
+        }
+        if self.resolution != Resolution::Small {
+            s.push_str(&format!("resolution={:?}\n", self.resolution));
+        }
+        s
+    }
+}
+
+/// Writes the smoke twins of every dataset of the embedded registry under `out`.
 pub fn write_all(out: &Path, seed: u64) -> Result<SynthSummary, DataError> {
-    let reg = Registry::parse(Path::new("<embedded datasets.toml>"), EMBEDDED_REGISTRY)?;
-    write_registry(&reg, out, seed)
+    write_with(out, &SynthOptions::small(seed))
+}
+
+/// Writes twins of every dataset of the embedded registry under `out`.
+pub fn write_with(out: &Path, opts: &SynthOptions) -> Result<SynthSummary, DataError> {
+    write_registry(&Registry::embedded()?, out, opts)
 }
 
 /// Writes twins of every dataset of `registry` under `out` (folder names from `root`).
 pub fn write_registry(
     registry: &Registry,
     out: &Path,
-    seed: u64,
+    opts: &SynthOptions,
 ) -> Result<SynthSummary, DataError> {
     let mut jobs = Vec::new();
     let mut datasets = Vec::new();
     for spec in registry.datasets.values() {
-        let (ds, mut j) = plan(spec, &out.join(&spec.root), seed);
+        let (ds, mut j) = plan(spec, &out.join(&spec.root), opts);
         jobs.append(&mut j);
         datasets.push(ds);
     }
+    // Files are rendered when written: at real resolution and official counts the twins are
+    // gigabytes, which must never sit in memory at once.
     jobs.par_iter()
         .map(|j| j.write())
         .collect::<Result<Vec<()>, DataError>>()?;
@@ -85,7 +142,7 @@ pub fn write_registry(
         out: out.to_path_buf(),
         datasets,
         images,
-        files: jobs.len(),
+        files: jobs.iter().map(Job::files).sum(),
     })
 }
 
@@ -98,45 +155,74 @@ pub fn read_marker(root: &Path) -> Option<SynthDataset> {
 // ---------------------------------------------------------------------------------------------
 // Files to write
 
+/// One image to render (and its mask), kept as a recipe until it is written.
+struct Render {
+    /// Dataset key and category: seed the category's look.
+    key: String,
+    cat: String,
+    rel: String,
+    size: (usize, usize),
+    defect: Option<Defect>,
+    mask_rel: Option<String>,
+    mask_on: u8,
+    seed: u64,
+}
+
 enum Payload {
-    Rgb {
-        w: usize,
-        h: usize,
-        data: Vec<u8>,
-        format: ImageFormat,
-    },
-    Luma {
-        w: usize,
-        h: usize,
-        data: Vec<u8>,
-        format: ImageFormat,
-    },
-    Text(String),
+    Image(Render),
+    Text { rel: String, body: String },
 }
 
 struct Job {
-    path: PathBuf,
+    /// The dataset root; files are written at `root/<rel>`.
+    root: PathBuf,
     payload: Payload,
 }
 
 impl Job {
-    fn write(&self) -> Result<(), DataError> {
-        let bytes = match &self.payload {
-            Payload::Rgb { w, h, data, format } => encode(data, *w, *h, ColorType::Rgb8, *format),
-            Payload::Luma { w, h, data, format } => encode(data, *w, *h, ColorType::L8, *format),
-            Payload::Text(t) => t.clone().into_bytes(),
-        };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| DataError::Io {
-                path: dir.to_path_buf(),
-                source: e,
-            })?;
+    /// Files this job writes.
+    fn files(&self) -> usize {
+        match &self.payload {
+            Payload::Image(r) => 1 + usize::from(r.mask_rel.is_some()),
+            Payload::Text { .. } => 1,
         }
-        write_atomic(&self.path, &bytes).map_err(|e| DataError::Io {
-            path: self.path.clone(),
-            source: e,
-        })
     }
+
+    fn write(&self) -> Result<(), DataError> {
+        match &self.payload {
+            Payload::Text { rel, body } => put(&self.root.join(rel), body.as_bytes()),
+            Payload::Image(r) => {
+                let mut cat_rng = Rng::new(&[&r.key, &r.cat], r.seed);
+                let mut rng = Rng::new(&[&r.key, &r.rel], r.seed);
+                let mut canvas = Canvas::new(r.size.0, r.size.1, &mut cat_rng, &mut rng);
+                if let Some(d) = r.defect {
+                    canvas.defect(d, &mut rng);
+                }
+                let (w, h) = (canvas.w, canvas.h);
+                let image = encode(&canvas.rgb, w, h, ColorType::Rgb8, format_of(ext(&r.rel)));
+                put(&self.root.join(&r.rel), &image)?;
+                if let Some(m) = &r.mask_rel {
+                    let mask = canvas.mask_values(r.mask_on);
+                    put(
+                        &self.root.join(m),
+                        &encode(&mask, w, h, ColorType::L8, format_of(ext(m))),
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn ext(rel: &str) -> &str {
+    rel.rsplit('.').next().unwrap_or("png")
+}
+
+fn put(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    write_atomic(path, bytes).map_err(|e| DataError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
 }
 
 fn encode(data: &[u8], w: usize, h: usize, color: ColorType, format: ImageFormat) -> Vec<u8> {
@@ -396,59 +482,91 @@ fn format_of(ext: &str) -> ImageFormat {
 struct Plan<'a> {
     spec: &'a DatasetSpec,
     root: &'a Path,
-    seed: u64,
+    opts: SynthOptions,
     jobs: Vec<Job>,
     images: usize,
 }
 
 impl Plan<'_> {
-    /// Renders one image (and its mask when `defect` is set) and queues the files.
-    #[allow(clippy::too_many_arguments)]
+    /// Queues one image (and its mask when `mask_rel` is set); `defect` paints an anomaly.
     fn image(
         &mut self,
         cat: &str,
         rel: &str,
         size: (usize, usize),
         defect: Option<Defect>,
-        mask_rel: Option<&str>,
-        mask_on: u8,
+        mask: Option<(&str, u8)>,
     ) {
-        let mut cat_rng = Rng::new(&[&self.spec.key, cat], self.seed);
-        let mut rng = Rng::new(&[&self.spec.key, rel], self.seed);
-        let mut canvas = Canvas::new(size.0, size.1, &mut cat_rng, &mut rng);
-        if let Some(d) = defect {
-            canvas.defect(d, &mut rng);
-        }
-        let ext = rel.rsplit('.').next().unwrap_or("png");
         self.jobs.push(Job {
-            path: self.root.join(rel),
-            payload: Payload::Rgb {
-                w: canvas.w,
-                h: canvas.h,
-                data: canvas.rgb.clone(),
-                format: format_of(ext),
-            },
+            root: self.root.to_path_buf(),
+            payload: Payload::Image(Render {
+                key: self.spec.key.clone(),
+                cat: cat.to_string(),
+                rel: rel.to_string(),
+                size,
+                defect,
+                mask_rel: mask.map(|(m, _)| m.to_string()),
+                mask_on: mask.map_or(0, |(_, on)| on),
+                seed: self.opts.seed,
+            }),
         });
         self.images += 1;
-        if let Some(m) = mask_rel {
-            let ext = m.rsplit('.').next().unwrap_or("png");
-            self.jobs.push(Job {
-                path: self.root.join(m),
-                payload: Payload::Luma {
-                    w: canvas.w,
-                    h: canvas.h,
-                    data: canvas.mask_values(mask_on),
-                    format: format_of(ext),
-                },
-            });
+    }
+
+    fn text(&mut self, rel: &str, body: String) {
+        self.jobs.push(Job {
+            root: self.root.to_path_buf(),
+            payload: Payload::Text {
+                rel: rel.to_string(),
+                body,
+            },
+        });
+    }
+
+    /// (normal, anomalous) test images of category `ci`; `small` is the smoke twins' count.
+    fn counts(&self, ci: usize, small: (usize, usize)) -> (usize, usize) {
+        let medical = self.spec.domain == super::Domain::Medical;
+        match self.opts.counts {
+            Counts::Small => small,
+            Counts::PerCategory(n) if medical => (0, n),
+            Counts::PerCategory(n) => (n / 2, n - n / 2),
+            Counts::Official => {
+                let c = &self.spec.categories[ci];
+                match (c.normal, c.anomalous) {
+                    (Some(n), Some(a)) => (n, a),
+                    _ => small,
+                }
+            }
         }
     }
 
-    fn text(&mut self, rel: &str, text: String) {
-        self.jobs.push(Job {
-            path: self.root.join(rel),
-            payload: Payload::Text(text),
-        });
+    /// Size of the `i`-th image of category `ci`.
+    fn size(&self, ci: usize, i: usize) -> (usize, usize) {
+        match self.opts.resolution {
+            Resolution::Small => size_for(&self.spec.key, ci, i),
+            Resolution::Real => real_size(&self.spec.key, &self.spec.categories[ci].name),
+        }
+    }
+}
+
+/// Each dataset's typical image size (width, height); MVTec-AD and BTAD vary by category.
+fn real_size(key: &str, cat: &str) -> (usize, usize) {
+    match (key, cat) {
+        ("mvtec", "bottle") => (900, 900),
+        ("mvtec", "metal_nut") => (700, 700),
+        ("mvtec", "pill") => (800, 800),
+        ("mvtec", "tile") => (840, 840),
+        ("mvtec" | "mpdd", _) => (1024, 1024),
+        ("visa", _) => (1500, 1000),
+        ("btad", "01") => (1600, 1600),
+        ("btad", "02") => (600, 600),
+        ("btad", _) => (800, 600),
+        ("ksdd2", _) => (232, 640),
+        ("mvtec_ad2", _) => (2448, 2048),
+        ("kvasir", _) => (622, 530),
+        ("colondb", _) => (574, 500),
+        ("clinicdb", _) => (384, 288),
+        _ => (1024, 1024),
     }
 }
 
@@ -464,11 +582,15 @@ fn size_for(key: &str, cat: usize, i: usize) -> (usize, usize) {
     (base.0 + (cat * 3 + i) % 7, base.1 + (cat + i * 5) % 9)
 }
 
-fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, Vec<Job>) {
+fn plan<'a>(
+    spec: &'a DatasetSpec,
+    root: &'a Path,
+    opts: &SynthOptions,
+) -> (SynthDataset, Vec<Job>) {
     let mut p = Plan {
         spec,
         root,
-        seed,
+        opts: *opts,
         jobs: Vec::new(),
         images: 0,
     };
@@ -488,7 +610,6 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                     .first()
                     .cloned()
                     .unwrap_or_else(|| "good".into());
-                let n_normal = if medical { 0 } else { 2 };
                 let types: Vec<(String, Defect)> = match spec.key.as_str() {
                     "btad" => vec![("ko".into(), Defect::Blob)],
                     "mvtec_ad2" => vec![("bad".into(), Defect::Stain)],
@@ -501,13 +622,15 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                             .collect()
                     }
                 };
-                let per_type = if medical {
+                let small_per_type = if medical {
                     10
                 } else if types.len() == 1 {
                     3
                 } else {
                     2
                 };
+                let small = (if medical { 0 } else { 2 }, small_per_type * types.len());
+                let (n_normal, n_anomalous) = p.counts(ci, small);
                 let name = |i: usize| match spec.key.as_str() {
                     "btad" => format!("{i:04}"),
                     "mvtec_ad2" => format!("{i:03}_regular"),
@@ -523,17 +646,14 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                         normal_dir,
                         name(i)
                     );
-                    p.image(
-                        &cat.name,
-                        &rel,
-                        size_for(&spec.key, ci, idx),
-                        None,
-                        None,
-                        255,
-                    );
+                    p.image(&cat.name, &rel, p.size(ci, idx), None, None);
                     idx += 1;
                 }
-                for (ty, d) in &types {
+                // The anomalous images, spread over the defect types (earlier types get the
+                // remainder).
+                for (t, (ty, d)) in types.iter().enumerate() {
+                    let per_type =
+                        n_anomalous / types.len() + usize::from(t < n_anomalous % types.len());
                     for i in 0..per_type {
                         let rel = format!(
                             "{}/{}/{}/{}.{img_ext}",
@@ -553,10 +673,9 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                         p.image(
                             &cat.name,
                             &rel,
-                            size_for(&spec.key, ci, idx),
+                            p.size(ci, idx),
                             Some(*d),
-                            Some(&mrel),
-                            255,
+                            Some((&mrel, 255)),
                         );
                         idx += 1;
                     }
@@ -564,19 +683,12 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                 if !medical {
                     // One training image per category, so the tree is complete; loaders must ignore it.
                     let rel = format!("{}/train/{}/{}.{img_ext}", cat.name, normal_dir, name(0));
-                    p.image(
-                        &cat.name,
-                        &rel,
-                        size_for(&spec.key, ci, idx),
-                        None,
-                        None,
-                        255,
-                    );
+                    p.image(&cat.name, &rel, p.size(ci, idx), None, None);
                 }
                 cats.push(SynthCategory {
                     name: cat.name.clone(),
                     normal: n_normal,
-                    anomalous: per_type * types.len(),
+                    anomalous: n_anomalous,
                 });
             }
         }
@@ -587,10 +699,10 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
             for (ci, cat) in spec.categories.iter().enumerate() {
                 let mut test = Vec::new();
                 let mut train = Vec::new();
-                let (n_normal, n_anom) = (2, 3);
+                let (n_normal, n_anom) = p.counts(ci, (2, 3));
                 for i in 0..n_normal + 1 {
                     let rel = format!("{}/Data/Images/Normal/{i:04}.JPG", cat.name);
-                    p.image(&cat.name, &rel, size_for(&spec.key, ci, i), None, None, 1);
+                    p.image(&cat.name, &rel, p.size(ci, i), None, None);
                     let split = if i < n_normal { "test" } else { "train" };
                     csv.push_str(&format!("{},{split},normal,{rel},\n", cat.name));
                     let entry = serde_json::json!({"img_path": rel, "mask_path": "", "cls_name": cat.name, "specie_name": "", "anomaly": 0});
@@ -608,10 +720,9 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                     p.image(
                         &cat.name,
                         &rel,
-                        size_for(&spec.key, ci, n_normal + 1 + i),
+                        p.size(ci, n_normal + 1 + i),
                         Some(d),
-                        Some(&mrel),
-                        (1 + i % 3) as u8,
+                        Some((&mrel, (1 + i % 3) as u8)),
                     );
                     csv.push_str(&format!("{},test,anomaly,{rel},{mrel}\n", cat.name));
                     test.push(serde_json::json!({"img_path": rel, "mask_path": mrel, "cls_name": cat.name, "specie_name": "", "anomaly": 1}));
@@ -633,21 +744,14 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
         }
         LayoutKind::Ksdd2 => {
             let cat = &spec.categories[0];
-            let (n_pos, n_neg) = (3, 7);
+            let (n_neg, n_pos) = p.counts(0, (7, 3));
             for i in 0..n_pos + n_neg {
                 let id = 20000 + i * 7;
                 let rel = format!("{}/{id}.png", spec.split_dir);
                 let mrel = format!("{}/{id}{}.png", spec.split_dir, spec.mask_suffix);
                 // Official KSDD2 ships a GT file for every image, all-zero for negatives.
                 let d = (i < n_pos).then_some(Defect::Scratch);
-                p.image(
-                    &cat.name,
-                    &rel,
-                    size_for(&spec.key, 0, i),
-                    d,
-                    Some(&mrel),
-                    255,
-                );
+                p.image(&cat.name, &rel, p.size(0, i), d, Some((&mrel, 255)));
             }
             cats.push(SynthCategory {
                 name: cat.name.clone(),
@@ -657,7 +761,7 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
         }
         LayoutKind::Kvasir => {
             let cat = &spec.categories[0];
-            let n = 20;
+            let (_, n) = p.counts(0, (0, 20));
             for i in 0..n {
                 let name = format!("cju{:04x}{}.jpg", 0x1a2b + i * 37, ["a", "b", "c"][i % 3]);
                 let rel = format!("{}/{name}", spec.images_dir);
@@ -665,10 +769,9 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
                 p.image(
                     &cat.name,
                     &rel,
-                    size_for(&spec.key, 0, i),
+                    p.size(0, i),
                     Some(Defect::Block),
-                    Some(&mrel),
-                    255,
+                    Some((&mrel, 255)),
                 );
             }
             cats.push(SynthCategory {
@@ -681,7 +784,7 @@ fn plan<'a>(spec: &'a DatasetSpec, root: &'a Path, seed: u64) -> (SynthDataset, 
     let ds = SynthDataset {
         key: spec.key.clone(),
         root: root.to_path_buf(),
-        seed,
+        seed: opts.seed,
         categories: cats,
         images: p.images,
     };

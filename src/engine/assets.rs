@@ -11,8 +11,9 @@ use burn::tensor::Device;
 use super::EngineError;
 use crate::backbone::{DinoV3, DinoV3Config, load_backbone};
 use crate::data::{Registry, synth};
+use crate::device::Backend;
 use crate::engine::cache::sha256_file;
-use crate::experiment::schema::{Experiment, Source};
+use crate::experiment::schema::{BackboneConfig, DataConfig, Source, TextConfig};
 use crate::text::{ClipText, ClipTextConfig, TextFeatureCache, load_text_encoder};
 
 /// Everything frozen that a job reads.
@@ -27,6 +28,17 @@ pub struct Assets {
     pub embedded: bool,
 }
 
+/// The configuration sections the assets come from.
+#[derive(Debug, Clone)]
+pub struct AssetSpec<'a> {
+    pub data: &'a DataConfig,
+    pub backbone: &'a BackboneConfig,
+    pub text: &'a TextConfig,
+    pub device: Backend,
+    /// Where text features are kept on disk (they are tiny and costly: 420 prompts per word).
+    pub text_cache: PathBuf,
+}
+
 fn resolve(source: &Source, what: &str) -> Result<Option<PathBuf>, EngineError> {
     source.resolve().map_err(|var| EngineError::Asset {
         what: what.into(),
@@ -36,33 +48,50 @@ fn resolve(source: &Source, what: &str) -> Result<Option<PathBuf>, EngineError> 
     })
 }
 
-/// The key under which a process keeps one set of assets (the asset-related config).
-fn asset_key(exp: &Experiment) -> String {
-    serde_json::to_string(&(
-        &exp.data.root,
-        &exp.data.registry,
-        &exp.data.synthetic,
-        &exp.backbone.weights,
-        &exp.backbone.embedded,
-        &exp.text,
-        exp.device,
-    ))
-    .expect("asset config serializes")
+/// The backbone's configuration without loading its weights (the embedded shape, or the
+/// `config.json` beside real weights): enough to check taps and image size before any work.
+pub fn backbone_config(cfg: &BackboneConfig) -> Result<DinoV3Config, EngineError> {
+    match resolve(&cfg.weights, "DINOv3 weights")? {
+        None => Ok(embedded_config(cfg)),
+        Some(path) => Ok(crate::backbone::load::config_for(&path)?),
+    }
 }
 
-/// The assets of `exp`, built at most once per process.
+fn embedded_config(cfg: &BackboneConfig) -> DinoV3Config {
+    let e = &cfg.embedded;
+    DinoV3Config::tiny(e.dim, e.depth, e.heads, e.patch, 4)
+}
+
+impl AssetSpec<'_> {
+    /// The key under which a process keeps one set of assets.
+    fn key(&self) -> String {
+        serde_json::to_string(&(
+            &self.data.root,
+            &self.data.registry,
+            &self.data.synthetic,
+            &self.backbone.weights,
+            &self.backbone.embedded,
+            self.text,
+            self.device,
+            &self.text_cache,
+        ))
+        .expect("asset config serializes")
+    }
+}
+
+/// The assets of `spec`, built at most once per process.
 pub fn shared_assets(
-    exp: &Experiment,
+    spec: &AssetSpec,
     repo_root: &Path,
     device: &Device,
 ) -> Result<Arc<Assets>, EngineError> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<Assets>>>> = OnceLock::new();
-    let key = asset_key(exp);
+    let key = spec.key();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(a) = cache.lock().expect("asset cache lock").get(&key) {
         return Ok(a.clone());
     }
-    let assets = Arc::new(Assets::prepare(exp, repo_root, device)?);
+    let assets = Arc::new(Assets::prepare(spec, repo_root, device)?);
     cache
         .lock()
         .expect("asset cache lock")
@@ -72,17 +101,16 @@ pub fn shared_assets(
 
 impl Assets {
     pub fn prepare(
-        exp: &Experiment,
+        spec: &AssetSpec,
         repo_root: &Path,
         device: &Device,
     ) -> Result<Self, EngineError> {
-        let registry = registry(exp, repo_root)?;
-        let (backbone, backbone_id) = match resolve(&exp.backbone.weights, "DINOv3 weights")? {
+        let registry = registry(spec.data, repo_root)?;
+        let (backbone, backbone_id) = match resolve(&spec.backbone.weights, "DINOv3 weights")? {
             None => {
-                let e = &exp.backbone.embedded;
-                let cfg = DinoV3Config::tiny(e.dim, e.depth, e.heads, e.patch, 4);
+                let e = &spec.backbone.embedded;
                 (
-                    DinoV3::random(&cfg, e.seed, device),
+                    DinoV3::random(&embedded_config(spec.backbone), e.seed, device),
                     format!(
                         "embedded:dinov3-{}x{}x{}p{}:{}",
                         e.dim, e.depth, e.heads, e.patch, e.seed
@@ -99,10 +127,10 @@ impl Assets {
                 (model, format!("sha256:{}", sha256_file(&file)?))
             }
         };
-        let activation = exp.text.activation;
-        let (clip, text_id) = match resolve(&exp.text.weights, "CLIP weights")? {
+        let activation = spec.text.activation;
+        let (clip, text_id) = match resolve(&spec.text.weights, "CLIP weights")? {
             None => {
-                let e = &exp.text.embedded;
+                let e = &spec.text.embedded;
                 let cfg = ClipTextConfig {
                     intermediate_size: 4 * e.width,
                     hidden_size: e.width,
@@ -124,43 +152,38 @@ impl Assets {
                 (model, id)
             }
         };
-        let text_cache_dir = exp
-            .cache
-            .disk
-            .then(|| repo_root.join(&exp.cache.dir).with_file_name("text"));
         Ok(Assets {
             registry,
             backbone,
             backbone_id,
-            text: TextFeatureCache::new(clip, text_cache_dir),
+            text: TextFeatureCache::new(clip, Some(repo_root.join(&spec.text_cache))),
             text_id,
-            embedded: exp.data.root.is_embedded()
-                && exp.backbone.weights.is_embedded()
-                && exp.text.weights.is_embedded(),
+            embedded: spec.data.root.is_embedded()
+                && spec.backbone.weights.is_embedded()
+                && spec.text.weights.is_embedded(),
         })
     }
 }
 
-/// The dataset registry; with `data.root: embedded` the synthetic twins are written first (once).
-fn registry(exp: &Experiment, repo_root: &Path) -> Result<Registry, EngineError> {
-    let path = repo_root.join(&exp.data.registry);
+/// The dataset registry; with `data.root: embedded` the synthetic twins are written first (once
+/// per generator setting: a marker records what was written, and other settings rewrite them).
+fn registry(data: &DataConfig, repo_root: &Path) -> Result<Registry, EngineError> {
+    let path = repo_root.join(&data.registry);
     let reg = if path.is_file() {
         Registry::load(&path)?
     } else {
         Registry::load_default()?
     };
-    match resolve(&exp.data.root, "data root")? {
+    match resolve(&data.root, "data root")? {
         Some(root) => Ok(reg.with_data_root(root)),
         None => {
-            let dir = repo_root.join(&exp.data.synthetic.dir);
+            let dir = repo_root.join(&data.synthetic.dir);
             let marker = dir.join(".synth-complete");
-            let stamp = format!(
-                "seed={}\ngenerator={}\n",
-                exp.data.synthetic.seed,
-                synth::GENERATOR_VERSION
-            );
+            let opts = data.synthetic.options();
+            let stamp = opts.stamp();
             if std::fs::read_to_string(&marker).ok().as_deref() != Some(stamp.as_str()) {
-                synth::write_all(&dir, exp.data.synthetic.seed)?;
+                remove_twins(&dir)?;
+                synth::write_with(&dir, &opts)?;
                 crate::io::write_atomic(&marker, stamp.as_bytes()).map_err(|source| {
                     EngineError::Io {
                         path: marker.clone(),
@@ -173,6 +196,25 @@ fn registry(exp: &Experiment, repo_root: &Path) -> Result<Registry, EngineError>
     }
 }
 
+/// Removes the dataset folders of earlier twins under `dir` (each holds the generator's
+/// `synth.json`), so that twins with fewer images leave no stale ones behind. Nothing else in
+/// `dir` is touched.
+fn remove_twins(dir: &Path) -> Result<(), EngineError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.join(synth::SYNTH_MARKER).is_file() {
+            std::fs::remove_dir_all(&p).map_err(|source| EngineError::Io {
+                path: p.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,13 +224,15 @@ mod tests {
     #[test]
     fn twins_are_regenerated_when_the_generator_changes() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut exp = Experiment::default();
-        exp.data.root = Source::Embedded;
-        exp.data.synthetic.dir = PathBuf::from("twins");
+        let mut data = DataConfig {
+            root: Source::Embedded,
+            ..Default::default()
+        };
+        data.synthetic.dir = PathBuf::from("twins");
         let dir = tmp.path().join("twins");
         let marker = dir.join(".synth-complete");
 
-        registry(&exp, tmp.path()).unwrap();
+        registry(&data, tmp.path()).unwrap();
         let current = std::fs::read_to_string(&marker).unwrap();
         assert!(
             current.contains(&format!("generator={}", synth::GENERATOR_VERSION)),
@@ -206,14 +250,35 @@ mod tests {
             std::fs::metadata(any).unwrap().modified().unwrap()
         };
         let first = written();
-        registry(&exp, tmp.path()).unwrap();
+        registry(&data, tmp.path()).unwrap();
         assert_eq!(written(), first);
 
         // The marker of the first generator (seed only): the twins are written again.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&marker, "seed=0\n").unwrap();
-        registry(&exp, tmp.path()).unwrap();
+        registry(&data, tmp.path()).unwrap();
         assert!(written() > first);
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), current);
+
+        // Fewer images per category: the earlier twins are removed, not left beside the new.
+        let bottle = dir.join("MVTecAD/bottle/test");
+        let count = || {
+            walkdir::WalkDir::new(&bottle)
+                .into_iter()
+                .flatten()
+                .filter(|e| e.file_type().is_file())
+                .count()
+        };
+        assert_eq!(count(), 6, "smoke twins: 2 normal + 4 anomalous");
+        std::fs::write(dir.join("keep.txt"), b"mine").unwrap();
+        data.synthetic.per_category = crate::experiment::schema::PerCategory::Count(3);
+        registry(&data, tmp.path()).unwrap();
+        assert_eq!(count(), 3, "1 normal + 2 anomalous");
+        assert!(dir.join("keep.txt").is_file(), "only twins are removed");
+        assert!(
+            std::fs::read_to_string(&marker)
+                .unwrap()
+                .contains("PerCategory(3)")
+        );
     }
 }

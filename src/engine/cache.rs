@@ -1,23 +1,20 @@
-//! Feature cache: the frozen backbone's tap features are a pure function of (weights, image,
-//! preprocessing, taps), so they are computed once and reused by every epoch, every checkpoint
-//! evaluated and every variant sharing the taps.
+//! Feature shards on disk: the frozen backbone's tap features are a pure function of (weights,
+//! image, preprocessing, taps), so they are computed once and read back by every epoch, every
+//! job that trains on the same set, and every later run.
 //!
-//! Two layers: an in-memory map (f32, bounded by a byte budget, oldest entries evicted first)
-//! and optional on-disk f16 shards `<dir>/<2 hex>/<sha256 of the key>.safetensors`, written
-//! atomically, each carrying its full key in the safetensors metadata so a reader can verify it.
+//! One safetensors file per image, `<dir>/<2 hex>/<sha256 of the key>.safetensors`, holding
+//! `cls` `[T, D]` and `patches` `[T, HW, D]` in the configured precision (f32 exact, or f16),
+//! written atomically, with its full key in the metadata so that a reader can verify it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use half::f16;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use sha2::{Digest, Sha256};
 
-use crate::io::{HostData, HostTensor};
-
-/// Named feature tensors of one image (e.g. `cls.5` [D], `patches.5` [N, D]), f32 on the host.
-pub type Features = BTreeMap<String, HostTensor>;
+use super::features::ImageFeatures;
+use crate::experiment::FeatureDtype;
 
 /// How an image is identified.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -79,16 +76,17 @@ pub fn sha256_file(path: &Path) -> Result<String, CacheError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The full cache key.
+/// The full key of one image's shard.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FeatureKey {
     /// Hash of the backbone weights (or `embedded:<config>:<seed>`).
     pub weights: String,
     pub image: ImageId,
-    /// Everything that changes the pixels fed to the backbone, e.g. `resize512-pil-bilinear-aa/imagenet`.
+    /// Everything that changes the pixels fed to the backbone.
     pub preprocessing: String,
     /// Blocks whose outputs are stored.
     pub taps: Vec<usize>,
+    pub dtype: FeatureDtype,
 }
 
 impl FeatureKey {
@@ -104,10 +102,11 @@ impl FeatureKey {
         };
         let taps: Vec<String> = self.taps.iter().map(|t| t.to_string()).collect();
         format!(
-            "v1|weights={}|image={image}|pre={}|taps={}",
+            "v2|weights={}|image={image}|pre={}|taps={}|dtype={}",
             self.weights,
             self.preprocessing,
-            taps.join(",")
+            taps.join(","),
+            self.dtype.name()
         )
     }
 
@@ -126,187 +125,94 @@ pub enum CacheError {
     },
     #[error("feature cache shard {path} is unreadable ({message}); delete it and it is recomputed")]
     Corrupt { path: PathBuf, message: String },
-    #[error("feature cache: tensor `{name}` is not f32; features are stored as f32 on the host")]
-    NotF32 { name: String },
 }
 
-/// Hit and miss counts (for the log).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    pub memory_hits: u64,
-    pub disk_hits: u64,
-    pub misses: u64,
-    pub evictions: u64,
-}
-
-#[derive(Default)]
-struct Memory {
-    map: HashMap<String, Arc<Features>>,
-    order: VecDeque<String>,
-    bytes: usize,
-}
-
-/// The two-layer cache. Shared between threads.
-pub struct FeatureCache {
-    dir: Option<PathBuf>,
-    memory_budget: Option<usize>,
-    memory: Mutex<Memory>,
-    stats: Mutex<CacheStats>,
-}
-
-fn features_bytes(f: &Features) -> usize {
-    f.values().map(|t| t.numel() * 4).sum()
-}
-
-impl FeatureCache {
-    /// `dir`: shard directory (`None`: memory only). `memory_budget`: bytes kept in memory
-    /// (`None`: no memory layer; `Some(usize::MAX)`: unbounded).
-    pub fn new(dir: Option<PathBuf>, memory_budget: Option<usize>) -> Self {
-        FeatureCache {
-            dir,
-            memory_budget,
-            memory: Mutex::default(),
-            stats: Mutex::default(),
-        }
-    }
-
-    /// From the experiment's `cache` section, with a memory budget in bytes.
-    pub fn from_config(cfg: &crate::experiment::schema::CacheConfig, memory_budget: usize) -> Self {
-        FeatureCache::new(
-            cfg.disk.then(|| cfg.dir.clone()),
-            cfg.in_memory.then_some(memory_budget),
-        )
-    }
-
-    pub fn stats(&self) -> CacheStats {
-        *self.stats.lock().expect("cache stats lock")
-    }
-
-    /// The shard file of `key` (when the disk layer is on).
-    pub fn shard_path(&self, key: &FeatureKey) -> Option<PathBuf> {
-        let digest = key.digest();
-        self.dir
-            .as_ref()
-            .map(|d| d.join(&digest[..2]).join(format!("{digest}.safetensors")))
-    }
-
-    /// Looks `key` up in memory, then on disk (promoting a disk hit to memory).
-    pub fn get(&self, key: &FeatureKey) -> Result<Option<Arc<Features>>, CacheError> {
-        let digest = key.digest();
-        if let Some(f) = self
-            .memory
-            .lock()
-            .expect("cache lock")
-            .map
-            .get(&digest)
-            .cloned()
-        {
-            self.stats.lock().expect("cache stats lock").memory_hits += 1;
-            return Ok(Some(f));
-        }
-        if let Some(path) = self.shard_path(key).filter(|p| p.is_file()) {
-            let features = read_shard(&path, &key.canonical())?;
-            self.stats.lock().expect("cache stats lock").disk_hits += 1;
-            return Ok(Some(self.remember(digest, features)));
-        }
-        self.stats.lock().expect("cache stats lock").misses += 1;
-        Ok(None)
-    }
-
-    /// Stores `features` under `key` in both layers; returns the shared copy.
-    pub fn put(&self, key: &FeatureKey, features: Features) -> Result<Arc<Features>, CacheError> {
-        if let Some(path) = self.shard_path(key) {
-            write_shard(&path, &key.canonical(), &features)?;
-        }
-        Ok(self.remember(key.digest(), features))
-    }
-
-    /// The cached features of `key`, computing and storing them on a miss.
-    pub fn get_or_compute<E: From<CacheError>>(
-        &self,
-        key: &FeatureKey,
-        compute: impl FnOnce() -> Result<Features, E>,
-    ) -> Result<Arc<Features>, E> {
-        if let Some(f) = self.get(key)? {
-            return Ok(f);
-        }
-        let features = compute()?;
-        Ok(self.put(key, features)?)
-    }
-
-    fn remember(&self, digest: String, features: Features) -> Arc<Features> {
-        let features = Arc::new(features);
-        let Some(budget) = self.memory_budget else {
-            return features;
-        };
-        let size = features_bytes(&features);
-        if size > budget {
-            return features;
-        }
-        let mut mem = self.memory.lock().expect("cache lock");
-        let mut evicted = 0;
-        while mem.bytes + size > budget {
-            let Some(old) = mem.order.pop_front() else {
-                break;
-            };
-            if let Some(f) = mem.map.remove(&old) {
-                mem.bytes -= features_bytes(&f);
-                evicted += 1;
-            }
-        }
-        if let Some(prev) = mem.map.insert(digest.clone(), features.clone()) {
-            mem.bytes -= features_bytes(&prev);
-            mem.order.retain(|d| d != &digest);
-        }
-        mem.order.push_back(digest);
-        mem.bytes += size;
-        drop(mem);
-        self.stats.lock().expect("cache stats lock").evictions += evicted;
-        features
-    }
+/// The shard directory.
+#[derive(Debug, Clone)]
+pub struct ShardCache {
+    dir: PathBuf,
 }
 
 const KEY_META: &str = "ava_dino_feature_key";
 
-/// Writes an f16 shard atomically.
-pub fn write_shard(
-    path: &Path,
-    canonical_key: &str,
-    features: &Features,
-) -> Result<(), CacheError> {
-    let mut raw: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(features.len());
-    for (name, t) in features {
-        let HostData::F32(v) = &t.data else {
-            return Err(CacheError::NotF32 { name: name.clone() });
-        };
-        let bytes: Vec<u8> = v
-            .iter()
-            .flat_map(|x| f16::from_f32(*x).to_le_bytes())
-            .collect();
-        raw.push((name.clone(), t.shape.clone(), bytes));
+impl ShardCache {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ShardCache { dir: dir.into() }
     }
-    let views: Vec<(String, TensorView)> = raw
-        .iter()
-        .map(|(n, shape, bytes)| {
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The shard file of `key`.
+    pub fn shard_path(&self, key: &FeatureKey) -> PathBuf {
+        let digest = key.digest();
+        self.dir
+            .join(&digest[..2])
+            .join(format!("{digest}.safetensors"))
+    }
+
+    /// Whether `key` has a shard (without reading it).
+    pub fn contains(&self, key: &FeatureKey) -> bool {
+        self.shard_path(key).is_file()
+    }
+
+    /// The features of `key`, if a shard holds them.
+    pub fn get(&self, key: &FeatureKey) -> Result<Option<ImageFeatures>, CacheError> {
+        let path = self.shard_path(key);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        read_shard(&path, key).map(Some)
+    }
+
+    /// Writes the shard of `key` (values already rounded to `key.dtype`).
+    pub fn put(&self, key: &FeatureKey, f: &ImageFeatures) -> Result<(), CacheError> {
+        let path = self.shard_path(key);
+        let corrupt = |message: String| CacheError::Corrupt {
+            path: path.clone(),
+            message,
+        };
+        let encode = |v: &[f32]| -> Vec<u8> {
+            match key.dtype {
+                FeatureDtype::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                FeatureDtype::F16 => v
+                    .iter()
+                    .flat_map(|x| f16::from_f32(*x).to_le_bytes())
+                    .collect(),
+            }
+        };
+        let dtype = match key.dtype {
+            FeatureDtype::F32 => Dtype::F32,
+            FeatureDtype::F16 => Dtype::F16,
+        };
+        let (t, d) = (f.taps, f.dim);
+        let hw = f.patches.len() / (t * d).max(1);
+        let cls = encode(&f.cls);
+        let patches = encode(&f.patches);
+        let views = vec![
             (
-                n.clone(),
-                TensorView::new(Dtype::F16, shape.clone(), bytes).expect("shape matches the data"),
-            )
+                "cls".to_string(),
+                TensorView::new(dtype, vec![t, d], &cls).map_err(|e| corrupt(e.to_string()))?,
+            ),
+            (
+                "patches".to_string(),
+                TensorView::new(dtype, vec![t, hw, d], &patches)
+                    .map_err(|e| corrupt(e.to_string()))?,
+            ),
+        ];
+        let meta = HashMap::from([(KEY_META.to_string(), key.canonical())]);
+        let bytes =
+            safetensors::serialize(views, Some(meta)).map_err(|e| corrupt(e.to_string()))?;
+        crate::io::write_atomic(&path, &bytes).map_err(|source| CacheError::Io {
+            path: path.clone(),
+            source,
         })
-        .collect();
-    let meta = HashMap::from([(KEY_META.to_string(), canonical_key.to_string())]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| CacheError::Corrupt {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    crate::io::write_atomic(path, &bytes).map_err(|source| CacheError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    }
 }
 
-/// Reads an f16 shard back to f32, checking that it belongs to `canonical_key`.
-pub fn read_shard(path: &Path, canonical_key: &str) -> Result<Features, CacheError> {
+/// Reads a shard back to f32, checking that it belongs to `key`.
+fn read_shard(path: &Path, key: &FeatureKey) -> Result<ImageFeatures, CacheError> {
     let corrupt = |message: String| CacheError::Corrupt {
         path: path.to_path_buf(),
         message,
@@ -322,111 +228,114 @@ pub fn read_shard(path: &Path, canonical_key: &str) -> Result<Features, CacheErr
         .and_then(|m| m.get(KEY_META))
         .cloned()
         .unwrap_or_default();
-    if stored != canonical_key {
+    let canonical = key.canonical();
+    if stored != canonical {
         return Err(corrupt(format!(
-            "it holds key `{stored}`, expected `{canonical_key}` (hash collision or a foreign file)"
+            "it holds key `{stored}`, expected `{canonical}` (hash collision or a foreign file)"
         )));
     }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let mut out = Features::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F16 {
-            return Err(corrupt(format!(
-                "tensor `{name}` is {:?}, expected F16",
-                view.dtype()
-            )));
-        }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect();
-        out.insert(name, HostTensor::f32(view.shape().to_vec(), values));
+    let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), CacheError> {
+        let view = st.tensor(name).map_err(|e| corrupt(e.to_string()))?;
+        let values = match (view.dtype(), key.dtype) {
+            (Dtype::F32, FeatureDtype::F32) => view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            (Dtype::F16, FeatureDtype::F16) => view
+                .data()
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            (found, _) => {
+                return Err(corrupt(format!(
+                    "tensor `{name}` is {found:?}, expected {}",
+                    key.dtype.name()
+                )));
+            }
+        };
+        Ok((view.shape().to_vec(), values))
+    };
+    let (cls_shape, cls) = read("cls")?;
+    let (patch_shape, patches) = read("patches")?;
+    let [t, d] = cls_shape[..] else {
+        return Err(corrupt(format!(
+            "cls has shape {cls_shape:?}, expected [T, D]"
+        )));
+    };
+    if patch_shape.len() != 3 || patch_shape[0] != t || patch_shape[2] != d {
+        return Err(corrupt(format!(
+            "patches has shape {patch_shape:?}, expected [{t}, HW, {d}]"
+        )));
     }
-    Ok(out)
+    Ok(ImageFeatures {
+        taps: t,
+        dim: d,
+        cls,
+        patches,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn feats(seed: f32) -> Features {
-        let mut f = Features::new();
-        f.insert(
-            "cls.5".into(),
-            HostTensor::f32(vec![4], vec![seed, -1.5, 0.25, 3.0]),
-        );
-        f.insert(
-            "patches.5".into(),
-            HostTensor::f32(vec![2, 3], (0..6).map(|i| seed * i as f32 / 7.0).collect()),
-        );
-        f
+    fn feats(seed: f32) -> ImageFeatures {
+        ImageFeatures {
+            taps: 2,
+            dim: 3,
+            cls: (0..6).map(|i| seed - i as f32 / 3.0).collect(),
+            patches: (0..12).map(|i| seed * i as f32 / 7.0).collect(),
+        }
     }
 
-    fn key(dir: &Path, name: &str) -> FeatureKey {
+    fn key(dir: &Path, name: &str, dtype: FeatureDtype) -> FeatureKey {
         let img = dir.join(name);
         std::fs::write(&img, name.as_bytes()).unwrap();
         FeatureKey {
             weights: "w1".into(),
             image: ImageId::of_file(&img, false).unwrap(),
             preprocessing: "r64".into(),
-            taps: vec![5],
+            taps: vec![5, 7],
+            dtype,
         }
     }
 
     #[test]
-    fn disk_shards_round_trip_in_f16_and_are_found_by_a_fresh_cache() {
+    fn f32_shards_round_trip_exactly_f16_within_rounding() {
         let dir = tempfile::tempdir().unwrap();
-        let k = key(dir.path(), "a.png");
-        let cache = FeatureCache::new(Some(dir.path().join("cache")), Some(usize::MAX));
-        let mut computed = 0;
-        let f1 = cache
-            .get_or_compute::<CacheError>(&k, || {
-                computed += 1;
-                Ok(feats(1.1))
-            })
-            .unwrap();
-        let f2 = cache
-            .get_or_compute::<CacheError>(&k, || {
-                computed += 1;
-                Ok(feats(9.0))
-            })
-            .unwrap();
-        assert_eq!(computed, 1);
-        assert!(Arc::ptr_eq(&f1, &f2), "second lookup must hit memory");
-        assert_eq!(
-            cache.stats(),
-            CacheStats {
-                memory_hits: 1,
-                disk_hits: 0,
-                misses: 1,
-                evictions: 0
-            }
-        );
+        let cache = ShardCache::new(dir.path().join("cache"));
+        let f = feats(1.1);
+        let k32 = key(dir.path(), "a.png", FeatureDtype::F32);
+        assert!(cache.get(&k32).unwrap().is_none());
+        cache.put(&k32, &f).unwrap();
+        assert_eq!(cache.get(&k32).unwrap().unwrap(), f, "f32 is exact");
 
-        // A new process: memory is empty, the shard on disk answers, values within f16 rounding.
-        let fresh = FeatureCache::new(Some(dir.path().join("cache")), Some(usize::MAX));
-        let back = fresh.get(&k).unwrap().expect("disk hit");
-        assert_eq!(fresh.stats().disk_hits, 1);
-        for (name, t) in feats(1.1) {
-            let got = back[&name].as_f32().unwrap();
-            assert_eq!(back[&name].shape, t.shape);
-            for (a, b) in got.iter().zip(t.as_f32().unwrap()) {
-                assert!((a - b).abs() <= b.abs() * 1e-3 + 1e-6, "{name}: {a} vs {b}");
-            }
+        let k16 = FeatureKey {
+            dtype: FeatureDtype::F16,
+            ..k32.clone()
+        };
+        assert_ne!(cache.shard_path(&k16), cache.shard_path(&k32));
+        cache.put(&k16, &f).unwrap();
+        let back = cache.get(&k16).unwrap().unwrap();
+        for (a, b) in back.patches.iter().zip(&f.patches) {
+            assert!((a - b).abs() <= b.abs() * 1e-3 + 1e-6, "{a} vs {b}");
+            assert_eq!(*a, f16::from_f32(*b).to_f32());
         }
-        // No temporary files were left next to the shard.
-        let shard = fresh.shard_path(&k).unwrap();
-        assert_eq!(
-            std::fs::read_dir(shard.parent().unwrap()).unwrap().count(),
-            1
-        );
+        // Two shards and no temporary files under the cache directory.
+        let files: Vec<_> = walkdir::WalkDir::new(dir.path().join("cache"))
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .collect();
+        assert_eq!(files.len(), 2, "{files:?}");
     }
 
     #[test]
     fn every_key_part_changes_the_shard() {
         let dir = tempfile::tempdir().unwrap();
-        let k = key(dir.path(), "a.png");
+        let k = key(dir.path(), "a.png", FeatureDtype::F32);
         let variants = [
             FeatureKey {
                 weights: "w2".into(),
@@ -440,7 +349,11 @@ mod tests {
                 taps: vec![23],
                 ..k.clone()
             },
-            key(dir.path(), "b.png"),
+            FeatureKey {
+                dtype: FeatureDtype::F16,
+                ..k.clone()
+            },
+            key(dir.path(), "b.png", FeatureDtype::F32),
         ];
         for v in &variants {
             assert_ne!(v.digest(), k.digest(), "{}", v.canonical());
@@ -473,27 +386,18 @@ mod tests {
     }
 
     #[test]
-    fn foreign_shard_is_reported_not_used() {
+    fn foreign_or_truncated_shard_is_reported_not_used() {
         let dir = tempfile::tempdir().unwrap();
-        let k = key(dir.path(), "a.png");
-        let cache = FeatureCache::new(Some(dir.path().join("cache")), None);
-        let path = cache.shard_path(&k).unwrap();
-        write_shard(&path, "some other key", &feats(1.0)).unwrap();
+        let cache = ShardCache::new(dir.path().join("cache"));
+        let k = key(dir.path(), "a.png", FeatureDtype::F32);
+        let other = key(dir.path(), "b.png", FeatureDtype::F32);
+        cache.put(&other, &feats(1.0)).unwrap();
+        std::fs::create_dir_all(cache.shard_path(&k).parent().unwrap()).unwrap();
+        std::fs::copy(cache.shard_path(&other), cache.shard_path(&k)).unwrap();
         let err = cache.get(&k).unwrap_err();
         assert!(err.to_string().contains("delete it"), "{err}");
-    }
-
-    #[test]
-    fn memory_budget_evicts_oldest() {
-        let dir = tempfile::tempdir().unwrap();
-        let one = features_bytes(&feats(1.0));
-        let cache = FeatureCache::new(None, Some(one * 2));
-        let keys: Vec<_> = ["a", "b", "c"].iter().map(|n| key(dir.path(), n)).collect();
-        for k in &keys {
-            cache.put(k, feats(1.0)).unwrap();
-        }
-        assert_eq!(cache.stats().evictions, 1);
-        assert!(cache.get(&keys[0]).unwrap().is_none());
-        assert!(cache.get(&keys[2]).unwrap().is_some());
+        let bytes = std::fs::read(cache.shard_path(&other)).unwrap();
+        std::fs::write(cache.shard_path(&other), &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(cache.get(&other), Err(CacheError::Corrupt { .. })));
     }
 }

@@ -1,4 +1,10 @@
-//! Zero-shot evaluation of a trained model on cached features, per category.
+//! Zero-shot evaluation of every checkpoint in one pass over the target.
+//!
+//! The target is read a category at a time, a batch at a time: each batch goes through the
+//! backbone once and through every checkpoint to evaluate; what the metrics need (maps of the
+//! category, per-image predictions) is kept, the features are not. A category's maps stay in
+//! memory when the budget allows, else they are spilled to a file per checkpoint and read back
+//! one checkpoint at a time - either way the metrics are those of the full table.
 //!
 //! As the reference `test.py`: the pixel score is the tap-averaged cross-modal anomaly channel at
 //! map resolution, the image score is the max of that map, P-AUROC / F1-max pool every pixel of a
@@ -6,81 +12,184 @@
 //! undefined values (`nanmean`). Under `protocol: reference` the scores of a category are min-max
 //! rescaled in f32 first, exactly as the reference does (it can merge nearly equal scores into ties).
 
-use burn::tensor::Device;
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 
-use super::train::ImageSet;
+use super::EngineError;
+use super::extract::{Extractor, Want};
+use super::features::{ImageFeatures, batch_tensors};
+use super::inference::{ImagePrediction, Prompts, run_tensors};
+use super::progress::Progress;
+use crate::data::{Sample, SkippedFile};
 use crate::experiment::record::{CategoryMetrics, MetricSet};
-use crate::io::HostTensor;
 use crate::metrics::{self, MetricsError};
 use crate::model::{AvaDino, Protocol};
-
-/// What the model says about one image.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImagePrediction {
-    /// Index of the image in the evaluated set.
-    pub index: usize,
-    pub label: u8,
-    /// Max of the anomaly map (before any rescaling).
-    pub score: f32,
-    /// Tap-averaged routing weights.
-    pub w_normal: f32,
-    pub w_anomaly: f32,
-}
 
 /// Evaluation knobs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvalOptions {
+    /// Images per adapter forward (and per streamed batch).
     pub batch_size: usize,
     pub protocol: Protocol,
     /// Also compute AUPRO (costly on large categories; not in the paper) with this FPR limit.
     pub aupro: Option<f64>,
 }
 
-/// Runs the model over the images `indices` of `set`, returning each image's prediction and,
-/// when `keep_maps`, its anomaly map `[S, S]`.
-pub fn predict(
-    model: &AvaDino,
-    set: &ImageSet<'_>,
-    indices: &[usize],
-    batch_size: usize,
-    device: &Device,
-    keep_maps: bool,
-) -> (Vec<ImagePrediction>, Vec<Vec<f32>>) {
-    let mut preds = Vec::with_capacity(indices.len());
-    let mut maps = Vec::new();
-    for chunk in indices.chunks(batch_size.max(1)) {
-        let (cls, patches) = set.features.batch(chunk, device);
-        let out = model.forward(
-            &cls,
-            &patches,
-            set.features.grid,
-            set.text_tensor(chunk, device),
-        );
-        let map = HostTensor::from_tensor(out.anomaly_map);
-        let wn = HostTensor::from_tensor(out.w_normal);
-        let wa = HostTensor::from_tensor(out.w_anomaly);
-        let (map, wn, wa) = (
-            map.as_f32().unwrap(),
-            wn.as_f32().unwrap(),
-            wa.as_f32().unwrap(),
-        );
-        let per = map.len() / chunk.len();
-        for (k, &i) in chunk.iter().enumerate() {
-            let m = &map[k * per..(k + 1) * per];
-            let score = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            preds.push(ImagePrediction {
-                index: i,
-                label: set.labels[i],
-                score,
-                w_normal: wn[k],
-                w_anomaly: wa[k],
-            });
-            if keep_maps {
-                maps.push(m.to_vec());
+/// The images of a target and their prompts.
+pub struct TargetSet {
+    /// Sorted by category, then path (as listed by the data room).
+    pub samples: Vec<Sample>,
+    pub prompts: Prompts,
+}
+
+/// Per-category metrics and per-image predictions of one checkpoint on a whole target.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SetEvaluation {
+    pub categories: Vec<CategoryMetrics>,
+    pub images: Vec<ImagePrediction>,
+}
+
+/// Where the evaluation may spill maps, and how much memory they may take.
+pub struct Spill<'p> {
+    pub dir: &'p Path,
+    pub budget: u64,
+}
+
+/// Evaluates every model of `models` on `target` in one pass (see the module docs). Returns one
+/// evaluation per model, in order, and the files left out under `skip_bad`.
+pub fn evaluate(
+    target: &TargetSet,
+    extractor: &Extractor,
+    models: &[AvaDino],
+    opts: &EvalOptions,
+    spill: &Spill,
+    progress: &mut Progress,
+) -> Result<(Vec<SetEvaluation>, Vec<SkippedFile>), EngineError> {
+    let grid = extractor.grid();
+    let s = extractor.size;
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, sample) in target.samples.iter().enumerate() {
+        groups.entry(&sample.category).or_default().push(i);
+    }
+    let mut out: Vec<SetEvaluation> = vec![SetEvaluation::default(); models.len()];
+    let mut skipped = Vec::new();
+    for (ci, (category, indices)) in groups.into_iter().enumerate() {
+        let bytes = (indices.len() * s * s * 4 * models.len()) as u64;
+        let mut sinks: Vec<MapSink> = (0..models.len())
+            .map(|m| {
+                MapSink::new(
+                    (bytes > spill.budget)
+                        .then(|| spill.dir.join(format!(".spill-{ci:04}-{m:03}.tmp-maps"))),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let mut gt: Vec<u8> = Vec::new();
+        let mut preds: Vec<Vec<ImagePrediction>> = vec![Vec::new(); models.len()];
+        for chunk in indices.chunks(opts.batch_size.max(1)) {
+            let batch: Vec<Sample> = chunk.iter().map(|&i| target.samples[i].clone()).collect();
+            let (done, bad) = extractor.run(&batch, Want::Features)?;
+            skipped.extend(bad);
+            progress.inc_with(chunk.len() as u64, category);
+            if done.is_empty() {
+                continue;
+            }
+            let feats: Vec<&ImageFeatures> = done
+                .iter()
+                .map(|e| e.features.as_ref().expect("features asked for"))
+                .collect();
+            let (cls, patches) = batch_tensors(&feats, grid, &extractor.device);
+            let words = || done.iter().map(|e| batch[e.index].class_word.as_str());
+            for (m, model) in models.iter().enumerate() {
+                let text = target.prompts.tensor(words(), &extractor.device);
+                let outs = run_tensors(model, &cls, &patches, grid, text);
+                for (e, o) in done.iter().zip(outs) {
+                    preds[m].push(ImagePrediction {
+                        index: chunk[e.index],
+                        label: batch[e.index].label,
+                        score: o.score(),
+                        w_normal: o.w_normal,
+                        w_anomaly: o.w_anomaly,
+                    });
+                    sinks[m].push(&o.map)?;
+                }
+            }
+            for e in &done {
+                gt.extend_from_slice(&e.mask);
             }
         }
+        for ((sink, p), ev) in sinks.into_iter().zip(preds).zip(&mut out) {
+            let pixels = sink.into_values()?;
+            ev.categories
+                .push(category_metrics(category, pixels, &gt, &p, s, opts)?);
+            ev.images.extend(p);
+        }
     }
-    (preds, maps)
+    Ok((out, skipped))
+}
+
+/// A category's maps of one checkpoint: in memory, or appended to a file and read back.
+struct MapSink {
+    values: Vec<f32>,
+    file: Option<(PathBuf, BufWriter<std::fs::File>)>,
+}
+
+impl MapSink {
+    fn new(spill: Option<PathBuf>) -> Result<Self, EngineError> {
+        let file = match spill {
+            None => None,
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+                }
+                let f = std::fs::File::create(&path).map_err(io_err(&path))?;
+                Some((path, BufWriter::new(f)))
+            }
+        };
+        Ok(MapSink {
+            values: Vec::new(),
+            file,
+        })
+    }
+
+    fn push(&mut self, map: &[f32]) -> Result<(), EngineError> {
+        match &mut self.file {
+            None => self.values.extend_from_slice(map),
+            Some((path, w)) => {
+                let bytes: Vec<u8> = map.iter().flat_map(|v| v.to_le_bytes()).collect();
+                w.write_all(&bytes).map_err(io_err(path))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn into_values(self) -> Result<Vec<f32>, EngineError> {
+        let Some((path, w)) = self.file else {
+            return Ok(self.values);
+        };
+        let mut f = w.into_inner().map_err(|e| EngineError::Io {
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        f.flush().map_err(io_err(&path))?;
+        drop(f);
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io_err(&path))?;
+        std::fs::remove_file(&path).map_err(io_err(&path))?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// `(x - min) / (max - min + 1e-8)` in f32, as numpy does on the reference's float32 arrays.
@@ -96,31 +205,27 @@ fn rescale_f32(values: &mut [f32]) {
     }
 }
 
-/// Metrics of one category from its predictions and maps (same order) and the set's masks.
+/// Metrics of one category from its maps (`pixels`, image after image, `size x size` each), the
+/// matching ground truth and the predictions (same order).
 pub fn category_metrics(
     category: &str,
-    set: &ImageSet<'_>,
+    mut pixels: Vec<f32>,
+    gt: &[u8],
     preds: &[ImagePrediction],
-    maps: &[Vec<f32>],
+    size: usize,
     opts: &EvalOptions,
 ) -> Result<CategoryMetrics, MetricsError> {
-    let mut pixels: Vec<f32> = maps.concat();
-    let mut gt: Vec<u8> = Vec::with_capacity(pixels.len());
-    for p in preds {
-        gt.extend_from_slice(set.masks.get(p.index));
-    }
     let mut image_scores: Vec<f32> = preds.iter().map(|p| p.score).collect();
     let image_labels: Vec<u8> = preds.iter().map(|p| u8::from(p.label != 0)).collect();
     if opts.protocol == Protocol::Reference && !pixels.is_empty() {
         rescale_f32(&mut pixels);
         rescale_f32(&mut image_scores);
     }
-    let pixel = metrics::pixel_metrics(&pixels, &gt)?;
+    let pixel = metrics::pixel_metrics(&pixels, gt)?;
     let image = metrics::pixel_metrics(&image_scores, &image_labels)?;
     let aupro = match opts.aupro {
         Some(limit) if !preds.is_empty() => {
-            let s = set.masks.size;
-            metrics::aupro(&pixels, &gt, preds.len(), s, s, limit)?
+            metrics::aupro(&pixels, gt, preds.len(), size, size, limit)?
         }
         _ => None,
     };
@@ -140,39 +245,6 @@ pub fn category_metrics(
     })
 }
 
-/// Per-category metrics and per-image predictions of a whole evaluation set.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SetEvaluation {
-    pub categories: Vec<CategoryMetrics>,
-    pub images: Vec<ImagePrediction>,
-}
-
-/// Evaluates every category of `set`; `categories[i]` names image `i`'s category. Categories are
-/// visited in sorted order, images in set order, as the reference does.
-pub fn evaluate(
-    model: &AvaDino,
-    set: &ImageSet<'_>,
-    categories: &[String],
-    opts: &EvalOptions,
-    device: &Device,
-) -> Result<SetEvaluation, MetricsError> {
-    let mut names: Vec<&String> = categories.iter().collect();
-    names.sort();
-    names.dedup();
-    let mut out = SetEvaluation {
-        categories: Vec::new(),
-        images: Vec::new(),
-    };
-    for name in names {
-        let indices: Vec<usize> = (0..set.len()).filter(|&i| &categories[i] == name).collect();
-        let (preds, maps) = predict(model, set, &indices, opts.batch_size, device, true);
-        out.categories
-            .push(category_metrics(name, set, &preds, &maps, opts)?);
-        out.images.extend(preds);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +255,28 @@ mod tests {
         let mut v = vec![2f32, 3.0, 6.0];
         rescale_f32(&mut v);
         assert_eq!(v, vec![0.0, 0.25, 1.0]);
+    }
+
+    #[test]
+    fn spilled_maps_come_back_bit_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let maps: Vec<Vec<f32>> = (0..3)
+            .map(|k| {
+                (0..50)
+                    .map(|i| (i as f32 * 0.37 + k as f32).sin())
+                    .collect()
+            })
+            .collect();
+        let mut mem = MapSink::new(None).unwrap();
+        let path = dir.path().join(".spill-0000-000.tmp-maps");
+        let mut disk = MapSink::new(Some(path.clone())).unwrap();
+        for m in &maps {
+            mem.push(m).unwrap();
+            disk.push(m).unwrap();
+        }
+        let (a, b) = (mem.into_values().unwrap(), disk.into_values().unwrap());
+        assert_eq!(a.len(), 150);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(!path.exists(), "the spill file is removed after reading");
     }
 }

@@ -1,35 +1,38 @@
-//! The engine: feature extraction through the frozen backbone (cached, see [`cache`]), training
-//! of the adapters, evaluation of every checkpoint.
+//! The engine: how a job is computed. Frozen-backbone features (extracted in batches, kept where
+//! the memory budget allows), training of the adapters with per-epoch checkpoints, one streamed
+//! evaluation pass of every checkpoint over the target, and the record of the run.
 //!
-//! [`run_job`] is the one entry point the sweep runner calls.
+//! Rooms: [`assets`] (frozen parts), [`extract`] (images to features), [`features`] (features in
+//! memory), [`cache`] (shards on disk), [`store`] (the training set), [`train`] and
+//! [`checkpoints`], [`inference`] (adapters on features), [`evaluate`], [`overlays`],
+//! [`budget`], [`progress`], [`cost`] (what a run will cost), and [`pipeline`], which runs a
+//! job through them. The engine reads configuration sections and writes into the directories
+//! `crate::experiment::layout` names; it knows nothing of sweeps or the command line.
 
 pub mod assets;
+pub mod budget;
 pub mod cache;
+pub mod checkpoints;
+pub mod cost;
 pub mod evaluate;
 pub mod extract;
 pub mod features;
-pub mod job;
+pub mod inference;
+pub mod overlays;
+pub mod pipeline;
 pub mod progress;
+pub mod store;
 pub mod train;
 
-pub use job::run_job;
-
-/// How a job is run (not part of its configuration: does not change its numbers).
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Rerun a finished job (its `DONE` marker is removed first).
-    pub force: bool,
-    /// No progress bars (log lines only).
-    pub quiet: bool,
-    /// Repository root, for provenance (git revision) and relative paths.
-    pub repo_root: std::path::PathBuf,
-}
+pub use pipeline::{JobContext, run_job};
 
 /// Errors of the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{what}: {message}")]
     Asset { what: String, message: String },
+    #[error("{what}: {message}")]
+    Config { what: String, message: String },
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,

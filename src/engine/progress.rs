@@ -1,29 +1,105 @@
-//! Progress for extraction, training and evaluation: an indicatif bar on stderr when it is a
-//! terminal, otherwise (Slurm logs, CI, pipes) one plain line every `log_every` steps, so logs
-//! stay greppable and do not fill with redraws.
+//! Progress of a stage (extraction, training, evaluation): an indicatif bar on stderr when it is
+//! a terminal; otherwise (Slurm logs, CI, pipes) plain lines - one when the stage starts, then at
+//! least every `interval` (30 s by default) even while a long step runs, each with the stage,
+//! the count done, the elapsed time and an ETA, so a full-size job is never silent for minutes
+//! and its logs stay greppable.
 
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// One phase's progress.
-pub struct Progress {
+/// Default time between two log lines off a terminal.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
+struct State {
     label: String,
+    unit: String,
     total: u64,
     done: u64,
-    log_every: u64,
-    bar: Option<ProgressBar>,
+    msg: String,
     started: Instant,
+    last_line: Instant,
+    finished: bool,
+}
+
+impl State {
+    fn line(&self) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let pct = 100.0 * self.done as f64 / self.total.max(1) as f64;
+        let eta = if self.done == 0 {
+            "ETA unknown".to_string()
+        } else if self.done >= self.total {
+            "done".to_string()
+        } else {
+            let rest = elapsed * (self.total - self.done) as f64 / self.done as f64;
+            format!("ETA {}", clock(rest))
+        };
+        let mut s = format!(
+            "[{}] {}/{} {} ({pct:.1}%) | {} elapsed, {eta}",
+            self.label,
+            self.done.min(self.total),
+            self.total,
+            self.unit,
+            clock(elapsed)
+        );
+        if !self.msg.is_empty() {
+            s.push_str(" | ");
+            s.push_str(&self.msg);
+        }
+        s
+    }
+}
+
+/// `1h02m`, `3m05s` or `12.4s`.
+pub fn clock(secs: f64) -> String {
+    let s = secs.max(0.0);
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
+    }
+}
+
+type Shared = Arc<(Mutex<State>, Condvar)>;
+
+/// One stage's progress.
+pub struct Progress {
+    shared: Shared,
+    bar: Option<ProgressBar>,
+    heartbeat: Option<std::thread::JoinHandle<()>>,
+    interval: Duration,
 }
 
 impl Progress {
-    /// `quiet` forces log lines even on a terminal; `log_every` = 0 logs only the end.
-    pub fn new(label: &str, total: u64, quiet: bool, log_every: u64) -> Self {
+    /// A stage of `total` `unit`s (`images`, `steps`). `quiet` forces log lines even on a
+    /// terminal.
+    pub fn new(label: &str, unit: &str, total: u64, quiet: bool, interval: Duration) -> Self {
+        let now = Instant::now();
+        let shared: Shared = Arc::new((
+            Mutex::new(State {
+                label: label.to_string(),
+                unit: unit.to_string(),
+                total,
+                done: 0,
+                msg: String::new(),
+                started: now,
+                last_line: now,
+                finished: false,
+            }),
+            Condvar::new(),
+        ));
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{prefix:>10} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+                "{prefix:>14} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
             )
             .expect("static template")
             .progress_chars("=> ");
@@ -31,53 +107,101 @@ impl Progress {
             bar.set_prefix(label.to_string());
             bar
         });
+        let heartbeat = bar.is_none().then(|| {
+            eprintln!("{}", shared.0.lock().expect("progress lock").line());
+            let shared = shared.clone();
+            std::thread::spawn(move || heartbeat(shared, interval))
+        });
         Progress {
-            label: label.into(),
-            total,
-            done: 0,
-            log_every,
+            shared,
             bar,
-            started: Instant::now(),
+            heartbeat,
+            interval,
         }
     }
 
-    /// Advances by `n` steps; `msg` (e.g. "loss 0.412") is shown on the bar or in the log line.
-    pub fn inc(&mut self, n: u64, msg: &str) {
-        let before = self.done;
-        self.done += n;
+    /// Advances by `n`.
+    pub fn inc(&mut self, n: u64) {
+        self.update(n, None);
+    }
+
+    /// Advances by `n` and shows `msg` (e.g. "epoch 3 loss 0.412").
+    pub fn inc_with(&mut self, n: u64, msg: &str) {
+        self.update(n, Some(msg));
+    }
+
+    fn update(&mut self, n: u64, msg: Option<&str>) {
+        let (lock, _) = &*self.shared;
+        let mut st = lock.lock().expect("progress lock");
+        st.done += n;
+        if let Some(m) = msg {
+            st.msg = m.to_string();
+        }
         match &self.bar {
             Some(bar) => {
-                bar.set_message(msg.to_string());
+                if let Some(m) = msg {
+                    bar.set_message(m.to_string());
+                }
                 bar.inc(n);
             }
             None => {
-                if let Some(line) = self.log_line(before, msg) {
-                    eprintln!("{line}");
+                let due = st.last_line.elapsed() >= self.interval;
+                if due || st.done >= st.total {
+                    st.last_line = Instant::now();
+                    eprintln!("{}", st.line());
                 }
             }
         }
     }
 
-    /// The line to print after moving from `before` to `self.done`, if one is due.
-    fn log_line(&self, before: u64, msg: &str) -> Option<String> {
-        let crossed = self.log_every > 0 && before / self.log_every != self.done / self.log_every;
-        (crossed || self.done >= self.total && before < self.total).then(|| {
-            format!(
-                "{} {}/{} {msg} ({:.1}s)",
-                self.label,
-                self.done.min(self.total),
-                self.total,
-                self.started.elapsed().as_secs_f64()
-            )
-        })
-    }
-
-    /// Ends the phase; returns its wall time in seconds.
-    pub fn finish(self) -> f64 {
+    /// Ends the stage; returns its wall time in seconds.
+    pub fn finish(mut self) -> f64 {
+        let (lock, cvar) = &*self.shared;
+        let secs = {
+            let mut st = lock.lock().expect("progress lock");
+            st.finished = true;
+            st.started.elapsed().as_secs_f64()
+        };
+        cvar.notify_all();
+        if let Some(h) = self.heartbeat.take() {
+            let _ = h.join();
+        }
         if let Some(bar) = &self.bar {
             bar.finish();
         }
-        self.started.elapsed().as_secs_f64()
+        secs
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        // A stage left by an error still stops its heartbeat.
+        let (lock, cvar) = &*self.shared;
+        if let Ok(mut st) = lock.lock() {
+            st.finished = true;
+        }
+        cvar.notify_all();
+        if let Some(h) = self.heartbeat.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Prints the state whenever `interval` passed without a line.
+fn heartbeat(shared: Shared, interval: Duration) {
+    let (lock, cvar) = &*shared;
+    let mut st = lock.lock().expect("progress lock");
+    loop {
+        if st.finished {
+            return;
+        }
+        let wait = interval.saturating_sub(st.last_line.elapsed());
+        if wait.is_zero() {
+            st.last_line = Instant::now();
+            eprintln!("{}", st.line());
+            continue;
+        }
+        st = cvar.wait_timeout(st, wait).expect("progress lock").0;
     }
 }
 
@@ -86,18 +210,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn non_terminal_logs_every_n_steps_and_at_the_end() {
-        let mut p = Progress::new("train", 7, true, 3);
-        let mut lines = Vec::new();
-        for _ in 0..7 {
-            let before = p.done;
-            p.done += 1;
-            lines.extend(p.log_line(before, "x"));
-        }
-        let steps: Vec<&str> = lines
-            .iter()
-            .map(|l| l.split_whitespace().nth(1).unwrap())
-            .collect();
-        assert_eq!(steps, ["3/7", "6/7", "7/7"]);
+    fn lines_carry_stage_count_and_eta() {
+        let now = Instant::now();
+        let mut st = State {
+            label: "extract visa".into(),
+            unit: "images".into(),
+            total: 200,
+            done: 0,
+            msg: String::new(),
+            started: now - Duration::from_secs(60),
+            last_line: now,
+            finished: false,
+        };
+        assert!(st.line().contains("ETA unknown"), "{}", st.line());
+        st.done = 50;
+        let line = st.line();
+        assert!(
+            line.starts_with("[extract visa] 50/200 images (25.0%)"),
+            "{line}"
+        );
+        // 50 images in 60 s: 150 more take 180 s.
+        assert!(
+            line.contains("ETA 3m00s") || line.contains("ETA 2m59s"),
+            "{line}"
+        );
+        assert_eq!(clock(3725.0), "1h02m");
+    }
+
+    #[test]
+    fn heartbeat_stops_with_the_stage() {
+        let mut p = Progress::new("t", "steps", 3, true, Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(30));
+        p.inc(1);
+        let started = Instant::now();
+        p.finish();
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

@@ -1,109 +1,24 @@
-//! The training loop over cached features: seeded shuffling, batches, AdamW steps.
+//! Training the adapters on a [`TrainSet`]: seeded shuffling, batches, AdamW steps, a complete
+//! checkpoint after every epoch, and resume from the last complete one.
 //!
-//! Mirrors the reference `train.py`: a DataLoader with `shuffle=True` and `drop_last=False` over the
-//! auxiliary dataset, one optimizer update per batch, the LR schedule stepped after each update.
-//! The reference sets no seed; we shuffle with a seeded generator so runs repeat exactly (and a
-//! resumed run continues with the same order it would have had).
+//! Mirrors the reference `train.py`: a DataLoader with `shuffle=True` and `drop_last=False` over
+//! the auxiliary dataset, one optimizer update per batch, the LR schedule stepped after each
+//! update. The reference sets no seed; we shuffle with a seeded generator so runs repeat exactly
+//! (and a resumed run continues with the order it would have had).
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use std::time::Instant;
 
-use super::features::FeatureTable;
-use crate::model::{Batch, LossValues, Trainer};
+use burn::tensor::Device;
+
+use super::EngineError;
+use super::checkpoints::{self, EpochFile};
+use super::progress::Progress;
+use super::store::TrainSet;
+use crate::experiment::TrainDir;
+use crate::experiment::WorkDir;
+use crate::experiment::schema::TrainConfig;
+use crate::model::{AvaDino, LossValues, MethodConfig, OptimConfig, Trainer};
 use crate::rng::SplitMix64;
-
-/// Normal and anomalous text features of one class word (`[E]` each, L2-normalized).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TextPair {
-    pub normal: Vec<f32>,
-    pub anomaly: Vec<f32>,
-}
-
-/// Binary ground-truth masks `[n, S, S]` (0/1) for the images of a feature table.
-#[derive(Debug, Clone, Default)]
-pub struct MaskTable {
-    pub size: usize,
-    pub values: Vec<u8>,
-}
-
-impl MaskTable {
-    pub fn new(size: usize) -> Self {
-        Self {
-            size,
-            values: Vec::new(),
-        }
-    }
-    pub fn push(&mut self, mask: &[u8]) {
-        assert_eq!(mask.len(), self.size * self.size, "mask size");
-        self.values.extend(mask.iter().map(|&m| u8::from(m != 0)));
-    }
-    pub fn get(&self, i: usize) -> &[u8] {
-        let n = self.size * self.size;
-        &self.values[i * n..(i + 1) * n]
-    }
-    pub fn len(&self) -> usize {
-        if self.size == 0 {
-            0
-        } else {
-            self.values.len() / (self.size * self.size)
-        }
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Everything a training or evaluation pass reads, per image `i`: features row `i`, `labels[i]`,
-/// `masks.get(i)`, and the text pair `prompts[text[i]]`.
-#[derive(Debug, Clone, Copy)]
-pub struct ImageSet<'a> {
-    pub features: &'a FeatureTable,
-    pub labels: &'a [u8],
-    pub masks: &'a MaskTable,
-    pub text: &'a [usize],
-    pub prompts: &'a [TextPair],
-}
-
-impl ImageSet<'_> {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// `[B, E, 2]` text for the images `indices` (column 0 normal, column 1 anomalous).
-    pub fn text_tensor(&self, indices: &[usize], device: &Device) -> Tensor<3> {
-        let e = self.prompts.first().map_or(0, |p| p.normal.len());
-        let mut v = Vec::with_capacity(indices.len() * e * 2);
-        for &i in indices {
-            let p = &self.prompts[self.text[i]];
-            for k in 0..e {
-                v.push(p.normal[k]);
-                v.push(p.anomaly[k]);
-            }
-        }
-        Tensor::from_data(TensorData::new(v, [indices.len(), e, 2]), device)
-    }
-
-    /// A training batch for the images `indices` on `device`.
-    pub fn batch(&self, indices: &[usize], device: &Device) -> Batch {
-        let (cls, patches) = self.features.batch(indices, device);
-        let s = self.masks.size;
-        let labels: Vec<i64> = indices.iter().map(|&i| self.labels[i] as i64).collect();
-        let masks: Vec<f32> = indices
-            .iter()
-            .flat_map(|&i| self.masks.get(i).iter().map(|&m| m as f32))
-            .collect();
-        Batch {
-            cls,
-            patches,
-            grid: self.features.grid,
-            text: self.text_tensor(indices, device),
-            labels: Tensor::<1, Int>::from_data(TensorData::new(labels, [indices.len()]), device),
-            masks: Tensor::from_data(TensorData::new(masks, [indices.len(), s, s]), device),
-        }
-    }
-}
 
 /// The shuffled order of `n` images for `epoch` of a run seeded with `seed` (Fisher-Yates).
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -133,44 +48,135 @@ pub struct EpochSummary {
     pub w_anomaly_anomalous: Option<f64>,
 }
 
-/// Runs one epoch: batches in `order`, one update each. `on_step(step, losses)` after each update.
+/// Runs one epoch: batches in `order`, one update each; `on_step(losses)` after each update.
 pub fn run_epoch(
     trainer: &mut Trainer,
-    data: &ImageSet<'_>,
+    data: &TrainSet<'_>,
     epoch: usize,
     order: &[usize],
     batch_size: usize,
     device: &Device,
-    on_step: &mut dyn FnMut(usize, &LossValues),
-) -> EpochSummary {
+    on_step: &mut dyn FnMut(&LossValues),
+) -> Result<EpochSummary, EngineError> {
     let mut summary = EpochSummary {
         epoch,
         ..Default::default()
     };
     let (mut sums, mut counts) = ([0f64; 2], [0usize; 2]);
-    for (step, chunk) in order.chunks(batch_size.max(1)).enumerate() {
-        let batch = data.batch(chunk, device);
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch = data.batch(chunk, device)?;
         let (losses, out) = trainer.step_with_output(&batch);
         let values = losses.values();
         let w: Vec<f32> = out
             .w_anomaly
             .into_data()
             .convert::<f32>()
-            .try_into_vec()
+            .try_to_vec::<f32>()
             .expect("f32");
         for (&i, &wa) in chunk.iter().zip(&w) {
-            let k = usize::from(data.labels[i] != 0);
+            let k = usize::from(data.label(i) != 0);
             sums[k] += wa as f64;
             counts[k] += 1;
         }
-        on_step(step, &values);
+        on_step(&values);
         summary.step_losses.push(values);
         summary.steps += 1;
     }
     let mean = |k: usize| (counts[k] > 0).then(|| sums[k] / counts[k] as f64);
     summary.w_anomaly_normal = mean(0);
     summary.w_anomaly_anomalous = mean(1);
-    summary
+    Ok(summary)
+}
+
+/// What a training needs besides its data.
+pub struct TrainSpec<'a> {
+    pub method: &'a MethodConfig,
+    pub optim: &'a OptimConfig,
+    pub train: &'a TrainConfig,
+    /// Seed of the adapter initialization (`model.init_seed`).
+    pub init_seed: u64,
+    /// The job's seed (initialization and shuffling).
+    pub seed: u64,
+    /// Shown in progress lines.
+    pub label: String,
+    pub quiet: bool,
+}
+
+/// Whether `dir` already holds every epoch of the training (nothing to compute).
+pub fn is_complete(dir: &TrainDir, epochs: usize) -> bool {
+    dir.latest_complete().is_some_and(|e| e >= epochs)
+}
+
+/// Trains (or resumes) into `dir` until every epoch 0..=epochs is complete. Call with the
+/// directory's lock held.
+pub fn train(
+    spec: &TrainSpec,
+    data: &TrainSet<'_>,
+    dir: &TrainDir,
+    device: &Device,
+) -> Result<(), EngineError> {
+    let epochs = spec.train.epochs;
+    let n = data.len();
+    let steps = steps_per_epoch(n, spec.train.batch_size);
+    let warmup_steps = spec.optim.warmup_steps(steps * epochs);
+    let ad = device.clone().autodiff();
+    let latest = dir.latest_complete();
+    let mut trainer = match latest {
+        None => {
+            ad.seed(spec.init_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ spec.seed);
+            let model = AvaDino::try_new(spec.method, &ad)?;
+            let trainer = Trainer::new(model, spec.optim.clone(), warmup_steps);
+            checkpoints::save(&dir.epoch(0), &trainer, &EpochFile::default())?;
+            trainer
+        }
+        Some(k) => {
+            if k < epochs {
+                dir.log_line(&format!("resuming training after epoch {k} of {epochs}"))?;
+            }
+            let template = AvaDino::try_new(spec.method, &ad)?;
+            checkpoints::resume(&dir.epoch(k), template, spec.optim.clone(), warmup_steps)?
+        }
+    };
+    let start = latest.unwrap_or(0) + 1;
+    if start > epochs {
+        return Ok(());
+    }
+    dir.log_line(&format!(
+        "{} | {n} images, {steps} steps/epoch, warmup {warmup_steps} steps",
+        trainer.model.describe()
+    ))?;
+    let mut progress = Progress::new(
+        &format!("train {}", spec.label),
+        "steps",
+        ((epochs + 1 - start) * steps) as u64,
+        spec.quiet,
+        spec.train.log_interval(),
+    );
+    for epoch in start..=epochs {
+        let t = Instant::now();
+        let order: Vec<usize> = if spec.train.shuffle {
+            epoch_order(n, spec.seed, epoch - 1)
+        } else {
+            (0..n).collect()
+        };
+        let summary = run_epoch(
+            &mut trainer,
+            data,
+            epoch,
+            &order,
+            spec.train.batch_size,
+            &ad,
+            &mut |l| progress.inc_with(1, &format!("epoch {epoch} loss {:.4}", l.total)),
+        )?;
+        let file = EpochFile {
+            summary,
+            seconds: t.elapsed().as_secs_f64(),
+            steps_done: trainer.steps_done(),
+        };
+        checkpoints::save(&dir.epoch(epoch), &trainer, &file)?;
+    }
+    progress.finish();
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 //! arrays, GNU parallel or Kubernetes indexed jobs run them with no code of ours in between.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::schema::{Experiment, Variant};
+use super::schema::{CacheConfig, Experiment, RunSpec, SweepConfig, TrainConfig, Variant};
+use crate::model::MethodConfig;
 
 /// One independent unit of a sweep: a pure value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -35,6 +35,61 @@ impl Job {
     /// only in their target, so the engine may share one training between them.
     pub fn train_key(&self) -> String {
         format!("{}__{}__s{}", self.variant.name(), self.train, self.seed)
+    }
+
+    /// The configuration that identifies this job's results: the variant applied (its taps, its
+    /// routing-loss weight), the grid replaced by this job alone, and every field that cannot
+    /// change a number reset (description, tables, where and how features are cached, cluster
+    /// settings). Experiments that share a name therefore share the run directory of a job they
+    /// both list. `cache.dtype` stays: f16 features change results.
+    pub fn config(&self, exp: &Experiment) -> Experiment {
+        let mut e = exp.clone();
+        e.backbone.taps = self.variant.taps(&exp.backbone.taps);
+        if !self.variant.uses_route_loss() {
+            e.loss.route = 0.0;
+        }
+        e.description = String::new();
+        e.tables = Vec::new();
+        e.train.log_interval_s = TrainConfig::default().log_interval_s;
+        e.cache = CacheConfig {
+            dtype: exp.cache.dtype,
+            ..Default::default()
+        };
+        e.sweep = SweepConfig {
+            variants: vec![self.variant],
+            runs: vec![RunSpec {
+                train: self.train.clone(),
+                targets: vec![self.target.clone()],
+            }],
+            seeds: vec![self.seed],
+        };
+        e
+    }
+
+    /// [`Job::config`] with the target and evaluation settings removed: what identifies the
+    /// training, which every target trained from the same (variant, training set, seed) shares.
+    pub fn train_config(&self, exp: &Experiment) -> Experiment {
+        let mut e = self.config(exp);
+        e.sweep.runs[0].targets.clear();
+        e.eval = Default::default();
+        e
+    }
+
+    /// The method as this job trains it, for a backbone of width `dim` and text features of
+    /// width `text_dim` (the one place the YAML sections become the model's configuration).
+    pub fn method_config(&self, exp: &Experiment, dim: usize, text_dim: usize) -> MethodConfig {
+        let e = self.config(exp);
+        MethodConfig {
+            dim,
+            bottleneck: e.model.bottleneck,
+            text_dim,
+            taps: e.backbone.taps,
+            tau: e.model.tau,
+            map_size: e.data.image_size,
+            variant: self.variant,
+            protocol: e.protocol,
+            loss_weights: e.loss,
+        }
     }
 
     /// Parses a run directory's name back into a job.
@@ -80,26 +135,6 @@ pub fn jobs(exp: &Experiment) -> Vec<Job> {
         }
     }
     out
-}
-
-/// `runs/<name>-<profile>/`: the directory holding every run of the experiment under `runs_root`.
-pub fn experiment_dir(runs_root: &Path, exp: &Experiment) -> PathBuf {
-    runs_root.join(format!("{}-{}", exp.name, exp.profile))
-}
-
-/// `runs/<name>-<profile>/<variant>__<train>__<target>__s<seed>/`.
-pub fn run_dir(runs_root: &Path, exp: &Experiment, job: &Job) -> PathBuf {
-    experiment_dir(runs_root, exp).join(job.dir_name())
-}
-
-/// `runs/<name>-<profile>/_train/<variant>__<train>__s<seed>/`: where the engine keeps the
-/// checkpoints of a training shared by every job with the same [`Job::train_key`] (Table 1's
-/// eight VisA-trained targets train once). Its `config.resolved.yaml` is
-/// `sweep::train_yaml`, which leaves the target out.
-pub fn train_dir(runs_root: &Path, exp: &Experiment, job: &Job) -> PathBuf {
-    experiment_dir(runs_root, exp)
-        .join("_train")
-        .join(job.train_key())
 }
 
 /// The task index of this process: `--task-index`, else `SLURM_ARRAY_TASK_ID`, else

@@ -1,24 +1,27 @@
-//! Experiments: the YAML schema and its loading (profiles, `key.sub=value` overrides), the job
-//! list of a sweep, run directories, and the result record every run writes.
+//! Experiments: what a run is. The YAML schema and its loading (profiles, `key.sub=value`
+//! overrides), the jobs of a sweep and each job's identifying configuration, where runs are
+//! written (`layout`), the up-front asset check, and the result record every run writes.
 //!
-//! Flow: [`load_experiment`] -> [`jobs`] -> [`run_one`] (skips finished jobs, calls
-//! `engine::run_job`, writes `metrics.json` + `DONE`) -> `report::collect`.
+//! The engine computes a job; the runner (`crate::runner`) decides which jobs run and where.
 
-pub mod assets;
 pub mod job;
+pub mod layout;
 pub mod load;
+pub mod preflight;
 pub mod record;
-pub mod rundir;
 pub mod schema;
-pub mod sweep;
 
-pub use assets::{MissingAsset, missing_assets};
-pub use job::{Job, experiment_dir, jobs, run_dir, task_index_from_env, train_dir};
+pub use job::{Job, jobs, task_index_from_env};
+pub use layout::{
+    CheckpointDir, ExperimentDir, Identity, RunDir, RunDirError, TrainDir, WorkDir, short_hash,
+};
 pub use load::{ExperimentError, LoadedExperiment, load_experiment};
+pub use preflight::{MissingAsset, missing_assets};
 pub use record::{
     CategoryMetrics, EpochRecord, Evaluation, LossRecord, MetricSet, Provenance, RoutingRow,
-    RoutingSummary, RunMetrics, WeightStats,
+    RoutingSummary, RunMetrics, WeightStats, code_revision,
 };
-pub use rundir::{RunDir, RunDirError};
-pub use schema::{EpochSelection, Experiment, Profile, Protocol, Source, TableKind, Variant};
-pub use sweep::{JobOutcome, SweepError, job_at, job_config, run_one};
+pub use schema::{
+    EpochSelection, Experiment, FeatureDtype, MemoryBudget, Profile, Protocol, Source, TableKind,
+    TrainStore, Variant,
+};

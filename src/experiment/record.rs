@@ -224,6 +224,7 @@ impl RoutingSummary {
 
 /// Where a number came from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Provenance {
     /// `git rev-parse HEAD` of the harness, if known.
     pub git_revision: Option<String>,
@@ -253,21 +254,46 @@ pub struct Provenance {
     pub started: String,
     /// Seconds per phase: `extract`, `train`, `eval`, `total`.
     pub timings: BTreeMap<String, f64>,
+    /// SHA-256 (first 16 hex) of the sample lists read: `train`, `target` (path relative to the
+    /// dataset root, label, mask, category and class word of every image, in order).
+    pub samples: BTreeMap<String, String>,
+    /// Where the training features were kept (`memory`, `disk`, `recompute`) and the memory
+    /// budget in bytes.
+    pub feature_store: String,
+    pub memory_budget: u64,
+}
+
+/// `git <args>` in `repo`, trimmed stdout; `None` when git or the repository is missing.
+fn git(repo: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The code a run is made with: the git commit of `repo`, with `-dirty` when tracked files have
+/// uncommitted changes; the crate version when `repo` is not a git checkout (an installed
+/// binary). Part of every run's and training's identity: work from other code is not resumed.
+pub fn code_revision(repo: &Path) -> String {
+    match git(repo, &["rev-parse", "HEAD"]) {
+        Some(rev) => {
+            let dirty = git(repo, &["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty { format!("{rev}-dirty") } else { rev }
+        }
+        None => format!("ava-dino-{}", env!("CARGO_PKG_VERSION")),
+    }
 }
 
 impl Provenance {
-    /// Host facts and git state, read once at the start of a run.
-    pub fn capture(repo: &Path) -> Provenance {
-        let git = |args: &[&str]| -> Option<String> {
-            let out = std::process::Command::new("git")
-                .args(args)
-                .current_dir(repo)
-                .output()
-                .ok()?;
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        };
+    /// Host facts, git state and the settings of `job` under `exp` (the job's resolved
+    /// configuration), read once at the start of a run.
+    pub fn capture(repo: &Path, exp: &Experiment, job: &Job) -> Provenance {
+        let git = |args: &[&str]| git(repo, args);
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -293,6 +319,16 @@ impl Provenance {
             ),
             started: now_rfc3339(),
             reference_commit: "aqeeelmirza/AVA-DINO@a5474a1".into(),
+            seed: job.seed,
+            protocol: exp.protocol.name().into(),
+            profile: exp.profile.name().into(),
+            activation: exp.text.activation.name().into(),
+            image_size: exp.data.image_size,
+            taps: exp.backbone.taps.clone(),
+            backend: exp.device.name().into(),
+            embedded: exp.data.root.is_embedded()
+                && exp.backbone.weights.is_embedded()
+                && exp.text.weights.is_embedded(),
             ..Provenance::default()
         }
     }
@@ -378,20 +414,6 @@ impl RunMetrics {
             })
     }
 
-    /// A skeleton for `job` with settings from `exp`; the engine fills the evaluations.
-    pub fn settings_from(exp: &Experiment, job: &Job, provenance: &mut Provenance) {
-        provenance.seed = job.seed;
-        provenance.protocol = exp.protocol.name().into();
-        provenance.profile = exp.profile.name().into();
-        provenance.activation = exp.text.activation.name().into();
-        provenance.image_size = exp.data.image_size;
-        provenance.taps = exp.backbone.taps.clone();
-        provenance.backend = exp.device.name().into();
-        provenance.embedded = exp.data.root.is_embedded()
-            && exp.backbone.weights.is_embedded()
-            && exp.text.weights.is_embedded();
-    }
-
     /// `per_category.csv`: one row per (evaluation, category) plus a mean row per evaluation.
     pub fn per_category_csv(&self) -> String {
         let mut s = String::from("selection,epoch,category,n_normal,n_anomalous");
@@ -448,8 +470,10 @@ pub fn csv_field(s: &str) -> String {
 pub fn routing_csv(rows: &[RoutingRow]) -> String {
     let mut s = String::from("category,image,label,w_normal,w_anomaly\n");
     for r in rows {
+        // Shortest round-trip form: the file holds the weights exactly (six decimals merged
+        // nearly equal weights, so the separation AUROC of the file could differ from the run's).
         s.push_str(&format!(
-            "{},{},{},{:.6},{:.6}\n",
+            "{},{},{},{},{}\n",
             csv_field(&r.category),
             csv_field(&r.image),
             r.label,

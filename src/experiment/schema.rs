@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::device::Backend;
+pub use crate::model::{LossWeights, OptimConfig, Variant};
 
 /// A whole experiment, after layering defaults < file < profile < command-line overrides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,7 +34,7 @@ pub struct Experiment {
     pub backbone: BackboneConfig,
     pub text: TextConfig,
     pub model: ModelConfig,
-    pub loss: LossConfig,
+    pub loss: LossWeights,
     pub optim: OptimConfig,
     pub train: TrainConfig,
     pub eval: EvalConfig,
@@ -54,7 +55,7 @@ impl Default for Experiment {
             backbone: BackboneConfig::default(),
             text: TextConfig::default(),
             model: ModelConfig::default(),
-            loss: LossConfig::default(),
+            loss: LossWeights::default(),
             optim: OptimConfig::default(),
             train: TrainConfig::default(),
             eval: EvalConfig::default(),
@@ -231,13 +232,19 @@ impl Default for DataConfig {
     }
 }
 
-/// Size of the synthetic twins (used only when `data.root` is `embedded`).
+/// The synthetic twins (used only when `data.root` is `embedded`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyntheticConfig {
-    /// Where the twins are written (generated once, reused).
+    /// Where the twins are written (generated once, reused; rewritten when a setting changes).
     pub dir: PathBuf,
     pub seed: u64,
+    /// Test images per category: `small` (a handful, the smoke twins), a number (half normal,
+    /// half anomalous; all anomalous for medical sets), or `real` (the official counts of
+    /// `datasets.toml`).
+    pub per_category: PerCategory,
+    /// Image sizes: `small` (about 70 px) or `real` (each dataset's own, e.g. 1500x1000 for VisA).
+    pub resolution: Resolution,
 }
 
 impl Default for SyntheticConfig {
@@ -245,6 +252,75 @@ impl Default for SyntheticConfig {
         SyntheticConfig {
             dir: PathBuf::from("runs/synthetic"),
             seed: 0,
+            per_category: PerCategory::Small,
+            resolution: Resolution::Small,
+        }
+    }
+}
+
+impl SyntheticConfig {
+    /// The generator's options.
+    pub fn options(&self) -> SynthOptions {
+        SynthOptions {
+            seed: self.seed,
+            counts: match self.per_category {
+                PerCategory::Small => Counts::Small,
+                PerCategory::Count(n) => Counts::PerCategory(n),
+                PerCategory::Real => Counts::Official,
+            },
+            resolution: self.resolution,
+        }
+    }
+}
+
+pub use crate::data::synth::Resolution;
+use crate::data::synth::{Counts, SynthOptions};
+
+/// `data.synthetic.per_category`: `small`, a number, or `real`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PerCategory {
+    #[default]
+    Small,
+    Count(usize),
+    Real,
+}
+
+impl Serialize for PerCategory {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PerCategory::Small => s.serialize_str("small"),
+            PerCategory::Count(n) => s.serialize_u64(*n as u64),
+            PerCategory::Real => s.serialize_str("real"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PerCategory {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        let bad = || {
+            serde::de::Error::custom(
+                "data.synthetic.per_category must be small, real or a number of images >= 1",
+            )
+        };
+        match Raw::deserialize(d)? {
+            Raw::Int(0) => Err(bad()),
+            Raw::Int(n) => Ok(PerCategory::Count(n as usize)),
+            Raw::Text(t) => match t.as_str() {
+                "small" => Ok(PerCategory::Small),
+                "real" => Ok(PerCategory::Real),
+                _ => t
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .map(PerCategory::Count)
+                    .ok_or_else(bad),
+            },
         }
     }
 }
@@ -364,51 +440,6 @@ impl Default for ModelConfig {
     }
 }
 
-/// Loss weights: `aware L_aware + seg L_seg + global L_global + route L_route`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LossConfig {
-    pub aware: f64,
-    pub seg: f64,
-    pub global: f64,
-    pub route: f64,
-}
-
-impl Default for LossConfig {
-    fn default() -> Self {
-        LossConfig {
-            aware: 0.25,
-            seg: 0.5,
-            global: 0.25,
-            route: 0.1,
-        }
-    }
-}
-
-/// AdamW with decoupled weight decay and a linear warmup (LambdaLR: first step has LR 0).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OptimConfig {
-    pub lr: f64,
-    pub betas: [f64; 2],
-    pub eps: f64,
-    pub weight_decay: f64,
-    /// Warmup steps = int(warmup x total steps).
-    pub warmup: f64,
-}
-
-impl Default for OptimConfig {
-    fn default() -> Self {
-        OptimConfig {
-            lr: 1e-4,
-            betas: [0.9, 0.999],
-            eps: 1e-8,
-            weight_decay: 1e-2,
-            warmup: 0.03,
-        }
-    }
-}
-
 /// Training loop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -420,8 +451,9 @@ pub struct TrainConfig {
     pub shuffle: bool,
     /// Batch size of the frozen-backbone feature extraction.
     pub extract_batch_size: usize,
-    /// In non-terminal output, one log line every this many steps.
-    pub log_every: usize,
+    /// Off a terminal, a progress line at least every this many seconds (extraction, training
+    /// and evaluation alike).
+    pub log_interval_s: f64,
 }
 
 impl Default for TrainConfig {
@@ -431,8 +463,15 @@ impl Default for TrainConfig {
             epochs: 20,
             shuffle: true,
             extract_batch_size: 16,
-            log_every: 10,
+            log_interval_s: 30.0,
         }
+    }
+}
+
+impl TrainConfig {
+    /// [`TrainConfig::log_interval_s`] as a duration (at least 10 ms).
+    pub fn log_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.log_interval_s.max(0.01))
     }
 }
 
@@ -492,24 +531,180 @@ impl Default for EvalConfig {
     }
 }
 
-/// Feature cache (frozen-backbone tap features are a pure function of the image).
+/// Where frozen-backbone features live. They are a pure function of (weights, image,
+/// preprocessing, taps), so they are computed once per image and reused by every epoch and every
+/// checkpoint evaluated; see docs/scale.md for what each setting costs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Keep features of the current job in memory (reused by every epoch and evaluation).
-    pub in_memory: bool,
-    /// Also keep f16 shards on disk, shared by jobs and runs (off by default: features are then
-    /// rounded to f16 for every run, fresh or resumed, which the reference does not do).
-    pub disk: bool,
+    /// Bound on the memory that grows with the number of images (training features, a
+    /// category's anomaly maps during evaluation): a size (`8GiB`, `512MiB`, bytes) or `auto`,
+    /// half of the memory available when the job starts (printed in the log).
+    pub memory_budget: MemoryBudget,
+    /// Training features: `auto` (in memory when they fit the budget, else on disk), `memory`,
+    /// `disk` (shards under `dir`, read back batch by batch), or `recompute` (the backbone runs
+    /// again every epoch, as the reference does).
+    pub train: TrainStore,
+    /// Precision of stored features: `f32` (exact: what the reference computes) or `f16` (half
+    /// the memory and disk; every store then holds f16-rounded features, a deviation).
+    pub dtype: FeatureDtype,
+    /// Shard directory, shared by jobs and runs (each shard's key names its weights, image,
+    /// preprocessing, taps and precision).
     pub dir: PathBuf,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
-            in_memory: true,
-            disk: false,
+            memory_budget: MemoryBudget::Auto,
+            train: TrainStore::Auto,
+            dtype: FeatureDtype::F32,
             dir: PathBuf::from("runs/cache/features"),
+        }
+    }
+}
+
+/// Where training features are kept (`cache.train`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainStore {
+    #[default]
+    Auto,
+    Memory,
+    Disk,
+    Recompute,
+}
+
+/// Precision of stored features (`cache.dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureDtype {
+    #[default]
+    F32,
+    F16,
+}
+
+impl FeatureDtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureDtype::F32 => "f32",
+            FeatureDtype::F16 => "f16",
+        }
+    }
+
+    /// Bytes per stored value.
+    pub fn bytes(self) -> usize {
+        match self {
+            FeatureDtype::F32 => 4,
+            FeatureDtype::F16 => 2,
+        }
+    }
+}
+
+/// `cache.memory_budget`: `auto` or a size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryBudget {
+    /// Half of the memory available when the job starts.
+    #[default]
+    Auto,
+    Bytes(u64),
+}
+
+impl MemoryBudget {
+    /// Parses `auto`, a plain byte count, or a number with a unit (`k`/`KB`/`KiB`, `M`/`MB`/`MiB`,
+    /// `G`/`GB`/`GiB`, `T`...; decimal units are powers of 1000, binary ones of 1024, a bare
+    /// letter is binary).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("auto") {
+            return Ok(MemoryBudget::Auto);
+        }
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("memory size `{text}`: expected e.g. 8GiB, 512MiB or auto"))?;
+        let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kib" => 1024.0,
+            "kb" => 1e3,
+            "m" | "mib" => 1024f64.powi(2),
+            "mb" => 1e6,
+            "g" | "gib" => 1024f64.powi(3),
+            "gb" => 1e9,
+            "t" | "tib" => 1024f64.powi(4),
+            "tb" => 1e12,
+            _ => {
+                return Err(format!(
+                    "memory size `{text}`: unknown unit `{unit}`; use B, KiB, MiB, GiB or TiB (or KB, MB, GB)"
+                ));
+            }
+        };
+        let bytes = value * scale;
+        if !bytes.is_finite() || bytes < 1.0 {
+            return Err(format!("memory size `{text}` must be at least one byte"));
+        }
+        Ok(MemoryBudget::Bytes(bytes as u64))
+    }
+}
+
+impl fmt::Display for MemoryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemoryBudget::Auto => f.write_str("auto"),
+            MemoryBudget::Bytes(b) => f.write_str(&format_bytes(*b)),
+        }
+    }
+}
+
+/// `1.5GiB`-style rendering (binary units, at most one decimal), exact bytes below 1 KiB.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut v = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    if (v - v.round()).abs() < 0.05 {
+        format!("{}{unit}", v.round() as u64)
+    } else {
+        format!("{v:.1}{unit}")
+    }
+}
+
+impl Serialize for MemoryBudget {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MemoryBudget::Auto => s.serialize_str("auto"),
+            // Exact bytes, so a resolved config reads back to the same value.
+            MemoryBudget::Bytes(b) => s.serialize_u64(*b),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MemoryBudget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(0) => Err(serde::de::Error::custom(
+                "cache.memory_budget must be at least one byte (or auto)",
+            )),
+            Raw::Int(b) => Ok(MemoryBudget::Bytes(b)),
+            Raw::Text(t) => MemoryBudget::parse(&t).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -540,98 +735,4 @@ pub struct RunSpec {
     /// Dataset key of `datasets.toml` (`visa`, `mvtec`, ...).
     pub train: String,
     pub targets: Vec<String>,
-}
-
-/// The method and its ablations (Tables 2 and 3). Definitions in docs/DEVIATIONS.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Variant {
-    /// Dual adapters, text-guided routing, L_route: the paper's method.
-    Full,
-    /// One adapter branch `f + A(f)`, no routing, no L_route.
-    SingleAdapter,
-    /// Dual adapters with a learned gate Linear(D,2) on the normalized CLS; no text, no L_route.
-    LearnableRouting,
-    /// Dual adapters with text routing, L_route weight 0.
-    TextRoutingNoLroute,
-    /// The full method on the last tap only.
-    LastLayer,
-}
-
-/// How the two adapter branches are mixed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Routing {
-    /// One branch, no weights.
-    None,
-    /// Softmax of CLS-text similarities / tau.
-    Text,
-    /// Softmax of a learned linear gate on the CLS / tau.
-    Learnable,
-}
-
-impl Variant {
-    pub const ALL: [Variant; 5] = [
-        Variant::Full,
-        Variant::SingleAdapter,
-        Variant::LearnableRouting,
-        Variant::TextRoutingNoLroute,
-        Variant::LastLayer,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Full => "full",
-            Variant::SingleAdapter => "single_adapter",
-            Variant::LearnableRouting => "learnable_routing",
-            Variant::TextRoutingNoLroute => "text_routing_no_lroute",
-            Variant::LastLayer => "last_layer",
-        }
-    }
-
-    pub fn routing(self) -> Routing {
-        match self {
-            Variant::SingleAdapter => Routing::None,
-            Variant::LearnableRouting => Routing::Learnable,
-            Variant::Full | Variant::TextRoutingNoLroute | Variant::LastLayer => Routing::Text,
-        }
-    }
-
-    /// The experiment as this variant runs it: taps and loss weights adjusted. The model reads
-    /// `routing()` for the branch structure.
-    pub fn apply(self, exp: &Experiment) -> Experiment {
-        let mut e = exp.clone();
-        match self {
-            Variant::Full => {}
-            Variant::SingleAdapter | Variant::LearnableRouting | Variant::TextRoutingNoLroute => {
-                e.loss.route = 0.0
-            }
-            Variant::LastLayer => {
-                // The last tap of the list is the deepest block (23 for ViT-L/16).
-                if let Some(&last) = e.backbone.taps.iter().max() {
-                    e.backbone.taps = vec![last];
-                }
-            }
-        }
-        e
-    }
-}
-
-impl std::str::FromStr for Variant {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Variant::ALL
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Variant::ALL.iter().map(|v| v.name()).collect();
-                format!("unknown variant `{s}`; use one of {}", names.join(", "))
-            })
-    }
-}
-
-impl fmt::Display for Variant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }

@@ -2,8 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Which ablation of DESIGN.md section 2 the model runs (definitions in docs/DEVIATIONS.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// The method and its ablations (Tables 2 and 3; definitions in docs/DEVIATIONS.md). One enum
+/// for the model, the YAML sweep and the run directories' names.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Variant {
     /// Dual adapters, text-guided routing, routing loss (the paper's method).
@@ -11,18 +14,24 @@ pub enum Variant {
     Full,
     /// One (normal) branch per tap: `f + A(f)`, no routing, no routing loss.
     SingleAdapter,
-    /// Dual adapters, routing by a learnable gate `Linear(D, 2)` per tap on the normalized CLS, no routing loss.
+    /// Dual adapters, routing by a learnable gate `Linear(D, 2)` per tap on the normalized CLS,
+    /// no text in the routing, no routing loss.
     LearnableRouting,
-    /// Dual adapters, text-guided routing, routing loss weight 0.
-    NoRouteLoss,
+    /// Dual adapters, text-guided routing, routing loss weight 0. `no_route_loss` is accepted as
+    /// its older name (train-step fixtures use it).
+    #[serde(alias = "no_route_loss")]
+    TextRoutingNoLroute,
+    /// The full method on the deepest tap only (the model is `Full` with one tap).
+    LastLayer,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::Full,
         Variant::SingleAdapter,
         Variant::LearnableRouting,
-        Variant::NoRouteLoss,
+        Variant::TextRoutingNoLroute,
+        Variant::LastLayer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -30,7 +39,8 @@ impl Variant {
             Variant::Full => "full",
             Variant::SingleAdapter => "single_adapter",
             Variant::LearnableRouting => "learnable_routing",
-            Variant::NoRouteLoss => "no_route_loss",
+            Variant::TextRoutingNoLroute => "text_routing_no_lroute",
+            Variant::LastLayer => "last_layer",
         }
     }
 
@@ -39,26 +49,59 @@ impl Variant {
         self != Variant::SingleAdapter
     }
 
+    /// Whether the routing reads the text features (the reference's module layout).
+    pub fn text_routed(self) -> bool {
+        matches!(
+            self,
+            Variant::Full | Variant::TextRoutingNoLroute | Variant::LastLayer
+        )
+    }
+
     /// Whether the routing loss enters the total.
     pub fn uses_route_loss(self) -> bool {
-        self == Variant::Full
+        matches!(self, Variant::Full | Variant::LastLayer)
+    }
+
+    /// The backbone blocks this variant taps, given the experiment's: the deepest one alone for
+    /// `last_layer` (block 23 of ViT-L/16), all of them otherwise.
+    pub fn taps(self, taps: &[usize]) -> Vec<usize> {
+        match (self, taps.iter().max()) {
+            (Variant::LastLayer, Some(&last)) => vec![last],
+            _ => taps.to_vec(),
+        }
     }
 }
 
 impl std::str::FromStr for Variant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Variant::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| {
-            format!("unknown variant `{s}`: expected one of full, single_adapter, learnable_routing, no_route_loss")
-        })
+        let s = if s == "no_route_loss" {
+            "text_routing_no_lroute"
+        } else {
+            s
+        };
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Variant::ALL.iter().map(|v| v.name()).collect();
+                format!("unknown variant `{s}`; use one of {}", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 pub use crate::protocol::Protocol;
 
-/// Weights of the four loss terms.
+/// Weights of the four loss terms: `aware L_aware + seg L_seg + global L_global + route L_route`
+/// (the YAML `loss` section).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LossWeights {
     pub aware: f64,
     pub seg: f64,
@@ -184,7 +227,11 @@ mod tests {
         );
         assert_eq!(
             "no_route_loss".parse::<Variant>().unwrap(),
-            Variant::NoRouteLoss
+            Variant::TextRoutingNoLroute
         );
+        let old: Variant = serde_json::from_str(r#""no_route_loss""#).unwrap();
+        assert_eq!(old, Variant::TextRoutingNoLroute);
+        assert_eq!(Variant::LastLayer.taps(&[5, 23, 11]), vec![23]);
+        assert!(Variant::LastLayer.uses_route_loss() && Variant::LastLayer.text_routed());
     }
 }

@@ -11,7 +11,8 @@ use burn::tensor::{Int, Tensor};
 
 use super::method::{AvaDino, Losses, MethodOutput};
 
-/// Optimizer and schedule settings (reference: lr 1e-4, betas (0.9, 0.999), eps 1e-8, wd 1e-2).
+/// AdamW with decoupled weight decay and a linear warmup (the YAML `optim` section; reference:
+/// lr 1e-4, betas (0.9, 0.999), eps 1e-8, weight decay 1e-2, warmup 3 % of the steps).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimConfig {
@@ -19,8 +20,8 @@ pub struct OptimConfig {
     pub betas: [f64; 2],
     pub eps: f64,
     pub weight_decay: f64,
-    /// Warmup length in optimizer steps (the reference: `int(0.03 * total_steps)`).
-    pub warmup_steps: usize,
+    /// Warmup as a fraction of the total optimizer steps: `int(warmup x total)` steps.
+    pub warmup: f64,
 }
 
 impl Default for OptimConfig {
@@ -30,14 +31,9 @@ impl Default for OptimConfig {
             betas: [0.9, 0.999],
             eps: 1e-8,
             weight_decay: 1e-2,
-            warmup_steps: 0,
+            warmup: 0.03,
         }
     }
-}
-
-/// The reference's warmup length: `int(0.03 * total_steps)`.
-pub fn reference_warmup(total_steps: usize) -> usize {
-    (0.03 * total_steps as f64) as usize
 }
 
 /// `LambdaLR(lambda s: s / max(1, warmup) if s < warmup else 1)` stepped after each update:
@@ -51,9 +47,14 @@ pub fn warmup_factor(step: usize, warmup_steps: usize) -> f64 {
 }
 
 impl OptimConfig {
-    /// Learning rate of update number `step` (0-based).
-    pub fn lr_at(&self, step: usize) -> f64 {
-        self.lr * warmup_factor(step, self.warmup_steps)
+    /// Warmup length in updates for a run of `total_steps` (the reference: `int(0.03 * total)`).
+    pub fn warmup_steps(&self, total_steps: usize) -> usize {
+        (self.warmup * total_steps as f64) as usize
+    }
+
+    /// Learning rate of update number `step` (0-based) with `warmup_steps` of warmup.
+    pub fn lr_at(&self, step: usize, warmup_steps: usize) -> f64 {
+        self.lr * warmup_factor(step, warmup_steps)
     }
 
     fn build(&self) -> ModuleOptimizer {
@@ -88,16 +89,19 @@ pub struct Batch {
 pub struct Trainer {
     pub model: AvaDino,
     pub config: OptimConfig,
+    /// Warmup length in updates (see [`OptimConfig::warmup_steps`]).
+    pub warmup_steps: usize,
     optim: ModuleOptimizer,
     steps_done: usize,
 }
 
 impl Trainer {
-    pub fn new(model: AvaDino, config: OptimConfig) -> Self {
+    pub fn new(model: AvaDino, config: OptimConfig, warmup_steps: usize) -> Self {
         let optim = config.build();
         Self {
             model,
             config,
+            warmup_steps,
             optim,
             steps_done: 0,
         }
@@ -110,7 +114,7 @@ impl Trainer {
 
     /// Learning rate the next update will use.
     pub fn next_lr(&self) -> f64 {
-        self.config.lr_at(self.steps_done)
+        self.config.lr_at(self.steps_done, self.warmup_steps)
     }
 
     /// One update; returns the losses of the forward before it (detached).
@@ -149,6 +153,7 @@ impl Trainer {
     pub fn resume(
         template: AvaDino,
         config: OptimConfig,
+        warmup_steps: usize,
         model_bytes: Vec<u8>,
         optim_bytes: Vec<u8>,
         steps_done: usize,
@@ -161,6 +166,7 @@ impl Trainer {
         Ok(Self {
             model,
             config,
+            warmup_steps,
             optim,
             steps_done,
         })
@@ -188,12 +194,9 @@ mod tests {
             1.0,
             "no warmup: full LR from the start"
         );
-        assert_eq!(reference_warmup(100), 3);
-        assert_eq!(reference_warmup(10 * 136), 40); // 10 epochs of VisA at batch 16
-        let c = OptimConfig {
-            warmup_steps: 4,
-            ..OptimConfig::default()
-        };
-        assert_eq!(c.lr_at(2), 0.5e-4);
+        let c = OptimConfig::default();
+        assert_eq!(c.warmup_steps(100), 3);
+        assert_eq!(c.warmup_steps(10 * 136), 40); // 10 epochs of VisA at batch 16
+        assert_eq!(c.lr_at(2, 4), 0.5e-4);
     }
 }

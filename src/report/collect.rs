@@ -50,7 +50,7 @@ pub fn collect_runs(root: &Path) -> Result<(Vec<CollectedRun>, Vec<PathBuf>), Ru
     let mut runs = Vec::new();
     let mut unfinished = Vec::new();
     for dir in candidates {
-        let rd = RunDir::new(&dir);
+        let rd = RunDir::at(&dir);
         if !rd.is_done() {
             unfinished.push(dir);
             continue;

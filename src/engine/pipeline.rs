@@ -1,0 +1,411 @@
+//! One job end to end: the training set's features, the (shared, resumable) training, one
+//! streamed pass of every checkpoint over the target, and the [`RunMetrics`] record.
+//!
+//! Jobs with the same training key (variant, training set, seed) share one training directory:
+//! Table 1's eight VisA-trained targets train once, and a job whose training is complete reads
+//! no training image at all. Each epoch's checkpoint is written atomically and marked complete
+//! last, so a killed run resumes from the last complete epoch with the exact optimizer state and
+//! the same shuffling, and ends with the same numbers as an uninterrupted one.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::EngineError;
+use super::assets::{AssetSpec, Assets, shared_assets};
+use super::budget::Budget;
+use super::cache::ShardCache;
+use super::checkpoints::{self, EpochFile};
+use super::evaluate::{EvalOptions, SetEvaluation, Spill, TargetSet, evaluate};
+use super::extract::{Extractor, Shards};
+use super::inference::Prompts;
+use super::overlays::write_overlays;
+use super::progress::Progress;
+use super::store::{TrainSet, choose_store, memory_per_image};
+use super::train::{self, EpochSummary, TrainSpec};
+use crate::data::{ListOptions, Sample, SkippedFile, list_samples_with_skipped};
+use crate::experiment::record::{
+    EpochRecord, Evaluation, FINAL_SELECTION, LossRecord, REFERENCE_SELECTION, RoutingRow,
+    RoutingSummary, SCHEMA_VERSION, UNTRAINED_SELECTION,
+};
+use crate::experiment::{
+    EpochSelection, Experiment, Identity, Job, Provenance, RunDir, RunMetrics, TrainDir, WorkDir,
+    short_hash,
+};
+use crate::model::checkpoint::expected_shapes;
+
+/// Everything a job is run with.
+pub struct JobContext<'a> {
+    pub job: &'a Job,
+    /// The job's configuration: [`Job::config`] with the caller's cache settings.
+    pub exp: &'a Experiment,
+    pub run: &'a RunDir,
+    pub training: &'a TrainDir,
+    /// Repository root: relative paths (twins, cache) and provenance.
+    pub repo_root: &'a Path,
+    /// Code revision (part of the training's identity).
+    pub code: &'a str,
+    /// No progress bars (log lines only).
+    pub quiet: bool,
+}
+
+/// A digest of a sample list (what is read, not how): relative path, label, mask, category and
+/// class word of every image, in order. Part of a training's identity.
+pub fn sample_list_hash(samples: &[Sample]) -> String {
+    let mut text = String::new();
+    for s in samples {
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            s.image_rel,
+            s.label,
+            s.mask_rel.as_deref().unwrap_or(""),
+            s.category,
+            s.class_word
+        ));
+    }
+    short_hash(text.as_bytes())
+}
+
+fn list(
+    assets: &Assets,
+    exp: &Experiment,
+    key: &str,
+) -> Result<(Vec<Sample>, Vec<SkippedFile>), EngineError> {
+    let opts = ListOptions {
+        skip_bad: exp.data.skip_bad,
+        ..ListOptions::default()
+    };
+    let (samples, skipped) = list_samples_with_skipped(&assets.registry, key, exp.protocol, &opts)?;
+    if samples.is_empty() {
+        return Err(EngineError::Asset {
+            what: format!("dataset {key}"),
+            message: "no images found".into(),
+        });
+    }
+    Ok((samples, skipped))
+}
+
+fn log_skipped(run: &RunDir, skipped: &[SkippedFile]) -> Result<(), EngineError> {
+    for s in skipped {
+        run.log_line(&format!("skipped {}: {}", s.path.display(), s.reason))?;
+    }
+    Ok(())
+}
+
+/// Trains and evaluates one job (see the module docs).
+pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
+    let (job, exp, run) = (cx.job, cx.exp, cx.run);
+    let started = Instant::now();
+    let mut provenance = Provenance::capture(cx.repo_root, exp, job);
+    let device = crate::device::select(exp.device)?;
+    provenance.device = format!("{:?}", device);
+    say(run, &format!("loading assets ({})", exp.profile))?;
+    let spec = AssetSpec {
+        data: &exp.data,
+        backbone: &exp.backbone,
+        text: &exp.text,
+        device: exp.device,
+        text_cache: exp.cache.dir.with_file_name("text"),
+    };
+    let assets = shared_assets(&spec, cx.repo_root, &device)?;
+    let size = exp.data.image_size;
+    assets
+        .backbone
+        .check_input([1, 3, size, size], &exp.backbone.taps)
+        .map_err(|message| EngineError::Config {
+            what: "backbone.taps / data.image_size".into(),
+            message,
+        })?;
+    provenance.embedded = assets.embedded;
+    provenance
+        .weights
+        .insert("backbone".into(), assets.backbone_id.clone());
+    provenance
+        .weights
+        .insert("text".into(), assets.text_id.clone());
+    let budget = Budget::resolve(exp.cache.memory_budget);
+    provenance.memory_budget = budget.bytes;
+    say(run, &budget.describe())?;
+    let shard_dir = cx.repo_root.join(&exp.cache.dir);
+    let extractor = |batch_size: usize, shards: Option<Shards>| Extractor {
+        assets: &assets,
+        taps: exp.backbone.taps.clone(),
+        size,
+        dtype: exp.cache.dtype,
+        batch_size,
+        skip_bad: exp.data.skip_bad,
+        shards,
+        device: device.clone(),
+    };
+
+    // Training (shared by every job of the same training key; skipped when complete).
+    let (train_samples, listing_skipped) = list(&assets, exp, &job.train)?;
+    log_skipped(run, &listing_skipped)?;
+    provenance
+        .samples
+        .insert("train".into(), sample_list_hash(&train_samples));
+    let dim = assets.backbone.config.hidden_size;
+    let train_ex = extractor(exp.train.extract_batch_size, None);
+    let store = choose_store(
+        exp.cache.train,
+        train_samples.len(),
+        memory_per_image(&train_ex),
+        budget.bytes,
+    );
+    let train_ex = Extractor {
+        shards: (store == crate::experiment::TrainStore::Disk).then(|| Shards {
+            cache: ShardCache::new(&shard_dir),
+            write: true,
+        }),
+        ..train_ex
+    };
+    let text_dim;
+    {
+        let training = cx.training;
+        let _lock = training.lock(|| {
+            eprintln!(
+                "waiting for training {} (another process is running it)",
+                training.path.display()
+            )
+        })?;
+        training.prepare(&Identity {
+            config: serde_saphyr::to_string(&job.train_config(exp))
+                .expect("the schema serializes to YAML"),
+            code: cx.code.to_string(),
+            samples: Some(sample_list_hash(&train_samples)),
+        })?;
+        let prompts = Prompts::for_samples(&train_samples, &assets.text)?;
+        text_dim = prompts.dim();
+        let method = job.method_config(exp, dim, text_dim);
+        if train::is_complete(training, exp.train.epochs) {
+            provenance.feature_store = "none (training complete)".into();
+        } else {
+            provenance.feature_store = store_name(store).into();
+            say(
+                run,
+                &format!(
+                    "training features of {} ({} images) kept: {}",
+                    job.train,
+                    train_samples.len(),
+                    store_name(store)
+                ),
+            )?;
+            let t = Instant::now();
+            let mut progress = Progress::new(
+                &format!("features {}", job.train),
+                "images",
+                train_samples.len() as u64,
+                cx.quiet,
+                exp.train.log_interval(),
+            );
+            let set = TrainSet::build(&train_samples, store, &train_ex, prompts, &mut progress)?;
+            progress.finish();
+            log_skipped(run, &set.skipped)?;
+            provenance
+                .timings
+                .insert("extract".into(), t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let spec = TrainSpec {
+                method: &method,
+                optim: &exp.optim,
+                train: &exp.train,
+                init_seed: exp.model.init_seed,
+                seed: job.seed,
+                label: job.train_key(),
+                quiet: cx.quiet,
+            };
+            train::train(&spec, &set, training, &device)?;
+            provenance
+                .timings
+                .insert("train".into(), t.elapsed().as_secs_f64());
+        }
+    }
+    let epochs: Vec<EpochFile> = (0..=exp.train.epochs)
+        .map(|e| checkpoints::read_epoch(&cx.training.epoch(e)))
+        .collect::<Result<_, _>>()?;
+
+    // One streamed pass of every checkpoint to evaluate over the target.
+    let t = Instant::now();
+    let (target_samples, listing_skipped) = list(&assets, exp, &job.target)?;
+    log_skipped(run, &listing_skipped)?;
+    provenance
+        .samples
+        .insert("target".into(), sample_list_hash(&target_samples));
+    let target = TargetSet {
+        prompts: Prompts::for_samples(&target_samples, &assets.text)?,
+        samples: target_samples,
+    };
+    let last = exp.train.epochs;
+    let mut to_eval: Vec<usize> = if exp.eval.every_epoch {
+        (1..=last).collect()
+    } else {
+        vec![last]
+    };
+    if exp.eval.untrained_baseline {
+        to_eval.insert(0, 0);
+    }
+    let models = to_eval
+        .iter()
+        .map(|&e| checkpoints::load_adapters(&cx.training.epoch(e), &device))
+        .collect::<Result<Vec<_>, _>>()?;
+    let eval_opts = EvalOptions {
+        batch_size: exp.eval.batch_size,
+        protocol: exp.protocol,
+        aupro: exp.eval.aupro.then_some(exp.eval.aupro_fpr_limit),
+    };
+    // Shards written by a training on this set are read back (exact in f32); none are written.
+    let eval_ex = extractor(
+        exp.train.extract_batch_size,
+        shard_dir.is_dir().then(|| Shards {
+            cache: ShardCache::new(&shard_dir),
+            write: false,
+        }),
+    );
+    let mut progress = Progress::new(
+        &format!("eval {} x{} checkpoints", job.target, models.len()),
+        "images",
+        target.samples.len() as u64,
+        cx.quiet,
+        exp.train.log_interval(),
+    );
+    let spill = Spill {
+        dir: &run.path,
+        budget: budget.bytes,
+    };
+    let (evals, skipped) = evaluate(
+        &target,
+        &eval_ex,
+        &models,
+        &eval_opts,
+        &spill,
+        &mut progress,
+    )?;
+    progress.finish();
+    log_skipped(run, &skipped)?;
+    let mut evaluated: Vec<(usize, SetEvaluation)> = to_eval.into_iter().zip(evals).collect();
+    let untrained = (exp.eval.untrained_baseline)
+        .then(|| evaluated.remove(0))
+        .map(|(e, ev)| Evaluation::new(e, UNTRAINED_SELECTION, ev.categories));
+    let as_record = |label: &str, (e, ev): &(usize, SetEvaluation)| {
+        Evaluation::new(*e, label, ev.categories.clone())
+    };
+    let all: Vec<Evaluation> = evaluated
+        .iter()
+        .map(|x| as_record(REFERENCE_SELECTION, x))
+        .collect();
+    let best = RunMetrics::best_by_pixel_auroc(&all)
+        .cloned()
+        .unwrap_or_else(|| all[all.len() - 1].clone());
+    let final_epoch = as_record(
+        FINAL_SELECTION,
+        evaluated.last().expect("at least the final epoch"),
+    );
+    let reported_epoch = match exp.eval.selection {
+        EpochSelection::ReferenceBest => best.epoch,
+        EpochSelection::Final => final_epoch.epoch,
+    };
+    let reported_index = evaluated
+        .iter()
+        .position(|(e, _)| *e == reported_epoch)
+        .expect("reported epoch evaluated");
+    let reported = &evaluated[reported_index].1;
+
+    // Routing weights of the reported checkpoint, per image (Table 4 and the histograms).
+    let routing = job.variant.dual().then(|| {
+        reported
+            .images
+            .iter()
+            .map(|p| RoutingRow {
+                category: target.samples[p.index].category.clone(),
+                image: target.samples[p.index].image_rel.clone(),
+                label: p.label,
+                w_normal: p.w_normal as f64,
+                w_anomaly: p.w_anomaly as f64,
+            })
+            .collect::<Vec<_>>()
+    });
+    if let Some(rows) = &routing {
+        run.write_routing(rows)?;
+    }
+    let reported_model = &models[reported_index + usize::from(untrained.is_some())];
+    write_overlays(
+        run,
+        reported_model,
+        &target,
+        &eval_ex,
+        exp.eval.maps_per_category,
+    )?;
+    provenance
+        .timings
+        .insert("eval".into(), t.elapsed().as_secs_f64());
+    provenance
+        .timings
+        .insert("total".into(), started.elapsed().as_secs_f64());
+
+    let records: Vec<EpochRecord> = epochs
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(e, file)| EpochRecord {
+            epoch: e,
+            loss: loss_record(&file.summary),
+            mean: evaluated
+                .iter()
+                .find(|(k, _)| *k == e)
+                .map(|x| as_record("", x).mean),
+            seconds: file.seconds,
+        })
+        .collect();
+    let target_domain = assets
+        .registry
+        .get(&job.target)
+        .map(|s| s.domain.to_string())
+        .unwrap_or_default();
+    // Derived from the configuration: no need to read a checkpoint back to count parameters.
+    let trainable: u64 = expected_shapes(&job.method_config(exp, dim, text_dim))
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>() as u64)
+        .sum();
+    Ok(RunMetrics {
+        schema_version: SCHEMA_VERSION,
+        experiment: exp.name.clone(),
+        job: job.clone(),
+        target_domain,
+        selection: exp.eval.selection,
+        final_epoch,
+        best_epoch: best,
+        untrained,
+        epochs: records,
+        routing: routing.as_deref().map(RoutingSummary::from_rows),
+        provenance,
+        trainable_parameters: Some(trainable),
+    })
+}
+
+fn store_name(store: crate::experiment::TrainStore) -> &'static str {
+    match store {
+        crate::experiment::TrainStore::Memory => "memory",
+        crate::experiment::TrainStore::Disk => "disk",
+        crate::experiment::TrainStore::Recompute => "recompute",
+        crate::experiment::TrainStore::Auto => "auto",
+    }
+}
+
+/// A milestone: on stderr and in the run's log.
+fn say(run: &RunDir, line: &str) -> Result<(), EngineError> {
+    eprintln!("{line}");
+    Ok(run.log_line(line)?)
+}
+
+fn loss_record(summary: &EpochSummary) -> LossRecord {
+    let n = summary.step_losses.len().max(1) as f64;
+    let mean = |f: fn(&crate::model::LossValues) -> f32| {
+        summary.step_losses.iter().map(|l| f(l) as f64).sum::<f64>() / n
+    };
+    LossRecord {
+        total: mean(|l| l.total),
+        aware: mean(|l| l.aware),
+        seg: mean(|l| l.seg),
+        global: mean(|l| l.global),
+        route: mean(|l| l.route),
+    }
+}

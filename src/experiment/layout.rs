@@ -1,0 +1,549 @@
+//! Where a sweep writes, and how: one experiment directory, a run directory per job, a training
+//! directory per shared training, a checkpoint directory per epoch.
+//!
+//! ```text
+//! runs/<name>-<profile>/                        ExperimentDir
+//!   .locks/run-<job>.lock, .locks/train-<key>.lock
+//!   <variant>__<train>__<target>__s<seed>/      RunDir: one job
+//!     config.resolved.yaml   the job's identifying configuration (Job::config)
+//!     overrides.txt          command-line overrides, one per line
+//!     fingerprint            what the results depend on: config, code revision (+ samples)
+//!     log.txt                progress lines
+//!     maps/<category>/*.safetensors   a few anomaly maps per category (overlay charts)
+//!     routing.csv            per-image routing weights of the reported checkpoint
+//!     metrics.json           RunMetrics
+//!     per_category.csv       per-category metrics with mean rows
+//!     DONE                   written last: the job is finished and is skipped when run again
+//!   _train/<variant>__<train>__s<seed>/         TrainDir: shared by every target of a training
+//!     config.resolved.yaml, fingerprint (+ the training set's sample list), log.txt
+//!     checkpoints/epoch_NNN/                    CheckpointDir; epoch 0 = at initialization
+//!       adapters.safetensors  trainer_model.bpk  trainer_optim.bpk  epoch.json
+//!       epoch_<N-1>.pth       the reference's own format (dual text-routed variants)
+//!       COMPLETE              written last
+//! ```
+//! Every file is written atomically (`crate::io::write_atomic`). A process holds a directory's
+//! lock (`.locks/`, outside the directory so that moving it aside keeps the lock) for as long as
+//! it writes there, so two processes never interleave.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::job::Job;
+use super::record::{RoutingRow, RunMetrics, now_rfc3339, routing_csv};
+use super::schema::Experiment;
+use crate::io::{FileLock, HostTensor, TensorFile};
+
+/// Errors of run-directory handling; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum RunDirError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "{dir} holds work made with a different {what} ({found}; now {expected}); \
+         rerun with --force to move it aside and start afresh, or give the experiment another name"
+    )]
+    Changed {
+        dir: PathBuf,
+        what: &'static str,
+        found: String,
+        expected: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError + '_ {
+    move |source| RunDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
+    crate::io::write_atomic(path, bytes).map_err(io(path))
+}
+
+/// What a directory's results depend on. A directory made under another identity is never
+/// resumed or extended: its epochs or maps would mix with ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The resolved YAML (`Job::config` or `Job::train_config`).
+    pub config: String,
+    /// The code revision (`git` commit, `-dirty` when the work tree had changes).
+    pub code: String,
+    /// Hash of the sample list read (training directories), if known.
+    pub samples: Option<String>,
+}
+
+impl Identity {
+    /// The `fingerprint` file: one `key value` line per part.
+    fn lines(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            ("config", short_hash(self.config.as_bytes())),
+            ("code", self.code.clone()),
+        ];
+        if let Some(s) = &self.samples {
+            v.push(("samples", s.clone()));
+        }
+        v
+    }
+}
+
+/// SHA-256 (hex, first 16 characters).
+pub fn short_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))[..16].to_string()
+}
+
+/// What the run and training directories have in common: a path, a lock, an identity check,
+/// a log.
+pub trait WorkDir {
+    fn path(&self) -> &Path;
+    /// The lock file guarding this directory (outside it).
+    fn lock_file(&self) -> &Path;
+
+    fn fingerprint_file(&self) -> PathBuf {
+        self.path().join("fingerprint")
+    }
+    fn config_file(&self) -> PathBuf {
+        self.path().join("config.resolved.yaml")
+    }
+    fn log_file(&self) -> PathBuf {
+        self.path().join("log.txt")
+    }
+
+    /// Takes this directory's lock, waiting (after calling `on_wait`) while another process
+    /// holds it.
+    fn lock(&self, on_wait: impl FnOnce()) -> Result<FileLock, RunDirError> {
+        crate::io::lock(self.lock_file(), on_wait).map_err(io(self.lock_file()))
+    }
+
+    /// Creates the directory (call with the lock held), removes temporaries a killed writer
+    /// left, and checks `identity` against an earlier attempt: the same identity resumes,
+    /// another one is refused naming what changed. Records the config and the fingerprint.
+    fn prepare(&self, identity: &Identity) -> Result<(), RunDirError> {
+        let dir = self.path();
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        crate::io::sweep_temps(dir, std::time::Duration::ZERO).map_err(io(dir))?;
+        let fp = self.fingerprint_file();
+        if fp.is_file() {
+            let found = std::fs::read_to_string(&fp).map_err(io(&fp))?;
+            let found: Vec<(&str, &str)> =
+                found.lines().filter_map(|l| l.split_once(' ')).collect();
+            for (what, expected) in identity.lines() {
+                let had = found.iter().find(|(k, _)| *k == what).map(|(_, v)| *v);
+                if had != Some(expected.as_str()) {
+                    return Err(RunDirError::Changed {
+                        dir: dir.to_path_buf(),
+                        what: match what {
+                            "config" => "configuration",
+                            "code" => "code revision",
+                            _ => "sample list",
+                        },
+                        found: had.unwrap_or("an older fingerprint format").to_string(),
+                        expected,
+                    });
+                }
+            }
+        }
+        write(&self.config_file(), identity.config.as_bytes())?;
+        let text: String = identity
+            .lines()
+            .iter()
+            .map(|(k, v)| format!("{k} {v}\n"))
+            .collect();
+        write(&fp, text.as_bytes())
+    }
+
+    /// Appends one line to `log.txt` (a log is the one file that grows; it is not a result).
+    fn log_line(&self, line: &str) -> Result<(), RunDirError> {
+        let path = self.log_file();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        writeln!(f, "{} {line}", now_rfc3339()).map_err(io(&path))
+    }
+
+    /// Moves the directory aside to `<name>.replaced-<time>` (call with the lock held); returns
+    /// where it went, `None` when there was nothing to move.
+    fn move_aside(&self) -> Result<Option<PathBuf>, RunDirError> {
+        let dir = self.path();
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stamp = now_rfc3339().replace(':', "");
+        let mut to = dir.with_file_name(format!("{name}.replaced-{stamp}"));
+        let mut k = 1;
+        while to.exists() {
+            to = dir.with_file_name(format!("{name}.replaced-{stamp}-{k}"));
+            k += 1;
+        }
+        std::fs::rename(dir, &to).map_err(io(dir))?;
+        if let Some(parent) = dir.parent() {
+            crate::io::sync_dir(parent).map_err(io(parent))?;
+        }
+        Ok(Some(to))
+    }
+}
+
+/// `runs/<name>-<profile>/`: every run of one experiment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentDir {
+    pub path: PathBuf,
+}
+
+impl ExperimentDir {
+    pub fn new(runs_root: &Path, exp: &Experiment) -> Self {
+        ExperimentDir {
+            path: runs_root.join(format!("{}-{}", exp.name, exp.profile)),
+        }
+    }
+
+    /// The run directory of `job`.
+    pub fn run(&self, job: &Job) -> RunDir {
+        RunDir {
+            path: self.path.join(job.dir_name()),
+            lock: self
+                .path
+                .join(".locks")
+                .join(format!("run-{}.lock", job.dir_name())),
+        }
+    }
+
+    /// The training directory of `job`, shared by every job with the same [`Job::train_key`]
+    /// (Table 1's eight VisA-trained targets train once).
+    pub fn training(&self, job: &Job) -> TrainDir {
+        TrainDir {
+            path: self.path.join("_train").join(job.train_key()),
+            lock: self
+                .path
+                .join(".locks")
+                .join(format!("train-{}.lock", job.train_key())),
+        }
+    }
+}
+
+/// One job's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    pub path: PathBuf,
+    lock: PathBuf,
+}
+
+impl WorkDir for RunDir {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn lock_file(&self) -> &Path {
+        &self.lock
+    }
+}
+
+impl RunDir {
+    /// A run directory on its own (reading a finished run; its lock file is beside it).
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lock = path.with_file_name(format!(".{name}.lock"));
+        RunDir { path, lock }
+    }
+
+    pub fn done_marker(&self) -> PathBuf {
+        self.path.join("DONE")
+    }
+    pub fn metrics_json(&self) -> PathBuf {
+        self.path.join("metrics.json")
+    }
+    pub fn per_category_csv(&self) -> PathBuf {
+        self.path.join("per_category.csv")
+    }
+    pub fn routing_csv(&self) -> PathBuf {
+        self.path.join("routing.csv")
+    }
+    pub fn overrides_file(&self) -> PathBuf {
+        self.path.join("overrides.txt")
+    }
+    pub fn maps(&self) -> PathBuf {
+        self.path.join("maps")
+    }
+
+    /// The training directory this run's job used (its sibling `_train/<key>`).
+    pub fn training(&self, job: &Job) -> TrainDir {
+        let exp_dir = self.path.parent().unwrap_or(Path::new("."));
+        ExperimentDir {
+            path: exp_dir.to_path_buf(),
+        }
+        .training(job)
+    }
+
+    /// Records the command-line overrides (beside the resolved config).
+    pub fn write_overrides(&self, overrides: &[String]) -> Result<(), RunDirError> {
+        write(&self.overrides_file(), overrides.join("\n").as_bytes())
+    }
+
+    /// Saves one anomaly map for the overlay charts: `maps/<category>/<name>.safetensors` with
+    /// `image` u8 [H, W, 3] (the resized input), `gt` u8 [H, W] (0/1) and `map` f32 [H, W]
+    /// (the pixel anomaly score).
+    pub fn write_map(
+        &self,
+        category: &str,
+        name: &str,
+        image: HostTensor,
+        gt: HostTensor,
+        map: HostTensor,
+    ) -> Result<PathBuf, RunDirError> {
+        let path = self
+            .maps()
+            .join(category)
+            .join(format!("{name}.safetensors"));
+        let mut f = TensorFile::new(&path);
+        f.insert("image", image);
+        f.insert("gt", gt);
+        f.insert("map", map);
+        f.write(&path).map_err(|e| RunDirError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(path)
+    }
+
+    /// Finished: `DONE` exists (written after everything else).
+    pub fn is_done(&self) -> bool {
+        self.done_marker().is_file()
+    }
+
+    /// Writes `routing.csv` (per-image routing weights of the reported checkpoint).
+    pub fn write_routing(&self, rows: &[RoutingRow]) -> Result<(), RunDirError> {
+        write(&self.routing_csv(), routing_csv(rows).as_bytes())
+    }
+
+    /// Writes `metrics.json`, `per_category.csv` and, last, `DONE`.
+    pub fn finish(&self, metrics: &RunMetrics) -> Result<(), RunDirError> {
+        let json = serde_json::to_vec_pretty(metrics).expect("RunMetrics serializes");
+        write(&self.metrics_json(), &json)?;
+        write(
+            &self.per_category_csv(),
+            metrics.per_category_csv().as_bytes(),
+        )?;
+        write(&self.done_marker(), now_rfc3339().as_bytes())
+    }
+
+    /// Reads `metrics.json`.
+    pub fn read_metrics(&self) -> Result<RunMetrics, RunDirError> {
+        let path = self.metrics_json();
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        serde_json::from_slice(&bytes).map_err(|e| RunDirError::Parse {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads the resolved configuration the run was made with.
+    pub fn read_config(&self) -> Result<Experiment, RunDirError> {
+        let path = self.config_file();
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_saphyr::from_str(&text).map_err(|e| RunDirError::Parse {
+            path,
+            message: format!("not a resolved experiment: {e}"),
+        })
+    }
+
+    /// Reads `routing.csv` if present.
+    pub fn read_routing(&self) -> Result<Option<Vec<RoutingRow>>, RunDirError> {
+        let path = self.routing_csv();
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        super::record::read_routing_csv(&text)
+            .map(Some)
+            .map_err(|message| RunDirError::Parse { path, message })
+    }
+}
+
+/// A training shared by the jobs of one [`Job::train_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainDir {
+    pub path: PathBuf,
+    lock: PathBuf,
+}
+
+impl WorkDir for TrainDir {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn lock_file(&self) -> &Path {
+        &self.lock
+    }
+}
+
+impl TrainDir {
+    pub fn checkpoints(&self) -> PathBuf {
+        self.path.join("checkpoints")
+    }
+
+    /// The checkpoint of epoch `epoch` (`checkpoints/epoch_003/`).
+    pub fn epoch(&self, epoch: usize) -> CheckpointDir {
+        CheckpointDir {
+            epoch,
+            path: self.checkpoints().join(format!("epoch_{epoch:03}")),
+        }
+    }
+
+    /// The last epoch whose checkpoint is complete, to resume from (`None`: start afresh).
+    /// Half-written epochs (no `COMPLETE`) are ignored.
+    pub fn latest_complete(&self) -> Option<usize> {
+        let entries = std::fs::read_dir(self.checkpoints()).ok()?;
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let epoch: usize = name.strip_prefix("epoch_")?.parse().ok()?;
+                self.epoch(epoch).is_complete().then_some(epoch)
+            })
+            .max()
+    }
+}
+
+/// One epoch's checkpoint: every file of the training state at the end of that epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointDir {
+    pub epoch: usize,
+    pub path: PathBuf,
+}
+
+impl CheckpointDir {
+    /// The adapters in our format (what evaluation and `predict` load).
+    pub fn adapters(&self) -> PathBuf {
+        self.path.join("adapters.safetensors")
+    }
+    /// The exact trainer state (module record with parameter ids), to resume.
+    pub fn model_state(&self) -> PathBuf {
+        self.path.join("trainer_model.bpk")
+    }
+    /// The AdamW moments, to resume.
+    pub fn optim_state(&self) -> PathBuf {
+        self.path.join("trainer_optim.bpk")
+    }
+    /// Losses and timing of the epoch (`EpochFile` of the engine).
+    pub fn epoch_json(&self) -> PathBuf {
+        self.path.join("epoch.json")
+    }
+    /// The reference's `epoch_N.pth` (it counts epochs from 0), readable by its `test.py`.
+    pub fn reference_pth(&self) -> Option<PathBuf> {
+        (self.epoch > 0).then(|| self.path.join(format!("epoch_{}.pth", self.epoch - 1)))
+    }
+    fn complete_marker(&self) -> PathBuf {
+        self.path.join("COMPLETE")
+    }
+
+    /// Marks the checkpoint complete; call after every file in it is written.
+    pub fn mark_complete(&self) -> Result<(), RunDirError> {
+        write(&self.complete_marker(), b"")
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.complete_marker().is_file()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(config: &str, code: &str, samples: Option<&str>) -> Identity {
+        Identity {
+            config: config.into(),
+            code: code.into(),
+            samples: samples.map(String::from),
+        }
+    }
+
+    fn train_dir(root: &Path) -> TrainDir {
+        let exp = Experiment::default();
+        let job = Job {
+            variant: super::super::schema::Variant::Full,
+            train: "visa".into(),
+            target: "mvtec".into(),
+            seed: 0,
+        };
+        ExperimentDir::new(root, &exp).training(&job)
+    }
+
+    #[test]
+    fn resume_finds_the_last_complete_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let td = train_dir(dir.path());
+        td.prepare(&identity("a: 1\n", "r1", Some("s1"))).unwrap();
+        assert_eq!(td.latest_complete(), None);
+        for e in 1..=3 {
+            std::fs::create_dir_all(&td.epoch(e).path).unwrap();
+        }
+        td.epoch(1).mark_complete().unwrap();
+        td.epoch(2).mark_complete().unwrap();
+        // Epoch 3 was interrupted: its directory exists without COMPLETE.
+        assert_eq!(td.latest_complete(), Some(2));
+        assert_eq!(
+            td.epoch(2).reference_pth().unwrap().file_name().unwrap(),
+            "epoch_1.pth"
+        );
+        assert_eq!(td.epoch(0).reference_pth(), None);
+    }
+
+    #[test]
+    fn another_config_code_or_sample_list_is_refused_the_same_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let td = train_dir(dir.path());
+        td.prepare(&identity("a: 1\n", "r1", Some("s1"))).unwrap();
+        td.prepare(&identity("a: 1\n", "r1", Some("s1"))).unwrap();
+        for (other, what) in [
+            (identity("a: 2\n", "r1", Some("s1")), "configuration"),
+            (identity("a: 1\n", "r2", Some("s1")), "code revision"),
+            (identity("a: 1\n", "r1", Some("s2")), "sample list"),
+        ] {
+            let err = td.prepare(&other).unwrap_err();
+            assert!(
+                matches!(&err, RunDirError::Changed { what: w, .. } if *w == what),
+                "{err}"
+            );
+            assert!(err.to_string().contains("--force"), "{err}");
+        }
+    }
+
+    #[test]
+    fn moving_aside_keeps_the_lock_and_frees_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let td = train_dir(dir.path());
+        let _lock = td.lock(|| panic!("free")).unwrap();
+        td.prepare(&identity("a: 1\n", "r1", None)).unwrap();
+        std::fs::write(td.path.join(".x.tmp-0123"), b"stale").unwrap();
+        let moved = td.move_aside().unwrap().expect("moved");
+        assert!(!td.path.exists() && moved.join("fingerprint").is_file());
+        assert!(
+            moved
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .contains(".replaced-")
+        );
+        // A fresh prepare starts clean (and sweeps temporaries a killed writer left).
+        td.prepare(&identity("a: 2\n", "r2", None)).unwrap();
+        std::fs::write(td.path.join(".y.tmp-0123"), b"stale").unwrap();
+        td.prepare(&identity("a: 2\n", "r2", None)).unwrap();
+        assert!(!td.path.join(".y.tmp-0123").exists());
+        assert_eq!(td.move_aside().unwrap().map(|p| p != moved), Some(true));
+    }
+}
