@@ -8,10 +8,22 @@ use std::path::Path;
 use burn::tensor::Device;
 
 use super::EngineError;
-use super::train::EpochSummary;
 use crate::experiment::CheckpointDir;
 use crate::io::write_atomic;
+use crate::model::LossValues;
 use crate::model::{AvaDino, Trainer};
+
+/// Mean losses and routing weights of one epoch.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochSummary {
+    pub epoch: usize,
+    pub steps: usize,
+    /// Loss values of every step, in order (for loss curves).
+    pub step_losses: Vec<LossValues>,
+    /// Mean tap-averaged `w_anomaly` over normal and over anomalous training images.
+    pub w_anomaly_normal: Option<f64>,
+    pub w_anomaly_anomalous: Option<f64>,
+}
 
 /// `epoch.json`: what one epoch did.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]

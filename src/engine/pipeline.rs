@@ -14,14 +14,14 @@ use super::EngineError;
 use super::assets::{AssetSpec, Assets, shared_assets};
 use super::budget::Budget;
 use super::cache::ShardCache;
-use super::checkpoints::{self, EpochFile};
+use super::checkpoints::{self, EpochFile, EpochSummary};
 use super::evaluate::{EvalOptions, SetEvaluation, Spill, TargetSet, evaluate};
 use super::extract::{Extractor, Shards};
 use super::inference::Prompts;
 use super::overlays::write_overlays;
 use super::progress::Progress;
 use super::store::{TrainSet, choose_store, memory_per_image};
-use super::train::{self, EpochSummary, TrainSpec};
+use super::train::{self, TrainSpec};
 use crate::data::{ListOptions, Sample, SkippedFile, list_samples_with_skipped};
 use crate::experiment::record::{
     EpochRecord, Evaluation, FINAL_SELECTION, LossRecord, REFERENCE_SELECTION, RoutingRow,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 
 use super::EngineError;
-use super::checkpoints::{self, EpochFile};
+use super::checkpoints::{self, EpochFile, EpochSummary};
 use super::progress::Progress;
 use super::store::TrainSet;
 use crate::experiment::TrainDir;
@@ -34,18 +34,6 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
 /// Updates per epoch with `drop_last=False`.
 pub fn steps_per_epoch(n: usize, batch_size: usize) -> usize {
     n.div_ceil(batch_size.max(1))
-}
-
-/// Mean losses and routing weights of one epoch.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EpochSummary {
-    pub epoch: usize,
-    pub steps: usize,
-    /// Loss values of every step, in order (for loss curves).
-    pub step_losses: Vec<LossValues>,
-    /// Mean tap-averaged `w_anomaly` over normal and over anomalous training images.
-    pub w_anomaly_normal: Option<f64>,
-    pub w_anomaly_anomalous: Option<f64>,
 }
 
 /// Runs one epoch: batches in `order`, one update each; `on_step(losses)` after each update.
