@@ -50,6 +50,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
             check::check_published(&tables, check::Tolerances::PUBLISHED)
         }
+        Profile::Rehearsal => anyhow::bail!(
+            "the rehearsal profile runs random weights at the paper's shapes: its numbers have \
+             nothing to be checked against (its point is the time and memory it takes, docs/scale.md)"
+        ),
         Profile::Smoke => {
             if args.bless {
                 let b = check::bless(&tables, "smoke", check::Tolerances::SMOKE);

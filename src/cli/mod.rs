@@ -8,6 +8,7 @@ mod check;
 mod collect;
 mod common;
 mod datasets;
+mod estimate;
 mod features;
 mod metrics;
 mod predict;
@@ -39,6 +40,8 @@ enum Command {
     Text(text::Args),
     /// List, run (by index or all) or emit a Slurm array for the jobs of an experiment.
     Sweep(sweep::Args),
+    /// What running experiments will cost (time per stage on this CPU and one H200, memory).
+    Estimate(estimate::Args),
     /// Gather finished runs into Tables 1-4, per-category tables and charts.
     Collect(collect::Args),
     /// Compare results with the published numbers or the smoke baseline (exit 3 when outside).
@@ -61,6 +64,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Text(args) => text::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Estimate(args) => estimate::run(args),
         Command::Collect(args) => collect::run(args),
         Command::Check(args) => check::run(args),
         Command::Datasets(args) => datasets::run(args),

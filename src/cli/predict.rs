@@ -15,6 +15,7 @@ use ava_dino::engine::checkpoints::load_adapters;
 use ava_dino::engine::extract::{Extractor, Want};
 use ava_dino::engine::inference::{Prompts, run_batch};
 use ava_dino::engine::overlays::hwc;
+use ava_dino::engine::progress::Reporter;
 use ava_dino::experiment::record::now_rfc3339;
 use ava_dino::experiment::{EpochSelection, RunDir, RunMetrics};
 use ava_dino::report::charts::jet;
@@ -130,7 +131,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             class_word: args.class_word.clone(),
             mask_threshold: 0.5,
         };
-        let prompts = Prompts::for_samples(std::slice::from_ref(&sample), &assets.text)?;
+        let reporter = Reporter {
+            quiet: false,
+            interval: exp.train.log_interval(),
+        };
+        let prompts = Prompts::for_samples(std::slice::from_ref(&sample), &assets.text, &reporter)?;
         let (done, _) = extractor.run(std::slice::from_ref(&sample), Want::Features)?;
         let features = done[0].features.as_ref().expect("features asked for");
         let text = prompts.tensor(std::iter::once(args.class_word.as_str()), &device);

@@ -35,6 +35,9 @@ pub struct Args {
     /// Only check that the assets the jobs need exist; list what is missing.
     #[arg(long)]
     pub check_assets: bool,
+    /// Print what the jobs will cost (time per stage, memory) and exit.
+    #[arg(long)]
+    pub estimate: bool,
     /// Print the resolved configuration of the experiment and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -56,6 +59,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "{}",
             serde_saphyr::to_string(exp).context("serializing the configuration")?
         );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.estimate {
+        super::estimate::print_estimate(std::slice::from_ref(&loaded))?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.list {

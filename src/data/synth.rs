@@ -146,6 +146,30 @@ pub fn write_registry(
     })
 }
 
+/// What [`write_registry`] would write under `out`, without writing anything (cheap: images are
+/// only rendered when written).
+pub fn planned(registry: &Registry, out: &Path, opts: &SynthOptions) -> Vec<SynthDataset> {
+    registry
+        .datasets
+        .values()
+        .map(|spec| plan(spec, &out.join(&spec.root), opts).0)
+        .collect()
+}
+
+/// The size of the images of `key`/`cat` at `resolution` (width, height; the small sizes vary
+/// by a few pixels from image to image, this is the first).
+pub fn image_size(
+    key: &str,
+    cat_index: usize,
+    cat: &str,
+    resolution: Resolution,
+) -> (usize, usize) {
+    match resolution {
+        Resolution::Small => size_for(key, cat_index, 0),
+        Resolution::Real => real_size(key, cat),
+    }
+}
+
 /// Reads a twin's `synth.json`, if the dataset root is a twin.
 pub fn read_marker(root: &Path) -> Option<SynthDataset> {
     let text = std::fs::read(root.join(SYNTH_MARKER)).ok()?;
@@ -550,7 +574,7 @@ impl Plan<'_> {
 }
 
 /// Each dataset's typical image size (width, height); MVTec-AD and BTAD vary by category.
-fn real_size(key: &str, cat: &str) -> (usize, usize) {
+pub fn real_size(key: &str, cat: &str) -> (usize, usize) {
     match (key, cat) {
         ("mvtec", "bottle") => (900, 900),
         ("mvtec", "metal_nut") => (700, 700),

@@ -54,6 +54,21 @@ pub fn mem_available() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The process's peak resident memory (`VmHWM` of `/proc/self/status`), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Starts a new peak-memory measurement (Linux: writing 5 to `/proc/self/clear_refs` resets
+/// `VmHWM` to the current resident size), so that [`peak_rss`] then gives one stage's peak.
+/// Returns whether the reset took effect.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,1 +1,280 @@
-//! placeholder
+//! What a job costs: floating-point work per stage from the configuration, turned into seconds
+//! by rates measured on a machine (`examples/bench_stages.rs`, recorded in docs/scale.md), and
+//! the memory it holds. `ava-dino estimate` / `sweep --estimate` print it before any work.
+//!
+//! Stages: decode + resize (per megapixel of source image), backbone forward (per image), the
+//! CLIP prompt ensemble (420 prompts per class word), a training step (per image), evaluation
+//! (per image and checkpoint), metrics (per pixel of a category and checkpoint).
+
+use crate::backbone::DinoV3Config;
+use crate::model::MethodConfig;
+use crate::text::ClipTextConfig;
+
+/// Prompts per class word: 7 normal + 5 abnormal states, 35 templates each.
+pub const PROMPTS_PER_WORD: usize = 420;
+
+/// Sustained speed of each stage on one machine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rates {
+    pub name: &'static str,
+    /// Backbone forward, GFLOP/s.
+    pub backbone_gflops: f64,
+    /// CLIP text tower over the prompts, GFLOP/s.
+    pub text_gflops: f64,
+    /// One training step (forward, backward, AdamW), GFLOP/s of the forward+backward work.
+    pub train_gflops: f64,
+    /// Adapter forward in evaluation, GFLOP/s.
+    pub eval_gflops: f64,
+    /// Decode and resize, seconds per megapixel of source image.
+    pub decode_s_per_mpix: f64,
+    /// Metrics (AUROC, AP, F1-max, AUPRO), nanoseconds per pixel and checkpoint.
+    pub metric_ns_per_pixel: f64,
+}
+
+/// This project's 2-core build machine (AMD EPYC, AVX-512, burn's `flex` CPU backend, f32),
+/// measured with `cargo run --release --example bench_stages` on a quiet machine (docs/scale.md).
+pub const BUILD_CPU: Rates = Rates {
+    name: "2-core CPU (measured)",
+    backbone_gflops: 108.0,
+    text_gflops: 105.0,
+    train_gflops: 30.0,
+    eval_gflops: 40.0,
+    decode_s_per_mpix: 0.03,
+    metric_ns_per_pixel: 60.0,
+};
+
+/// One NVIDIA H200 by peak and bandwidth, not measured (no GPU was available): bf16 tensor cores
+/// at 989 TFLOP/s dense, taken at 35 % for the backbone and the text tower, 15 % for the
+/// adapters' smaller products; decoding and metrics on the host's 16 cores (8 times the build
+/// machine's 2). docs/scale.md states the assumptions; the GPU figures are owed.
+pub const H200: Rates = Rates {
+    name: "1x H200 (projected from FLOPs)",
+    backbone_gflops: 346_000.0,
+    text_gflops: 346_000.0,
+    train_gflops: 148_000.0,
+    eval_gflops: 148_000.0,
+    decode_s_per_mpix: 0.03 / 8.0,
+    metric_ns_per_pixel: 60.0 / 8.0,
+};
+
+/// Forward FLOPs of the backbone on one `size` px image up to block `deepest` (0-based).
+pub fn backbone_flops(cfg: &DinoV3Config, size: usize, deepest: usize) -> f64 {
+    let grid = (size / cfg.patch_size).pow(2) as f64;
+    let n = grid + 1.0 + cfg.num_register_tokens as f64;
+    let d = cfg.hidden_size as f64;
+    let mlp = cfg.intermediate_size as f64;
+    let patch = 2.0 * grid * (cfg.num_channels * cfg.patch_size * cfg.patch_size) as f64 * d;
+    // qkv (3D) + proj (D) + two MLP products + the two attention products.
+    let block = 2.0 * n * d * (4.0 * d) + 2.0 * 2.0 * n * d * mlp + 2.0 * 2.0 * n * n * d;
+    patch + block * (deepest + 1).min(cfg.num_hidden_layers) as f64
+}
+
+/// FLOPs of the prompt ensemble of one class word through the CLIP text tower (77 tokens each).
+pub fn text_flops(cfg: &ClipTextConfig) -> f64 {
+    let n = cfg.max_position_embeddings as f64;
+    let w = cfg.hidden_size as f64;
+    let mlp = cfg.intermediate_size as f64;
+    let layer = 2.0 * n * w * (4.0 * w) + 2.0 * 2.0 * n * w * mlp + 2.0 * 2.0 * n * n * w;
+    PROMPTS_PER_WORD as f64 * layer * cfg.num_hidden_layers as f64
+}
+
+/// Forward FLOPs of the adapters and heads on one image (`tokens` patch rows per tap).
+pub fn adapter_flops(m: &MethodConfig, tokens: usize) -> f64 {
+    let (d, b, e) = (m.dim as f64, m.bottleneck as f64, m.text_dim as f64);
+    let branches = if m.variant.dual() { 2.0 } else { 1.0 };
+    let t = tokens as f64;
+    let s = m.map_size as f64;
+    let side = t.sqrt();
+    // Patch and CLS adapters (two products each), the cross-modal products, and the separable
+    // upsampling of 3 maps from side x side to s x s.
+    let per_tap = branches * 2.0 * 2.0 * (t + 1.0) * d * b
+        + 2.0 * t * d * 3.0
+        + 3.0 * 2.0 * (side * side * s + side * s * s);
+    // Prompt adapters and the text projection, once per image.
+    per_tap * m.n_taps() as f64 + 2.0 * (2.0 * e * e) + 2.0 * 2.0 * e * d
+}
+
+/// How much of each stage one job does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Work {
+    /// Training images through the backbone (0 when the training is shared and done earlier).
+    pub train_images: usize,
+    /// Source megapixels decoded for them.
+    pub train_mpix: f64,
+    /// Optimizer updates x batch images (epochs x training images).
+    pub train_image_steps: usize,
+    /// Class words encoded (not yet cached by an earlier job).
+    pub words: usize,
+    pub target_images: usize,
+    pub target_mpix: f64,
+    /// Checkpoints evaluated in the streamed pass.
+    pub checkpoints: usize,
+    /// Map pixels of the target (images x map side squared).
+    pub target_pixels: f64,
+}
+
+/// The time of one stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: &'static str,
+    pub flops: f64,
+    pub seconds: f64,
+}
+
+/// What the stages of one job cost: per-image FLOPs from the configuration, `work` counts,
+/// `rates` seconds.
+pub fn stages(
+    backbone: &DinoV3Config,
+    text: &ClipTextConfig,
+    method: &MethodConfig,
+    work: &Work,
+    rates: &Rates,
+) -> Vec<Stage> {
+    let deepest = method.taps.iter().copied().max().unwrap_or(0);
+    let tokens = (method.map_size / backbone.patch_size).pow(2);
+    let fwd = backbone_flops(backbone, method.map_size, deepest);
+    let adapters = adapter_flops(method, tokens);
+    let images = (work.train_images + work.target_images) as f64;
+    let stage = |name, flops: f64, gflops: f64| Stage {
+        name,
+        flops,
+        seconds: flops / (gflops * 1e9),
+    };
+    vec![
+        Stage {
+            name: "decode+resize",
+            flops: 0.0,
+            seconds: (work.train_mpix + work.target_mpix) * rates.decode_s_per_mpix,
+        },
+        stage("backbone", fwd * images, rates.backbone_gflops),
+        stage(
+            "text (prompt ensembles)",
+            text_flops(text) * work.words as f64,
+            rates.text_gflops,
+        ),
+        // Backward costs about twice the forward.
+        stage(
+            "train",
+            3.0 * adapters * work.train_image_steps as f64,
+            rates.train_gflops,
+        ),
+        stage(
+            "eval (adapters)",
+            adapters * (work.target_images * work.checkpoints) as f64,
+            rates.eval_gflops,
+        ),
+        Stage {
+            name: "metrics",
+            flops: 0.0,
+            seconds: work.target_pixels
+                * work.checkpoints as f64
+                * rates.metric_ns_per_pixel
+                * 1e-9,
+        },
+    ]
+}
+
+/// Memory a job holds at its peak, split into what is fixed and what grows with the data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Backbone and text weights, the evaluated checkpoints, one batch's activations.
+    pub fixed: u64,
+    /// Training features in memory, or a category's maps (bounded by the budget).
+    pub data: u64,
+}
+
+/// The peak memory of a job (see [`Memory`]); `store_bytes` is what the training store holds
+/// in memory (0 for `disk`/`recompute`), `category_pixels` the largest category's map pixels.
+#[allow(clippy::too_many_arguments)]
+pub fn memory(
+    backbone: &DinoV3Config,
+    text: &ClipTextConfig,
+    method: &MethodConfig,
+    extract_batch: usize,
+    train_batch: usize,
+    checkpoints: usize,
+    store_bytes: u64,
+    category_pixels: f64,
+    budget: u64,
+) -> Memory {
+    let f = 4u64;
+    let d = backbone.hidden_size as u64;
+    let layers = backbone.num_hidden_layers as u64;
+    let mlp = backbone.intermediate_size as u64;
+    let backbone_params = layers * (4 * d * d + 2 * d * mlp) + d * 1024;
+    let w = text.hidden_size as u64;
+    let text_params = text.num_hidden_layers as u64 * 12 * w * w + text.vocab_size as u64 * w;
+    let tokens = ((method.map_size / backbone.patch_size).pow(2) + 5) as u64;
+    let heads = backbone.num_attention_heads as u64;
+    // Widest activations of a backbone batch: the MLP hidden and one block's attention scores.
+    let backbone_act = extract_batch as u64 * tokens * (mlp * 2 + heads * tokens) * f;
+    let adapter_params = crate::model::checkpoint::expected_shapes(method)
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>() as u64)
+        .sum::<u64>();
+    let s2 = (method.map_size * method.map_size) as u64;
+    // A training step keeps every tap's adapter activations for the backward pass and ~10
+    // maps per image at full resolution; AdamW keeps two moments per parameter.
+    let train_act = train_batch as u64
+        * (method.n_taps() as u64 * tokens * (d + method.bottleneck as u64) * 6 + 10 * s2)
+        * f
+        + 3 * adapter_params * f;
+    let fixed = (backbone_params + text_params) * f
+        + checkpoints as u64 * adapter_params * f
+        + backbone_act.max(train_act);
+    let maps = (category_pixels as u64) * (4 * checkpoints as u64 + 1);
+    Memory {
+        fixed,
+        data: store_bytes.max(maps.min(budget)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vitl16_at_512_is_the_paper_budget() {
+        // DESIGN.md: about 0.73 TFLOP per image for the 24 blocks of ViT-L/16 at 512 px.
+        let f = backbone_flops(&DinoV3Config::vitl16(), 512, 23);
+        assert!((f / 1e12 - 0.73).abs() < 0.02, "{f}");
+        // The taps stop at block 23: a model tapped at 11 runs half the blocks.
+        let half = backbone_flops(&DinoV3Config::vitl16(), 512, 11);
+        assert!((half / f - 0.5).abs() < 0.01);
+        // 420 prompts of 77 tokens through 12 layers of width 768: about 5.6 TFLOP.
+        let t = text_flops(&ClipTextConfig::vitl14_336());
+        assert!((t / 1e12 - 5.6).abs() < 0.2, "{t}");
+    }
+
+    #[test]
+    fn stages_scale_with_the_work() {
+        let m = MethodConfig::default();
+        let work = Work {
+            train_images: 10,
+            train_image_steps: 200,
+            words: 1,
+            target_images: 5,
+            checkpoints: 21,
+            target_pixels: 5.0 * 512.0 * 512.0,
+            ..Default::default()
+        };
+        let s = stages(
+            &DinoV3Config::vitl16(),
+            &ClipTextConfig::vitl14_336(),
+            &m,
+            &work,
+            &BUILD_CPU,
+        );
+        let backbone = s.iter().find(|x| x.name == "backbone").unwrap();
+        assert!((backbone.seconds - 15.0 * 0.727e12 / 108e9).abs() / backbone.seconds < 0.02);
+        let h200 = stages(
+            &DinoV3Config::vitl16(),
+            &ClipTextConfig::vitl14_336(),
+            &m,
+            &work,
+            &H200,
+        );
+        let total = |v: &[Stage]| v.iter().map(|x| x.seconds).sum::<f64>();
+        assert!(total(&h200) < total(&s) / 100.0);
+    }
+}

@@ -12,14 +12,14 @@ use std::time::Instant;
 
 use super::EngineError;
 use super::assets::{AssetSpec, Assets, shared_assets};
-use super::budget::Budget;
+use super::budget::{Budget, peak_rss, reset_peak_rss};
 use super::cache::ShardCache;
 use super::checkpoints::{self, EpochFile, EpochSummary};
 use super::evaluate::{EvalOptions, SetEvaluation, Spill, TargetSet, evaluate};
 use super::extract::{Extractor, Shards};
 use super::inference::Prompts;
 use super::overlays::write_overlays;
-use super::progress::Progress;
+use super::progress::Reporter;
 use super::store::{TrainSet, choose_store, memory_per_image};
 use super::train::{self, TrainSpec};
 use crate::data::{ListOptions, Sample, SkippedFile, list_samples_with_skipped};
@@ -122,6 +122,10 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     provenance
         .weights
         .insert("text".into(), assets.text_id.clone());
+    let reporter = Reporter {
+        quiet: cx.quiet,
+        interval: exp.train.log_interval(),
+    };
     let budget = Budget::resolve(exp.cache.memory_budget);
     provenance.memory_budget = budget.bytes;
     say(run, &budget.describe())?;
@@ -158,7 +162,8 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
         }),
         ..train_ex
     };
-    let text_dim;
+    let text_dim = assets.text.model().config().projection_dim;
+    let method = job.method_config(exp, dim, text_dim);
     {
         let training = cx.training;
         let _lock = training.lock(|| {
@@ -173,9 +178,6 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
             code: cx.code.to_string(),
             samples: Some(sample_list_hash(&train_samples)),
         })?;
-        let prompts = Prompts::for_samples(&train_samples, &assets.text)?;
-        text_dim = prompts.dim();
-        let method = job.method_config(exp, dim, text_dim);
         if train::is_complete(training, exp.train.epochs) {
             provenance.feature_store = "none (training complete)".into();
         } else {
@@ -190,12 +192,12 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
                 ),
             )?;
             let t = Instant::now();
-            let mut progress = Progress::new(
+            reset_peak_rss();
+            let prompts = Prompts::for_samples(&train_samples, &assets.text, &reporter)?;
+            let mut progress = reporter.stage(
                 &format!("features {}", job.train),
                 "images",
                 train_samples.len() as u64,
-                cx.quiet,
-                exp.train.log_interval(),
             );
             let set = TrainSet::build(&train_samples, store, &train_ex, prompts, &mut progress)?;
             progress.finish();
@@ -203,7 +205,11 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
             provenance
                 .timings
                 .insert("extract".into(), t.elapsed().as_secs_f64());
+            provenance
+                .peak_rss
+                .extend(peak_rss().map(|b| ("extract".into(), b)));
             let t = Instant::now();
+            reset_peak_rss();
             let spec = TrainSpec {
                 method: &method,
                 optim: &exp.optim,
@@ -211,12 +217,15 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
                 init_seed: exp.model.init_seed,
                 seed: job.seed,
                 label: job.train_key(),
-                quiet: cx.quiet,
+                reporter,
             };
             train::train(&spec, &set, training, &device)?;
             provenance
                 .timings
                 .insert("train".into(), t.elapsed().as_secs_f64());
+            provenance
+                .peak_rss
+                .extend(peak_rss().map(|b| ("train".into(), b)));
         }
     }
     let epochs: Vec<EpochFile> = (0..=exp.train.epochs)
@@ -225,13 +234,14 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
 
     // One streamed pass of every checkpoint to evaluate over the target.
     let t = Instant::now();
+    reset_peak_rss();
     let (target_samples, listing_skipped) = list(&assets, exp, &job.target)?;
     log_skipped(run, &listing_skipped)?;
     provenance
         .samples
         .insert("target".into(), sample_list_hash(&target_samples));
     let target = TargetSet {
-        prompts: Prompts::for_samples(&target_samples, &assets.text)?,
+        prompts: Prompts::for_samples(&target_samples, &assets.text, &reporter)?,
         samples: target_samples,
     };
     let last = exp.train.epochs;
@@ -260,12 +270,10 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
             write: false,
         }),
     );
-    let mut progress = Progress::new(
+    let mut progress = reporter.stage(
         &format!("eval {} x{} checkpoints", job.target, models.len()),
         "images",
         target.samples.len() as u64,
-        cx.quiet,
-        exp.train.log_interval(),
     );
     let spill = Spill {
         dir: &run.path,
@@ -338,6 +346,9 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
         .timings
         .insert("eval".into(), t.elapsed().as_secs_f64());
     provenance
+        .peak_rss
+        .extend(peak_rss().map(|b| ("eval".into(), b)));
+    provenance
         .timings
         .insert("total".into(), started.elapsed().as_secs_f64());
 
@@ -361,7 +372,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
         .map(|s| s.domain.to_string())
         .unwrap_or_default();
     // Derived from the configuration: no need to read a checkpoint back to count parameters.
-    let trainable: u64 = expected_shapes(&job.method_config(exp, dim, text_dim))
+    let trainable: u64 = expected_shapes(&method)
         .iter()
         .map(|(_, s)| s.iter().product::<usize>() as u64)
         .sum();

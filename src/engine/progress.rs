@@ -68,6 +68,21 @@ pub fn clock(secs: f64) -> String {
     }
 }
 
+/// How stages report: bars or lines, and the line interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reporter {
+    /// Log lines even on a terminal.
+    pub quiet: bool,
+    pub interval: Duration,
+}
+
+impl Reporter {
+    /// A stage of `total` `unit`s.
+    pub fn stage(&self, label: &str, unit: &str, total: u64) -> Progress {
+        Progress::new(label, unit, total, self.quiet, self.interval)
+    }
+}
+
 type Shared = Arc<(Mutex<State>, Condvar)>;
 
 /// One stage's progress.

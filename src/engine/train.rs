@@ -12,7 +12,7 @@ use burn::tensor::Device;
 
 use super::EngineError;
 use super::checkpoints::{self, EpochFile, EpochSummary};
-use super::progress::Progress;
+use super::progress::Reporter;
 use super::store::TrainSet;
 use crate::experiment::TrainDir;
 use crate::experiment::WorkDir;
@@ -87,7 +87,7 @@ pub struct TrainSpec<'a> {
     pub seed: u64,
     /// Shown in progress lines.
     pub label: String,
-    pub quiet: bool,
+    pub reporter: Reporter,
 }
 
 /// Whether `dir` already holds every epoch of the training (nothing to compute).
@@ -133,12 +133,10 @@ pub fn train(
         "{} | {n} images, {steps} steps/epoch, warmup {warmup_steps} steps",
         trainer.model.describe()
     ))?;
-    let mut progress = Progress::new(
+    let mut progress = spec.reporter.stage(
         &format!("train {}", spec.label),
         "steps",
         ((epochs + 1 - start) * steps) as u64,
-        spec.quiet,
-        spec.train.log_interval(),
     );
     for epoch in start..=epochs {
         let t = Instant::now();

@@ -89,8 +89,8 @@ pub fn load_experiment(
         let (_, ptree) = parse_layer(&profile_path, &ptext)?;
         merge(&mut tree, ptree);
         Some(profile_path)
-    } else if profile == Profile::Smoke {
-        // Full is the default schema; smoke cannot run without its profile file.
+    } else if profile != Profile::Full {
+        // Full is the default schema; the other profiles cannot run without their file.
         return Err(ExperimentError::MissingProfile { path: profile_path });
     } else {
         None

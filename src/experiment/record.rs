@@ -261,6 +261,8 @@ pub struct Provenance {
     /// budget in bytes.
     pub feature_store: String,
     pub memory_budget: u64,
+    /// Peak resident memory of each phase (`extract`, `train`, `eval`), in bytes (Linux).
+    pub peak_rss: BTreeMap<String, u64>,
 }
 
 /// `git <args>` in `repo`, trimmed stdout; `None` when git or the repository is missing.

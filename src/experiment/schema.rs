@@ -129,19 +129,26 @@ impl<'de> Deserialize<'de> for Source {
     }
 }
 
-/// The two profiles. `smoke` runs everything on the embedded default in minutes on a CPU.
+/// The profiles. `smoke` runs everything on the embedded default in minutes on a CPU;
+/// `rehearsal` runs the paper's shapes (ViT-L/16 at 512 px, CLIP ViT-L/14-336 text tower, twins
+/// at real image sizes) on seeded random weights, to see what a full run costs without assets;
+/// `full` is the paper's run on the real assets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     Smoke,
+    Rehearsal,
     #[default]
     Full,
 }
 
 impl Profile {
+    pub const ALL: [Profile; 3] = [Profile::Smoke, Profile::Rehearsal, Profile::Full];
+
     pub fn name(self) -> &'static str {
         match self {
             Profile::Smoke => "smoke",
+            Profile::Rehearsal => "rehearsal",
             Profile::Full => "full",
         }
     }
@@ -150,11 +157,10 @@ impl Profile {
 impl std::str::FromStr for Profile {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "smoke" => Ok(Profile::Smoke),
-            "full" => Ok(Profile::Full),
-            _ => Err(format!("unknown profile `{s}`; use smoke or full")),
-        }
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown profile `{s}`; use smoke, rehearsal or full"))
     }
 }
 

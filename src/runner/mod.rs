@@ -6,6 +6,8 @@
 //! `run_one` is idempotent: a job whose run directory holds `DONE` is skipped; an interrupted
 //! one is handed back to the engine, which resumes from the last complete checkpoint.
 
+pub mod estimate;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -35,6 +35,7 @@ enum Target {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Profile {
     Smoke,
+    Rehearsal,
     Full,
 }
 
@@ -42,6 +43,7 @@ impl Profile {
     fn name(self) -> &'static str {
         match self {
             Profile::Smoke => "smoke",
+            Profile::Rehearsal => "rehearsal",
             Profile::Full => "full",
         }
     }
@@ -67,6 +69,25 @@ enum Cmd {
         /// Cargo features of the ava-dino build (e.g. `vulkan` on a GPU runner).
         #[arg(long, default_value = "")]
         features: String,
+        /// Print what the run will cost (time per stage on this CPU and one H200, memory) and
+        /// stop; the projection is also printed before every real run.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Memory benchmark: Table 4's job in the rehearsal profile at full width (1024, patch 16,
+    /// 512 px; `--depth` blocks) on twins of 1 and 6 images per category, each under a 1 GiB
+    /// budget and unbounded; prints peak memory per phase and checks the budgeted runs' numbers
+    /// equal the unbounded ones (docs/scale.md).
+    BenchMemory {
+        /// Backbone blocks (the taps are the first four).
+        #[arg(long, default_value_t = 4)]
+        depth: usize,
+        /// Training epochs.
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        /// Root of the benchmark's run directories.
+        #[arg(long, default_value = "runs/bench-memory")]
+        runs: PathBuf,
     },
     /// Compare results/<profile>/*.json with the published numbers or the smoke baseline.
     Check {
@@ -133,6 +154,7 @@ fn reproduce(
     runs: &Path,
     debug: bool,
     features: &str,
+    dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
     let root = project_root();
     let bin = build(&root, debug, features)?;
@@ -158,7 +180,19 @@ fn reproduce(
         }
         a
     };
-    // Assets first, for every table: one message, before any work.
+    let mut a: Vec<String> = vec!["estimate".into()];
+    a.extend(tables.iter().map(|t| format!("experiments/{t}.yaml")));
+    a.extend(["--profile".to_string(), profile.name().into()]);
+    for o in overrides {
+        a.push("--set".into());
+        a.push(o.clone());
+    }
+    // What it will cost, first (needs no assets), then the assets: one message, before any work.
+    let code = ava(&bin, &root, &a)?;
+    if code != 0 || dry_run {
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+    }
+    // Assets, for every table: one message, before any work.
     for t in &tables {
         let mut a = common(t);
         a.push("--check-assets".into());
@@ -207,6 +241,115 @@ fn reproduce(
     Ok(ExitCode::SUCCESS)
 }
 
+fn bench_memory(depth: usize, epochs: usize, runs: &Path) -> anyhow::Result<ExitCode> {
+    let root = project_root();
+    let bin = build(&root, false, "")?;
+    let mut rows = Vec::new();
+    let mut numbers = std::collections::BTreeMap::new();
+    for per_category in [1usize, 6] {
+        for (label, budget, store) in [("1GiB", "1GiB", "auto"), ("unbounded", "1TiB", "memory")] {
+            let dir = runs.join(format!("{per_category}x-{label}"));
+            let sets = [
+                format!("data.synthetic.per_category={per_category}"),
+                format!(
+                    "data.synthetic.dir={}",
+                    runs.join(format!("twins-{per_category}")).display()
+                ),
+                format!("backbone.embedded.depth={depth}"),
+                "backbone.taps=[0,1,2,3]".into(),
+                format!("train.epochs={epochs}"),
+                format!("cache.memory_budget={budget}"),
+                format!("cache.train={store}"),
+                format!("cache.dir={}", runs.join("cache/features").display()),
+            ];
+            let mut a: Vec<String> = [
+                "sweep",
+                "experiments/table4.yaml",
+                "--profile",
+                "rehearsal",
+                "--all",
+                "--quiet",
+                "--runs",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            a.push(dir.display().to_string());
+            for s in sets {
+                a.push("--set".into());
+                a.push(s);
+            }
+            let t = Instant::now();
+            let code = ava(&bin, &root, &a)?;
+            if code != 0 {
+                bail!("the {per_category}x {label} run failed (exit {code})");
+            }
+            let wall = t.elapsed().as_secs_f64();
+            let path = root
+                .join(&dir)
+                .join("paper-rehearsal/full__visa__mvtec__s0/metrics.json");
+            let m: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            )?;
+            let p = &m["provenance"];
+            let gib = |k: &str| p["peak_rss"][k].as_f64().unwrap_or(f64::NAN) / (1u64 << 30) as f64;
+            let peak = ["extract", "train", "eval"]
+                .iter()
+                .map(|k| gib(k))
+                .fold(0.0, f64::max);
+            rows.push(format!(
+                "| {per_category} | {label} | {} | {:.2} | {:.2} | {:.2} | {peak:.2} | {wall:.0} |",
+                p["feature_store"].as_str().unwrap_or("?"),
+                gib("extract"),
+                gib("train"),
+                gib("eval"),
+            ));
+            let key: Vec<String> = [
+                "untrained",
+                "best_epoch",
+                "final_epoch",
+                "routing",
+                "epochs",
+            ]
+            .iter()
+            .map(|k| {
+                let mut v = m[*k].clone();
+                if let Some(a) = v.as_array_mut() {
+                    for e in a {
+                        e.as_object_mut().map(|o| o.remove("seconds"));
+                    }
+                }
+                v.to_string()
+            })
+            .collect();
+            numbers
+                .entry(per_category)
+                .or_insert_with(Vec::new)
+                .push((label, key));
+        }
+    }
+    println!(
+        "| images/category | budget | training store | peak extract GiB | peak train GiB | peak eval GiB | peak GiB | wall s |\n|---|---|---|---|---|---|---|---|"
+    );
+    for r in &rows {
+        println!("{r}");
+    }
+    let mut ok = true;
+    for (n, runs) in &numbers {
+        let same = runs.windows(2).all(|w| w[0].1 == w[1].1);
+        println!(
+            "{n} image(s)/category: budgeted and unbounded metrics {}",
+            if same { "identical" } else { "DIFFER" }
+        );
+        ok &= same;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn check(profile: Profile, bless: bool, debug: bool) -> anyhow::Result<ExitCode> {
     let root = project_root();
     let bin = build(&root, debug, "")?;
@@ -233,12 +376,20 @@ fn main() -> ExitCode {
             runs,
             debug,
             features,
-        } => reproduce(target, profile, &overrides, &runs, debug, &features),
+            dry_run,
+        } => reproduce(
+            target, profile, &overrides, &runs, debug, &features, dry_run,
+        ),
         Cmd::Check {
             profile,
             bless,
             debug,
         } => check(profile, bless, debug),
+        Cmd::BenchMemory {
+            depth,
+            epochs,
+            runs,
+        } => bench_memory(depth, epochs, &runs),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,39 @@
+//! `ava-dino estimate`: what running some experiments will cost, before any work.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ava_dino::experiment::{self, Profile};
+use ava_dino::runner::estimate::estimate;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Experiment files (jobs listed by several count once).
+    #[arg(required = true)]
+    pub experiments: Vec<PathBuf>,
+    /// Profile layered over each file.
+    #[arg(long, env = "AVA_DINO_PROFILE")]
+    pub profile: Option<Profile>,
+    /// Override a key in every experiment: `--set train.epochs=2` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let loaded = args
+        .experiments
+        .iter()
+        .map(|p| experiment::load_experiment(p, args.profile, &args.overrides))
+        .collect::<Result<Vec<_>, _>>()?;
+    print_estimate(&loaded)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the projection of `loaded` (shared with `sweep --estimate`).
+pub fn print_estimate(loaded: &[experiment::LoadedExperiment]) -> anyhow::Result<()> {
+    let repo_root = std::env::current_dir().context("reading the current directory")?;
+    let e = estimate(loaded, &repo_root).map_err(anyhow::Error::msg)?;
+    print!("{}", e.render());
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! What a sweep will cost, before any work: per job the time of each stage on this project's
+//! build CPU (measured rates) and on one H200 (projected from FLOPs), and its peak memory.
+//! Jobs listed by several experiments count once; a training shared by several jobs, and the
+//! prompt features of a class word, are counted where they are first computed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::backbone::DinoV3Config;
+use crate::data::synth::{self, Resolution};
+use crate::data::{ListOptions, Registry, list_samples};
+use crate::engine::assets::backbone_config;
+use crate::engine::budget::Budget;
+use crate::engine::cost::{self, BUILD_CPU, H200, Memory, Rates, Stage, Work};
+use crate::engine::features::bytes_per_image;
+use crate::engine::progress::clock;
+use crate::engine::store::choose_store;
+use crate::experiment::schema::{Experiment, format_bytes};
+use crate::experiment::{ExperimentDir, Job, LoadedExperiment, TrainStore, jobs};
+use crate::text::ClipTextConfig;
+
+/// Images of one dataset as a job would read them.
+#[derive(Debug, Clone)]
+struct DatasetInfo {
+    images: usize,
+    words: BTreeSet<String>,
+    mpix: f64,
+    largest_category: usize,
+    /// Where the counts came from (`listed`, `planned twins`, `official counts`).
+    source: &'static str,
+}
+
+fn dataset_info(exp: &Experiment, key: &str, repo_root: &Path) -> Result<DatasetInfo, String> {
+    let reg_path = repo_root.join(&exp.data.registry);
+    let reg = if reg_path.is_file() {
+        Registry::load(&reg_path)
+    } else {
+        Registry::load_default()
+    }
+    .map_err(|e| e.to_string())?;
+    let spec = reg.get(key).map_err(|e| e.to_string())?.clone();
+    let syn = &exp.data.synthetic;
+    let (reg, resolution) = match exp.data.root.resolve() {
+        Ok(None) => (
+            reg.with_fixed_root(repo_root.join(&syn.dir)),
+            syn.resolution,
+        ),
+        Ok(Some(root)) => (reg.with_data_root(root), Resolution::Real),
+        // No data root configured: the official counts below.
+        Err(_) => (reg, Resolution::Real),
+    };
+    let size = |cat: &str| {
+        let ci = spec
+            .categories
+            .iter()
+            .position(|c| c.name == cat)
+            .unwrap_or(0);
+        let (w, h) = synth::image_size(key, ci, cat, resolution);
+        (w * h) as f64 / 1e6
+    };
+    let twins_current = exp.data.root.is_embedded()
+        && std::fs::read_to_string(repo_root.join(&syn.dir).join(".synth-complete")).ok()
+            == Some(syn.options().stamp());
+    if (!exp.data.root.is_embedded() || twins_current)
+        && let Ok(samples) = list_samples(&reg, key, exp.protocol, &ListOptions::default())
+    {
+        let mut per_cat: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &samples {
+            *per_cat.entry(&s.category).or_default() += 1;
+        }
+        return Ok(DatasetInfo {
+            images: samples.len(),
+            words: samples.iter().map(|s| s.class_word.clone()).collect(),
+            mpix: samples.iter().map(|s| size(&s.category)).sum(),
+            largest_category: per_cat.values().copied().max().unwrap_or(0),
+            source: "listed",
+        });
+    }
+    // Not on disk (yet): the twins the generator would write, or the official counts.
+    let counts: Vec<(String, usize)> = if exp.data.root.is_embedded() {
+        let planned = synth::planned(&reg, Path::new("."), &syn.options());
+        let ds = planned
+            .into_iter()
+            .find(|d| d.key == key)
+            .ok_or("no such twin")?;
+        ds.categories
+            .into_iter()
+            .map(|c| (c.name, c.normal + c.anomalous))
+            .collect()
+    } else {
+        spec.categories
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.normal.unwrap_or(0) + c.anomalous.unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    Ok(DatasetInfo {
+        images: counts.iter().map(|(_, n)| n).sum(),
+        // One word per category (the reference's path-derived word can merge them).
+        words: counts.iter().map(|(c, _)| format!("{key}/{c}")).collect(),
+        mpix: counts.iter().map(|(c, n)| size(c) * *n as f64).sum(),
+        largest_category: counts.iter().map(|(_, n)| *n).max().unwrap_or(0),
+        source: if exp.data.root.is_embedded() {
+            "planned twins"
+        } else {
+            "official counts (data not found)"
+        },
+    })
+}
+
+/// One job's projection.
+#[derive(Debug, Clone)]
+pub struct JobEstimate {
+    pub label: String,
+    pub cpu: Vec<Stage>,
+    pub gpu: Vec<Stage>,
+    pub memory: Memory,
+    pub store: TrainStore,
+    pub trains: bool,
+}
+
+/// The projection of a set of experiments.
+#[derive(Debug, Clone, Default)]
+pub struct Estimate {
+    pub jobs: Vec<JobEstimate>,
+    pub notes: Vec<String>,
+}
+
+fn text_config(exp: &Experiment) -> ClipTextConfig {
+    if exp.text.weights.is_embedded() {
+        let e = &exp.text.embedded;
+        ClipTextConfig {
+            intermediate_size: 4 * e.width,
+            hidden_size: e.width,
+            num_hidden_layers: e.layers,
+            num_attention_heads: e.heads,
+            projection_dim: e.embed_dim,
+            ..ClipTextConfig::vitl14_336()
+        }
+    } else {
+        ClipTextConfig::vitl14_336()
+    }
+}
+
+/// Projects the cost of every job of `experiments` (see the module docs).
+pub fn estimate(experiments: &[LoadedExperiment], repo_root: &Path) -> Result<Estimate, String> {
+    let mut out = Estimate::default();
+    let mut seen_runs = BTreeSet::new();
+    let mut trained = BTreeSet::new();
+    let mut encoded: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut infos: BTreeMap<(String, String), DatasetInfo> = BTreeMap::new();
+    let budget = |e: &Experiment| Budget::resolve(e.cache.memory_budget);
+    for loaded in experiments {
+        let base = &loaded.experiment;
+        for job in jobs(base) {
+            let dir = ExperimentDir::new(Path::new("runs"), base);
+            if !seen_runs.insert(dir.run(&job).path) {
+                continue;
+            }
+            let exp = job.config(base);
+            let mut info = |key: &str| -> Result<DatasetInfo, String> {
+                let k = (
+                    serde_json::to_string(&exp.data).unwrap_or_default(),
+                    key.to_string(),
+                );
+                if let Some(i) = infos.get(&k) {
+                    return Ok(i.clone());
+                }
+                let i = dataset_info(&exp, key, repo_root)?;
+                infos.insert(k, i.clone());
+                Ok(i)
+            };
+            let (train, target) = (info(&job.train)?, info(&job.target)?);
+            for i in [&train, &target] {
+                let note = format!("counts: {}", i.source);
+                if !out.notes.contains(&note) {
+                    out.notes.push(note);
+                }
+            }
+            out.jobs.push(job_estimate(
+                &exp,
+                &job,
+                &dir,
+                &train,
+                &target,
+                &budget(base),
+                &mut trained,
+                &mut encoded,
+            )?);
+        }
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn job_estimate(
+    exp: &Experiment,
+    job: &Job,
+    dir: &ExperimentDir,
+    train: &DatasetInfo,
+    target: &DatasetInfo,
+    budget: &Budget,
+    trained: &mut BTreeSet<std::path::PathBuf>,
+    encoded: &mut BTreeSet<(String, String)>,
+) -> Result<JobEstimate, String> {
+    // Without the weights at hand, the paper's backbone.
+    let backbone = backbone_config(&exp.backbone).unwrap_or_else(|_| DinoV3Config::vitl16());
+    let text = text_config(exp);
+    let method = job.method_config(exp, backbone.hidden_size, text.projection_dim);
+    let trains = trained.insert(dir.training(job).path);
+    let tokens = (exp.data.image_size / backbone.patch_size).pow(2);
+    let per_image = bytes_per_image(
+        method.n_taps(),
+        backbone.hidden_size,
+        tokens,
+        exp.cache.dtype,
+    );
+    let store = choose_store(exp.cache.train, train.images, per_image, budget.bytes);
+    let epochs = exp.train.epochs;
+    let (train_images, train_mpix) = match (trains, store) {
+        (false, _) => (0, 0.0),
+        (true, TrainStore::Recompute) => (train.images * epochs, train.mpix * (epochs + 1) as f64),
+        (true, _) => (train.images, train.mpix),
+    };
+    let weights = format!("{:?}", exp.text);
+    let mut words = 0;
+    for w in train.words.iter().chain(&target.words) {
+        if encoded.insert((weights.clone(), w.clone())) {
+            words += 1;
+        }
+    }
+    let checkpoints =
+        if exp.eval.every_epoch { epochs } else { 1 } + usize::from(exp.eval.untrained_baseline);
+    let s2 = (exp.data.image_size * exp.data.image_size) as f64;
+    let work = Work {
+        train_images,
+        train_mpix,
+        train_image_steps: if trains { train.images * epochs } else { 0 },
+        words,
+        target_images: target.images,
+        target_mpix: target.mpix,
+        checkpoints,
+        target_pixels: target.images as f64 * s2,
+    };
+    let store_bytes = if trains && store == TrainStore::Memory {
+        per_image * train.images as u64
+    } else {
+        0
+    };
+    let memory = cost::memory(
+        &backbone,
+        &text,
+        &method,
+        exp.train.extract_batch_size,
+        exp.train.batch_size.min(train.images.max(1)),
+        checkpoints,
+        store_bytes,
+        target.largest_category as f64 * s2,
+        budget.bytes,
+    );
+    let stages = |r: &Rates| cost::stages(&backbone, &text, &method, &work, r);
+    Ok(JobEstimate {
+        label: format!("{}-{}/{job}", exp.name, exp.profile),
+        cpu: stages(&BUILD_CPU),
+        gpu: stages(&H200),
+        memory,
+        store,
+        trains,
+    })
+}
+
+impl Estimate {
+    /// Total seconds on the CPU and on the GPU.
+    pub fn totals(&self) -> (f64, f64) {
+        let sum = |f: fn(&JobEstimate) -> &Vec<Stage>| {
+            self.jobs
+                .iter()
+                .flat_map(|j| f(j).iter())
+                .map(|s| s.seconds)
+                .sum::<f64>()
+        };
+        (sum(|j| &j.cpu), sum(|j| &j.gpu))
+    }
+
+    /// The largest peak memory of any job.
+    pub fn peak(&self) -> u64 {
+        self.jobs
+            .iter()
+            .map(|j| j.memory.fixed + j.memory.data)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A Markdown report: per job and stage, then totals, the dominant stage and the notes.
+    pub fn render(&self) -> String {
+        let mut s = String::from(
+            "| job | stage | TFLOP | CPU (build machine) | 1x H200 (projected) |\n|---|---|---:|---:|---:|\n",
+        );
+        let mut by_stage: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        for j in &self.jobs {
+            for (c, g) in j.cpu.iter().zip(&j.gpu) {
+                let e = by_stage.entry(c.name).or_default();
+                e.0 += c.seconds;
+                e.1 += g.seconds;
+                if c.seconds > 0.0 {
+                    s.push_str(&format!(
+                        "| {} | {} | {:.2} | {} | {} |\n",
+                        j.label,
+                        c.name,
+                        c.flops / 1e12,
+                        clock(c.seconds),
+                        clock(g.seconds)
+                    ));
+                }
+            }
+            s.push_str(&format!(
+                "| {} | peak memory | | {} fixed + {} data ({} training store{}) | |\n",
+                j.label,
+                format_bytes(j.memory.fixed),
+                format_bytes(j.memory.data),
+                match j.store {
+                    TrainStore::Memory => "memory",
+                    TrainStore::Disk => "disk",
+                    TrainStore::Recompute => "recompute",
+                    TrainStore::Auto => "auto",
+                },
+                if j.trains { "" } else { ", training shared" }
+            ));
+        }
+        let (cpu, gpu) = self.totals();
+        s.push_str("\n| stage | CPU | 1x H200 |\n|---|---:|---:|\n");
+        for (name, (c, g)) in &by_stage {
+            s.push_str(&format!("| {name} | {} | {} |\n", clock(*c), clock(*g)));
+        }
+        s.push_str(&format!(
+            "| **total** | **{}** | **{}** |\n",
+            clock(cpu),
+            clock(gpu)
+        ));
+        if let Some((name, (c, _))) = by_stage.iter().max_by(|a, b| a.1.0.total_cmp(&b.1.0)) {
+            s.push_str(&format!(
+                "\n{} jobs; dominant stage on the CPU: {name} ({:.0} % of the time); largest job peak memory {}.\n",
+                self.jobs.len(),
+                100.0 * c / cpu.max(1e-12),
+                format_bytes(self.peak())
+            ));
+        }
+        for n in &self.notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+        s.push_str(&format!(
+            "- CPU rates: {}; GPU: {} (docs/scale.md).\n",
+            BUILD_CPU.name, H200.name
+        ));
+        s
+    }
+}
