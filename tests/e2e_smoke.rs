@@ -220,6 +220,29 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
         numbers(&first),
         "a resumed run ends with the same numbers"
     );
+
+    // --force really retrains: the old run and training are moved aside (not deleted, not
+    // reused) and the new training starts from epoch 0.
+    sweep(tmp.path(), &runs, "table4", &["--all", "--force"]);
+    let exp_dir = runs.join("paper-smoke");
+    let aside = |dir: &Path, name: &str| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(&format!("{name}.replaced-"))
+            })
+            .count()
+    };
+    assert_eq!(aside(&exp_dir, "full__visa__mvtec__s0"), 1);
+    assert_eq!(aside(&exp_dir.join("_train"), "full__visa__s0"), 1);
+    let log = std::fs::read_to_string(exp_dir.join("_train/full__visa__s0/log.txt")).unwrap();
+    assert!(!log.contains("resuming"), "a forced training starts afresh:\n{log}");
+    assert_eq!(numbers(&metrics(&run)), numbers(&first), "and is deterministic");
+    // Collect ignores the moved-aside runs.
+    let (runs_found, _) = ava_dino::report::collect_runs(&runs).unwrap();
+    assert_eq!(runs_found.len(), 1);
 }
 
 #[test]

@@ -455,3 +455,39 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A tap beyond the backbone the weights describe (or an image size its patch does not divide)
+/// stops the sweep with one clear error before any work: no panic after the weights are loaded.
+#[test]
+fn taps_are_checked_against_the_loaded_backbone_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let bb = dir.path().join("bb");
+    let out = ava(&["random-backbone", "--preset", "tiny", "--out", bb.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs = dir.path().join("runs");
+    let weights = format!("backbone.weights={}", bb.display());
+    let syn = format!("data.synthetic.dir={}", dir.path().join("syn").display());
+    let out = ava(&[
+        "sweep",
+        "experiments/table4.yaml",
+        "--profile",
+        "smoke",
+        "--all",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--set",
+        &weights,
+        "--set",
+        "backbone.taps=[30]",
+        "--set",
+        "data.image_size=32",
+        "--set",
+        &syn,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("tap 30 is out of range"), "{err}");
+    assert!(err.contains("nothing was run"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!runs.exists(), "no run directory may be created");
+}

@@ -53,7 +53,15 @@ fn resolve(source: &Source, what: &str) -> Result<Option<PathBuf>, EngineError> 
 pub fn backbone_config(cfg: &BackboneConfig) -> Result<DinoV3Config, EngineError> {
     match resolve(&cfg.weights, "DINOv3 weights")? {
         None => Ok(embedded_config(cfg)),
-        Some(path) => Ok(crate::backbone::load::config_for(&path)?),
+        Some(path) => {
+            // The weights file the loader would pick, and the config beside it.
+            let file = if path.is_dir() {
+                crate::backbone::load::weights_in_dir(&path)?
+            } else {
+                path
+            };
+            Ok(crate::backbone::load::config_for(&file)?)
+        }
     }
 }
 

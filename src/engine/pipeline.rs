@@ -130,6 +130,14 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     provenance.memory_budget = budget.bytes;
     say(run, &budget.describe())?;
     let shard_dir = cx.repo_root.join(&exp.cache.dir);
+    // Temporaries of shard writers killed earlier; an hour is far longer than any shard write,
+    // so a process writing now is never disturbed.
+    crate::io::sweep_temps(&shard_dir, std::time::Duration::from_secs(3600)).map_err(|source| {
+        EngineError::Io {
+            path: shard_dir.clone(),
+            source,
+        }
+    })?;
     let extractor = |batch_size: usize, shards: Option<Shards>| Extractor {
         assets: &assets,
         taps: exp.backbone.taps.clone(),

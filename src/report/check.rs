@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::table::TableJson;
+use super::render::TableJson;
 
 /// Absolute tolerances: metric cells in percentage points, routing-weight cells in weight units.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -8,14 +8,14 @@ pub mod charts;
 pub mod check;
 pub mod collect;
 pub mod published;
-pub mod table;
+pub mod render;
 pub mod tables;
 
 use std::path::{Path, PathBuf};
 
 pub use collect::{CollectedRun, collect_runs};
 pub use published::Published;
-pub use table::{Cell, CheckCell, Table, TableJson, TableMeta};
+pub use render::{Cell, CheckCell, Table, TableJson, TableMeta};
 pub use tables::ReportInput;
 
 use crate::experiment::{EpochSelection, TableKind, Variant};
@@ -23,7 +23,7 @@ use crate::experiment::{EpochSelection, TableKind, Variant};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]
-    Table(#[from] table::TableError),
+    Table(#[from] render::TableError),
     #[error(transparent)]
     Chart(#[from] charts::ChartError),
     #[error(

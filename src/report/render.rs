@@ -73,6 +73,19 @@ pub struct Table {
     pub cells: Vec<CheckCell>,
     /// Decimals printed in Markdown.
     pub decimals: usize,
+    /// How the Markdown splits a wide table: the first `key_columns` columns head every block,
+    /// then each block shows its columns (empty: one table). CSV and JSON keep the wide form.
+    pub layout: Vec<Block>,
+    pub key_columns: usize,
+}
+
+/// One Markdown block of a wide table: a heading and the columns it shows (their names with
+/// the block's `prefix` removed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    pub title: String,
+    pub prefix: String,
+    pub columns: Vec<usize>,
 }
 
 /// The JSON rendering.
@@ -195,21 +208,36 @@ impl Table {
         for n in &m.notes {
             s.push_str(&format!("- {n}\n"));
         }
-        s.push('\n');
-        s.push_str(&format!("| {} |\n", self.columns.join(" | ")));
+        if self.layout.is_empty() {
+            let all: Vec<usize> = (0..self.columns.len()).collect();
+            s.push('\n');
+            self.markdown_grid(&mut s, &all, "");
+        }
+        for b in &self.layout {
+            s.push_str(&format!("\n### {}\n\n", b.title));
+            let cols: Vec<usize> = (0..self.key_columns).chain(b.columns.clone()).collect();
+            self.markdown_grid(&mut s, &cols, &b.prefix);
+        }
+        s
+    }
+
+    /// A Markdown grid of the columns `cols` (names without `prefix`).
+    fn markdown_grid(&self, s: &mut String, cols: &[usize], prefix: &str) {
+        let names: Vec<&str> = cols
+            .iter()
+            .map(|&j| self.columns[j].strip_prefix(prefix).unwrap_or(&self.columns[j]))
+            .collect();
+        s.push_str(&format!("| {} |\n", names.join(" | ")));
         s.push_str(&format!(
             "|{}\n",
-            self.columns
-                .iter()
-                .enumerate()
-                .map(|(i, _)| if i == 0 { "---|" } else { "---:|" })
+            (0..cols.len())
+                .map(|i| if i == 0 { "---|" } else { "---:|" })
                 .collect::<String>()
         ));
         for r in &self.rows {
-            let cells: Vec<String> = r.iter().map(|c| c.markdown(self.decimals)).collect();
+            let cells: Vec<String> = cols.iter().map(|&j| r[j].markdown(self.decimals)).collect();
             s.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
-        s
     }
 
     pub fn to_json(&self) -> TableJson {
