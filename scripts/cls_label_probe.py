@@ -3,7 +3,7 @@
 AVA-DINO's routing sees only the L2-normalized CLS row of each tap: its anomaly weight is
 `softmax([c.u_n, c.u_a] / 0.1)[1]` with unit vectors `u_n, u_a` (the projected text features), so
 it is a bias-free linear read-out of `c` whose logit can move by at most `2 / 0.1` over the unit
-sphere. This script asks, of feature shards written by a sweep with `cache.disk: true`, how much
+sphere. This script asks, of feature shards written by a sweep with `cache.train: disk`, how much
 such a read-out could ever achieve:
 
 - per dataset and tap: mean pairwise cosine of the CLS rows, and the 5-fold cross-validated
@@ -14,7 +14,7 @@ such a read-out could ever achieve:
   DST of a bias-free logistic read-out fitted on SRC, and of the direction of SRC's mean
   within-category anomaly shift.
 
-    ava-dino sweep experiments/table4.yaml --profile smoke --all --set cache.disk=true \\
+    ava-dino sweep experiments/table4.yaml --profile smoke --all --set cache.train=disk \\
         --set cache.dir=/tmp/cache --set train.epochs=1 --runs /tmp/runs
     python scripts/cls_label_probe.py /tmp/cache --taps 1 7 --transfer VisA_20220922 MVTecAD
 """
@@ -39,19 +39,22 @@ def load(cache: str, taps: list[int]):
     for f in sorted(glob.glob(f"{cache}/*/*.safetensors")):
         with safe_open(f, "np") as s:
             key = next(iter(s.metadata().values()))
-            shards.append((f, key.split("image=file:")[1].split(":")[0]))
+            stored = [int(t) for t in key.split("|taps=")[1].split("|")[0].split(",")]
+            shards.append((f, key.split("image=file:")[1].split(":")[0], stored))
     if not shards:
-        raise SystemExit(f"no feature shards under {cache} (run a sweep with --set cache.disk=true)")
+        raise SystemExit(f"no feature shards under {cache} (run a sweep with --set cache.train=disk)")
     # The dataset is the first path component where the images' paths differ (its root folder);
     # the category is the next one.
-    parts = [p.split("/") for _, p in shards]
+    parts = [p.split("/") for _, p, _ in shards]
     depth = next(i for i in range(min(map(len, parts))) if len({q[i] for q in parts}) > 1)
     rows = []
-    for (f, path), comps in zip(shards, parts):
+    for (f, path, stored), comps in zip(shards, parts):
         cls = {}
         with safe_open(f, "np") as s:
+            # `cls` is [T, D], one row per stored tap in the key's order.
+            rows_cls = s.get_tensor("cls").astype(np.float64)
             for t in taps:
-                c = s.get_tensor(f"cls.{t}").astype(np.float64)
+                c = rows_cls[stored.index(t)]
                 cls[t] = c / np.linalg.norm(c)
         rows.append((comps[depth], comps[depth + 1], label_of(path), cls))
     return rows

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Parity fixtures for the DINOv3 backbone (kind `dinov3`, DESIGN.md section 5).
+"""Parity fixtures for the DINOv3 backbone (kind `dinov3`, docs/fixtures.md).
 
 Builds transformers' DINOv3ViTModel with random non-trivial weights, overrides its RoPE inverse
-frequencies with 1/bf16(periods) (what Meta's released checkpoints store; backbones.md section 3),
+frequencies with 1/bf16(periods) (what Meta's released checkpoints store; docs/backbone.md),
 and writes one case directory:
 
   config.json + model.safetensors   HF model directory (save_pretrained)

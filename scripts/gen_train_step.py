@@ -4,7 +4,7 @@
 This is our own re-implementation of the reference training step (`train.py`,
 `tools/utils.py::ava_dino_forward`, `tools/loss.py`, `CLIP/adapter.py` of aqeeelmirza/AVA-DINO)
 on tap features and text features given as tensors, with every dimension configurable and the
-ablation variants of DESIGN.md section 2. It writes, per case directory:
+ablation variants of docs/method.md. It writes, per case directory:
 
   config.json            dims, variant, protocol, loss weights, optimizer and schedule
   init.safetensors       parameters before training, reference checkpoint names (dots)

@@ -26,7 +26,7 @@ fn counts(samples: &[Sample]) -> BTreeMap<String, (usize, usize)> {
 }
 
 /// The reference's class word: component [-4] of the path under its default roots
-/// (datasets.md section 2): "Data" for VisA, the root's parent for the flat sets, else the
+/// (docs/data.md): "Data" for VisA, the root's parent for the flat sets, else the
 /// category folder (BTAD/ColonDB/ClinicDB: "01").
 fn reference_word(key: &str, category: &str) -> String {
     match key {

@@ -238,8 +238,15 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
     assert_eq!(aside(&exp_dir, "full__visa__mvtec__s0"), 1);
     assert_eq!(aside(&exp_dir.join("_train"), "full__visa__s0"), 1);
     let log = std::fs::read_to_string(exp_dir.join("_train/full__visa__s0/log.txt")).unwrap();
-    assert!(!log.contains("resuming"), "a forced training starts afresh:\n{log}");
-    assert_eq!(numbers(&metrics(&run)), numbers(&first), "and is deterministic");
+    assert!(
+        !log.contains("resuming"),
+        "a forced training starts afresh:\n{log}"
+    );
+    assert_eq!(
+        numbers(&metrics(&run)),
+        numbers(&first),
+        "and is deterministic"
+    );
     // Collect ignores the moved-aside runs.
     let (runs_found, _) = ava_dino::report::collect_runs(&runs).unwrap();
     assert_eq!(runs_found.len(), 1);

@@ -462,8 +462,18 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
 fn taps_are_checked_against_the_loaded_backbone_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let bb = dir.path().join("bb");
-    let out = ava(&["random-backbone", "--preset", "tiny", "--out", bb.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ava(&[
+        "random-backbone",
+        "--preset",
+        "tiny",
+        "--out",
+        bb.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let runs = dir.path().join("runs");
     let weights = format!("backbone.weights={}", bb.display());
     let syn = format!("data.synthetic.dir={}", dir.path().join("syn").display());

@@ -3,7 +3,7 @@
 //! Sequence layout: `[CLS, reg_1..reg_R, p_0..p_{HW-1}]`, patches row-major. Each block is
 //! `x += γ1 ⊙ Attn(LN1(x)); x += γ2 ⊙ MLP(LN2(x))` with RoPE on patch q/k and erf-GELU MLP.
 //! A tap `i` is the final norm applied to the output of block `i` (0-based), which is what the
-//! AVA-DINO reference hooks read (backbones.md section 2).
+//! AVA-DINO reference hooks read (docs/method.md, "Frozen features").
 
 use std::collections::BTreeMap;
 

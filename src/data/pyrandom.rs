@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn kvasir_subset_matches_reference_listing() {
-        // datasets.md section 6: sorted(l[850:]) after seed(42) shuffle of range(1000) starts/ends so.
+        // docs/data.md (Kvasir): sorted(l[850:]) after seed(42) shuffle of range(1000) starts/ends so.
         let mut l: Vec<u32> = (0..1000).collect();
         PyRandom::new(42).shuffle(&mut l);
         let mut t = l[850..].to_vec();

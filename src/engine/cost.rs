@@ -235,7 +235,7 @@ mod tests {
 
     #[test]
     fn vitl16_at_512_is_the_paper_budget() {
-        // DESIGN.md: about 0.73 TFLOP per image for the 24 blocks of ViT-L/16 at 512 px.
+        // About 0.73 TFLOP per image for the 24 blocks of ViT-L/16 at 512 px.
         let f = backbone_flops(&DinoV3Config::vitl16(), 512, 23);
         assert!((f / 1e12 - 0.73).abs() < 0.02, "{f}");
         // The taps stop at block 23: a model tapped at 11 runs half the blocks.

@@ -13,7 +13,7 @@ use crate::experiment::FeatureDtype;
 use crate::io::HostTensor;
 
 /// One image's features, tap-major: `cls` is `[T, D]`, `patches` is `[T, HW, D]` (the
-/// standardized patch rows of DESIGN.md section 2), both flattened.
+/// standardized patch rows of docs/method.md), both flattened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageFeatures {
     pub taps: usize,

@@ -1,4 +1,4 @@
-//! The experiment schema: every hyper-parameter of DESIGN.md section 2 as a field whose default is
+//! The experiment schema: every hyper-parameter of docs/method.md as a field whose default is
 //! the reference value, so an empty YAML file describes the reference run.
 //!
 //! Sections mirror the pipeline: `data`, `backbone`, `text`, `model`, `loss`, `optim`, `train`,

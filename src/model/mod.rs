@@ -1,4 +1,4 @@
-//! The AVA-DINO method (DESIGN.md section 2): dual bottleneck adapters per tap, text-guided
+//! The AVA-DINO method (docs/method.md): dual bottleneck adapters per tap, text-guided
 //! routing (and the ablation variants), cross-modal map / AACM / global heads, the reference
 //! losses, AdamW with warmup, checkpoints in our format and the reference's `epoch_N.pth`.
 //!

@@ -225,7 +225,11 @@ impl Table {
     fn markdown_grid(&self, s: &mut String, cols: &[usize], prefix: &str) {
         let names: Vec<&str> = cols
             .iter()
-            .map(|&j| self.columns[j].strip_prefix(prefix).unwrap_or(&self.columns[j]))
+            .map(|&j| {
+                self.columns[j]
+                    .strip_prefix(prefix)
+                    .unwrap_or(&self.columns[j])
+            })
             .collect();
         s.push_str(&format!("| {} |\n", names.join(" | ")));
         s.push_str(&format!(
