@@ -100,14 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = ava_dino::device::select(exp.device)?;
     let model = load_adapters(&rd.training(&metrics.job).epoch(epoch), &device)?;
     let repo_root = std::env::current_dir().context("reading the current directory")?;
-    let spec = AssetSpec {
-        data: &exp.data,
-        backbone: &exp.backbone,
-        text: &exp.text,
-        device: exp.device,
-        text_cache: exp.cache.dir.with_file_name("text"),
-    };
-    let assets = shared_assets(&spec, &repo_root, &device)?;
+    let assets = shared_assets(&AssetSpec::of(&exp), &repo_root, &device)?;
     let size = exp.data.image_size;
     let extractor = Extractor {
         assets: &assets,

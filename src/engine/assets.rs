@@ -13,7 +13,9 @@ use crate::backbone::{DinoV3, DinoV3Config, load_backbone};
 use crate::data::{Registry, synth};
 use crate::device::Backend;
 use crate::engine::cache::sha256_file;
-use crate::experiment::schema::{BackboneConfig, DataConfig, Source, TextConfig};
+use crate::experiment::schema::{
+    BackboneConfig, DataConfig, EmbeddedText, Experiment, Source, TextConfig,
+};
 use crate::text::{ClipText, ClipTextConfig, TextFeatureCache, load_text_encoder};
 
 /// Everything frozen that a job reads.
@@ -65,12 +67,35 @@ pub fn backbone_config(cfg: &BackboneConfig) -> Result<DinoV3Config, EngineError
     }
 }
 
+/// The shape of the embedded random CLIP text tower (CLIP's switches, the configured sizes).
+pub fn embedded_text_config(e: &EmbeddedText) -> ClipTextConfig {
+    ClipTextConfig {
+        intermediate_size: 4 * e.width,
+        hidden_size: e.width,
+        num_hidden_layers: e.layers,
+        num_attention_heads: e.heads,
+        projection_dim: e.embed_dim,
+        ..ClipTextConfig::vitl14_336()
+    }
+}
+
 fn embedded_config(cfg: &BackboneConfig) -> DinoV3Config {
     let e = &cfg.embedded;
     DinoV3Config::tiny(e.dim, e.depth, e.heads, e.patch, 4)
 }
 
-impl AssetSpec<'_> {
+impl<'a> AssetSpec<'a> {
+    /// The assets `exp` configures (text features cached beside the feature shards).
+    pub fn of(exp: &'a Experiment) -> Self {
+        AssetSpec {
+            data: &exp.data,
+            backbone: &exp.backbone,
+            text: &exp.text,
+            device: exp.device,
+            text_cache: exp.cache.dir.with_file_name("text"),
+        }
+    }
+
     /// The key under which a process keeps one set of assets.
     fn key(&self) -> String {
         serde_json::to_string(&(
@@ -139,14 +164,7 @@ impl Assets {
         let (clip, text_id) = match resolve(&spec.text.weights, "CLIP weights")? {
             None => {
                 let e = &spec.text.embedded;
-                let cfg = ClipTextConfig {
-                    intermediate_size: 4 * e.width,
-                    hidden_size: e.width,
-                    num_hidden_layers: e.layers,
-                    num_attention_heads: e.heads,
-                    projection_dim: e.embed_dim,
-                    ..ClipTextConfig::vitl14_336()
-                };
+                let cfg = embedded_text_config(e);
                 let model = ClipText::random(cfg, e.seed, device)?.with_activation(activation);
                 let id = format!(
                     "embedded:clip-{}x{}x{}:{}",

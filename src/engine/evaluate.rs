@@ -17,8 +17,8 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::EngineError;
-use super::extract::{Extractor, Want};
-use super::features::{ImageFeatures, batch_tensors};
+use super::extract::{Extracted, Extractor, Want, features_of};
+use super::features::batch_tensors;
 use super::inference::{ImagePrediction, Prompts, run_tensors};
 use super::progress::Progress;
 use crate::data::{Sample, SkippedFile};
@@ -41,6 +41,23 @@ pub struct TargetSet {
     /// Sorted by category, then path (as listed by the data room).
     pub samples: Vec<Sample>,
     pub prompts: Prompts,
+}
+
+/// A batch of samples, what came out of the extractor for it, and the files left out.
+pub type Extraction = (Vec<Sample>, Vec<Extracted>, Vec<SkippedFile>);
+
+impl TargetSet {
+    /// The images `indices` through `extractor`: the batch of samples and what came out of it
+    /// (bad files left out under `skip_bad`, and reported).
+    pub fn extract(
+        &self,
+        extractor: &Extractor,
+        indices: &[usize],
+    ) -> Result<Extraction, EngineError> {
+        let batch: Vec<Sample> = indices.iter().map(|&i| self.samples[i].clone()).collect();
+        let (done, bad) = extractor.run(&batch, Want::Features)?;
+        Ok((batch, done, bad))
+    }
 }
 
 /// Per-category metrics and per-image predictions of one checkpoint on a whole target.
@@ -87,18 +104,13 @@ pub fn evaluate(
         let mut gt: Vec<u8> = Vec::new();
         let mut preds: Vec<Vec<ImagePrediction>> = vec![Vec::new(); models.len()];
         for chunk in indices.chunks(opts.batch_size.max(1)) {
-            let batch: Vec<Sample> = chunk.iter().map(|&i| target.samples[i].clone()).collect();
-            let (done, bad) = extractor.run(&batch, Want::Features)?;
+            let (batch, done, bad) = target.extract(extractor, chunk)?;
             skipped.extend(bad);
             progress.inc_with(chunk.len() as u64, category);
             if done.is_empty() {
                 continue;
             }
-            let feats: Vec<&ImageFeatures> = done
-                .iter()
-                .map(|e| e.features.as_ref().expect("features asked for"))
-                .collect();
-            let (cls, patches) = batch_tensors(&feats, grid, &extractor.device);
+            let (cls, patches) = batch_tensors(&features_of(&done), grid, &extractor.device);
             let words = || done.iter().map(|e| batch[e.index].class_word.as_str());
             for (m, model) in models.iter().enumerate() {
                 let text = target.prompts.tensor(words(), &extractor.device);

@@ -60,6 +60,13 @@ pub enum Want {
     MasksOnly,
 }
 
+/// The features of extraction results asked for with [`Want::Features`].
+pub fn features_of(done: &[Extracted]) -> Vec<&ImageFeatures> {
+    done.iter()
+        .map(|e| e.features.as_ref().expect("features asked for"))
+        .collect()
+}
+
 impl Extractor<'_> {
     /// Token grid of the patch features.
     pub fn grid(&self) -> [usize; 2] {

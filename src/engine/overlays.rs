@@ -7,10 +7,8 @@ use std::path::Path;
 
 use super::EngineError;
 use super::evaluate::TargetSet;
-use super::extract::{Extractor, Want};
-use super::features::ImageFeatures;
+use super::extract::{Extractor, features_of};
 use super::inference::run_batch;
-use crate::data::Sample;
 use crate::experiment::RunDir;
 use crate::io::HostTensor;
 use crate::model::AvaDino;
@@ -35,18 +33,19 @@ pub fn write_overlays(
             .collect();
         idx.sort_by_key(|&i| (target.samples[i].label == 0, i));
         idx.truncate(k);
-        let batch: Vec<Sample> = idx.iter().map(|&i| target.samples[i].clone()).collect();
-        let (done, _) = extractor.run(&batch, Want::Features)?;
+        let (batch, done, _) = target.extract(extractor, &idx)?;
         if done.is_empty() {
             continue;
         }
-        let feats: Vec<&ImageFeatures> = done
-            .iter()
-            .map(|e| e.features.as_ref().expect("features asked for"))
-            .collect();
         let words = done.iter().map(|e| batch[e.index].class_word.as_str());
         let text = target.prompts.tensor(words, &extractor.device);
-        let outs = run_batch(model, &feats, extractor.grid(), text, &extractor.device);
+        let outs = run_batch(
+            model,
+            &features_of(&done),
+            extractor.grid(),
+            text,
+            &extractor.device,
+        );
         for (e, o) in done.iter().zip(outs) {
             let sample = &batch[e.index];
             let chw = crate::data::load_image_u8(&sample.image, s)?;

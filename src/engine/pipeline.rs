@@ -99,14 +99,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     let device = crate::device::select(exp.device)?;
     provenance.device = format!("{:?}", device);
     say(run, &format!("loading assets ({})", exp.profile))?;
-    let spec = AssetSpec {
-        data: &exp.data,
-        backbone: &exp.backbone,
-        text: &exp.text,
-        device: exp.device,
-        text_cache: exp.cache.dir.with_file_name("text"),
-    };
-    let assets = shared_assets(&spec, cx.repo_root, &device)?;
+    let assets = shared_assets(&AssetSpec::of(exp), cx.repo_root, &device)?;
     let size = exp.data.image_size;
     assets
         .backbone

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::EngineError;
 use super::cache::FeatureKey;
-use super::extract::{Extractor, Want};
+use super::extract::{Extractor, Want, features_of};
 use super::features::{FeatureTable, ImageFeatures, MaskTable, batch_tensors, bytes_per_image};
 use super::inference::Prompts;
 use super::progress::Progress;
@@ -158,11 +158,7 @@ impl<'a> TrainSet<'a> {
                         message: "an image became unreadable after the first pass; rerun".into(),
                     });
                 }
-                let feats: Vec<&ImageFeatures> = done
-                    .iter()
-                    .map(|e| e.features.as_ref().expect("features asked for"))
-                    .collect();
-                let (c, p) = batch_tensors(&feats, ex.grid(), device);
+                let (c, p) = batch_tensors(&features_of(&done), ex.grid(), device);
                 (c, p, ex.grid())
             }
         };

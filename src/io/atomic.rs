@@ -58,16 +58,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_with(path, |file| file.write_all(bytes))
 }
 
-/// Writes `path` atomically through `fill`, which receives a fresh temporary file.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut File) -> io::Result<()>,
-) -> io::Result<()> {
+/// The directory of `path` (`.` for a bare name), created if missing.
+fn parent_dir(path: &Path) -> io::Result<&Path> {
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(parent)?;
+    Ok(parent)
+}
+
+/// Writes `path` atomically through `fill`, which receives a fresh temporary file.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let parent = parent_dir(path)?;
     let (tmp, mut file) = create_temp(path)?;
     let result = (|| {
         fill(&mut file)?;
@@ -87,11 +93,7 @@ pub fn write_atomic_with(
 /// partial file (the complete temporary is hard-linked into place, which fails if the name is
 /// taken). `AlreadyExists` when `path` exists.
 pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent)?;
+    let parent = parent_dir(path)?;
     let (tmp, mut file) = create_temp(path)?;
     let result = (|| {
         file.write_all(bytes)?;

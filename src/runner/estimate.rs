@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::backbone::DinoV3Config;
 use crate::data::synth::{self, Resolution};
 use crate::data::{ListOptions, Registry, list_samples};
-use crate::engine::assets::backbone_config;
+use crate::engine::assets::{backbone_config, embedded_text_config};
 use crate::engine::budget::Budget;
 use crate::engine::cost::{self, BUILD_CPU, H200, Memory, Rates, Stage, Work};
 use crate::engine::features::bytes_per_image;
@@ -132,15 +132,7 @@ pub struct Estimate {
 
 fn text_config(exp: &Experiment) -> ClipTextConfig {
     if exp.text.weights.is_embedded() {
-        let e = &exp.text.embedded;
-        ClipTextConfig {
-            intermediate_size: 4 * e.width,
-            hidden_size: e.width,
-            num_hidden_layers: e.layers,
-            num_attention_heads: e.heads,
-            projection_dim: e.embed_dim,
-            ..ClipTextConfig::vitl14_336()
-        }
+        embedded_text_config(&exp.text.embedded)
     } else {
         ClipTextConfig::vitl14_336()
     }
