@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use ava_dino::io::{HostTensor, TensorFile};
-use ava_dino::model::checkpoint::{expected_shapes, from_named};
+use ava_dino::model::checkpoint::{from_named, key_table};
 use ava_dino::model::{Batch, LossWeights, MethodConfig, OptimConfig, Protocol, Trainer, Variant};
 use burn::tensor::{Device, Tensor};
 use common::parity::contract::Scratch;
@@ -249,13 +249,13 @@ fn run_case(r: &mut Report, case: &Case) {
             .required(case, &expected, &total, Dtype::F32, &["1"])
             .is_some();
     }
-    for (name, shape) in expected_shapes(&fx.method) {
-        let name = format!("final.{name}");
+    for key in key_table(&fx.method).keys() {
+        let (name, shape) = (format!("final.{}", key.name), &key.shape);
         let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
         let dims: Vec<&str> = dims.iter().map(String::as_str).collect();
         ok &= r
             .required(case, &expected, &name, Dtype::F32, &dims)
-            .is_some_and(|t| r.shape_is(case, EXPECTED, &name, &t.shape, &shape));
+            .is_some_and(|t| r.shape_is(case, EXPECTED, &name, &t.shape, shape));
     }
     if !ok {
         return;

@@ -39,11 +39,13 @@ pub struct DinoV3Config {
 impl DinoV3Config {
     /// ViT-L/16 as released (`dinov3_vitl16_pretrain_lvd1689m`), the AVA-DINO backbone.
     pub fn vitl16() -> Self {
-        Self::tiny(1024, 24, 16, 16, 4)
+        Self::like_vitl16(1024, 24, 16, 16, 4)
     }
 
-    /// A config with the released model's switches and the given sizes (MLP ratio 4).
-    pub fn tiny(
+    /// The released ViT-L/16's design (its biases, LayerNorm epsilon, RoPE base, MLP ratio 4)
+    /// at any size: `vitl16()` is `like_vitl16(1024, 24, 16, 16, 4)`; small sizes make the
+    /// embedded random backbones and the test models.
+    pub fn like_vitl16(
         hidden_size: usize,
         layers: usize,
         heads: usize,

@@ -1,21 +1,30 @@
 //! Loading DINOv3 weights (HF directory or Meta `.pth` / `.safetensors`) and saving HF directories.
 //!
-//! Every source is first read into host tensors by its own names, then mapped to the canonical
-//! (Meta) names of [`Weights`] through [`GLOBAL_KEYS`] / [`BLOCK_KEYS`], with the two layout
-//! differences handled explicitly: HF splits `qkv` into q/k/v and drops the k bias; Meta stores
-//! `bias_mask` (applied here: `bias ⊙ bias_mask`) and the bf16 RoPE `periods`.
+//! The model's tensors are listed once, in [`key_table`]: canonical (Meta) names, PyTorch shapes,
+//! seeded random init. A file is read by [`crate::io::read_weights`], its names mapped onto the
+//! canonical ones ([`to_canonical`]: HF renames through [`GLOBAL_KEYS`] / [`BLOCK_KEYS`], HF's
+//! separate q/k/v fused into `qkv`, Meta's `bias_mask` applied as `bias ⊙ bias_mask`, Meta's bf16
+//! RoPE `periods` kept), checked against the table, and put into the module by name
+//! ([`crate::io::named`], through [`canonical_name`]). Saving ([`DinoV3::to_weights`],
+//! [`save_hf_dir`]) and random weights ([`DinoV3::random`]) use the same table and names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use burn::store::pytorch_reader::{DType as PtDType, PytorchReader};
+use burn::nn::{Initializer, LayerNormConfig, LinearConfig};
 use burn::tensor::Device;
 
 use super::BackboneError;
 use super::config::DinoV3Config;
 use super::rope::bf16_periods;
-use super::vit::{DinoV3, Weights};
-use crate::io::{HostData, HostTensor, TensorFile};
+use super::vit::{Attention, Block, DinoV3, Mlp};
+use crate::io::named::{LinearWeights, from_named, to_named};
+use crate::io::{HostData, HostTensor, Init, KeyProblem, KeyTable, TensorFile, read_weights};
+use crate::rng::SplitMix64;
+
+/// Weights by canonical (Meta-layout) name, PyTorch shapes (`Linear` weights `[out, in]`);
+/// `blocks.i.attn.qkv.bias` is the effective bias (`bias ⊙ bias_mask`).
+pub type Weights = BTreeMap<String, HostTensor>;
 
 /// `(Meta name, HF name)` of the tensors outside the blocks that map one to one.
 pub const GLOBAL_KEYS: &[(&str, &str)] = &[
@@ -50,6 +59,170 @@ pub const BLOCK_KEYS: &[(&str, &str)] = &[
 /// Released Meta file name whose architecture is the [`DinoV3Config::vitl16`] preset.
 pub const RELEASED_VITL16_PREFIX: &str = "dinov3_vitl16_pretrain_lvd1689m-";
 
+/// Every tensor of a DINOv3 model of `c`: canonical name, PyTorch shape, random init, in the
+/// order random weights are drawn (uniform draws; LayerScale in [0.1, 0.5] so deep random stacks
+/// stay well-conditioned).
+pub fn key_table(c: &DinoV3Config) -> KeyTable {
+    let (d, f, ch, p) = (
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_channels,
+        c.patch_size,
+    );
+    let uni = |lo: f32, hi: f32| Init::Uniform { lo, hi };
+    // ±1/sqrt(fan_in), in f32.
+    let fan = |n: usize| {
+        let b = 1.0 / (n as f32).sqrt();
+        uni(-b, b)
+    };
+    let mut t = KeyTable::new();
+    t.push(
+        "patch_embed.proj.weight",
+        vec![d, ch, p, p],
+        fan(ch * p * p),
+    );
+    t.push("patch_embed.proj.bias", vec![d], uni(-0.1, 0.1));
+    t.push("cls_token", vec![1, 1, d], uni(-1.0, 1.0));
+    if c.num_register_tokens > 0 {
+        t.push(
+            "storage_tokens",
+            vec![1, c.num_register_tokens, d],
+            uni(-1.0, 1.0),
+        );
+    }
+    t.push("norm.weight", vec![d], uni(0.8, 1.2));
+    t.push("norm.bias", vec![d], uni(-0.1, 0.1));
+    for i in 0..c.num_hidden_layers {
+        let b = format!("blocks.{i}");
+        for n in ["norm1", "norm2"] {
+            t.push(format!("{b}.{n}.weight"), vec![d], uni(0.8, 1.2));
+            t.push(format!("{b}.{n}.bias"), vec![d], uni(-0.1, 0.1));
+        }
+        t.push(format!("{b}.attn.qkv.weight"), vec![3 * d, d], fan(d));
+        t.push(format!("{b}.attn.qkv.bias"), vec![3 * d], uni(-0.1, 0.1));
+        t.push(format!("{b}.attn.proj.weight"), vec![d, d], fan(d));
+        if c.proj_bias {
+            t.push(format!("{b}.attn.proj.bias"), vec![d], uni(-0.1, 0.1));
+        }
+        t.push(format!("{b}.mlp.fc1.weight"), vec![f, d], fan(d));
+        if c.mlp_bias {
+            t.push(format!("{b}.mlp.fc1.bias"), vec![f], uni(-0.1, 0.1));
+        }
+        t.push(format!("{b}.mlp.fc2.weight"), vec![d, f], fan(f));
+        if c.mlp_bias {
+            t.push(format!("{b}.mlp.fc2.bias"), vec![d], uni(-0.1, 0.1));
+        }
+        t.push(format!("{b}.ls1.gamma"), vec![d], uni(0.1, 0.5));
+        t.push(format!("{b}.ls2.gamma"), vec![d], uni(0.1, 0.5));
+    }
+    t
+}
+
+/// The canonical name of a parameter of [`DinoV3`] from its (PyTorch-convention) field path:
+/// the fields named otherwise than Meta's tensors.
+pub fn canonical_name(path: &str) -> String {
+    match path {
+        "patch_weight" => "patch_embed.proj.weight".into(),
+        "patch_bias" => "patch_embed.proj.bias".into(),
+        "register_tokens" => "storage_tokens".into(),
+        p if p.ends_with(".ls1") || p.ends_with(".ls2") => format!("{p}.gamma"),
+        p => p.to_string(),
+    }
+}
+
+/// The module of `c` with lazy (never materialized) parameters, to be filled by name.
+fn skeleton(c: &DinoV3Config, periods: Vec<f32>, device: &Device) -> DinoV3 {
+    let (d, f) = (c.hidden_size, c.intermediate_size);
+    let lazy = Initializer::Zeros;
+    let linear = |i: usize, o: usize, bias: bool| {
+        LinearConfig::new(i, o)
+            .with_bias(bias)
+            .with_initializer(lazy.clone())
+            .init(device)
+    };
+    let norm = || {
+        LayerNormConfig::new(d)
+            .with_epsilon(c.layer_norm_eps)
+            .init(device)
+    };
+    DinoV3 {
+        patch_weight: lazy.init([d, c.num_channels, c.patch_size, c.patch_size], device),
+        patch_bias: lazy.init([d], device),
+        cls_token: lazy.init([1, 1, d], device),
+        register_tokens: (c.num_register_tokens > 0)
+            .then(|| lazy.init([1, c.num_register_tokens, d], device)),
+        blocks: (0..c.num_hidden_layers)
+            .map(|_| Block {
+                norm1: norm(),
+                attn: Attention {
+                    qkv: linear(d, 3 * d, true),
+                    proj: linear(d, d, c.proj_bias),
+                    num_heads: c.num_attention_heads,
+                },
+                ls1: lazy.init([d], device),
+                norm2: norm(),
+                mlp: Mlp {
+                    fc1: linear(d, f, c.mlp_bias),
+                    fc2: linear(f, d, c.mlp_bias),
+                },
+                ls2: lazy.init([d], device),
+            })
+            .collect(),
+        norm: norm(),
+        periods,
+        config: c.clone(),
+    }
+}
+
+impl DinoV3 {
+    /// Builds the model from canonical weights checked against [`key_table`] (see
+    /// [`to_canonical`]); `weights` move into the model.
+    pub fn from_weights(
+        config: &DinoV3Config,
+        periods: Vec<f32>,
+        mut weights: Weights,
+        device: &Device,
+    ) -> Result<Self, BackboneError> {
+        from_named(
+            skeleton(config, periods, device),
+            &mut weights,
+            &canonical_name,
+            LinearWeights::Contiguous,
+            device,
+        )
+        .map_err(|problems| BackboneError::Config {
+            path: PathBuf::from("<weights>"),
+            reason: format!("weights do not fit the model: {}", problems.join("; ")),
+        })
+    }
+
+    /// The model's weights back in canonical form (PyTorch shapes).
+    pub fn to_weights(&self) -> Weights {
+        to_named(self, &canonical_name)
+    }
+
+    /// A model with seeded, deterministic, non-trivial weights drawn from [`key_table`]. The k
+    /// third of the qkv bias is zero unless the config has a k bias, as Meta masks it.
+    pub fn random(config: &DinoV3Config, seed: u64, device: &Device) -> Self {
+        let mut rng = SplitMix64(seed ^ 0x5EED_D1A0_0003);
+        let mut w = key_table(config).random(&mut rng, device);
+        let d = config.hidden_size;
+        if !config.key_bias {
+            for i in 0..config.num_hidden_layers {
+                if let Some(HostData::F32(v)) = w
+                    .get_mut(&format!("blocks.{i}.attn.qkv.bias"))
+                    .map(|t| &mut t.data)
+                {
+                    v[d..2 * d].iter_mut().for_each(|x| *x = 0.0);
+                }
+            }
+        }
+        let periods = bf16_periods(config.head_dim(), config.rope_theta);
+        Self::from_weights(config, periods, w, device)
+            .expect("the key table and the module skeleton list the same tensors")
+    }
+}
+
 /// Which naming a weights file uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -75,122 +248,21 @@ pub fn detect_layout(path: &Path, keys: &BTreeSet<String>) -> Result<Layout, Bac
     }
 }
 
-/// Canonical names and PyTorch shapes the model needs for `c`.
-pub fn expected_shapes(c: &DinoV3Config) -> BTreeMap<String, Vec<usize>> {
-    let (d, f, p) = (c.hidden_size, c.intermediate_size, c.patch_size);
-    let mut m = BTreeMap::new();
-    m.insert("cls_token".to_string(), vec![1, 1, d]);
-    if c.num_register_tokens > 0 {
-        m.insert("storage_tokens".into(), vec![1, c.num_register_tokens, d]);
-    }
-    m.insert(
-        "patch_embed.proj.weight".into(),
-        vec![d, c.num_channels, p, p],
-    );
-    m.insert("patch_embed.proj.bias".into(), vec![d]);
-    m.insert("norm.weight".into(), vec![d]);
-    m.insert("norm.bias".into(), vec![d]);
-    for i in 0..c.num_hidden_layers {
-        let b = format!("blocks.{i}");
-        for (k, s) in [
-            ("norm1.weight", vec![d]),
-            ("norm1.bias", vec![d]),
-            ("norm2.weight", vec![d]),
-            ("norm2.bias", vec![d]),
-            ("attn.qkv.weight", vec![3 * d, d]),
-            ("attn.qkv.bias", vec![3 * d]),
-            ("attn.proj.weight", vec![d, d]),
-            ("mlp.fc1.weight", vec![f, d]),
-            ("mlp.fc2.weight", vec![d, f]),
-            ("ls1.gamma", vec![d]),
-            ("ls2.gamma", vec![d]),
-        ] {
-            m.insert(format!("{b}.{k}"), s);
-        }
-        if c.proj_bias {
-            m.insert(format!("{b}.attn.proj.bias"), vec![d]);
-        }
-        if c.mlp_bias {
-            m.insert(format!("{b}.mlp.fc1.bias"), vec![f]);
-            m.insert(format!("{b}.mlp.fc2.bias"), vec![d]);
-        }
-    }
-    m
-}
-
-/// Reads every tensor of a `.safetensors` or PyTorch (`.pth`, `.pt`, `.bin`) file as f32.
+/// Every tensor of a `.safetensors` or PyTorch (`.pth`, `.pt`, `.bin`) file as f32 (masks may
+/// be stored as bool or ints).
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, HostTensor>, BackboneError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !path.is_file() {
-        return Err(BackboneError::NotFound { path: path.into() });
-    }
-    if ext == "safetensors" {
-        let f = TensorFile::read(path).map_err(|e| BackboneError::Weights {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
-        return Ok(f.tensors.into_iter().map(|(k, t)| (k, as_f32(t))).collect());
-    }
-    if !matches!(ext.as_str(), "pth" | "pt" | "bin") {
-        return Err(BackboneError::Weights {
-            path: path.into(),
-            reason: "unknown weights extension: expected .safetensors, .pth, .pt or .bin".into(),
-        });
-    }
-    let reader = PytorchReader::new(path).map_err(|e| BackboneError::Weights {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    let mut out = BTreeMap::new();
-    for (name, t) in reader.into_tensors() {
-        let bytes = t.read().map_err(|e| BackboneError::Weights {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
-        let values = pt_to_f32(t.dtype(), &bytes).ok_or_else(|| BackboneError::Weights {
-            path: path.into(),
-            reason: format!("tensor `{name}` has unsupported dtype {:?}", t.dtype()),
-        })?;
-        out.insert(name, HostTensor::f32(t.shape().to_vec(), values));
-    }
-    Ok(out)
+    Ok(read_weights(path)?
+        .tensors
+        .into_iter()
+        .map(|(k, t)| match t.data {
+            HostData::F32(_) => (k, t),
+            _ => (k, HostTensor::f32(t.shape.clone(), t.to_f32_vec())),
+        })
+        .collect())
 }
 
-/// Widens any numeric host tensor to f32 (masks may be stored as bool or ints).
-fn as_f32(t: HostTensor) -> HostTensor {
-    match t.data {
-        HostData::F32(_) => t,
-        _ => HostTensor::f32(t.shape.clone(), t.to_f32_vec()),
-    }
-}
-
-/// Native-endian PyTorch bytes to f32 (floats widened/narrowed, ints and bools converted).
-fn pt_to_f32(dtype: PtDType, b: &[u8]) -> Option<Vec<f32>> {
-    macro_rules! conv {
-        ($n:expr, $f:expr) => {
-            b.chunks_exact($n)
-                .map(|c| $f(c.try_into().unwrap()))
-                .collect()
-        };
-    }
-    Some(match dtype {
-        PtDType::F32 => conv!(4, f32::from_ne_bytes),
-        PtDType::F64 => conv!(8, |c| f64::from_ne_bytes(c) as f32),
-        PtDType::F16 => conv!(2, |c| half::f16::from_ne_bytes(c).to_f32()),
-        PtDType::BF16 => conv!(2, |c| half::bf16::from_ne_bytes(c).to_f32()),
-        PtDType::I64 => conv!(8, |c| i64::from_ne_bytes(c) as f32),
-        PtDType::I32 => conv!(4, |c| i32::from_ne_bytes(c) as f32),
-        PtDType::U8 | PtDType::Bool => b.iter().map(|&x| x as f32).collect(),
-        PtDType::I8 => b.iter().map(|&x| x as i8 as f32).collect(),
-        _ => return None,
-    })
-}
-
-/// Maps source tensors to canonical weights, checking names, shapes and values.
+/// Maps source tensors to canonical weights, checking them against [`key_table`]: names,
+/// shapes, finite values.
 ///
 /// Returns the weights and, for Meta files, the stored RoPE periods.
 pub fn to_canonical(
@@ -200,15 +272,17 @@ pub fn to_canonical(
 ) -> Result<(Weights, Option<Vec<f32>>), BackboneError> {
     let keys: BTreeSet<String> = raw.keys().cloned().collect();
     let layout = detect_layout(path, &keys)?;
-    let expected = expected_shapes(c);
+    let table = key_table(c);
     let d = c.hidden_size;
     let mut w = Weights::new();
+    // Source names the conversion needed and did not find (the rest is the table's to find).
     let mut missing: Vec<String> = Vec::new();
     // Source names that carry nothing the forward uses, accepted and dropped.
-    let ignored: Vec<String> = match layout {
-        Layout::Hf => vec!["embeddings.mask_token".into()],
-        Layout::Meta => vec!["mask_token".into()],
+    let ignored = match layout {
+        Layout::Hf => "embeddings.mask_token",
+        Layout::Meta => "mask_token",
     };
+    raw.remove(ignored);
     // Simple one-to-one renames first.
     let mut renames: Vec<(String, String)> = Vec::new(); // (source, canonical)
     for (meta, hf) in GLOBAL_KEYS {
@@ -225,7 +299,7 @@ pub fn to_canonical(
         }
     }
     for (src, canon) in renames {
-        if !expected.contains_key(&canon) {
+        if table.get(&canon).is_none() {
             // Optional tensor the config does not use (registers with R = 0, biases switched off):
             // accept an empty or absent one, leave a real one to the "unexpected" check.
             if raw.get(&src).is_some_and(|t| t.numel() == 0) {
@@ -233,11 +307,8 @@ pub fn to_canonical(
             }
             continue;
         }
-        match raw.remove(&src) {
-            Some(t) => {
-                w.insert(canon, t);
-            }
-            None => missing.push(src),
+        if let Some(t) = raw.remove(&src) {
+            w.insert(canon, t);
         }
     }
     // Fused qkv.
@@ -246,47 +317,34 @@ pub fn to_canonical(
         match layout {
             Layout::Meta => {
                 let pre = format!("blocks.{i}.attn.qkv");
-                let weight = raw.remove(&format!("{pre}.weight"));
+                if let Some(t) = raw.remove(&format!("{pre}.weight")) {
+                    w.insert(format!("{pre}.weight"), t);
+                }
                 let bias = raw.remove(&format!("{pre}.bias"));
                 let mask = raw.remove(&format!("{pre}.bias_mask"));
-                match weight {
-                    Some(t) => {
-                        w.insert(format!("{pre}.weight"), t);
+                let b = match (bias, mask) {
+                    (Some(b), Some(m)) if m.shape == b.shape => {
+                        let v: Vec<f32> = b
+                            .to_f32_vec()
+                            .iter()
+                            .zip(m.to_f32_vec())
+                            .map(|(x, m)| x * m)
+                            .collect();
+                        HostTensor::f32(b.shape.clone(), v)
                     }
-                    None => missing.push(format!("{pre}.weight")),
-                }
-                match bias {
-                    Some(b) => {
-                        let b = match mask {
-                            Some(m) if m.shape == b.shape => {
-                                let v: Vec<f32> = b
-                                    .to_f32_vec()
-                                    .iter()
-                                    .zip(m.to_f32_vec())
-                                    .map(|(x, m)| x * m)
-                                    .collect();
-                                HostTensor::f32(b.shape.clone(), v)
-                            }
-                            Some(m) => {
-                                return Err(BackboneError::Shape {
-                                    path: path.into(),
-                                    key: format!("{pre}.bias_mask"),
-                                    found: m.shape,
-                                    expected: b.shape,
-                                });
-                            }
-                            None => b,
-                        };
-                        w.insert(format!("{pre}.bias"), b);
+                    (Some(b), Some(m)) => {
+                        return Err(shape_err(
+                            path,
+                            format!("{pre}.bias_mask"),
+                            &m.shape,
+                            &b.shape,
+                        ));
                     }
+                    (Some(b), None) => b,
                     // A Meta model without qkv bias: zeros are the same computation.
-                    None => {
-                        w.insert(
-                            format!("{pre}.bias"),
-                            HostTensor::f32(vec![3 * d], vec![0.0; 3 * d]),
-                        );
-                    }
-                }
+                    (None, _) => HostTensor::f32(vec![3 * d], vec![0.0; 3 * d]),
+                };
+                w.insert(format!("{pre}.bias"), b);
             }
             Layout::Hf => {
                 let pre = format!("layer.{i}.attention");
@@ -350,9 +408,17 @@ pub fn to_canonical(
             None => missing.push("rope_embed.periods".into()),
         }
     }
-    for k in &ignored {
-        raw.remove(k);
-    }
+    let problems = table.check(&w, true);
+    // Missing first (the conversion's, then the table's), then unexpected, shapes, values.
+    missing.extend(problems.iter().filter_map(|p| match p {
+        // A fused qkv whose parts are missing is already named by its parts.
+        KeyProblem::Missing { name, .. }
+            if !(layout == Layout::Hf && name.contains(".attn.qkv.")) =>
+        {
+            Some(source_name(layout, name))
+        }
+        _ => None,
+    }));
     if !missing.is_empty() {
         return Err(BackboneError::MissingKeys {
             path: path.into(),
@@ -368,18 +434,19 @@ pub fn to_canonical(
             first: first_few(&extra),
         });
     }
-    for (k, shape) in &expected {
-        let t = &w[k];
-        if &t.shape != shape {
-            return Err(shape_err(path, source_name(layout, k), &t.shape, shape));
-        }
-    }
-    for (k, t) in &w {
-        if t.to_f32_vec().iter().any(|x| !x.is_finite()) {
-            return Err(BackboneError::NonFinite {
-                path: path.into(),
-                key: source_name(layout, k),
-            });
+    for p in &problems {
+        let key = source_name(layout, p.name());
+        match p {
+            KeyProblem::Shape {
+                found, expected, ..
+            } => return Err(shape_err(path, key, found, expected)),
+            KeyProblem::NonFinite { .. } => {
+                return Err(BackboneError::NonFinite {
+                    path: path.into(),
+                    key,
+                });
+            }
+            _ => {}
         }
     }
     if let Some(p) = &periods
@@ -513,7 +580,7 @@ pub fn load_backbone(path: &Path, device: &Device) -> Result<DinoV3, BackboneErr
     let raw = read_tensors(&file)?;
     let (weights, stored) = to_canonical(&file, raw, &config)?;
     let periods = stored.unwrap_or_else(|| bf16_periods(config.head_dim(), config.rope_theta));
-    Ok(DinoV3::from_weights(&config, periods, &weights, device))
+    DinoV3::from_weights(&config, periods, weights, device)
 }
 
 /// HF-layout tensors (`save_pretrained` names) of a model.
@@ -616,7 +683,7 @@ mod tests {
     use burn::tensor::Tensor;
 
     fn tiny() -> DinoV3Config {
-        DinoV3Config::tiny(16, 2, 2, 4, 1)
+        DinoV3Config::like_vitl16(16, 2, 2, 4, 1)
     }
 
     fn hf_map(model: &DinoV3) -> BTreeMap<String, HostTensor> {

@@ -1,9 +1,11 @@
 //! DINOv3 ViT backbone (frozen image features).
 //!
-//! - [`config`]: architecture from an HF `config.json`, the `vitl16` preset, tiny configs;
+//! - [`config`]: architecture from an HF `config.json`, the `vitl16` preset and its design at
+//!   other sizes;
 //! - [`rope`]: 2-D RoPE with bf16-rounded periods;
 //! - [`vit`]: modules and the tap forward ([`DinoV3::forward_taps`]);
-//! - [`load`]: HF / Meta weights with a key-map table, and HF directory export.
+//! - [`load`]: the key table, HF / Meta weights mapped onto it, random weights, HF directory
+//!   export.
 
 use std::path::PathBuf;
 
@@ -28,7 +30,9 @@ pub enum BackboneError {
     },
     #[error("{path}: bad DINOv3 config: {reason}")]
     Config { path: PathBuf, reason: String },
-    #[error("{path}: cannot read weights: {reason}")]
+    #[error(transparent)]
+    File(#[from] crate::io::WeightsError),
+    #[error("{path}: cannot write weights: {reason}")]
     Weights { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     NoWeights { path: PathBuf, reason: String },

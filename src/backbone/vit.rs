@@ -8,23 +8,17 @@
 use std::collections::BTreeMap;
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::Tensor;
 use burn::tensor::activation::gelu;
 use burn::tensor::module::{attention, conv2d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
-use burn::tensor::{Device, Tensor};
 
 use super::config::DinoV3Config;
 use super::rope;
-use crate::io::HostTensor;
-use crate::rng::SplitMix64;
 
 /// Epsilon added to the per-channel std of the patch rows (reference `extract_dinov3_features`).
 pub const PATCH_STD_EPS: f64 = 1e-6;
-
-/// Weights by canonical (Meta-layout) name, PyTorch shapes (`Linear` weights `[out, in]`);
-/// `blocks.i.attn.qkv.bias` is the effective bias (`bias ⊙ bias_mask`).
-pub type Weights = BTreeMap<String, HostTensor>;
 
 /// Features of one tapped block.
 #[derive(Debug, Clone)]
@@ -197,190 +191,5 @@ impl DinoV3 {
                 }
             })
             .collect()
-    }
-
-    /// Builds the model from canonical weights already checked against `config` (see `load`).
-    pub fn from_weights(
-        config: &DinoV3Config,
-        periods: Vec<f32>,
-        w: &Weights,
-        device: &Device,
-    ) -> Self {
-        let t = |k: &str| -> &HostTensor {
-            w.get(k)
-                .unwrap_or_else(|| panic!("weight `{k}` checked present"))
-        };
-        let p1 = |k: &str| Param::from_tensor(t(k).to_tensor::<1>(device));
-        let norm = |prefix: &str| {
-            let mut ln = LayerNormConfig::new(config.hidden_size)
-                .with_epsilon(config.layer_norm_eps)
-                .init(device);
-            ln.gamma = p1(&format!("{prefix}.weight"));
-            ln.beta = Some(p1(&format!("{prefix}.bias")));
-            ln
-        };
-        let linear = |prefix: &str| Linear {
-            weight: Param::from_tensor(
-                t(&format!("{prefix}.weight"))
-                    .transposed()
-                    .into_tensor::<2>(device),
-            ),
-            bias: w
-                .get(&format!("{prefix}.bias"))
-                .map(|b| Param::from_tensor(b.to_tensor::<1>(device))),
-        };
-        let blocks = (0..config.num_hidden_layers)
-            .map(|i| {
-                let b = format!("blocks.{i}");
-                Block {
-                    norm1: norm(&format!("{b}.norm1")),
-                    attn: Attention {
-                        qkv: linear(&format!("{b}.attn.qkv")),
-                        proj: linear(&format!("{b}.attn.proj")),
-                        num_heads: config.num_attention_heads,
-                    },
-                    ls1: p1(&format!("{b}.ls1.gamma")),
-                    norm2: norm(&format!("{b}.norm2")),
-                    mlp: Mlp {
-                        fc1: linear(&format!("{b}.mlp.fc1")),
-                        fc2: linear(&format!("{b}.mlp.fc2")),
-                    },
-                    ls2: p1(&format!("{b}.ls2.gamma")),
-                }
-            })
-            .collect();
-        Self {
-            patch_weight: Param::from_tensor(t("patch_embed.proj.weight").to_tensor::<4>(device)),
-            patch_bias: p1("patch_embed.proj.bias"),
-            cls_token: Param::from_tensor(t("cls_token").to_tensor::<3>(device)),
-            register_tokens: (config.num_register_tokens > 0)
-                .then(|| Param::from_tensor(t("storage_tokens").to_tensor::<3>(device))),
-            blocks,
-            norm: norm("norm"),
-            periods,
-            config: config.clone(),
-        }
-    }
-
-    /// The model's weights back in canonical form (PyTorch shapes).
-    pub fn to_weights(&self) -> Weights {
-        let mut w = Weights::new();
-        let mut put = |k: String, t: HostTensor| {
-            w.insert(k, t);
-        };
-        let host = |p: &Param<Tensor<1>>| HostTensor::from_tensor(p.val());
-        put(
-            "patch_embed.proj.weight".into(),
-            HostTensor::from_tensor(self.patch_weight.val()),
-        );
-        put("patch_embed.proj.bias".into(), host(&self.patch_bias));
-        put(
-            "cls_token".into(),
-            HostTensor::from_tensor(self.cls_token.val()),
-        );
-        if let Some(r) = &self.register_tokens {
-            put("storage_tokens".into(), HostTensor::from_tensor(r.val()));
-        }
-        let norm = |prefix: String, ln: &LayerNorm, put: &mut dyn FnMut(String, HostTensor)| {
-            put(format!("{prefix}.weight"), host(&ln.gamma));
-            if let Some(b) = &ln.beta {
-                put(format!("{prefix}.bias"), host(b));
-            }
-        };
-        let linear = |prefix: String, l: &Linear, put: &mut dyn FnMut(String, HostTensor)| {
-            put(
-                format!("{prefix}.weight"),
-                HostTensor::from_tensor(l.weight.val()).transposed(),
-            );
-            if let Some(b) = &l.bias {
-                put(format!("{prefix}.bias"), host(b));
-            }
-        };
-        norm("norm".into(), &self.norm, &mut put);
-        for (i, blk) in self.blocks.iter().enumerate() {
-            let b = format!("blocks.{i}");
-            norm(format!("{b}.norm1"), &blk.norm1, &mut put);
-            norm(format!("{b}.norm2"), &blk.norm2, &mut put);
-            linear(format!("{b}.attn.qkv"), &blk.attn.qkv, &mut put);
-            linear(format!("{b}.attn.proj"), &blk.attn.proj, &mut put);
-            linear(format!("{b}.mlp.fc1"), &blk.mlp.fc1, &mut put);
-            linear(format!("{b}.mlp.fc2"), &blk.mlp.fc2, &mut put);
-            put(format!("{b}.ls1.gamma"), host(&blk.ls1));
-            put(format!("{b}.ls2.gamma"), host(&blk.ls2));
-        }
-        w
-    }
-
-    /// A model with seeded, deterministic, non-trivial weights (uniform draws; LayerScale in
-    /// [0.1, 0.5] so deep stacks stay well-conditioned). The k bias is zero, as Meta masks it.
-    pub fn random(config: &DinoV3Config, seed: u64, device: &Device) -> Self {
-        let mut rng = SplitMix64(seed ^ 0x5EED_D1A0_0003);
-        let mut uni = |shape: Vec<usize>, lo: f32, hi: f32| {
-            let n = shape.iter().product();
-            HostTensor::f32(
-                shape,
-                (0..n).map(|_| lo + (hi - lo) * rng.next_f32()).collect(),
-            )
-        };
-        let c = config;
-        let (d, f, ch, p) = (
-            c.hidden_size,
-            c.intermediate_size,
-            c.num_channels,
-            c.patch_size,
-        );
-        let mut w = Weights::new();
-        let fan = |n: usize| 1.0 / (n as f32).sqrt();
-        w.insert(
-            "patch_embed.proj.weight".into(),
-            uni(vec![d, ch, p, p], -fan(ch * p * p), fan(ch * p * p)),
-        );
-        w.insert("patch_embed.proj.bias".into(), uni(vec![d], -0.1, 0.1));
-        w.insert("cls_token".into(), uni(vec![1, 1, d], -1.0, 1.0));
-        if c.num_register_tokens > 0 {
-            w.insert(
-                "storage_tokens".into(),
-                uni(vec![1, c.num_register_tokens, d], -1.0, 1.0),
-            );
-        }
-        w.insert("norm.weight".into(), uni(vec![d], 0.8, 1.2));
-        w.insert("norm.bias".into(), uni(vec![d], -0.1, 0.1));
-        for i in 0..c.num_hidden_layers {
-            let b = format!("blocks.{i}");
-            for n in ["norm1", "norm2"] {
-                w.insert(format!("{b}.{n}.weight"), uni(vec![d], 0.8, 1.2));
-                w.insert(format!("{b}.{n}.bias"), uni(vec![d], -0.1, 0.1));
-            }
-            w.insert(
-                format!("{b}.attn.qkv.weight"),
-                uni(vec![3 * d, d], -fan(d), fan(d)),
-            );
-            let mut qkv_bias = uni(vec![3 * d], -0.1, 0.1);
-            if !c.key_bias
-                && let crate::io::HostData::F32(v) = &mut qkv_bias.data
-            {
-                v[d..2 * d].iter_mut().for_each(|x| *x = 0.0);
-            }
-            w.insert(format!("{b}.attn.qkv.bias"), qkv_bias);
-            w.insert(
-                format!("{b}.attn.proj.weight"),
-                uni(vec![d, d], -fan(d), fan(d)),
-            );
-            w.insert(format!("{b}.attn.proj.bias"), uni(vec![d], -0.1, 0.1));
-            w.insert(
-                format!("{b}.mlp.fc1.weight"),
-                uni(vec![f, d], -fan(d), fan(d)),
-            );
-            w.insert(format!("{b}.mlp.fc1.bias"), uni(vec![f], -0.1, 0.1));
-            w.insert(
-                format!("{b}.mlp.fc2.weight"),
-                uni(vec![d, f], -fan(f), fan(f)),
-            );
-            w.insert(format!("{b}.mlp.fc2.bias"), uni(vec![d], -0.1, 0.1));
-            w.insert(format!("{b}.ls1.gamma"), uni(vec![d], 0.1, 0.5));
-            w.insert(format!("{b}.ls2.gamma"), uni(vec![d], 0.1, 0.5));
-        }
-        let periods = rope::bf16_periods(c.head_dim(), c.rope_theta);
-        Self::from_weights(c, periods, &w, device)
     }
 }

@@ -23,7 +23,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = match args.preset.as_str() {
         "vitl16" => DinoV3Config::vitl16(),
-        "tiny" => DinoV3Config::tiny(64, 4, 4, 16, 4),
+        "tiny" => DinoV3Config::like_vitl16(64, 4, 4, 16, 4),
         other => anyhow::bail!("--preset {other}: expected vitl16 or tiny"),
     };
     let model = DinoV3::random(&config, args.seed, &Device::flex());

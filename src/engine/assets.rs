@@ -12,7 +12,6 @@ use super::EngineError;
 use crate::backbone::{DinoV3, DinoV3Config, load_backbone};
 use crate::data::{Registry, synth};
 use crate::device::Backend;
-use crate::engine::cache::sha256_file;
 use crate::experiment::schema::{
     BackboneConfig, DataConfig, EmbeddedText, Experiment, Source, TextConfig,
 };
@@ -81,7 +80,7 @@ pub fn embedded_text_config(e: &EmbeddedText) -> ClipTextConfig {
 
 fn embedded_config(cfg: &BackboneConfig) -> DinoV3Config {
     let e = &cfg.embedded;
-    DinoV3Config::tiny(e.dim, e.depth, e.heads, e.patch, 4)
+    DinoV3Config::like_vitl16(e.dim, e.depth, e.heads, e.patch, 4)
 }
 
 impl<'a> AssetSpec<'a> {
@@ -157,7 +156,9 @@ impl Assets {
                 } else {
                     path.clone()
                 };
-                (model, format!("sha256:{}", sha256_file(&file)?))
+                let hash = crate::io::sha256_file(&file)
+                    .map_err(|source| EngineError::Io { path: file, source })?;
+                (model, format!("sha256:{hash}"))
             }
         };
         let activation = spec.text.activation;

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use half::f16;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-use sha2::{Digest, Sha256};
 
 use super::features::ImageFeatures;
 use crate::experiment::FeatureDtype;
@@ -38,7 +37,7 @@ impl ImageId {
         };
         if by_content {
             let bytes = std::fs::read(path).map_err(err)?;
-            return Ok(ImageId::Content(hex::encode(Sha256::digest(&bytes))));
+            return Ok(ImageId::Content(crate::io::sha256_hex(&bytes)));
         }
         let meta = std::fs::metadata(path).map_err(err)?;
         let mtime_ns = meta
@@ -54,26 +53,6 @@ impl ImageId {
             mtime_ns,
         })
     }
-}
-
-/// SHA-256 (hex) of a file, streamed: the weights hash of the cache key and of the provenance.
-pub fn sha256_file(path: &Path) -> Result<String, CacheError> {
-    use std::io::Read;
-    let err = |source| CacheError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = std::fs::File::open(path).map_err(err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// The full key of one image's shard.
@@ -112,7 +91,7 @@ impl FeatureKey {
 
     /// SHA-256 hex of the canonical text.
     pub fn digest(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical().as_bytes()))
+        crate::io::sha256_hex(self.canonical().as_bytes())
     }
 }
 
@@ -370,18 +349,6 @@ mod tests {
         assert_eq!(
             ImageId::of_file(&dir.path().join("a.png"), true).unwrap(),
             ImageId::of_file(&dir.path().join("c.png"), true).unwrap()
-        );
-    }
-
-    #[test]
-    fn file_hash_is_the_sha256_of_its_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("w.bin");
-        std::fs::write(&p, b"abc").unwrap();
-        // SHA-256("abc"), FIPS 180-2 test vector.
-        assert_eq!(
-            sha256_file(&p).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 

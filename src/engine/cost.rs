@@ -208,10 +208,7 @@ pub fn memory(
     let heads = backbone.num_attention_heads as u64;
     // Widest activations of a backbone batch: the MLP hidden and one block's attention scores.
     let backbone_act = extract_batch as u64 * tokens * (mlp * 2 + heads * tokens) * f;
-    let adapter_params = crate::model::checkpoint::expected_shapes(method)
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>() as u64)
-        .sum::<u64>();
+    let adapter_params = crate::model::checkpoint::key_table(method).numel() as u64;
     let s2 = (method.map_size * method.map_size) as u64;
     // A training step keeps every tap's adapter activations for the backward pass and ~10
     // maps per image at full resolution; AdamW keeps two moments per parameter.

@@ -31,7 +31,7 @@ use crate::experiment::{
     EpochSelection, Experiment, Identity, Job, Provenance, RunDir, RunMetrics, TrainDir, WorkDir,
     short_hash,
 };
-use crate::model::checkpoint::expected_shapes;
+use crate::model::checkpoint::key_table;
 
 /// Everything a job is run with.
 pub struct JobContext<'a> {
@@ -373,10 +373,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
         .map(|s| s.domain.to_string())
         .unwrap_or_default();
     // Derived from the configuration: no need to read a checkpoint back to count parameters.
-    let trainable: u64 = expected_shapes(&method)
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>() as u64)
-        .sum();
+    let trainable = key_table(&method).numel() as u64;
     Ok(RunMetrics {
         schema_version: SCHEMA_VERSION,
         experiment: exp.name.clone(),

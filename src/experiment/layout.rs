@@ -28,8 +28,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::job::Job;
 use super::record::{RoutingRow, RunMetrics, now_rfc3339, routing_csv};
 use super::schema::Experiment;
@@ -96,7 +94,7 @@ impl Identity {
 
 /// SHA-256 (hex, first 16 characters).
 pub fn short_hash(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))[..16].to_string()
+    crate::io::sha256_hex(bytes)[..16].to_string()
 }
 
 /// What the run and training directories have in common: a path, a lock, an identity check,

@@ -1,12 +1,22 @@
-//! File plumbing shared by every room: atomic writes, locks, safetensors tensor files, PyTorch
-//! `.pth`.
+//! File plumbing shared by every room: atomic writes, locks, hashing, safetensors tensor files,
+//! PyTorch `.pth`, the one weights reader over both ([`read_weights`]), and model key tables with
+//! the mapping between burn modules and named tensors.
 
 pub mod atomic;
+pub mod dtype;
+pub mod hash;
+pub mod keys;
 pub mod lock;
+pub mod named;
 pub mod pth;
 pub mod tensors;
+pub mod weights;
 
 pub use atomic::{sweep_temps, sync_dir, write_atomic, write_atomic_with, write_new};
+pub use dtype::FileDtype;
+pub use hash::{sha256_file, sha256_hex};
+pub use keys::{Init, Key, KeyProblem, KeyTable};
 pub use lock::{FileLock, lock, try_lock};
 pub use pth::{PthError, PthValue, read_pth, write_pth};
 pub use tensors::{HostData, HostTensor, TensorFile, TensorFileError};
+pub use weights::{WeightsError, read_weights};

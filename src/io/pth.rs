@@ -1,19 +1,38 @@
-//! Minimal PyTorch `.pth` (zip + pickle) reading and writing, independent of any model.
+//! PyTorch `.pth` (zip + pickle) reading with a memory budget, and writing.
+//!
+//! Reading goes through burn-store's `PytorchReader` (which parses the pickle and reads storages
+//! lazily) behind checks made before any tensor byte is read, so that a small crafted file cannot
+//! make the loader allocate more than the file holds:
+//!
+//! - a zip archive must be what `torch.save` writes: every entry stored (not compressed) and
+//!   inside the file; a TorchScript archive is refused with the conversion to use instead;
+//! - every tensor's dtype must be decodable ([`FileDtype`]) before anything is read;
+//! - the tensors' declared bytes (elements x element size), summed, must not exceed the bytes
+//!   the file stores for them (its `data/` entries, or the whole file for the pre-1.6
+//!   containers): stride-0 or overlapping views and tied storages, which would materialize more
+//!   than the file holds, are refused, as are declarations no stored byte backs.
+//!
+//! Decoding is [`super::dtype::decode`], little-endian, like the safetensors reader's. So the
+//! memory a read holds is the decoded tensors (at most [`MAX_EXPANSION`] times the stored bytes,
+//! for i8 widened to i64) plus one tensor's raw bytes and the parsed pickle.
 //!
 //! Writing produces what `torch.save` writes for a (nested) dict of ints and f32 tensors:
 //! a zip with `<name>/data.pkl` (pickle protocol 2, tensors as persistent ids to storages),
 //! `<name>/data/<k>` raw little-endian storages, `<name>/byteorder` and `<name>/version`.
 //! Only globals that `torch.load(weights_only=True)` allows are used
 //! (`collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, `torch.FloatStorage`).
-//! Reading goes through burn-store's `PytorchReader`, which flattens nested dicts with dots.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::store::pytorch_reader::{DType, PytorchReader};
+use burn::store::pytorch_reader::PytorchReader;
 
+use super::dtype::{FileDtype, decode};
 use super::tensors::{HostData, HostTensor};
+
+/// The largest ratio of decoded to stored bytes (an i8 element becomes an 8-byte i64).
+pub const MAX_EXPANSION: u64 = 8;
 
 /// A value of a `.pth` dict tree.
 #[derive(Debug, Clone)]
@@ -32,54 +51,160 @@ pub enum PthValue {
 pub enum PthError {
     #[error("{path}: cannot read the PyTorch checkpoint: {reason}")]
     Read { path: PathBuf, reason: String },
-    #[error("{path}: tensor `{name}` has dtype {dtype}, only float tensors are supported here")]
+    #[error(
+        "{path}: tensor `{name}` has dtype {dtype}, which cannot be decoded (floats, ints up to \
+         32 bits unsigned, u8 and bool can); convert it before saving"
+    )]
     Dtype {
         path: PathBuf,
         name: String,
         dtype: String,
     },
+    #[error(
+        "{path}: its tensors declare {declared} bytes but the file stores only {stored} for them \
+         (views sharing or broadcasting one storage, or sizes no stored byte backs); re-save it \
+         with contiguous copies: torch.save({{k: v.contiguous().clone() for k, v in sd.items()}}, path)"
+    )]
+    Budget {
+        path: PathBuf,
+        declared: u64,
+        stored: u64,
+    },
+    #[error(
+        "{path}: not what torch.save writes: {reason}; re-save it with torch.save(state_dict, path)"
+    )]
+    Container { path: PathBuf, reason: String },
+    #[error(
+        "{path}: a TorchScript archive, not a state dict; convert it once with \
+         torch.jit.load(path).state_dict() and safetensors.torch.save_file"
+    )]
+    TorchScript { path: PathBuf },
     #[error("{path}: cannot write the PyTorch checkpoint: {reason}")]
     Write { path: PathBuf, reason: String },
     #[error("pth writer: tensor `{0}` is not f32; convert it before saving")]
     NotF32(String),
 }
 
-/// Every tensor of a `.pth` file as f32, keyed by its dotted path (`module.0.fc1.0.weight`).
+/// The bytes a zip `.pth` stores for its tensors (the sum of its `data/` entries), after
+/// checking the archive is what `torch.save` writes: every entry stored uncompressed and inside
+/// the file, no TorchScript code.
+fn stored_zip_bytes(path: &Path, file_len: u64) -> Result<u64, PthError> {
+    let container = |reason: String| PthError::Container {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| PthError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| container(format!("unreadable zip archive ({e})")))?;
+    let mut stored = 0u64;
+    for i in 0..zip.len() {
+        let entry = zip
+            .by_index_raw(i)
+            .map_err(|e| container(format!("zip entry {i}: {e}")))?;
+        let name = entry
+            .name()
+            .map_err(|e| container(format!("zip entry {i}: {e}")))?
+            .into_owned();
+        if name.ends_with("/constants.pkl") || name.contains("/code/__torch__") {
+            return Err(PthError::TorchScript {
+                path: path.to_path_buf(),
+            });
+        }
+        if entry.compression() != zip::CompressionMethod::Stored
+            || entry.compressed_size() != entry.size()
+        {
+            return Err(container(format!("zip entry `{name}` is compressed")));
+        }
+        let inside = entry
+            .data_start()
+            .and_then(|start| start.checked_add(entry.size()))
+            .is_some_and(|end| end <= file_len);
+        if !inside {
+            return Err(container(format!(
+                "zip entry `{name}` ({} bytes) does not lie inside the file",
+                entry.size()
+            )));
+        }
+        if name.split('/').rev().nth(1) == Some("data") {
+            stored = stored.saturating_add(entry.size());
+        }
+    }
+    Ok(stored)
+}
+
+/// Every tensor of a `.pth` file, keyed by its dotted path (`module.0.fc1.0.weight`), decoded
+/// (floats as f32, integers as i64, u8/bool as u8), within the budget described in the module
+/// documentation.
 pub fn read_pth(path: &Path) -> Result<BTreeMap<String, HostTensor>, PthError> {
     let err = |reason: String| PthError::Read {
         path: path.to_path_buf(),
         reason,
     };
+    let mut head = [0u8; 4];
+    let file_len = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+        let n = f.read(&mut head).map_err(|e| err(e.to_string()))?;
+        if n < head.len() {
+            return Err(err("the file is too short to be a checkpoint".into()));
+        }
+        f.metadata().map_err(|e| err(e.to_string()))?.len()
+    };
+    // The pre-1.6 containers keep their storages in the file itself.
+    let stored = if head == *b"PK\x03\x04" {
+        stored_zip_bytes(path, file_len)?
+    } else {
+        file_len
+    };
     let reader = PytorchReader::new(path).map_err(|e| err(e.to_string()))?;
+    let mut tensors: Vec<_> = reader.into_tensors().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut declared = 0u64;
+    let mut dtypes = Vec::with_capacity(tensors.len());
+    for (name, t) in &tensors {
+        let dtype = FileDtype::from_pytorch(t.dtype()).ok_or_else(|| PthError::Dtype {
+            path: path.to_path_buf(),
+            name: name.clone(),
+            dtype: format!("{:?}", t.dtype()),
+        })?;
+        dtypes.push(dtype);
+        declared = declared.saturating_add(t.byte_len() as u64);
+    }
+    if declared > stored {
+        return Err(PthError::Budget {
+            path: path.to_path_buf(),
+            declared,
+            stored,
+        });
+    }
     let mut out = BTreeMap::new();
-    for (name, t) in reader.tensors() {
-        let bytes = t.read().map_err(|e| err(e.to_string()))?;
-        let values: Vec<f32> = match t.dtype() {
-            DType::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
-                .collect(),
-            DType::F64 => bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_ne_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-            DType::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_ne_bytes(c.try_into().unwrap()).to_f32())
-                .collect(),
-            DType::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_ne_bytes(c.try_into().unwrap()).to_f32())
-                .collect(),
-            other => {
-                return Err(PthError::Dtype {
-                    path: path.to_path_buf(),
-                    name: name.clone(),
-                    dtype: format!("{other:?}"),
-                });
-            }
-        };
-        out.insert(name.clone(), HostTensor::f32(t.shape().to_vec(), values));
+    for ((name, t), dtype) in tensors.into_iter().zip(dtypes) {
+        let mut bytes = t.read().map_err(|e| err(e.to_string()))?;
+        if bytes.len() != t.byte_len() {
+            return Err(err(format!(
+                "tensor `{name}` read {} bytes for shape {:?}",
+                bytes.len(),
+                t.shape()
+            )));
+        }
+        // The reader hands out native-endian bytes; the ladder reads little-endian.
+        if cfg!(target_endian = "big") {
+            bytes
+                .chunks_exact_mut(dtype.size())
+                .for_each(|c| c.reverse());
+        }
+        let data = decode(dtype, &bytes);
+        drop(bytes);
+        out.insert(
+            name,
+            HostTensor {
+                shape: t.shape().to_vec(),
+                data,
+            },
+        );
     }
     Ok(out)
 }

@@ -1,16 +1,24 @@
 //! Safetensors files as plain host tensors.
 //!
 //! Fixtures, feature dumps, checkpoints and caches are all safetensors. This module reads them into
-//! [`HostTensor`]s (f32 / i64 / u8 families; f16, bf16 and f64 are widened or narrowed to f32 on
-//! read, i32 and u/i16 widened to i64) and writes them back atomically. Conversion to and from burn
-//! tensors lives here too so that every room does it the same way.
+//! [`HostTensor`]s (f32 / i64 / u8 families, decoded by [`super::dtype::decode`]) and writes them
+//! back atomically. Conversion to and from burn tensors lives here too so that every room does it
+//! the same way.
+//!
+//! Reading checks the header before the body: its length, its tensors' dtypes, and that the data
+//! it declares is exactly what the file holds (so a truncated or mislabelled multi-GB file fails
+//! before it is read; safetensors tensors are contiguous and never overlap, so what is decoded is
+//! at most [`super::pth::MAX_EXPANSION`] times the file).
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 use safetensors::{Dtype, SafeTensors};
+
+use super::dtype::{FileDtype, decode};
 
 /// Errors reading or writing tensor files. Each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -253,67 +261,58 @@ pub struct TensorFile {
     pub tensors: BTreeMap<String, HostTensor>,
 }
 
-fn decode(
-    name: &str,
-    path: &Path,
-    dtype: Dtype,
-    shape: &[usize],
-    bytes: &[u8],
-) -> Result<HostTensor, TensorFileError> {
-    let shape = shape.to_vec();
-    let chunks = |n: usize| bytes.chunks_exact(n);
-    let data = match dtype {
-        Dtype::F32 => HostData::F32(
-            chunks(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        Dtype::F64 => HostData::F32(
-            chunks(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-        ),
-        Dtype::F16 => HostData::F32(
-            chunks(2)
-                .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
-                .collect(),
-        ),
-        Dtype::BF16 => HostData::F32(
-            chunks(2)
-                .map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32())
-                .collect(),
-        ),
-        Dtype::I64 => HostData::I64(
-            chunks(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        ),
-        Dtype::I32 => HostData::I64(
-            chunks(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
-                .collect(),
-        ),
-        Dtype::I16 => HostData::I64(
-            chunks(2)
-                .map(|c| i16::from_le_bytes(c.try_into().unwrap()) as i64)
-                .collect(),
-        ),
-        Dtype::U16 => HostData::I64(
-            chunks(2)
-                .map(|c| u16::from_le_bytes(c.try_into().unwrap()) as i64)
-                .collect(),
-        ),
-        Dtype::U8 | Dtype::BOOL => HostData::U8(bytes.to_vec()),
-        Dtype::I8 => HostData::I64(bytes.iter().map(|&b| b as i8 as i64).collect()),
-        other => {
+/// Largest header accepted (the safetensors crate's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Reads and checks the header of the safetensors file `f` of `len` bytes without reading the
+/// body: the length prefix, the JSON (offsets contiguous and matching shapes x dtype sizes, as
+/// the safetensors crate validates them), the declared body size against the file, the dtypes.
+fn check_header(path: &Path, f: &mut std::fs::File, len: u64) -> Result<(), TensorFileError> {
+    let format = |reason: String| TensorFileError::Format {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let io = |source| TensorFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut prefix = [0u8; 8];
+    if len < 8 {
+        return Err(format(format!(
+            "{len} bytes, shorter than the 8-byte header length"
+        )));
+    }
+    f.read_exact(&mut prefix).map_err(io)?;
+    let n = u64::from_le_bytes(prefix);
+    if n > MAX_HEADER || n > len - 8 {
+        return Err(format(format!(
+            "header length {n} does not fit a {len}-byte file"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(io)?;
+    let meta: safetensors::tensor::Metadata =
+        serde_json::from_slice(&header).map_err(|e| format(format!("header: {e}")))?;
+    let body = len - 8 - n;
+    if meta.data_len() as u64 != body {
+        return Err(format(format!(
+            "the header declares {} data bytes, the file holds {body}",
+            meta.data_len()
+        )));
+    }
+    let mut infos: Vec<_> = meta.tensors().into_iter().collect();
+    infos.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, info) in infos {
+        if FileDtype::from_safetensors(info.dtype).is_none() {
             return Err(TensorFileError::Unsupported {
                 path: path.to_path_buf(),
-                name: name.to_string(),
-                dtype: format!("{other:?}"),
+                name,
+                dtype: format!("{:?}", info.dtype),
             });
         }
-    };
-    Ok(HostTensor { shape, data })
+    }
+    f.rewind().map_err(io)?;
+    Ok(())
 }
 
 impl TensorFile {
@@ -324,13 +323,18 @@ impl TensorFile {
         }
     }
 
-    /// Reads every tensor of a safetensors file.
+    /// Reads every tensor of a safetensors file, checking its header before its body.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, TensorFileError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| TensorFileError::Read {
+        let io = |source| TensorFileError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        check_header(path, &mut f, len)?;
+        let mut bytes = Vec::with_capacity(len as usize);
+        f.read_to_end(&mut bytes).map_err(io)?;
         Self::from_bytes(path, &bytes)
     }
 
@@ -340,9 +344,24 @@ impl TensorFile {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        let mut views = st.tensors();
+        views.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut dtypes = Vec::with_capacity(views.len());
+        for (name, view) in &views {
+            dtypes.push(FileDtype::from_safetensors(view.dtype()).ok_or_else(|| {
+                TensorFileError::Unsupported {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    dtype: format!("{:?}", view.dtype()),
+                }
+            })?);
+        }
         let mut tensors = BTreeMap::new();
-        for (name, view) in st.tensors() {
-            let t = decode(&name, path, view.dtype(), view.shape(), view.data())?;
+        for ((name, view), dtype) in views.into_iter().zip(dtypes) {
+            let t = HostTensor {
+                shape: view.shape().to_vec(),
+                data: decode(dtype, view.data()),
+            };
             tensors.insert(name, t);
         }
         Ok(Self {

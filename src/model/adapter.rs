@@ -4,8 +4,8 @@
 //! `fc1.0.weight` / `fc2.0.weight`) need no transposition.
 
 use burn::module::{Module, Param};
+use burn::tensor::Tensor;
 use burn::tensor::activation::leaky_relu;
-use burn::tensor::{Device, Distribution, Tensor};
 
 /// LeakyReLU slope of `nn.LeakyReLU()`.
 pub const LEAKY_SLOPE: f64 = 0.01;
@@ -23,33 +23,7 @@ pub fn linear_t<const D: usize>(x: Tensor<D>, weight: Tensor<2>) -> Tensor<D> {
     burn::tensor::module::linear(x, weight.transpose(), None)
 }
 
-/// nn.Linear's default init range: uniform in `±1/sqrt(fan_in)`.
-pub fn uniform_weight(out: usize, fan_in: usize, device: &Device) -> Param<Tensor<2>> {
-    let bound = 1.0 / (fan_in as f64).sqrt();
-    Param::from_tensor(Tensor::random(
-        [out, fan_in],
-        Distribution::Uniform(-bound, bound),
-        device,
-    ))
-}
-
 impl Adapter {
-    /// An adapter `c -> bottleneck -> c` with nn.Linear's default init.
-    pub fn new(c: usize, bottleneck: usize, device: &Device) -> Self {
-        Self {
-            fc1: uniform_weight(bottleneck, c, device),
-            fc2: uniform_weight(c, bottleneck, device),
-        }
-    }
-
-    /// From PyTorch-layout weights `fc1 [b, c]`, `fc2 [c, b]`.
-    pub fn from_weights(fc1: Tensor<2>, fc2: Tensor<2>) -> Self {
-        Self {
-            fc1: Param::from_tensor(fc1),
-            fc2: Param::from_tensor(fc2),
-        }
-    }
-
     /// Hidden activation `h` `[..., b]` (what the prompt adapters' output is).
     pub fn hidden<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         leaky_relu(linear_t(x, self.fc1.val()), LEAKY_SLOPE)

@@ -1,7 +1,10 @@
 //! Checkpoints: our format (safetensors, reference key names and layouts, config embedded) and
 //! the reference code's `epoch_N.pth` (a dict of six module state dicts plus `epoch`).
 //!
-//! Key map (PyTorch names are kept everywhere; weights are `[out, in]` as in PyTorch):
+//! The model's tensors are listed once, in [`key_table`] (reference names, shapes, nn.Linear's
+//! default init), which drives loading ([`from_named`]), saving ([`named_params`]), the
+//! parameter count and the initial weights ([`initial`]). Module fields map to the names by
+//! [`reference_name`] (PyTorch names are kept everywhere; weights are `[out, in]` as in PyTorch):
 //!
 //! | module field            | key                                              |
 //! |-------------------------|--------------------------------------------------|
@@ -16,14 +19,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::module::Param;
-use burn::tensor::{Device, Tensor};
+use burn::nn::Initializer;
+use burn::tensor::Device;
 
 use super::adapter::Adapter;
-use super::config::MethodConfig;
+use super::config::{MethodConfig, Variant};
 use super::method::AvaDino;
 use super::routing::Gate;
-use crate::io::{HostTensor, PthError, PthValue, TensorFile, TensorFileError, read_pth, write_pth};
+use crate::io::named::{LinearWeights, from_named as fill_named, to_named};
+use crate::io::{
+    HostTensor, Init, KeyProblem, KeyTable, PthError, PthValue, TensorFile, TensorFileError,
+    read_pth, write_pth,
+};
+use crate::rng::SplitMix64;
 
 /// The six module state dicts of the reference checkpoint, in its save order.
 pub const REFERENCE_MODULES: [&str; 6] = [
@@ -33,6 +41,17 @@ pub const REFERENCE_MODULES: [&str; 6] = [
     "patch_token_adapter_anomaly",
     "prompt_adapter",
     "text_projection",
+];
+
+/// `(module field, reference name)` of the fields named otherwise.
+const FIELD_NAMES: [(&str, &str); 7] = [
+    ("cls_normal", "cls_token_adapter_normal"),
+    ("cls_anomaly", "cls_token_adapter_anomaly"),
+    ("patch_normal", "patch_token_adapter_normal"),
+    ("patch_anomaly", "patch_token_adapter_anomaly"),
+    ("prompt", "prompt_adapter"),
+    ("gates", "routing_gate"),
+    ("text_projection", "text_projection.weight"),
 ];
 
 /// Name of the u8 tensor holding the method config as JSON in our checkpoints.
@@ -72,6 +91,10 @@ pub enum CheckpointError {
         expected: Vec<usize>,
     },
     #[error(
+        "{path}: tensor `{name}` is not a float tensor; the file is not an AVA-DINO checkpoint"
+    )]
+    Dtype { path: PathBuf, name: String },
+    #[error(
         "{path}: no embedded method config ({CONFIG_KEY}); load it with an explicit config instead: {reason}"
     )]
     Config { path: PathBuf, reason: String },
@@ -79,44 +102,17 @@ pub enum CheckpointError {
     Invalid { path: PathBuf, reason: String },
 }
 
-fn host<const D: usize>(t: Tensor<D>) -> HostTensor {
-    HostTensor::from_tensor(t)
-}
-
-/// Every parameter with its reference name, in PyTorch layout.
-pub fn named_params(model: &AvaDino) -> Vec<(String, HostTensor)> {
-    let mut out = Vec::new();
-    let mut adapters = |prefix: &str, list: &[Adapter]| {
-        for (i, a) in list.iter().enumerate() {
-            out.push((format!("{prefix}.{i}.fc1.0.weight"), host(a.fc1.val())));
-            out.push((format!("{prefix}.{i}.fc2.0.weight"), host(a.fc2.val())));
-        }
-    };
-    adapters("cls_token_adapter_normal", &model.cls_normal);
-    adapters("cls_token_adapter_anomaly", &model.cls_anomaly);
-    adapters("patch_token_adapter_normal", &model.patch_normal);
-    adapters("patch_token_adapter_anomaly", &model.patch_anomaly);
-    adapters("prompt_adapter", &model.prompt);
-    out.push((
-        "text_projection.weight".into(),
-        host(model.text_projection.val()),
-    ));
-    for (l, g) in model.gates.iter().enumerate() {
-        out.push((format!("routing_gate.{l}.weight"), host(g.weight.val())));
-        out.push((format!("routing_gate.{l}.bias"), host(g.bias.val())));
-    }
-    out
-}
-
-/// Names and shapes a model of `config` has.
-pub fn expected_shapes(config: &MethodConfig) -> Vec<(String, Vec<usize>)> {
+/// Every tensor of a model of `config`: reference name, PyTorch shape (`[out, in]`) and
+/// nn.Linear's default init, in the order the model draws its initial weights.
+pub fn key_table(config: &MethodConfig) -> KeyTable {
     let (d, b, e, l) = (
         config.dim,
         config.bottleneck,
         config.text_dim,
         config.n_taps(),
     );
-    let mut out = Vec::new();
+    let torch = |fan_in: usize| Init::Torch { fan_in };
+    let mut t = KeyTable::new();
     let branches: &[&str] = if config.variant.dual() {
         &["normal", "anomaly"]
     } else {
@@ -125,23 +121,113 @@ pub fn expected_shapes(config: &MethodConfig) -> Vec<(String, Vec<usize>)> {
     for kind in ["cls_token_adapter", "patch_token_adapter"] {
         for br in branches {
             for i in 0..l {
-                out.push((format!("{kind}_{br}.{i}.fc1.0.weight"), vec![b, d]));
-                out.push((format!("{kind}_{br}.{i}.fc2.0.weight"), vec![d, b]));
+                t.push(
+                    format!("{kind}_{br}.{i}.fc1.0.weight"),
+                    vec![b, d],
+                    torch(d),
+                );
+                t.push(
+                    format!("{kind}_{br}.{i}.fc2.0.weight"),
+                    vec![d, b],
+                    torch(b),
+                );
             }
         }
     }
     for i in 0..2 {
-        out.push((format!("prompt_adapter.{i}.fc1.0.weight"), vec![e, e]));
-        out.push((format!("prompt_adapter.{i}.fc2.0.weight"), vec![e, e]));
+        t.push(
+            format!("prompt_adapter.{i}.fc1.0.weight"),
+            vec![e, e],
+            torch(e),
+        );
+        t.push(
+            format!("prompt_adapter.{i}.fc2.0.weight"),
+            vec![e, e],
+            torch(e),
+        );
     }
-    out.push(("text_projection.weight".into(), vec![d, e]));
-    if config.variant == super::config::Variant::LearnableRouting {
+    t.push("text_projection.weight", vec![d, e], torch(e));
+    if config.variant == Variant::LearnableRouting {
         for i in 0..l {
-            out.push((format!("routing_gate.{i}.weight"), vec![2, d]));
-            out.push((format!("routing_gate.{i}.bias"), vec![2]));
+            t.push(format!("routing_gate.{i}.weight"), vec![2, d], torch(d));
+            t.push(format!("routing_gate.{i}.bias"), vec![2], torch(d));
         }
     }
-    out
+    t
+}
+
+/// The reference name of an [`AvaDino`] parameter from its field path
+/// (`cls_normal.0.fc1` -> `cls_token_adapter_normal.0.fc1.0.weight`).
+pub fn reference_name(path: &str) -> String {
+    let (field, rest) = path.split_once('.').unwrap_or((path, ""));
+    let field = FIELD_NAMES
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map_or(field, |(_, r)| r);
+    match rest.rsplit_once('.') {
+        Some((i, leaf @ ("fc1" | "fc2"))) => format!("{field}.{i}.{leaf}.0.weight"),
+        _ if rest.is_empty() => field.to_string(),
+        _ => format!("{field}.{rest}"),
+    }
+}
+
+/// The model of `config` with lazy (never materialized) parameters, to be filled by name.
+fn skeleton(config: &MethodConfig, device: &Device) -> AvaDino {
+    let (d, b, e, l) = (
+        config.dim,
+        config.bottleneck,
+        config.text_dim,
+        config.n_taps(),
+    );
+    let lazy = Initializer::Zeros;
+    let adapters = |n: usize, c: usize, hidden: usize| -> Vec<Adapter> {
+        (0..n)
+            .map(|_| Adapter {
+                fc1: lazy.init([hidden, c], device),
+                fc2: lazy.init([c, hidden], device),
+            })
+            .collect()
+    };
+    let dual = if config.variant.dual() { l } else { 0 };
+    let gates = if config.variant == Variant::LearnableRouting {
+        l
+    } else {
+        0
+    };
+    AvaDino {
+        cls_normal: adapters(l, d, b),
+        cls_anomaly: adapters(dual, d, b),
+        patch_normal: adapters(l, d, b),
+        patch_anomaly: adapters(dual, d, b),
+        prompt: adapters(2, e, e),
+        text_projection: lazy.init([d, e], device),
+        gates: (0..gates)
+            .map(|_| Gate {
+                weight: lazy.init([2, d], device),
+                bias: lazy.init([2], device),
+            })
+            .collect(),
+        config: config.clone(),
+    }
+}
+
+/// Every parameter with its reference name, in PyTorch layout, in [`key_table`] order.
+pub fn named_params(model: &AvaDino) -> Vec<(String, HostTensor)> {
+    let mut named = to_named(model, &reference_name);
+    key_table(&model.config)
+        .keys()
+        .iter()
+        .filter_map(|k| named.remove_entry(&k.name))
+        .collect()
+}
+
+/// A freshly initialized model of a valid `config` (nn.Linear's default init, drawn from
+/// `device`'s seeded generator in [`key_table`] order).
+pub fn initial(config: &MethodConfig, device: &Device) -> AvaDino {
+    // Every init is `Init::Torch`, drawn on the device; the host generator is not used.
+    let tensors = key_table(config).random(&mut SplitMix64(0), device);
+    from_named(config, &tensors, Path::new("<initial weights>"), device)
+        .expect("the key table and the module skeleton list the same tensors")
 }
 
 /// Builds a model of `config` from named tensors; every expected tensor must be present with its
@@ -156,13 +242,22 @@ pub fn from_named(
         path: path.into(),
         reason: e.to_string(),
     })?;
-    let expected = expected_shapes(config);
-    let (variant, taps) = (config.variant.name(), config.n_taps());
-    let missing: Vec<String> = expected
+    let mut tensors: BTreeMap<String, HostTensor> = tensors
         .iter()
-        .filter(|(n, _)| !tensors.contains_key(n))
-        .map(|(n, _)| n.clone())
+        .filter(|(k, _)| !k.starts_with("__"))
+        .map(|(k, t)| (k.clone(), t.clone()))
         .collect();
+    // A diverged training saves NaN weights; they load, and the metrics say so.
+    let problems = key_table(config).check(&tensors, false);
+    let (variant, taps) = (config.variant.name(), config.n_taps());
+    let names = |pick: fn(&KeyProblem) -> bool| -> Vec<String> {
+        problems
+            .iter()
+            .filter(|p| pick(p))
+            .map(|p| p.name().to_string())
+            .collect()
+    };
+    let missing = names(|p| matches!(p, KeyProblem::Missing { .. }));
     if !missing.is_empty() {
         return Err(CheckpointError::Missing {
             path: path.into(),
@@ -171,11 +266,7 @@ pub fn from_named(
             taps,
         });
     }
-    let unexpected: Vec<String> = tensors
-        .keys()
-        .filter(|k| !k.starts_with("__") && !expected.iter().any(|(n, _)| n == *k))
-        .cloned()
-        .collect();
+    let unexpected = names(|p| matches!(p, KeyProblem::Unexpected { .. }));
     if !unexpected.is_empty() {
         return Err(CheckpointError::Unexpected {
             path: path.into(),
@@ -184,50 +275,34 @@ pub fn from_named(
             taps,
         });
     }
-    for (name, shape) in &expected {
-        let t = &tensors[name];
-        if &t.shape != shape || t.as_f32().is_none() {
-            return Err(CheckpointError::Shape {
+    if let Some(p) = problems.into_iter().next() {
+        return Err(match p {
+            KeyProblem::Shape {
+                name,
+                found,
+                expected,
+            } => CheckpointError::Shape {
                 path: path.into(),
-                name: name.clone(),
-                found: t.shape.clone(),
-                expected: shape.clone(),
-            });
-        }
+                name,
+                found,
+                expected,
+            },
+            other => CheckpointError::Dtype {
+                path: path.into(),
+                name: other.name().to_string(),
+            },
+        });
     }
-    let t2 = |n: String| -> Tensor<2> { tensors[&n].to_tensor::<2>(device) };
-    let adapters = |prefix: &str, n: usize| -> Vec<Adapter> {
-        (0..n)
-            .map(|i| {
-                Adapter::from_weights(
-                    t2(format!("{prefix}.{i}.fc1.0.weight")),
-                    t2(format!("{prefix}.{i}.fc2.0.weight")),
-                )
-            })
-            .collect()
-    };
-    let dual_n = if config.variant.dual() { taps } else { 0 };
-    let gates = if config.variant == super::config::Variant::LearnableRouting {
-        (0..taps)
-            .map(|i| Gate {
-                weight: Param::from_tensor(t2(format!("routing_gate.{i}.weight"))),
-                bias: Param::from_tensor(
-                    tensors[&format!("routing_gate.{i}.bias")].to_tensor::<1>(device),
-                ),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Ok(AvaDino {
-        cls_normal: adapters("cls_token_adapter_normal", taps),
-        cls_anomaly: adapters("cls_token_adapter_anomaly", dual_n),
-        patch_normal: adapters("patch_token_adapter_normal", taps),
-        patch_anomaly: adapters("patch_token_adapter_anomaly", dual_n),
-        prompt: adapters("prompt_adapter", 2),
-        text_projection: Param::from_tensor(t2("text_projection.weight".into())),
-        gates,
-        config: config.clone(),
+    fill_named(
+        skeleton(config, device),
+        &mut tensors,
+        &reference_name,
+        LinearWeights::Contiguous,
+        device,
+    )
+    .map_err(|problems| CheckpointError::Invalid {
+        path: path.into(),
+        reason: problems.join("; "),
     })
 }
 

@@ -5,14 +5,14 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor};
 
-use super::adapter::{Adapter, linear_t, uniform_weight};
+use super::adapter::{Adapter, linear_t};
 use super::config::MethodConfig;
 use super::heads::{aacm, cross_modal_map, global_logits, l2_normalize, pair_prompts};
 use super::loss;
 use super::routing::{Gate, text_routing};
 use super::upsample::Upsampler;
 
-/// The trainable modules (names follow the reference checkpoint, see `checkpoint::KEY_TABLE`).
+/// The trainable modules (names follow the reference checkpoint, see `checkpoint::key_table`).
 #[derive(Module, Debug)]
 pub struct AvaDino {
     /// Per tap, `cls_token_adapter_normal` (`D -> b -> D`).
@@ -136,33 +136,7 @@ impl AvaDino {
 
     pub fn try_new(config: &MethodConfig, device: &Device) -> Result<Self, ModelError> {
         config.validate()?;
-        let (d, b, e, l) = (
-            config.dim,
-            config.bottleneck,
-            config.text_dim,
-            config.n_taps(),
-        );
-        let adapters = |n: usize| {
-            (0..n)
-                .map(|_| Adapter::new(d, b, device))
-                .collect::<Vec<_>>()
-        };
-        let dual = config.variant.dual();
-        Ok(Self {
-            cls_normal: adapters(l),
-            cls_anomaly: adapters(if dual { l } else { 0 }),
-            patch_normal: adapters(l),
-            patch_anomaly: adapters(if dual { l } else { 0 }),
-            prompt: (0..2).map(|_| Adapter::new(e, e, device)).collect(),
-            text_projection: uniform_weight(d, e, device),
-            gates: match config.variant {
-                super::config::Variant::LearnableRouting => {
-                    (0..l).map(|_| Gate::new(d, device)).collect()
-                }
-                _ => Vec::new(),
-            },
-            config: config.clone(),
-        })
+        Ok(super::checkpoint::initial(config, device))
     }
 
     /// Number of trainable parameters (28.3M at full size).

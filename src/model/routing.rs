@@ -1,10 +1,10 @@
 //! Routing weights `[B, 2]` (column 0 normal): text-guided (reference) or a learnable gate.
 
 use burn::module::{Module, Param};
+use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Distribution, Tensor};
 
-use super::adapter::{linear_t, uniform_weight};
+use super::adapter::linear_t;
 use super::heads::l2_normalize;
 
 /// Text-guided routing: `softmax([n(cls)·n(Wp t_n), n(cls)·n(Wp t_a)] / tau)`.
@@ -30,18 +30,6 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(dim: usize, device: &Device) -> Self {
-        let bound = 1.0 / (dim as f64).sqrt();
-        Self {
-            weight: uniform_weight(2, dim, device),
-            bias: Param::from_tensor(Tensor::random(
-                [2],
-                Distribution::Uniform(-bound, bound),
-                device,
-            )),
-        }
-    }
-
     /// `cls [B, D] -> [B, 2]`.
     pub fn forward(&self, cls: Tensor<2>, tau: f64) -> Tensor<2> {
         let logits = linear_t(l2_normalize(cls, 1), self.weight.val())

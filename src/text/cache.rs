@@ -9,16 +9,9 @@ use std::time::Instant;
 
 use super::TextError;
 use super::model::ClipText;
-use super::prompts::encode_class_word;
+use super::prompts::{TextFeatures, encode_class_word};
 use super::tokenizer::Tokenizer;
-use crate::io::{HostTensor, TensorFile};
-
-/// Ensemble features of one class word, each L2-normalized, length E.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TextFeatures {
-    pub normal: Vec<f32>,
-    pub anomaly: Vec<f32>,
-}
+use crate::io::{HostTensor, TensorFile, sha256_hex};
 
 /// Where a [`TextFeatureCache::get_or_compute`] answer came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +123,7 @@ impl TextFeatureCache {
 
     /// `text-<weights hash>-<activation>-<hash of the word>.safetensors`: any word is a safe name.
     fn file_name(&self, class_word: &str) -> String {
-        let word = super::load::sha256_hex(class_word.as_bytes());
+        let word = sha256_hex(class_word.as_bytes());
         let weights = self.model.weights_hash();
         format!(
             "text-{}-{}-{}.safetensors",

@@ -1,9 +1,10 @@
 //! Loading CLIP text weights: HF layout (`CLIPTextModelWithProjection` or full `CLIPModel`, vision
-//! keys ignored) or OpenAI layout, from `.safetensors` or a plain PyTorch state dict (`.pt`/`.bin`,
-//! read with burn-store's PyTorch reader). OpenAI's released `.pt` is a TorchScript archive: it is
-//! detected and the error names the one-line conversion.
+//! keys ignored) or OpenAI layout, from `.safetensors` or a plain PyTorch state dict (`.pt`/`.bin`),
+//! both read by [`crate::io::read_weights`]. OpenAI's released `.pt` is a TorchScript archive: it
+//! is detected and the error names the one-line conversion.
 //!
-//! OpenAI -> HF key map (everything is mapped onto HF names, the one table the model reads):
+//! OpenAI -> HF key map (everything is mapped onto HF names, the names of the model's key table,
+//! [`super::model::key_table`]); [`OPENAI_GLOBAL`] and [`OPENAI_LAYER`] hold it, both ways:
 //!
 //! | OpenAI | HF | transform |
 //! |---|---|---|
@@ -20,17 +21,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use sha2::{Digest, Sha256};
 
 use super::config::ClipTextConfig;
 use super::model::ClipText;
 use super::{Activation, TextError};
-use crate::io::{HostData, HostTensor, TensorFile};
-
-/// Hex SHA-256 of `bytes`.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+use crate::io::{HostTensor, PthError, TensorFile, WeightsError, read_weights, sha256_file};
 
 /// Weight files looked for, in order, when `path` is a directory.
 const WEIGHT_NAMES: [&str; 5] = [
@@ -39,6 +34,31 @@ const WEIGHT_NAMES: [&str; 5] = [
     "pytorch_model.bin",
     "model.pt",
     "openai.pt",
+];
+
+/// `(OpenAI name, HF name)` outside the layers; `text_projection` is also transposed.
+pub const OPENAI_GLOBAL: [(&str, &str); 5] = [
+    (
+        "token_embedding.weight",
+        "text_model.embeddings.token_embedding.weight",
+    ),
+    (
+        "positional_embedding",
+        "text_model.embeddings.position_embedding.weight",
+    ),
+    ("ln_final.weight", "text_model.final_layer_norm.weight"),
+    ("ln_final.bias", "text_model.final_layer_norm.bias"),
+    ("text_projection", "text_projection.weight"),
+];
+
+/// `(OpenAI prefix after "transformer.resblocks.{i}.", HF prefix after
+/// "text_model.encoder.layers.{i}.")`, one to one; the fused `attn.in_proj_*` is split apart.
+pub const OPENAI_LAYER: [(&str, &str); 5] = [
+    ("attn.out_proj.", "self_attn.out_proj."),
+    ("ln_1.", "layer_norm1."),
+    ("ln_2.", "layer_norm2."),
+    ("mlp.c_fc.", "mlp.fc1."),
+    ("mlp.c_proj.", "mlp.fc2."),
 ];
 
 /// Loads a CLIP text encoder from a directory (an HF `config.json` + weights) or a weights file
@@ -63,112 +83,21 @@ pub fn load_text_encoder(
         let sibling = path.parent().unwrap_or(Path::new(".")).join("config.json");
         (path.to_path_buf(), sibling)
     };
-    let (raw, hash) = read_tensors(&weights)?;
-    let tensors = to_hf_layout(raw, &weights)?;
+    let raw = read_weights(&weights).map_err(|e| match e {
+        WeightsError::Pth(PthError::TorchScript { path }) => TextError::TorchScript { path },
+        other => TextError::Weights(other),
+    })?;
+    let hash = sha256_file(&weights).map_err(|source| TextError::Read {
+        path: weights.clone(),
+        source,
+    })?;
+    let tensors = to_hf_layout(raw.tensors, &weights)?;
     let config = if config_path.is_file() {
         ClipTextConfig::from_file(&config_path)?
     } else {
         infer_config(&tensors, &weights)?
     };
-    ClipText::from_hf_tensors(config, activation, &tensors, hash, &weights, device)
-}
-
-/// Every tensor of a weights file and the SHA-256 of its bytes.
-pub fn read_tensors(path: &Path) -> Result<(BTreeMap<String, HostTensor>, String), TextError> {
-    let bytes = std::fs::read(path).map_err(|source| TextError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let hash = sha256_hex(&bytes);
-    let is_zip = bytes.starts_with(b"PK\x03\x04");
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let tensors = if ext == "safetensors" || (!is_zip && looks_like_safetensors(&bytes)) {
-        TensorFile::from_bytes(path, &bytes)?.tensors
-    } else {
-        if is_zip && is_torchscript(&bytes) {
-            return Err(TextError::TorchScript {
-                path: path.to_path_buf(),
-            });
-        }
-        drop(bytes);
-        read_pytorch(path)?
-    };
-    Ok((tensors, hash))
-}
-
-/// A safetensors file starts with a little-endian u64 header length and a JSON object.
-fn looks_like_safetensors(bytes: &[u8]) -> bool {
-    bytes.len() > 9 && bytes[8] == b'{'
-}
-
-/// TorchScript archives carry `constants.pkl` and a `code/` folder; plain `torch.save` zips do not.
-fn is_torchscript(bytes: &[u8]) -> bool {
-    let Ok(archive) = zip::ZipArchive::new(std::io::Cursor::new(bytes)) else {
-        return false;
-    };
-    archive
-        .file_names()
-        .any(|n| n.ends_with("/constants.pkl") || n.contains("/code/__torch__"))
-}
-
-fn read_pytorch(path: &Path) -> Result<BTreeMap<String, HostTensor>, TextError> {
-    use burn::store::pytorch_reader::{DType, PytorchReader};
-    let err = |reason: String| TextError::Pytorch {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let reader = PytorchReader::new(path).map_err(|e| err(e.to_string()))?;
-    let mut out = BTreeMap::new();
-    for (name, t) in reader.into_tensors() {
-        let bytes = t.read().map_err(|e| err(e.to_string()))?;
-        let shape = t.shape().to_vec();
-        let c = |n: usize| bytes.chunks_exact(n);
-        let data = match t.dtype() {
-            DType::F32 => HostData::F32(
-                c(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                    .collect(),
-            ),
-            DType::F64 => HostData::F32(
-                c(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
-                    .collect(),
-            ),
-            DType::F16 => HostData::F32(
-                c(2).map(|b| half::f16::from_le_bytes(b.try_into().unwrap()).to_f32())
-                    .collect(),
-            ),
-            DType::BF16 => HostData::F32(
-                c(2).map(|b| half::bf16::from_le_bytes(b.try_into().unwrap()).to_f32())
-                    .collect(),
-            ),
-            DType::I64 => HostData::I64(
-                c(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-                    .collect(),
-            ),
-            DType::I32 => HostData::I64(
-                c(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64)
-                    .collect(),
-            ),
-            // Other integer/bool buffers are never CLIP weights; keep them as bytes so that an
-            // unexpected one is reported by name rather than silently dropped.
-            _ => HostData::U8(bytes.clone()),
-        };
-        let t = HostTensor { shape, data };
-        out.insert(name, t);
-    }
-    for (name, t) in &out {
-        let n = match &t.data {
-            HostData::F32(v) => v.len(),
-            HostData::I64(v) => v.len(),
-            HostData::U8(_) => t.numel(),
-        };
-        if n != t.numel() {
-            return Err(err(format!(
-                "tensor `{name}` holds {n} values for shape {:?}",
-                t.shape
-            )));
-        }
-    }
-    Ok(out)
+    ClipText::from_hf_tensors(config, activation, tensors, hash, &weights, device)
 }
 
 /// Keys that belong to other parts of a CLIP checkpoint (vision tower, logit scale, JIT extras).
@@ -205,56 +134,41 @@ pub fn to_hf_layout(
     };
     let mut out = BTreeMap::new();
     for (k, t) in raw {
-        let hf = match k.as_str() {
-            "token_embedding.weight" => "text_model.embeddings.token_embedding.weight".to_string(),
-            "positional_embedding" => "text_model.embeddings.position_embedding.weight".to_string(),
-            "ln_final.weight" => "text_model.final_layer_norm.weight".to_string(),
-            "ln_final.bias" => "text_model.final_layer_norm.bias".to_string(),
-            "text_projection" => {
-                if t.shape.len() != 2 {
-                    return Err(keys_err(format!(
-                        "`text_projection` has shape {:?}, expected [W, E]",
-                        t.shape
-                    )));
-                }
-                out.insert("text_projection.weight".to_string(), t.transposed());
-                continue;
+        if k == "text_projection" {
+            if t.shape.len() != 2 {
+                return Err(keys_err(format!(
+                    "`text_projection` has shape {:?}, expected [W, E]",
+                    t.shape
+                )));
             }
-            other => match other
-                .strip_prefix("transformer.resblocks.")
-                .and_then(|r| r.split_once('.'))
-            {
-                Some((i, rest)) if i.parse::<usize>().is_ok() => {
-                    let p = format!("text_model.encoder.layers.{i}.");
-                    if let Some(kind) = rest.strip_prefix("attn.in_proj_") {
-                        for (j, part) in split_rows(&t, 3)
-                            .map_err(|e| keys_err(format!("`{other}` {e}")))?
-                            .into_iter()
-                            .enumerate()
-                        {
-                            out.insert(
-                                format!("{p}self_attn.{}_proj.{kind}", ["q", "k", "v"][j]),
-                                part,
-                            );
-                        }
-                        continue;
-                    }
-                    let mapped = [
-                        ("attn.out_proj.", "self_attn.out_proj."),
-                        ("ln_1.", "layer_norm1."),
-                        ("ln_2.", "layer_norm2."),
-                        ("mlp.c_fc.", "mlp.fc1."),
-                        ("mlp.c_proj.", "mlp.fc2."),
-                    ]
-                    .iter()
-                    .find_map(|(from, to)| {
-                        rest.strip_prefix(from).map(|tail| format!("{p}{to}{tail}"))
-                    });
-                    mapped.unwrap_or_else(|| format!("<openai>{other}"))
-                }
-                _ => format!("<openai>{other}"),
-            },
+            out.insert("text_projection.weight".to_string(), t.transposed());
+            continue;
+        }
+        if let Some((_, hf)) = OPENAI_GLOBAL.iter().find(|(oa, _)| *oa == k) {
+            out.insert(hf.to_string(), t);
+            continue;
+        }
+        let layer = k
+            .strip_prefix("transformer.resblocks.")
+            .and_then(|r| r.split_once('.'))
+            .filter(|(i, _)| i.parse::<usize>().is_ok());
+        let Some((i, rest)) = layer else {
+            // Reported by name as unexpected when the model checks its keys.
+            out.insert(format!("<openai>{k}"), t);
+            continue;
         };
+        let p = format!("text_model.encoder.layers.{i}.");
+        if let Some(kind) = rest.strip_prefix("attn.in_proj_") {
+            let parts = split_rows(&t, 3).map_err(|e| keys_err(format!("`{k}` {e}")))?;
+            for (x, part) in ["q", "k", "v"].iter().zip(parts) {
+                out.insert(format!("{p}self_attn.{x}_proj.{kind}"), part);
+            }
+            continue;
+        }
+        let hf = OPENAI_LAYER
+            .iter()
+            .find_map(|(from, to)| rest.strip_prefix(from).map(|tail| format!("{p}{to}{tail}")))
+            .unwrap_or_else(|| format!("<openai>{k}"));
         out.insert(hf, t);
     }
     Ok(out)
@@ -301,20 +215,28 @@ fn infer_config(
     let layers = (0..)
         .take_while(|i| t.contains_key(&format!("text_model.encoder.layers.{i}.mlp.fc1.weight")))
         .count();
-    let width = emb[1];
+    let (Some(&vocab), Some(&width), Some(&context), Some(&e), Some(&m)) = (
+        emb.first(),
+        emb.get(1),
+        pos.first(),
+        proj.first(),
+        fc1.first(),
+    ) else {
+        return Err(err("an embedding or projection is not a matrix".into()));
+    };
     if width % 64 != 0 {
         return Err(err(format!(
             "width {width} is not a multiple of the 64-wide heads OpenAI uses"
         )));
     }
     Ok(ClipTextConfig {
-        vocab_size: emb[0],
+        vocab_size: vocab,
         hidden_size: width,
-        intermediate_size: fc1[0],
+        intermediate_size: m,
         num_hidden_layers: layers,
         num_attention_heads: width / 64,
-        max_position_embeddings: pos[0],
-        projection_dim: proj[0],
+        max_position_embeddings: context,
+        projection_dim: e,
         layer_norm_eps: 1e-5,
         hidden_act: Activation::QuickGelu,
     })
@@ -324,20 +246,17 @@ fn infer_config(
 pub fn to_openai_layout(hf: &BTreeMap<String, HostTensor>, layers: usize) -> TensorFile {
     let mut f = TensorFile::new(PathBuf::from("openai.safetensors"));
     let get = |k: &str| hf[k].clone();
-    f.insert(
-        "token_embedding.weight",
-        get("text_model.embeddings.token_embedding.weight"),
-    );
-    f.insert(
-        "positional_embedding",
-        get("text_model.embeddings.position_embedding.weight"),
-    );
-    f.insert("ln_final.weight", get("text_model.final_layer_norm.weight"));
-    f.insert("ln_final.bias", get("text_model.final_layer_norm.bias"));
-    f.insert(
-        "text_projection",
-        get("text_projection.weight").transposed(),
-    );
+    for (oa, name) in OPENAI_GLOBAL {
+        let t = get(name);
+        f.insert(
+            oa,
+            if oa == "text_projection" {
+                t.transposed()
+            } else {
+                t
+            },
+        );
+    }
     for i in 0..layers {
         let (h, o) = (
             format!("text_model.encoder.layers.{i}."),
@@ -355,14 +274,8 @@ pub fn to_openai_layout(hf: &BTreeMap<String, HostTensor>, layers: usize) -> Ten
                 format!("{o}attn.in_proj_{kind}"),
                 HostTensor::f32(shape, values),
             );
-            for (from, to) in [
-                ("self_attn.out_proj", "attn.out_proj"),
-                ("layer_norm1", "ln_1"),
-                ("layer_norm2", "ln_2"),
-                ("mlp.fc1", "mlp.c_fc"),
-                ("mlp.fc2", "mlp.c_proj"),
-            ] {
-                f.insert(format!("{o}{to}.{kind}"), get(&format!("{h}{from}.{kind}")));
+            for (from, to) in OPENAI_LAYER {
+                f.insert(format!("{o}{from}{kind}"), get(&format!("{h}{to}{kind}")));
             }
         }
     }

@@ -1,6 +1,7 @@
-//! CLIP ViT-L/14-336 text side: the text transformer ([`model`]), its weight loading ([`load`]), the
-//! exact CLIP byte-level BPE tokenizer ([`tokenizer`]), the reference prompt ensemble ([`prompts`])
-//! and the per-class-word text-feature cache ([`cache`]).
+//! CLIP ViT-L/14-336 text side: the text transformer and its key table ([`model`]), its weight
+//! loading ([`load`]), the exact CLIP byte-level BPE tokenizer ([`tokenizer`]), the reference prompt
+//! ensemble and the [`TextFeatures`] it produces ([`prompts`]), and the per-class-word
+//! text-feature cache ([`cache`]).
 //!
 //! The reference (AVA-DINO `utils.py`) encodes 420 prompts per class word with a CLIP text tower that
 //! runs **erf GELU** on weights trained with QuickGELU; [`Activation::Gelu`] is therefore the default
@@ -19,10 +20,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use cache::{TextFeatureCache, TextFeatures};
+pub use cache::TextFeatureCache;
 pub use config::ClipTextConfig;
 pub use load::load_text_encoder;
 pub use model::ClipText;
+pub use prompts::TextFeatures;
 pub use tokenizer::{CONTEXT_LENGTH, END_OF_TEXT, START_OF_TEXT, Tokenizer};
 
 /// MLP activation of the text transformer.
@@ -86,8 +88,8 @@ pub enum TextError {
     NoWeights { path: PathBuf },
     #[error(transparent)]
     TensorFile(#[from] crate::io::TensorFileError),
-    #[error("{path}: cannot read as a PyTorch state dict: {reason}")]
-    Pytorch { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Weights(crate::io::WeightsError),
     #[error(
         "{path}: this is a TorchScript archive (OpenAI's released CLIP .pt), which cannot be read without \
          Python; convert it once: python -c \"import torch,safetensors.torch as s; m=torch.jit.load('{path}',map_location='cpu'); \

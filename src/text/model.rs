@@ -1,137 +1,214 @@
-//! The CLIP text transformer: token + position embeddings, pre-LN blocks with causal multi-head
-//! attention, final LayerNorm, pooling at the first end-of-text token (the arg-max id, as
-//! `CLIP.encode_text` does), `text_projection`. Frozen: plain tensors, no autodiff state.
+//! The CLIP text transformer as a burn module: token + position embeddings, pre-LN blocks with
+//! causal multi-head attention, final LayerNorm, pooling at the first end-of-text token (the
+//! arg-max id, as `CLIP.encode_text` does), `text_projection`. Frozen: inference only.
 //!
-//! Weights enter through one table of HF names ([`ClipText::from_hf_tensors`]); the loader maps
-//! other layouts onto it, and the random initializer builds the same table.
+//! The fields are named as HF `CLIPTextModelWithProjection`'s tensors (`text_model.encoder.layers.
+//! 0.self_attn.q_proj.weight`), so [`crate::io::named`] maps the module to and from HF names
+//! directly. The tensors are listed once, in [`key_table`], which drives the checks of a loaded
+//! file, saving and the seeded random weights; the loader maps other layouts onto those names.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use burn::module::Module;
+use burn::nn::{
+    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::tensor::activation::{gelu, sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::ClipTextConfig;
 use super::{Activation, TextError};
-use crate::io::{HostTensor, TensorFile};
+use crate::io::named::{LinearWeights, from_named, to_named};
+use crate::io::{HostTensor, Init, KeyTable, TensorFile, sha256_hex};
 use crate::rng::SplitMix64;
 
-/// A dense layer stored as burn uses it: `weight` [in, out], `y = x W + b`.
-#[derive(Clone, Debug)]
-struct Linear {
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
+/// `text_model.embeddings`.
+#[derive(Module, Debug)]
+pub struct Embeddings {
+    /// `[V, W]`.
+    pub token_embedding: Embedding,
+    /// `[C, W]`.
+    pub position_embedding: Embedding,
 }
 
-impl Linear {
-    /// `x` [N, in] -> [N, out].
-    fn forward2(&self, x: Tensor<2>) -> Tensor<2> {
-        let y = x.matmul(self.weight.clone());
-        match &self.bias {
-            Some(b) => y + b.clone().unsqueeze::<2>(),
-            None => y,
-        }
-    }
-
-    /// `x` [B, L, in] -> [B, L, out].
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, l, i] = x.dims();
-        let y = self.forward2(x.reshape([b * l, i]));
-        let o = y.dims()[1];
-        y.reshape([b, l, o])
-    }
+/// `self_attn` of one layer: `[W] -> [W]` projections.
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub out_proj: Linear,
 }
 
-#[derive(Clone, Debug)]
-struct LayerNorm {
-    gamma: Tensor<1>,
-    beta: Tensor<1>,
-    eps: f64,
-}
-
-impl LayerNorm {
-    /// Normalizes the last axis of `x` [B, L, W] (biased variance, as PyTorch).
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let (var, mean) = x.clone().var_mean_bias(2);
-        let normed = (x - mean) / (var + self.eps).sqrt();
-        normed * self.gamma.clone().unsqueeze::<3>() + self.beta.clone().unsqueeze::<3>()
-    }
+/// `mlp`: `[W] -> [M] -> [W]`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
 }
 
 /// One pre-LN residual block.
-#[derive(Clone, Debug)]
-struct Block {
-    ln1: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    ln2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+#[derive(Module, Debug)]
+pub struct EncoderLayer {
+    pub self_attn: SelfAttention,
+    pub layer_norm1: LayerNorm,
+    pub mlp: Mlp,
+    pub layer_norm2: LayerNorm,
+}
+
+/// `text_model.encoder`.
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub layers: Vec<EncoderLayer>,
+}
+
+/// `text_model`.
+#[derive(Module, Debug)]
+pub struct TextTransformer {
+    pub embeddings: Embeddings,
+    pub encoder: Encoder,
+    pub final_layer_norm: LayerNorm,
 }
 
 /// The CLIP text tower with its projection.
-#[derive(Clone, Debug)]
+#[derive(Module, Debug)]
 pub struct ClipText {
+    pub text_model: TextTransformer,
+    /// `[W] -> [E]`, no bias.
+    pub text_projection: Linear,
+    #[module(skip)]
     config: ClipTextConfig,
+    #[module(skip)]
     activation: Activation,
-    /// [V, W]
-    token_embedding: Tensor<2>,
-    /// [C, W]
-    position_embedding: Tensor<2>,
-    blocks: Vec<Block>,
-    final_ln: LayerNorm,
-    /// [W, E], used as `x P` (OpenAI orientation).
-    projection: Tensor<2>,
+    #[module(skip)]
     weights_hash: String,
+    #[module(skip)]
     device: Device,
 }
 
-/// The HF names of every tensor a model with `config` holds, with their PyTorch shapes.
-pub fn hf_key_shapes(config: &ClipTextConfig) -> Vec<(String, Vec<usize>)> {
+/// Every tensor of a model with `config`: HF name, PyTorch shape, random init (LayerNorm gains
+/// ~U(0.5, 1.5), biases and embeddings ~N(0, 0.02), matrices ~N(0, 1/fan_in)), in the order
+/// random weights are drawn.
+pub fn key_table(config: &ClipTextConfig) -> KeyTable {
     let (w, m) = (config.hidden_size, config.intermediate_size);
-    let mut keys = vec![
-        (
-            "text_model.embeddings.token_embedding.weight".to_string(),
-            vec![config.vocab_size, w],
-        ),
-        (
-            "text_model.embeddings.position_embedding.weight".to_string(),
-            vec![config.max_position_embeddings, w],
-        ),
-        ("text_model.final_layer_norm.weight".to_string(), vec![w]),
-        ("text_model.final_layer_norm.bias".to_string(), vec![w]),
-        (
-            "text_projection.weight".to_string(),
-            vec![config.projection_dim, w],
-        ),
-    ];
+    let small = Init::Normal { std: 0.02 };
+    let gain = Init::Uniform64 { lo: 0.5, hi: 1.5 };
+    let matrix = |fan_in: usize| Init::Normal {
+        std: 1.0 / (fan_in as f64).sqrt(),
+    };
+    let mut t = KeyTable::new();
+    let e = "text_model.embeddings";
+    t.push(
+        format!("{e}.token_embedding.weight"),
+        vec![config.vocab_size, w],
+        small,
+    );
+    t.push(
+        format!("{e}.position_embedding.weight"),
+        vec![config.max_position_embeddings, w],
+        small,
+    );
+    t.push("text_model.final_layer_norm.weight", vec![w], gain);
+    t.push("text_model.final_layer_norm.bias", vec![w], small);
+    t.push(
+        "text_projection.weight",
+        vec![config.projection_dim, w],
+        matrix(w),
+    );
     for i in 0..config.num_hidden_layers {
         let p = format!("text_model.encoder.layers.{i}.");
         for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-            keys.push((format!("{p}self_attn.{proj}.weight"), vec![w, w]));
-            keys.push((format!("{p}self_attn.{proj}.bias"), vec![w]));
+            t.push(format!("{p}self_attn.{proj}.weight"), vec![w, w], matrix(w));
+            t.push(format!("{p}self_attn.{proj}.bias"), vec![w], small);
         }
         for ln in ["layer_norm1", "layer_norm2"] {
-            keys.push((format!("{p}{ln}.weight"), vec![w]));
-            keys.push((format!("{p}{ln}.bias"), vec![w]));
+            t.push(format!("{p}{ln}.weight"), vec![w], gain);
+            t.push(format!("{p}{ln}.bias"), vec![w], small);
         }
-        keys.push((format!("{p}mlp.fc1.weight"), vec![m, w]));
-        keys.push((format!("{p}mlp.fc1.bias"), vec![m]));
-        keys.push((format!("{p}mlp.fc2.weight"), vec![w, m]));
-        keys.push((format!("{p}mlp.fc2.bias"), vec![w]));
+        t.push(format!("{p}mlp.fc1.weight"), vec![m, w], matrix(w));
+        t.push(format!("{p}mlp.fc1.bias"), vec![m], small);
+        t.push(format!("{p}mlp.fc2.weight"), vec![w, m], matrix(m));
+        t.push(format!("{p}mlp.fc2.bias"), vec![w], small);
     }
-    keys
+    t
+}
+
+/// The module of `config` with lazy (never materialized) parameters, to be filled by name.
+fn skeleton(
+    config: ClipTextConfig,
+    activation: Activation,
+    weights_hash: String,
+    device: &Device,
+) -> ClipText {
+    let (w, m) = (config.hidden_size, config.intermediate_size);
+    let lazy = Initializer::Zeros;
+    let linear = |i: usize, o: usize| {
+        LinearConfig::new(i, o)
+            .with_initializer(lazy.clone())
+            .init(device)
+    };
+    let embedding = |n: usize| {
+        EmbeddingConfig::new(n, w)
+            .with_initializer(lazy.clone())
+            .init(device)
+    };
+    let norm = || {
+        LayerNormConfig::new(w)
+            .with_epsilon(config.layer_norm_eps)
+            .init(device)
+    };
+    let layer = || EncoderLayer {
+        self_attn: SelfAttention {
+            q_proj: linear(w, w),
+            k_proj: linear(w, w),
+            v_proj: linear(w, w),
+            out_proj: linear(w, w),
+        },
+        layer_norm1: norm(),
+        mlp: Mlp {
+            fc1: linear(w, m),
+            fc2: linear(m, w),
+        },
+        layer_norm2: norm(),
+    };
+    let text_model = TextTransformer {
+        embeddings: Embeddings {
+            token_embedding: embedding(config.vocab_size),
+            position_embedding: embedding(config.max_position_embeddings),
+        },
+        encoder: Encoder {
+            layers: (0..config.num_hidden_layers).map(|_| layer()).collect(),
+        },
+        final_layer_norm: norm(),
+    };
+    let text_projection = LinearConfig::new(w, config.projection_dim)
+        .with_bias(false)
+        .with_initializer(lazy)
+        .init(device);
+    ClipText {
+        text_model,
+        text_projection,
+        config,
+        activation,
+        weights_hash,
+        device: device.clone(),
+    }
+}
+
+/// Field paths are HF names already.
+fn hf_name(path: &str) -> String {
+    path.to_string()
 }
 
 impl ClipText {
-    /// Builds the model from HF-named tensors (PyTorch orientation: Linear weights [out, in]).
-    /// Missing, unexpected or mis-shaped keys are one error listing every problem.
+    /// Builds the model from HF-named tensors (PyTorch orientation: Linear weights [out, in]),
+    /// which move into it. Missing, unexpected or misshapen keys are one error listing every
+    /// problem.
     pub fn from_hf_tensors(
         config: ClipTextConfig,
         activation: Activation,
-        tensors: &BTreeMap<String, HostTensor>,
+        mut tensors: BTreeMap<String, HostTensor>,
         weights_hash: String,
         source: &Path,
         device: &Device,
@@ -140,26 +217,7 @@ impl ClipText {
             path: source.to_path_buf(),
             reason,
         })?;
-        let expected = hf_key_shapes(&config);
-        let mut problems = Vec::new();
-        for (k, shape) in &expected {
-            match tensors.get(k) {
-                None => problems.push(format!("missing `{k}` {shape:?}")),
-                Some(t) if &t.shape != shape => {
-                    problems.push(format!("`{k}` has shape {:?}, expected {shape:?}", t.shape))
-                }
-                Some(t) if t.as_f32().is_none() => {
-                    problems.push(format!("`{k}` is not a float tensor"))
-                }
-                Some(_) => {}
-            }
-        }
-        let known: std::collections::HashSet<&str> =
-            expected.iter().map(|(k, _)| k.as_str()).collect();
-        for k in tensors.keys().filter(|k| !known.contains(k.as_str())) {
-            problems.push(format!("unexpected `{k}`"));
-        }
-        if !problems.is_empty() {
+        let keys_err = |mut problems: Vec<String>| {
             let n = problems.len();
             problems.truncate(12);
             let more = if n > 12 {
@@ -167,53 +225,22 @@ impl ClipText {
             } else {
                 String::new()
             };
-            return Err(TextError::Keys {
+            TextError::Keys {
                 path: source.to_path_buf(),
                 problems: format!("{}{more}", problems.join("; ")),
-            });
+            }
+        };
+        let problems = key_table(&config).check(&tensors, true);
+        if !problems.is_empty() {
+            return Err(keys_err(problems.iter().map(|p| p.to_string()).collect()));
         }
-        let t1 = |k: &str| tensors[k].to_tensor::<1>(device);
-        let t2 = |k: &str| tensors[k].to_tensor::<2>(device);
-        let linear = |p: &str| Linear {
-            weight: t2(&format!("{p}.weight")).transpose(),
-            bias: Some(t1(&format!("{p}.bias"))),
-        };
-        let ln = |p: &str| LayerNorm {
-            gamma: t1(&format!("{p}.weight")),
-            beta: t1(&format!("{p}.bias")),
-            eps: config.layer_norm_eps,
-        };
-        let blocks = (0..config.num_hidden_layers)
-            .map(|i| {
-                let p = format!("text_model.encoder.layers.{i}.");
-                Block {
-                    ln1: ln(&format!("{p}layer_norm1")),
-                    q: linear(&format!("{p}self_attn.q_proj")),
-                    k: linear(&format!("{p}self_attn.k_proj")),
-                    v: linear(&format!("{p}self_attn.v_proj")),
-                    out: linear(&format!("{p}self_attn.out_proj")),
-                    ln2: ln(&format!("{p}layer_norm2")),
-                    fc1: linear(&format!("{p}mlp.fc1")),
-                    fc2: linear(&format!("{p}mlp.fc2")),
-                }
-            })
-            .collect();
-        Ok(Self {
-            token_embedding: t2("text_model.embeddings.token_embedding.weight"),
-            position_embedding: t2("text_model.embeddings.position_embedding.weight"),
-            blocks,
-            final_ln: ln("text_model.final_layer_norm"),
-            projection: t2("text_projection.weight").transpose(),
-            config,
-            activation,
-            weights_hash,
-            device: device.clone(),
-        })
+        let model = skeleton(config, activation, weights_hash, device);
+        // Linear weights stay in PyTorch's storage (see `layer_norm` for why the numerics matter).
+        from_named(model, &mut tensors, &hf_name, LinearWeights::View, device).map_err(keys_err)
     }
 
-    /// Seeded random weights with non-trivial statistics (LayerNorm gains ~U(0.5, 1.5), biases
-    /// ~N(0, 0.02), matrices ~N(0, 1/fan_in), embeddings ~N(0, 0.02)): the embedded default
-    /// when no real CLIP weights are given. The same seed and config give the same model.
+    /// Seeded random weights drawn from [`key_table`]: the embedded default when no real CLIP
+    /// weights are given. The same seed and config give the same model.
     pub fn random(config: ClipTextConfig, seed: u64, device: &Device) -> Result<Self, TextError> {
         let source = Path::new("<random>");
         config.validate().map_err(|reason| TextError::Config {
@@ -221,23 +248,9 @@ impl ClipText {
             reason,
         })?;
         let mut rng = SplitMix64(seed ^ 0xC11F_7E47);
-        let mut tensors = BTreeMap::new();
-        for (k, shape) in hf_key_shapes(&config) {
-            let n: usize = shape.iter().product();
-            let values: Vec<f32> = if k.contains("layer_norm") && k.ends_with("weight") {
-                (0..n).map(|_| (0.5 + rng.uniform()) as f32).collect()
-            } else if k.ends_with("bias") || k.contains("embedding") {
-                (0..n).map(|_| (0.02 * rng.normal()) as f32).collect()
-            } else {
-                let std = 1.0 / (shape[1] as f64).sqrt();
-                (0..n).map(|_| (std * rng.normal()) as f32).collect()
-            };
-            tensors.insert(k, HostTensor::f32(shape, values));
-        }
-        let hash = crate::text::load::sha256_hex(
-            format!("random-v1:{seed}:{}", config.to_hf_json()).as_bytes(),
-        );
-        Self::from_hf_tensors(config, Activation::Gelu, &tensors, hash, source, device)
+        let tensors = key_table(&config).random(&mut rng, device);
+        let hash = sha256_hex(format!("random-v1:{seed}:{}", config.to_hf_json()).as_bytes());
+        Self::from_hf_tensors(config, Activation::Gelu, tensors, hash, source, device)
     }
 
     /// The same weights run with another activation.
@@ -262,55 +275,10 @@ impl ClipText {
 
     /// The weights in HF layout (PyTorch orientation), e.g. to save.
     pub fn to_hf_tensors(&self) -> TensorFile {
-        let mut f = TensorFile::new("model.safetensors");
-        let mut put = |k: String, t: HostTensor| f.insert(k, t);
-        let host2 = |t: &Tensor<2>| HostTensor::from_tensor(t.clone());
-        let host1 = |t: &Tensor<1>| HostTensor::from_tensor(t.clone());
-        put(
-            "text_model.embeddings.token_embedding.weight".into(),
-            host2(&self.token_embedding),
-        );
-        put(
-            "text_model.embeddings.position_embedding.weight".into(),
-            host2(&self.position_embedding),
-        );
-        put(
-            "text_model.final_layer_norm.weight".into(),
-            host1(&self.final_ln.gamma),
-        );
-        put(
-            "text_model.final_layer_norm.bias".into(),
-            host1(&self.final_ln.beta),
-        );
-        put(
-            "text_projection.weight".into(),
-            host2(&self.projection.clone().transpose()),
-        );
-        for (i, b) in self.blocks.iter().enumerate() {
-            let p = format!("text_model.encoder.layers.{i}.");
-            for (name, l) in [
-                ("self_attn.q_proj", &b.q),
-                ("self_attn.k_proj", &b.k),
-                ("self_attn.v_proj", &b.v),
-                ("self_attn.out_proj", &b.out),
-                ("mlp.fc1", &b.fc1),
-                ("mlp.fc2", &b.fc2),
-            ] {
-                put(
-                    format!("{p}{name}.weight"),
-                    host2(&l.weight.clone().transpose()),
-                );
-                put(
-                    format!("{p}{name}.bias"),
-                    host1(l.bias.as_ref().expect("CLIP linears have biases")),
-                );
-            }
-            for (name, n) in [("layer_norm1", &b.ln1), ("layer_norm2", &b.ln2)] {
-                put(format!("{p}{name}.weight"), host1(&n.gamma));
-                put(format!("{p}{name}.bias"), host1(&n.beta));
-            }
+        TensorFile {
+            path: "model.safetensors".into(),
+            tensors: to_named(self, &hf_name),
         }
-        f
     }
 
     /// Writes `dir/config.json` (with `hidden_act` = this model's activation) and
@@ -392,53 +360,70 @@ impl ClipText {
             .collect();
         let index = Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &self.device);
         let pooled = hidden.reshape([b * len, w]).select(0, index);
-        Ok(pooled.matmul(self.projection.clone()))
+        Ok(self.text_projection.forward(pooled))
     }
 
     /// Final-LayerNormed hidden states [b, len, W] of checked ids.
     fn hidden_states(&self, ids: Vec<i64>, b: usize, len: usize) -> Tensor<3> {
-        let w = self.config.hidden_size;
-        let index = Tensor::<1, Int>::from_data(TensorData::new(ids, [b * len]), &self.device);
-        let tokens = self
-            .token_embedding
-            .clone()
-            .select(0, index)
-            .reshape([b, len, w]);
-        let positions = self
+        let m = &self.text_model;
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, len]), &self.device);
+        let tokens = m.embeddings.token_embedding.forward(ids);
+        let positions = m
+            .embeddings
             .position_embedding
-            .clone()
+            .weight
+            .val()
             .narrow(0, 0, len)
             .unsqueeze::<3>();
         let mut x = tokens + positions;
         let mask = causal_mask(len, &self.device);
-        for block in &self.blocks {
-            x = self.block(block, x, &mask);
+        for layer in &m.encoder.layers {
+            x = self.layer(layer, x, &mask);
         }
-        self.final_ln.forward(x)
+        self.layer_norm(&m.final_layer_norm, x)
+    }
+
+    /// `ln` over the last axis of `x` [B, L, W], PyTorch's formula step by step (biased
+    /// variance). Text features are cached on disk by weights hash, activation and class word,
+    /// not by code version, so their bits must not move: burn's fused `LayerNorm::forward` and
+    /// a contiguous copy of the Linear weights each round differently (1e-7 relative) from the
+    /// computation every cached feature and recorded result comes from.
+    fn layer_norm(&self, ln: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+        let (var, mean) = x.clone().var_mean_bias(2);
+        let normed = (x - mean) / (var + self.config.layer_norm_eps).sqrt();
+        let y = normed * ln.gamma.val().unsqueeze::<3>();
+        match &ln.beta {
+            Some(beta) => y + beta.val().unsqueeze::<3>(),
+            None => y,
+        }
     }
 
     /// One residual block on `x` [B, L, W].
-    fn block(&self, blk: &Block, x: Tensor<3>, mask: &Tensor<4>) -> Tensor<3> {
+    fn layer(&self, layer: &EncoderLayer, x: Tensor<3>, mask: &Tensor<4>) -> Tensor<3> {
         let [b, l, w] = x.dims();
         let (h, d) = (self.config.num_attention_heads, self.config.head_dim());
-        let y = blk.ln1.forward(x.clone());
+        let att = &layer.self_attn;
+        let y = self.layer_norm(&layer.layer_norm1, x.clone());
         // [B, L, W] -> [B, H, L, d]
         let heads = |t: Tensor<3>| t.reshape([b, l, h, d]).swap_dims(1, 2);
-        let q = heads(blk.q.forward(y.clone())).mul_scalar((d as f64).powf(-0.5));
-        let k = heads(blk.k.forward(y.clone()));
-        let v = heads(blk.v.forward(y));
+        let q = heads(att.q_proj.forward(y.clone())).mul_scalar((d as f64).powf(-0.5));
+        let k = heads(att.k_proj.forward(y.clone()));
+        let v = heads(att.v_proj.forward(y));
         let scores = q.matmul(k.swap_dims(2, 3)) + mask.clone();
         let ctx = softmax(scores, 3)
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([b, l, w]);
-        let x = x + blk.out.forward(ctx);
-        let y = blk.fc1.forward(blk.ln2.forward(x.clone()));
+        let x = x + att.out_proj.forward(ctx);
+        let y = layer
+            .mlp
+            .fc1
+            .forward(self.layer_norm(&layer.layer_norm2, x.clone()));
         let y = match self.activation {
             Activation::Gelu => gelu(y),
             Activation::QuickGelu => y.clone() * sigmoid(y.mul_scalar(1.702)),
         };
-        x + blk.fc2.forward(y)
+        x + layer.mlp.fc2.forward(y)
     }
 }
 
@@ -559,7 +544,7 @@ mod tests {
         let back = ClipText::from_hf_tensors(
             tiny(),
             Activation::Gelu,
-            &f.tensors,
+            f.tensors.clone(),
             String::new(),
             Path::new("x"),
             &dev,
@@ -587,7 +572,7 @@ mod tests {
         let msg = ClipText::from_hf_tensors(
             tiny(),
             Activation::Gelu,
-            &t,
+            t,
             String::new(),
             Path::new("w.safetensors"),
             &dev,

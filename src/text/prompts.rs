@@ -4,10 +4,16 @@
 //! (underscores kept), as the reference does.
 
 use super::TextError;
-use super::cache::TextFeatures;
 use super::model::ClipText;
 use super::tokenizer::{CONTEXT_LENGTH, Tokenizer};
 use crate::io::HostTensor;
+
+/// Ensemble features of one class word, each L2-normalized, length E.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextFeatures {
+    pub normal: Vec<f32>,
+    pub anomaly: Vec<f32>,
+}
 
 /// Normal states (`{}` = class word).
 pub const NORMAL_STATES: [&str; 7] = [
