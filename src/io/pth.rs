@@ -401,6 +401,73 @@ mod tests {
         assert_eq!(back["m.1.b"], b);
     }
 
+    fn crafted(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/pth")
+            .join(name)
+    }
+
+    #[test]
+    fn every_dtype_of_both_containers_decodes() {
+        let m = read_pth(&crafted("mixed.pth")).unwrap();
+        let f = |k: &str| m[k].to_f32_vec();
+        assert_eq!(f("h"), [1.5, -2.0]);
+        assert_eq!(
+            (m["b"].shape.clone(), f("b")),
+            (vec![2, 1], vec![0.25, -8.0])
+        );
+        assert_eq!(f("d"), [0.5, 1e-3]);
+        assert_eq!(m["i"].as_i64().unwrap(), &[-3, 1 << 40]);
+        assert_eq!(m["j"].as_i64().unwrap(), &[-7, 7]);
+        assert_eq!(m["u"].as_u8().unwrap(), &[0, 255]);
+        assert_eq!(m["m"].as_u8().unwrap(), &[1, 0, 1]);
+        // The pre-1.6 container: nested names, the non-tensor `epoch` left out.
+        let l = read_pth(&crafted("legacy.pth")).unwrap();
+        assert_eq!(l.keys().collect::<Vec<_>>(), ["nested.h", "nested.i"]);
+        assert_eq!(l["nested.h"].to_f32_vec(), [1.5, -2.0]);
+        assert_eq!(l["nested.i"].as_i64().unwrap(), &[-3, 1 << 40]);
+    }
+
+    /// Issue 13: a small file declaring views far larger than its storage is refused before any
+    /// tensor is read (a read of `stride0.pth` would materialize 4 x 8 GiB).
+    #[test]
+    fn views_larger_than_the_stored_bytes_are_refused_unread() {
+        for (name, declared, stored) in [
+            ("stride0.pth", 4u64 << 33, 4u64),
+            ("overlap.pth", 32 * 4, 16 * 4),
+        ] {
+            let start = std::time::Instant::now();
+            let e = read_pth(&crafted(name)).unwrap_err();
+            assert!(start.elapsed().as_secs_f64() < 1.0, "{name}");
+            match &e {
+                PthError::Budget {
+                    declared: d,
+                    stored: s,
+                    ..
+                } => assert_eq!((*d, *s), (declared, stored), "{name}"),
+                other => panic!("{name}: {other}"),
+            }
+            let msg = e.to_string();
+            assert!(msg.contains(name) && msg.contains("contiguous"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn undecodable_dtypes_and_repacked_zips_are_named() {
+        let msg = read_pth(&crafted("uint64.pth")).unwrap_err().to_string();
+        assert!(
+            msg.contains("uint64.pth") && msg.contains("`ids`") && msg.contains("U64"),
+            "{msg}"
+        );
+        let msg = read_pth(&crafted("compressed.pth"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("compressed.pth") && msg.contains("is compressed"),
+            "{msg}"
+        );
+    }
+
     #[test]
     fn garbage_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -556,6 +556,45 @@ mod tests {
         );
     }
 
+    /// Writes a safetensors file from a header JSON and `body` bytes.
+    fn raw_file(path: &Path, header: &str, body: &[u8]) {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(body);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn header_is_checked_against_the_file_before_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.safetensors");
+        let h = r#"{"x":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
+        // Truncated: the header declares more data than the file holds.
+        raw_file(&p, h, &[0u8; 12]);
+        let msg = TensorFile::read(&p).unwrap_err().to_string();
+        assert!(
+            msg.contains("w.safetensors")
+                && msg.contains("declares 16 data bytes, the file holds 12"),
+            "{msg}"
+        );
+        // A header length beyond the file.
+        std::fs::write(&p, 1u64.wrapping_shl(40).to_le_bytes()).unwrap();
+        let msg = TensorFile::read(&p).unwrap_err().to_string();
+        assert!(msg.contains("does not fit a 8-byte file"), "{msg}");
+        // A dtype the ladder cannot decode is named before the body is read.
+        let h = r#"{"x":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}"#;
+        raw_file(&p, h, &[0u8; 2]);
+        let e = TensorFile::read(&p).unwrap_err();
+        assert!(matches!(e, TensorFileError::Unsupported { .. }), "{e}");
+        // Shapes that disagree with the offsets (the safetensors crate's validation).
+        let h = r#"{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}}"#;
+        raw_file(&p, h, &[0u8; 16]);
+        assert!(matches!(
+            TensorFile::read(&p).unwrap_err(),
+            TensorFileError::Format { .. }
+        ));
+    }
+
     #[test]
     fn garbage_is_a_format_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
