@@ -34,6 +34,21 @@ use super::tensors::{HostData, HostTensor};
 /// The largest ratio of decoded to stored bytes (an i8 element becomes an 8-byte i64).
 pub const MAX_EXPANSION: u64 = 8;
 
+/// Parsed pickle objects per pickle byte, at most (a 2-byte `(t` makes a tuple object).
+const PARSE_EXPANSION: u64 = 64;
+
+/// Fixed allowance: zip index, read buffers, the reader's own tables.
+const MEMORY_SLACK: u64 = 16 << 20;
+
+/// The most heap a [`read_pth`] of a `len`-byte file holds at once: the decoded tensors
+/// ([`MAX_EXPANSION`] x the stored bytes), one tensor's raw bytes and storage window (each at
+/// most the file), the parsed pickle, and a fixed allowance. `tests/fuzz_pth.rs` checks every
+/// mutant it reads against it.
+pub fn memory_bound(len: u64) -> u64 {
+    len.saturating_mul(MAX_EXPANSION + 2 + PARSE_EXPANSION)
+        .saturating_add(MEMORY_SLACK)
+}
+
 /// A value of a `.pth` dict tree.
 #[derive(Debug, Clone)]
 pub enum PthValue {
