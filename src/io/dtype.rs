@@ -8,7 +8,7 @@
 use burn::store::pytorch_reader::DType as PtDtype;
 use safetensors::Dtype as StDtype;
 
-use super::tensors::HostData;
+use super::host::HostData;
 
 /// An element type a file may store that the crate can decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

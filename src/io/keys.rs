@@ -11,7 +11,7 @@ use std::fmt;
 
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::tensors::HostTensor;
+use super::host::HostTensor;
 use crate::rng::SplitMix64;
 
 /// How a key's random values are drawn. The host draws use one [`SplitMix64`] in table order, so

@@ -5,6 +5,7 @@
 pub mod atomic;
 pub mod dtype;
 pub mod hash;
+pub mod host;
 pub mod keys;
 pub mod lock;
 pub mod named;
@@ -15,8 +16,9 @@ pub mod weights;
 pub use atomic::{sweep_temps, sync_dir, write_atomic, write_atomic_with, write_new};
 pub use dtype::FileDtype;
 pub use hash::{sha256_file, sha256_hex};
+pub use host::{HostData, HostTensor};
 pub use keys::{Init, Key, KeyProblem, KeyTable};
 pub use lock::{FileLock, lock, try_lock};
 pub use pth::{PthError, PthValue, read_pth, write_pth};
-pub use tensors::{HostData, HostTensor, TensorFile, TensorFileError};
+pub use tensors::{TensorFile, TensorFileError};
 pub use weights::{WeightsError, read_weights};

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 
-use super::tensors::HostTensor;
+use super::host::HostTensor;
 
 /// The path of the parameter being visited, and how its PyTorch form differs from burn's.
 #[derive(Default)]

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use burn::store::pytorch_reader::PytorchReader;
 
 use super::dtype::{FileDtype, decode};
-use super::tensors::{HostData, HostTensor};
+use super::host::{HostData, HostTensor};
 
 /// The largest ratio of decoded to stored bytes (an i8 element becomes an 8-byte i64).
 pub const MAX_EXPANSION: u64 = 8;

@@ -3,7 +3,7 @@
 //!
 //! The model's tensors are listed once, in [`key_table`] (reference names, shapes, nn.Linear's
 //! default init), which drives loading ([`from_named`]), saving ([`named_params`]), the
-//! parameter count and the initial weights ([`initial`]). Module fields map to the names by
+//! parameter count and the initial weights ([`AvaDino::try_new`]). Module fields map to the names by
 //! [`reference_name`] (PyTorch names are kept everywhere; weights are `[out, in]` as in PyTorch):
 //!
 //! | module field            | key                                              |
@@ -24,7 +24,7 @@ use burn::tensor::Device;
 
 use super::adapter::Adapter;
 use super::config::{MethodConfig, Variant};
-use super::method::AvaDino;
+use super::method::{AvaDino, ModelError};
 use super::routing::Gate;
 use crate::io::named::{LinearWeights, from_named as fill_named, to_named};
 use crate::io::{
@@ -221,13 +221,26 @@ pub fn named_params(model: &AvaDino) -> Vec<(String, HostTensor)> {
         .collect()
 }
 
-/// A freshly initialized model of a valid `config` (nn.Linear's default init, drawn from
-/// `device`'s seeded generator in [`key_table`] order).
-pub fn initial(config: &MethodConfig, device: &Device) -> AvaDino {
-    // Every init is `Init::Torch`, drawn on the device; the host generator is not used.
-    let tensors = key_table(config).random(&mut SplitMix64(0), device);
-    from_named(config, &tensors, Path::new("<initial weights>"), device)
-        .expect("the key table and the module skeleton list the same tensors")
+impl AvaDino {
+    /// A freshly initialized model (nn.Linear's default init) on `device`.
+    ///
+    /// # Panics
+    /// If the configuration is invalid; use [`AvaDino::try_new`] to get an error instead.
+    pub fn new(config: &MethodConfig, device: &Device) -> Self {
+        Self::try_new(config, device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A freshly initialized model: nn.Linear's default init for every tensor of [`key_table`],
+    /// drawn from `device`'s seeded generator in table order.
+    pub fn try_new(config: &MethodConfig, device: &Device) -> Result<Self, ModelError> {
+        config.validate()?;
+        // Every init is `Init::Torch`, drawn on the device; the host generator is not used.
+        let tensors = key_table(config).random(&mut SplitMix64(0), device);
+        Ok(
+            from_named(config, &tensors, Path::new("<initial weights>"), device)
+                .expect("the key table and the module skeleton list the same tensors"),
+        )
+    }
 }
 
 /// Builds a model of `config` from named tensors; every expected tensor must be present with its

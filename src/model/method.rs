@@ -3,7 +3,7 @@
 //! Shapes: B batch, L taps, D feature width, E text width, N = h*w patches, S map side.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 
 use super::adapter::{Adapter, linear_t};
 use super::config::MethodConfig;
@@ -12,7 +12,8 @@ use super::loss;
 use super::routing::{Gate, text_routing};
 use super::upsample::Upsampler;
 
-/// The trainable modules (names follow the reference checkpoint, see `checkpoint::key_table`).
+/// The trainable modules (names follow the reference checkpoint, see `checkpoint::key_table`;
+/// constructors `AvaDino::new` / `try_new` are in `checkpoint`, with the table they draw from).
 #[derive(Module, Debug)]
 pub struct AvaDino {
     /// Per tap, `cls_token_adapter_normal` (`D -> b -> D`).
@@ -126,19 +127,6 @@ pub enum ModelError {
 }
 
 impl AvaDino {
-    /// A freshly initialized model (nn.Linear's default init) on `device`.
-    ///
-    /// # Panics
-    /// If the configuration is invalid; use [`AvaDino::try_new`] to get an error instead.
-    pub fn new(config: &MethodConfig, device: &Device) -> Self {
-        Self::try_new(config, device).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    pub fn try_new(config: &MethodConfig, device: &Device) -> Result<Self, ModelError> {
-        config.validate()?;
-        Ok(super::checkpoint::initial(config, device))
-    }
-
     /// Number of trainable parameters (28.3M at full size).
     pub fn trainable_params(&self) -> usize {
         self.num_params()
