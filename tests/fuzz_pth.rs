@@ -333,18 +333,26 @@ enum Outcome {
     Panicked(String),
 }
 
-/// Reads `path` on a fresh thread; `None` when it did not finish within [`LIMIT`].
-fn read_guarded(path: &Path) -> Option<(Outcome, u64, Duration)> {
+/// A reader under test: the number of tensors read, or the error message.
+type Reader = fn(&Path) -> Result<usize, String>;
+
+fn pth_reader(path: &Path) -> Result<usize, String> {
+    read_pth(path).map(|m| m.len()).map_err(|e| e.to_string())
+}
+
+/// Runs `read` on `path` on a fresh thread: what it gave, its heap peak, its time; `None` when
+/// it did not finish within [`LIMIT`].
+fn guarded(path: &Path, read: Reader) -> Option<(Outcome, u64, Duration)> {
     let (tx, rx) = mpsc::channel();
     let p = path.to_path_buf();
     let start = Instant::now();
     std::thread::spawn(move || {
         Counting::reset();
-        let r = std::panic::catch_unwind(|| read_pth(&p));
+        let r = std::panic::catch_unwind(|| read(&p));
         let peak = Counting::peak();
         let outcome = match r {
-            Ok(Ok(m)) => Outcome::Read(m.len()),
-            Ok(Err(e)) => Outcome::Refused(e.to_string()),
+            Ok(Ok(n)) => Outcome::Read(n),
+            Ok(Err(e)) => Outcome::Refused(e),
             Err(payload) => Outcome::Panicked(
                 payload
                     .downcast_ref::<String>()
@@ -400,7 +408,7 @@ fn pth_reader_survives_mutated_checkpoints() {
             std::fs::copy(&input, &kept).unwrap();
             format!("{why} (mutant of {}, kept at {})", s.name, kept.display())
         };
-        let Some((outcome, peak, took)) = read_guarded(&input) else {
+        let Some((outcome, peak, took)) = guarded(&input, pth_reader) else {
             failures.push(keep(&format!("no answer within {LIMIT:?}")));
             break; // the reading thread is still running
         };
@@ -450,4 +458,35 @@ fn pth_reader_survives_mutated_checkpoints() {
         "no mutant was read: the mutations are too destructive"
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The guard itself can fail: it sees a panic, a hang and a large allocation. And the crafted
+/// stride-0 checkpoint (4 views of 8 GiB each, issue 13) is refused in a few kB of heap.
+#[test]
+fn the_guard_sees_panics_hangs_and_allocations() {
+    let file = root().join("tests/data/pth/stride0.pth");
+    let panics: Reader = |_| panic!("boom");
+    assert!(matches!(
+        guarded(&file, panics),
+        Some((Outcome::Panicked(m), _, _)) if m == "boom"
+    ));
+    let hangs: Reader = |_| {
+        std::thread::sleep(LIMIT + Duration::from_millis(200));
+        Ok(0)
+    };
+    assert!(guarded(&file, hangs).is_none());
+    let allocates: Reader = |_| Ok(std::hint::black_box(vec![1u8; 64 << 20]).len());
+    let (_, peak, _) = guarded(&file, allocates).unwrap();
+    assert!(peak >= 64 << 20, "{peak}");
+
+    let (outcome, peak, took) = guarded(&file, pth_reader).unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Refused(m) if m.contains("declare 34359738368 bytes")),
+        "{}",
+        match outcome {
+            Outcome::Read(n) => format!("read {n} tensors"),
+            Outcome::Refused(m) | Outcome::Panicked(m) => m,
+        }
+    );
+    assert!(peak < 1 << 20 && took < LIMIT, "{peak} bytes, {took:?}");
 }
