@@ -449,7 +449,7 @@ fn pth_reader_survives_mutated_checkpoints() {
         most_per_byte
     );
     let mut kinds: Vec<_> = refused.into_iter().collect();
-    kinds.sort_by(|a, b| b.1.cmp(&a.1));
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
     for (k, n) in kinds.iter().take(12) {
         println!("  {n:>8}  {k}");
     }
