@@ -333,6 +333,13 @@ enum Outcome {
     Panicked(String),
 }
 
+/// Caught panics are reported by the tests with their input; the default hook would only print
+/// them again (set once for the whole binary: tests run in parallel).
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+}
+
 /// A reader under test: the number of tensors read, or the error message.
 type Reader = fn(&Path) -> Result<usize, String>;
 
@@ -341,8 +348,8 @@ fn pth_reader(path: &Path) -> Result<usize, String> {
 }
 
 /// Runs `read` on `path` on a fresh thread: what it gave, its heap peak, its time; `None` when
-/// it did not finish within [`LIMIT`].
-fn guarded(path: &Path, read: Reader) -> Option<(Outcome, u64, Duration)> {
+/// it did not finish within `wait`.
+fn guarded(path: &Path, read: Reader, wait: Duration) -> Option<(Outcome, u64, Duration)> {
     let (tx, rx) = mpsc::channel();
     let p = path.to_path_buf();
     let start = Instant::now();
@@ -363,7 +370,7 @@ fn guarded(path: &Path, read: Reader) -> Option<(Outcome, u64, Duration)> {
         };
         let _ = tx.send((outcome, peak));
     });
-    let (outcome, peak) = rx.recv_timeout(LIMIT).ok()?;
+    let (outcome, peak) = rx.recv_timeout(wait).ok()?;
     Some((outcome, peak, start.elapsed()))
 }
 
@@ -390,14 +397,13 @@ fn pth_reader_survives_mutated_checkpoints() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz_pth");
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join(format!("input-{}.pth", std::process::id()));
-    // Caught panics are reported below, with their input; the default hook would only add noise.
-    std::panic::set_hook(Box::new(|_| {}));
+    quiet_panics();
     let mut rng = SplitMix64(seed ^ 0xF022_0000_0000_0013);
     let (mut read, mut tensors, mut refused) = (0u64, 0usize, BTreeMap::<String, u64>::new());
     let (mut slowest, mut worst_ratio, mut most_per_byte) = (Duration::ZERO, 0f64, 0f64);
     let mut failures = Vec::new();
     let start = Instant::now();
-    let mut tried = 0u64;
+    let (mut tried, mut late) = (0u64, 0u64);
     for i in 0..iters {
         tried += 1;
         let s = &seeds[rng.below(seeds.len())];
@@ -408,10 +414,23 @@ fn pth_reader_survives_mutated_checkpoints() {
             std::fs::copy(&input, &kept).unwrap();
             format!("{why} (mutant of {}, kept at {})", s.name, kept.display())
         };
-        let Some((outcome, peak, took)) = guarded(&input, pth_reader) else {
-            failures.push(keep(&format!("no answer within {LIMIT:?}")));
+        // A read over LIMIT is run again: on a loaded machine a thread can wait for a core for
+        // a second. Slow twice, or no answer at all within 10 LIMIT, fails.
+        let wait = 10 * LIMIT;
+        let mut result = guarded(&input, pth_reader, wait);
+        if result.as_ref().is_some_and(|r| r.2 > LIMIT) {
+            late += 1;
+            result = guarded(&input, pth_reader, wait);
+        }
+        let Some((outcome, peak, took)) = result else {
+            failures.push(keep(&format!("no answer within {wait:?}")));
             break; // the reading thread is still running
         };
+        if took > LIMIT {
+            failures.push(keep(&format!(
+                "read twice in over {LIMIT:?}, last {took:?}"
+            )));
+        }
         slowest = slowest.max(took);
         let bound = memory_bound(bytes.len() as u64);
         worst_ratio = worst_ratio.max(peak as f64 / bound as f64);
@@ -434,12 +453,11 @@ fn pth_reader_survives_mutated_checkpoints() {
             break;
         }
     }
-    let _ = std::panic::take_hook();
     let _ = std::fs::remove_file(&input);
     println!(
         "fuzz_pth: {tried} inputs from {} seeds (seed {seed}) in {:.1}s: {read} read ({tensors} tensors), {} refused \
-         ({} kinds), slowest {:.1} ms, peak memory at most {:.1}% of the bound and {:.1} bytes \
-         per file byte",
+         ({} kinds), slowest {:.1} ms ({late} run again after a read over {LIMIT:?}), peak memory \
+         at most {:.1}% of the bound and {:.1} bytes per file byte",
         seeds.len(),
         start.elapsed().as_secs_f64(),
         refused.values().sum::<u64>(),
@@ -464,22 +482,23 @@ fn pth_reader_survives_mutated_checkpoints() {
 /// stride-0 checkpoint (4 views of 8 GiB each, issue 13) is refused in a few kB of heap.
 #[test]
 fn the_guard_sees_panics_hangs_and_allocations() {
+    quiet_panics();
     let file = root().join("tests/data/pth/stride0.pth");
     let panics: Reader = |_| panic!("boom");
     assert!(matches!(
-        guarded(&file, panics),
+        guarded(&file, panics, LIMIT),
         Some((Outcome::Panicked(m), _, _)) if m == "boom"
     ));
     let hangs: Reader = |_| {
         std::thread::sleep(LIMIT + Duration::from_millis(200));
         Ok(0)
     };
-    assert!(guarded(&file, hangs).is_none());
+    assert!(guarded(&file, hangs, LIMIT).is_none());
     let allocates: Reader = |_| Ok(std::hint::black_box(vec![1u8; 64 << 20]).len());
-    let (_, peak, _) = guarded(&file, allocates).unwrap();
+    let (_, peak, _) = guarded(&file, allocates, LIMIT).unwrap();
     assert!(peak >= 64 << 20, "{peak}");
 
-    let (outcome, peak, took) = guarded(&file, pth_reader).unwrap();
+    let (outcome, peak, took) = guarded(&file, pth_reader, LIMIT).unwrap();
     assert!(
         matches!(&outcome, Outcome::Refused(m) if m.contains("declare 34359738368 bytes")),
         "{}",
