@@ -20,39 +20,43 @@ pub struct HostTensor {
     pub data: HostData,
 }
 
+impl HostData {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::I64(v) => v.len(),
+            Self::U8(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl HostTensor {
-    pub fn f32(shape: Vec<usize>, values: Vec<f32>) -> Self {
+    /// A tensor of `shape` holding `data`.
+    ///
+    /// # Panics
+    /// If `data` does not hold the shape's number of elements (a programming error: the readers
+    /// check sizes against shapes before they build tensors).
+    pub fn new(shape: Vec<usize>, data: HostData) -> Self {
         assert_eq!(
             shape.iter().product::<usize>(),
-            values.len(),
+            data.len(),
             "shape/data mismatch"
         );
-        Self {
-            shape,
-            data: HostData::F32(values),
-        }
+        Self { shape, data }
+    }
+    pub fn f32(shape: Vec<usize>, values: Vec<f32>) -> Self {
+        Self::new(shape, HostData::F32(values))
     }
     pub fn i64(shape: Vec<usize>, values: Vec<i64>) -> Self {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            values.len(),
-            "shape/data mismatch"
-        );
-        Self {
-            shape,
-            data: HostData::I64(values),
-        }
+        Self::new(shape, HostData::I64(values))
     }
     pub fn u8(shape: Vec<usize>, values: Vec<u8>) -> Self {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            values.len(),
-            "shape/data mismatch"
-        );
-        Self {
-            shape,
-            data: HostData::U8(values),
-        }
+        Self::new(shape, HostData::U8(values))
     }
 
     /// Reads a float burn tensor back to the host as f32.
