@@ -10,6 +10,8 @@ reader and seeds of tests/fuzz_pth.rs). Each is a few hundred bytes to a few KB.
 - compressed.pth   a torch.save zip re-packed with deflate (not what torch.save writes)
 - legacy.pth       the pre-1.6 container (`_use_new_zipfile_serialization=False`), mixed dtypes
 - mixed.pth        the zip container with f16, bf16, f64, i64, i32, u8 and bool tensors
+- memo_bomb.pth    a 4 kB pickle that refers 1,000 times to one memoized 1,000-element list
+                   (a million nodes if each reference were copied)
 """
 
 import io
@@ -55,6 +57,16 @@ mixed = {
 save(mixed, "mixed.pth")
 save({"nested": {"h": mixed["h"], "i": mixed["i"]}, "epoch": 3}, "legacy.pth",
      _use_new_zipfile_serialization=False)
+
+# Hand-written pickle (protocol 2): {'x': [L] * 1000} with L = [0..999] memoized once.
+pkl = bytearray(b"\x80\x02}q\x00(X\x01\x00\x00\x00x]q\x01(")
+pkl += b"".join(b"K" + bytes([i % 256]) for i in range(1000))
+pkl += b"e0]("  # APPENDS into L, POP it (it stays in memo 1), the outer list
+pkl += b"h\x01" * 1000 + b"eu."  # BINGET L a thousand times, APPENDS, SETITEMS, STOP
+with zipfile.ZipFile(out / "memo_bomb.pth", "w", compression=zipfile.ZIP_STORED) as z:
+    z.writestr("memo_bomb/data.pkl", bytes(pkl))
+    z.writestr("memo_bomb/byteorder", "little")
+    z.writestr("memo_bomb/version", "3\n")
 
 for p in sorted(out.glob("*.pth")):
     print(f"{p}: {p.stat().st_size} bytes")

@@ -508,4 +508,12 @@ fn the_guard_sees_panics_hangs_and_allocations() {
         }
     );
     assert!(peak < 1 << 20 && took < LIMIT, "{peak} bytes, {took:?}");
+
+    // A thousand references to one memoized thousand-element list: read (no tensors) within
+    // the bound.
+    let bomb = root().join("tests/data/pth/memo_bomb.pth");
+    let (outcome, peak, took) = guarded(&bomb, pth_reader, LIMIT).unwrap();
+    let len = std::fs::metadata(&bomb).unwrap().len();
+    assert!(matches!(outcome, Outcome::Read(0)));
+    assert!(peak < memory_bound(len) && took < LIMIT, "{peak} bytes, {took:?}");
 }
