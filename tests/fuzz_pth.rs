@@ -515,5 +515,8 @@ fn the_guard_sees_panics_hangs_and_allocations() {
     let (outcome, peak, took) = guarded(&bomb, pth_reader, LIMIT).unwrap();
     let len = std::fs::metadata(&bomb).unwrap().len();
     assert!(matches!(outcome, Outcome::Read(0)));
-    assert!(peak < memory_bound(len) && took < LIMIT, "{peak} bytes, {took:?}");
+    assert!(
+        peak < memory_bound(len) && took < LIMIT,
+        "{peak} bytes, {took:?}"
+    );
 }
