@@ -13,7 +13,7 @@
 //! `cargo test` runs a short loop (a few seconds). The long run:
 //!
 //! ```text
-//! AVA_DINO_FUZZ_ITERS=1000000 cargo test --release --test fuzz_pth -- --nocapture
+//! AVA_DINO_FUZZ_ITERS=1000000 cargo test --test fuzz_pth -- --nocapture
 //! ```
 //!
 //! (`AVA_DINO_FUZZ_SEED=<n>` starts another sequence). A failing input is kept under the
