@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ava_dino::experiment::{self, ExperimentDir, Profile};
+use ava_dino::experiment::{self, Experiment, ExperimentDir, MemoryBudget, Profile};
+use ava_dino::runner::slurm;
 use ava_dino::runner::{self, JobOutcome, RunOptions};
 
 #[derive(Debug, clap::Args)]
@@ -29,9 +30,12 @@ pub struct Args {
     /// Run every job, one after the other.
     #[arg(long, conflicts_with_all = ["task_index", "emit"])]
     pub all: bool,
-    /// Write a job-array script for a scheduler to stdout (`slurm`).
+    /// Write a job-array script for a scheduler to stdout (`slurm`): run it with `bash FILE`,
+    /// it submits the array and a collect job that waits for it.
     #[arg(long, value_name = "KIND", value_parser = ["slurm"])]
     pub emit: Option<String>,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
     /// Only check that the assets the jobs need exist; list what is missing.
     #[arg(long)]
     pub check_assets: bool,
@@ -48,6 +52,58 @@ pub struct Args {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Settings of the Slurm script; each wins over the same key of the experiment's `slurm:` section.
+#[derive(Debug, clap::Args)]
+#[command(
+    next_help_heading = "Slurm script (with --emit slurm; each wins over the YAML's slurm: section)"
+)]
+pub struct SlurmArgs {
+    /// Partition (`#SBATCH --partition`).
+    #[arg(long, requires = "emit")]
+    pub partition: Option<String>,
+    /// Account to charge.
+    #[arg(long, requires = "emit")]
+    pub account: Option<String>,
+    /// Quality of service.
+    #[arg(long, requires = "emit")]
+    pub qos: Option<String>,
+    /// Time limit of each task: minutes, HH:MM:SS or D-HH:MM:SS (default: from the estimate).
+    #[arg(long, requires = "emit")]
+    pub time: Option<String>,
+    /// CPUs per task (default: from the profile and device).
+    #[arg(long, requires = "emit")]
+    pub cpus_per_task: Option<usize>,
+    /// Memory per task: 16G, 16000M (default: memory budget + fixed costs).
+    #[arg(long, requires = "emit")]
+    pub mem: Option<String>,
+    /// At most N tasks at once (0: no limit; default 8).
+    #[arg(long, value_name = "N", requires = "emit")]
+    pub max_parallel: Option<usize>,
+    /// Another #SBATCH option, e.g. `--sbatch=--constraint=avx512` (repeatable; written last).
+    #[arg(
+        long = "sbatch",
+        value_name = "OPTION",
+        allow_hyphen_values = true,
+        requires = "emit"
+    )]
+    pub extra: Vec<String>,
+}
+
+impl SlurmArgs {
+    fn overrides(&self) -> slurm::Overrides {
+        slurm::Overrides {
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            time: self.time.clone(),
+            cpus_per_task: self.cpus_per_task,
+            mem: self.mem.clone(),
+            max_parallel: self.max_parallel,
+            extra: self.extra.clone(),
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -95,13 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(kind) = &args.emit {
         anyhow::ensure!(kind == "slurm", "unknown --emit kind `{kind}`; use slurm");
-        let mut extra: Vec<String> = Vec::new();
-        extra.extend(args.profile.map(|p| format!("--profile={p}")));
-        extra.extend(args.overrides.iter().map(|o| format!("--set={o}")));
-        print!(
-            "{}",
-            runner::slurm_script(&args.experiment, exp, jobs.len(), &extra, &args.runs)
-        );
+        print!("{}", slurm_script(&args, exp, jobs.len())?);
         return Ok(ExitCode::SUCCESS);
     }
     let repo_root = std::env::current_dir().context("reading the current directory")?;
@@ -153,4 +203,68 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Slurm script running every job of the experiment, then `collect`. Jobs run in the current
+/// directory with this binary, so the script's relative paths mean what they mean here.
+fn slurm_script(args: &Args, exp: &Experiment, n_jobs: usize) -> anyhow::Result<String> {
+    let settings = slurm::Settings::resolve(&exp.slurm, &args.slurm.overrides())
+        .with_context(|| format!("Slurm settings for {}", args.experiment.display()))?;
+    let needs = slurm::Needs {
+        backend: exp.device,
+        profile: exp.profile,
+        memory_budget: match exp.cache.memory_budget {
+            MemoryBudget::Auto => None,
+            MemoryBudget::Bytes(b) => Some(b),
+        },
+        fixed_bytes: slurm::fixed_cost_estimate(exp),
+        // No cost model yet: the script says it uses a generous default limit.
+        time_estimate_s: None,
+    };
+    let res = slurm::resources(&needs, &settings);
+    for w in &res.warnings {
+        eprintln!("warning: {w}");
+    }
+    let text = |p: &std::path::Path| {
+        p.to_str().map(str::to_string).with_context(|| {
+            format!(
+                "path {} is not valid UTF-8; a job script cannot name it faithfully, rename it",
+                p.display()
+            )
+        })
+    };
+    let mut task_args = vec![
+        "sweep".to_string(),
+        text(&args.experiment)?,
+        format!("--profile={}", exp.profile),
+        "--runs".to_string(),
+        text(&args.runs)?,
+    ];
+    task_args.extend(args.overrides.iter().map(|o| format!("--set={o}")));
+    // Does not change a job's identity or its numbers, only where its features are kept.
+    task_args.extend(
+        res.task_budget
+            .map(|b| format!("--set=cache.memory_budget={b}")),
+    );
+    let mut collect_args = vec![
+        "collect".to_string(),
+        text(&ExperimentDir::new(&args.runs, exp).path)?,
+    ];
+    if !exp.tables.is_empty() {
+        let tables: Vec<&str> = exp.tables.iter().map(|t| t.name()).collect();
+        collect_args.extend(["--tables".to_string(), tables.join(",")]);
+    }
+    let workdir = std::env::current_dir().context("reading the current directory")?;
+    let program = std::env::current_exe().context("finding the ava-dino binary")?;
+    let plan = slurm::Plan {
+        name: exp.name.clone(),
+        profile: exp.profile,
+        experiment_file: args.experiment.display().to_string(),
+        n_jobs,
+        workdir: text(&workdir)?,
+        program: text(&program)?,
+        task_args,
+        collect_args,
+    };
+    Ok(slurm::script(&plan, &settings, &res)?)
 }

@@ -50,6 +50,7 @@ impl Job {
         }
         e.description = String::new();
         e.tables = Vec::new();
+        e.slurm = Default::default();
         e.train.log_interval_s = TrainConfig::default().log_interval_s;
         e.cache = CacheConfig {
             dtype: exp.cache.dtype,

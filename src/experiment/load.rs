@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::schema::{Experiment, Profile};
+use super::schema::{Experiment, Profile, SlurmConfig};
 
 /// Everything that can go wrong while building an experiment.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,8 @@ pub fn load_experiment(
     })?;
     let (file_typed, file_tree) = parse_layer(path, &text)?;
     let mut tree = serde_json::to_value(Experiment::default()).expect("the schema serializes");
+    // The unset `slurm` section is left out of serialized YAML; list it so `--set slurm.x=` works.
+    tree["slurm"] = serde_json::to_value(SlurmConfig::default()).expect("the schema serializes");
     merge(&mut tree, file_tree);
 
     let profile = profile.unwrap_or(file_typed.profile);

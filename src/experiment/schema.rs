@@ -2,7 +2,8 @@
 //! the reference value, so an empty YAML file describes the reference run.
 //!
 //! Sections mirror the pipeline: `data`, `backbone`, `text`, `model`, `loss`, `optim`, `train`,
-//! `eval`, `cache`, `sweep`. Unknown keys are errors (`deny_unknown_fields` everywhere).
+//! `eval`, `cache`, `sweep`, plus `slurm` (scheduler settings, no effect on results). Unknown keys
+//! are errors (`deny_unknown_fields` everywhere).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ pub struct Experiment {
     pub eval: EvalConfig,
     pub cache: CacheConfig,
     pub sweep: SweepConfig,
+    /// Settings of the script `sweep --emit slurm` writes. Left out of the serialized YAML while
+    /// unset, so a job's resolved configuration (and identity) is what it was without it.
+    #[serde(skip_serializing_if = "SlurmConfig::is_unset")]
+    pub slurm: SlurmConfig,
 }
 
 impl Default for Experiment {
@@ -61,6 +66,7 @@ impl Default for Experiment {
             eval: EvalConfig::default(),
             cache: CacheConfig::default(),
             sweep: SweepConfig::default(),
+            slurm: SlurmConfig::default(),
         }
     }
 }
@@ -712,6 +718,54 @@ impl<'de> Deserialize<'de> for MemoryBudget {
             Raw::Int(b) => Ok(MemoryBudget::Bytes(b)),
             Raw::Text(t) => MemoryBudget::parse(&t).map_err(serde::de::Error::custom),
         }
+    }
+}
+
+/// Slurm settings for `ava-dino sweep ... --emit slurm` (see `runner::slurm`). Command-line flags
+/// of the same names win. Empty strings and zeros mean "derive it" (from the device, profile,
+/// memory budget and time estimate). They never change results: `Job::config` resets them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlurmConfig {
+    /// `--partition` (empty: the cluster's default partition).
+    pub partition: String,
+    /// `--account` (empty: the user's default account).
+    pub account: String,
+    /// `--qos` (empty: the default QoS).
+    pub qos: String,
+    /// Wall-time limit of each array task in a Slurm format: `90` (minutes), `02:00:00`,
+    /// `1-12:00:00` (empty: derived from the time estimate).
+    pub time: String,
+    /// CPUs per array task (0: derived from the profile and device).
+    pub cpus_per_task: usize,
+    /// Memory per array task in Slurm's format: `16G`, `16000M` (empty: memory budget + fixed costs).
+    pub mem: String,
+    /// At most this many array tasks at once (`--array=0-N%8`); 0: no limit.
+    pub max_parallel: usize,
+    /// More `#SBATCH` options, one per entry (`--constraint=avx512`), written after the derived
+    /// ones (so they win) and passed to the collect job too.
+    pub extra: Vec<String>,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        SlurmConfig {
+            partition: String::new(),
+            account: String::new(),
+            qos: String::new(),
+            time: String::new(),
+            cpus_per_task: 0,
+            mem: String::new(),
+            max_parallel: 8,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl SlurmConfig {
+    /// Whether every field has its default (the section is then left out of serialized YAML).
+    pub fn is_unset(&self) -> bool {
+        *self == SlurmConfig::default()
     }
 }
 

@@ -5,6 +5,10 @@
 //!
 //! `run_one` is idempotent: a job whose run directory holds `DONE` is skipped; an interrupted
 //! one is handed back to the engine, which resumes from the last complete checkpoint.
+//!
+//! [`slurm`] writes the job-array script of `ava-dino sweep ... --emit slurm`.
+
+pub mod slurm;
 
 pub mod estimate;
 
@@ -172,52 +176,4 @@ pub fn job_at(jobs: &[Job], index: usize) -> Result<&Job, SweepError> {
         index,
         count: jobs.len(),
     })
-}
-
-/// A Slurm job-array script running every job of `experiment_file` (one array task per job),
-/// then `collect` once they all succeeded.
-pub fn slurm_script(
-    experiment_file: &Path,
-    exp: &Experiment,
-    n_jobs: usize,
-    extra_args: &[String],
-    runs_root: &Path,
-) -> String {
-    let exp_path = experiment_file.display();
-    let extra = extra_args
-        .iter()
-        .map(|a| format!(" {}", shell_quote(a)))
-        .collect::<String>();
-    let last = n_jobs.saturating_sub(1);
-    format!(
-        r#"#!/usr/bin/env bash
-# Slurm job array for experiment `{name}` (profile {profile}): {n_jobs} independent jobs.
-# Submit:   sbatch this-file.sh
-# Collect:  sbatch --dependency=afterok:<array job id> --wrap 'ava-dino collect {runs}/{name}-{profile}'
-# Jobs are idempotent (a DONE marker skips them) and resume from their last checkpoint, so
-# resubmitting the array after a failure only redoes what is missing.
-# `%8` runs at most 8 tasks at once; #SBATCH lines are not shell-expanded, edit it here.
-#SBATCH --job-name=ava-{name}-{profile}
-#SBATCH --array=0-{last}%8
-#SBATCH --output=slurm-%A_%a.out
-#SBATCH --gres=gpu:1
-#SBATCH --cpus-per-task=8
-#SBATCH --time=04:00:00
-set -euo pipefail
-exec ava-dino sweep {exp_path} --task-index "$SLURM_ARRAY_TASK_ID" --runs {runs}{extra}
-"#,
-        name = exp.name,
-        profile = exp.profile,
-        runs = runs_root.display(),
-    )
-}
-
-fn shell_quote(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
