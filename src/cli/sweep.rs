@@ -34,8 +34,6 @@ pub struct Args {
     /// it submits the array and a collect job that waits for it.
     #[arg(long, value_name = "KIND", value_parser = ["slurm"])]
     pub emit: Option<String>,
-    #[command(flatten)]
-    pub slurm: SlurmArgs,
     /// Only check that the assets the jobs need exist; list what is missing.
     #[arg(long)]
     pub check_assets: bool,
@@ -52,6 +50,9 @@ pub struct Args {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Last: its help heading would otherwise carry over to the flags after it.
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
 }
 
 /// Settings of the Slurm script; each wins over the same key of the experiment's `slurm:` section.
@@ -61,37 +62,49 @@ pub struct Args {
 )]
 pub struct SlurmArgs {
     /// Partition (`#SBATCH --partition`).
-    #[arg(long, requires = "emit")]
+    #[arg(long)]
     pub partition: Option<String>,
     /// Account to charge.
-    #[arg(long, requires = "emit")]
+    #[arg(long)]
     pub account: Option<String>,
     /// Quality of service.
-    #[arg(long, requires = "emit")]
+    #[arg(long)]
     pub qos: Option<String>,
     /// Time limit of each task: minutes, HH:MM:SS or D-HH:MM:SS (default: from the estimate).
-    #[arg(long, requires = "emit")]
+    #[arg(long)]
     pub time: Option<String>,
     /// CPUs per task (default: from the profile and device).
-    #[arg(long, requires = "emit")]
+    #[arg(long)]
     pub cpus_per_task: Option<usize>,
     /// Memory per task: 16G, 16000M (default: memory budget + fixed costs).
-    #[arg(long, requires = "emit")]
+    #[arg(long)]
     pub mem: Option<String>,
     /// At most N tasks at once (0: no limit; default 8).
-    #[arg(long, value_name = "N", requires = "emit")]
+    #[arg(long, value_name = "N")]
     pub max_parallel: Option<usize>,
     /// Another #SBATCH option, e.g. `--sbatch=--constraint=avx512` (repeatable; written last).
-    #[arg(
-        long = "sbatch",
-        value_name = "OPTION",
-        allow_hyphen_values = true,
-        requires = "emit"
-    )]
+    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
     pub extra: Vec<String>,
 }
 
 impl SlurmArgs {
+    /// The first Slurm flag given, if any (they mean nothing without `--emit slurm`; clap's
+    /// `requires` does not fire next to `--list`, which conflicts with `--emit`).
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            ("--partition", self.partition.is_some()),
+            ("--account", self.account.is_some()),
+            ("--qos", self.qos.is_some()),
+            ("--time", self.time.is_some()),
+            ("--cpus-per-task", self.cpus_per_task.is_some()),
+            ("--mem", self.mem.is_some()),
+            ("--max-parallel", self.max_parallel.is_some()),
+            ("--sbatch", !self.extra.is_empty()),
+        ]
+        .into_iter()
+        .find_map(|(flag, given)| given.then_some(flag))
+    }
+
     fn overrides(&self) -> slurm::Overrides {
         slurm::Overrides {
             partition: self.partition.clone(),
@@ -107,6 +120,9 @@ impl SlurmArgs {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let (None, Some(flag)) = (&args.emit, args.slurm.first_given()) {
+        anyhow::bail!("{flag} sets the Slurm script; add --emit slurm (or drop {flag})");
+    }
     let loaded = experiment::load_experiment(&args.experiment, args.profile, &args.overrides)?;
     let exp = &loaded.experiment;
     let jobs = experiment::jobs(exp);
