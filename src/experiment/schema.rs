@@ -728,17 +728,22 @@ impl<'de> Deserialize<'de> for MemoryBudget {
 #[serde(default, deny_unknown_fields)]
 pub struct SlurmConfig {
     /// `--partition` (empty: the cluster's default partition).
+    #[serde(deserialize_with = "slurm_text")]
     pub partition: String,
     /// `--account` (empty: the user's default account).
+    #[serde(deserialize_with = "slurm_text")]
     pub account: String,
     /// `--qos` (empty: the default QoS).
+    #[serde(deserialize_with = "slurm_text")]
     pub qos: String,
     /// Wall-time limit of each array task in a Slurm format: `90` (minutes), `02:00:00`,
     /// `1-12:00:00` (empty: derived from the time estimate).
+    #[serde(deserialize_with = "slurm_text")]
     pub time: String,
     /// CPUs per array task (0: derived from the profile and device).
     pub cpus_per_task: usize,
     /// Memory per array task in Slurm's format: `16G`, `16000M` (empty: memory budget + fixed costs).
+    #[serde(deserialize_with = "slurm_text")]
     pub mem: String,
     /// At most this many array tasks at once (`--array=0-N%8`); 0: no limit.
     pub max_parallel: usize,
@@ -767,6 +772,37 @@ impl SlurmConfig {
     pub fn is_unset(&self) -> bool {
         *self == SlurmConfig::default()
     }
+}
+
+/// A Slurm name or size is text: a YAML number (`account: 0123`) would lose what was written
+/// (the leading zero), so it is refused with the fix rather than converted.
+fn slurm_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("text")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Err(quote_it(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Err(quote_it(v))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Err(quote_it(v))
+        }
+    }
+    fn quote_it<E: serde::de::Error>(v: impl fmt::Display) -> E {
+        E::custom(format!(
+            "slurm: settings are text; write the number {v} in quotes (account: \"{v}\") so that \
+             it is kept exactly as written"
+        ))
+    }
+    d.deserialize_any(Text)
 }
 
 /// The grid: variants x (training set, targets) x seeds.
