@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ava_dino::device::Backend;
-use ava_dino::experiment::{self, Profile, load_experiment};
+use ava_dino::experiment::{self, ExperimentDir, Profile, load_experiment};
 use ava_dino::runner::slurm::{self, Needs, Overrides, Plan, Settings};
 
 fn root() -> PathBuf {
@@ -368,13 +368,22 @@ fn slurm_settings_do_not_change_a_jobs_identity() {
     assert_eq!(with.experiment.slurm.partition, "gpu");
     let jobs = experiment::jobs(&plain.experiment);
     assert_eq!(jobs, experiment::jobs(&with.experiment));
+    let yaml = |exp: &experiment::Experiment, job: &experiment::Job| {
+        serde_saphyr::to_string(&job.config(exp)).unwrap()
+    };
     for job in &jobs {
-        let a = experiment::sweep::resolved_yaml(&plain.experiment, job);
-        assert_eq!(a, experiment::sweep::resolved_yaml(&with.experiment, job));
+        // The identity YAML is the same, and holds no slurm section at all (so identities
+        // made before the section existed still match).
+        let a = yaml(&plain.experiment, job);
+        assert_eq!(a, yaml(&with.experiment, job));
         assert!(!a.contains("slurm"), "{a}");
         assert_eq!(
-            experiment::run_dir(Path::new("runs"), &plain.experiment, job),
-            experiment::run_dir(Path::new("runs"), &with.experiment, job)
+            ExperimentDir::new(Path::new("runs"), &plain.experiment)
+                .run(job)
+                .path,
+            ExperimentDir::new(Path::new("runs"), &with.experiment)
+                .run(job)
+                .path
         );
     }
 }

@@ -32,9 +32,6 @@ const COLLECT_CPUS: usize = 1;
 const COLLECT_MEM: &str = "2G";
 const COLLECT_TIME: &str = "00:30:00";
 
-/// Array tasks running at once unless the user says otherwise (a courtesy on shared clusters).
-pub const DEFAULT_MAX_PARALLEL: usize = 8;
-
 /// A setting that Slurm would refuse or misread, named as the user gave it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SlurmError {
@@ -96,18 +93,12 @@ impl Settings {
     /// Command line over YAML; every value is checked and a bad one named with its origin
     /// (`--time` or `slurm.time`).
     pub fn resolve(yaml: &SlurmConfig, cli: &Overrides) -> Result<Settings, SlurmError> {
-        let word = |flag: &str, cli: &Option<String>, key: &str, yaml: &str| {
-            let given = pick_text(flag, cli, key, yaml);
-            given
-                .map(|(origin, v)| check_word(&origin, &v).map(|()| v))
+        type Check = fn(&str, &str) -> Result<(), SlurmError>;
+        let text = |flag: &str, cli: &Option<String>, key: &str, yaml: &str, check: Check| {
+            pick_text(flag, cli, key, yaml)
+                .map(|(origin, v)| check(&origin, &v).map(|()| v))
                 .transpose()
         };
-        let time = pick_text("--time", &cli.time, "slurm.time", &yaml.time)
-            .map(|(origin, v)| check_time(&origin, &v).map(|()| v))
-            .transpose()?;
-        let mem = pick_text("--mem", &cli.mem, "slurm.mem", &yaml.mem)
-            .map(|(origin, v)| check_mem(&origin, &v).map(|()| v))
-            .transpose()?;
         let cpus_per_task = cli
             .cpus_per_task
             .map(|n| ("--cpus-per-task", n))
@@ -124,17 +115,24 @@ impl Settings {
             .map(|(origin, e)| check_extra(origin, e).map(|()| e.clone()))
             .collect::<Result<_, _>>()?;
         Ok(Settings {
-            partition: word(
+            partition: text(
                 "--partition",
                 &cli.partition,
                 "slurm.partition",
                 &yaml.partition,
+                check_word,
             )?,
-            account: word("--account", &cli.account, "slurm.account", &yaml.account)?,
-            qos: word("--qos", &cli.qos, "slurm.qos", &yaml.qos)?,
-            time,
+            account: text(
+                "--account",
+                &cli.account,
+                "slurm.account",
+                &yaml.account,
+                check_word,
+            )?,
+            qos: text("--qos", &cli.qos, "slurm.qos", &yaml.qos, check_word)?,
+            time: text("--time", &cli.time, "slurm.time", &yaml.time, check_time)?,
             cpus_per_task,
-            mem,
+            mem: text("--mem", &cli.mem, "slurm.mem", &yaml.mem, check_mem)?,
             max_parallel: cli.max_parallel.unwrap_or(yaml.max_parallel),
             extra,
         })
@@ -509,17 +507,19 @@ impl Shapes {
     }
 }
 
-/// What a job holds besides its features, in bytes (f32 everywhere), an estimate until the cost
-/// model (issue 11) measures it:
-/// - the process itself: 256 MiB;
-/// - weights: a transformer block has 12 d^2 parameters; CLIP's token table is 49,408 x width;
-/// - one extraction batch: per image, attention scores heads x T^2 plus about 14 d per token
-///   (q, k, v, the MLP's 4 d, residuals and the kept taps);
-/// - one training batch: per image and tap, the patch features, two adapter branches (hidden and
+/// What a job holds besides its features, in bytes (f32 everywhere), estimated from the shapes
+/// until the cost model (issue 11) measures it: the process (256 MiB), the weights, and the
+/// larger of one extraction batch and one training batch (they are never alive together):
+/// - weights: 12 d^2 parameters per transformer block; CLIP's token table is 49,408 x width;
+/// - extraction, per image: attention scores heads x T^2 plus about 14 d per token (q, k, v, the
+///   MLP's 4 d, residuals, the kept taps);
+/// - training, per image and tap: the patch features, the two adapter branches (hidden and
 ///   output) and the mixed output, twice over for the backward pass.
 ///
-/// T = (image_size / patch)^2 + 1 class token + 4 registers. Checked against measurements in
-/// docs/experiments.md (Slurm section).
+/// T = (image_size / patch)^2 + 1 class token + 4 registers. Measured (docs/experiments.md,
+/// Slurm): a smoke job peaks at 159 MB (estimate 304 MB); a width-1,024, depth-4 backbone at
+/// 512 px training on 60 images in one batch peaked at 13.7 GB, 11.2 GB of it besides its
+/// 2.5 GB of features (estimate 11.6 GB).
 pub fn fixed_cost_estimate(exp: &Experiment) -> u64 {
     const F32: u64 = 4;
     const CLIP_VOCAB: u64 = 49_408;
@@ -535,11 +535,9 @@ pub fn fixed_cost_estimate(exp: &Experiment) -> u64 {
     let bottleneck = exp.model.bottleneck as u64;
     let train_image = 2 * taps * patches * (4 * s.dim + 2 * bottleneck);
     let batch = |b: usize| b.max(1) as u64;
-    256 * MIB
-        + F32
-            * (weights
-                + batch(exp.train.extract_batch_size) * extract_image
-                + batch(exp.train.batch_size) * train_image)
+    let extraction = batch(exp.train.extract_batch_size) * extract_image;
+    let training = batch(exp.train.batch_size) * train_image;
+    256 * MIB + F32 * (weights + extraction.max(training))
 }
 
 /// Everything the script is made of, as plain values.
@@ -696,9 +694,12 @@ pub fn script(plan: &Plan, settings: &Settings, res: &Resources) -> Result<Strin
     line("	exit 1");
     line("fi");
     line(r#"collect_id=${collect_id%%;*}"#);
+    let tasks = match plan.n_jobs {
+        1 => "1 task".to_string(),
+        n => format!("{n} tasks"),
+    };
     line(&format!(
-        r#"echo "submitted: array job $array_id ({} tasks), collect job $collect_id (after all succeed)""#,
-        plan.n_jobs
+        r#"echo "submitted: array job $array_id ({tasks}), collect job $collect_id (after all succeed)""#
     ));
     line(&format!(
         r#"echo "follow with: squeue -j $array_id,$collect_id; logs: $workdir/slurm-{job_name}-${{array_id}}_<task>.out""#
@@ -858,7 +859,11 @@ mod tests {
         };
         let r = resources(&n, &settings(&mem("8G")));
         assert_eq!(r.task_budget, None);
-        assert!(r.warnings[0].contains("--mem 8G is less than"), "{:?}", r.warnings);
+        assert!(
+            r.warnings[0].contains("--mem 8G is less than"),
+            "{:?}",
+            r.warnings
+        );
         let text = script(&plan(), &settings(&mem("8G")), &r).unwrap();
         assert!(text.contains("#   warning: --mem 8G"), "{text}");
     }
@@ -1066,6 +1071,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("workdir='/tmp/x\nrm -rf ~'"), "{text}");
+    }
+
+    #[test]
+    fn fixed_costs_follow_the_shapes() {
+        let mut exp = Experiment::default();
+        // The paper's run: ViT-L/16 + CLIP L/14-336 text weights (1.70 GB), and a training
+        // batch of 64 images x 4 taps x 1,024 patches (11.8 GB) larger than an extraction batch
+        // of 16 (2.0 GB).
+        let weights = 4 * (12 * 1024 * 1024 * 24 + 12 * 768 * 768 * 12 + 49_408 * 768);
+        let training = 4 * 64 * 2 * 4 * 1024 * (4 * 1024 + 2 * 768);
+        assert_eq!(fixed_cost_estimate(&exp), 256 * MIB + weights + training);
+        // The run measured at 11.2 GB besides its features: width 1,024, depth 4, one batch of 60.
+        exp.backbone.weights = crate::experiment::Source::Embedded;
+        exp.text.weights = crate::experiment::Source::Embedded;
+        exp.backbone.embedded.dim = 1024;
+        exp.backbone.embedded.heads = 16;
+        exp.backbone.embedded.depth = 4;
+        exp.train.batch_size = 60;
+        let gb = fixed_cost_estimate(&exp) as f64 / 1e9;
+        assert!((11.2..12.5).contains(&gb), "{gb} GB");
+        // A smaller extraction batch than training batch is what bounds the smoke profile.
+        exp.train.batch_size = 1;
+        exp.train.extract_batch_size = 16;
+        let extraction = 16 * 1029 * (16 * 1029 + 14 * 1024) * 4;
+        assert!(fixed_cost_estimate(&exp) > extraction);
     }
 
     #[test]
