@@ -341,6 +341,20 @@ fn emit_takes_settings_from_the_command_line_over_the_yaml() {
     let stderr = text(&out).1;
     assert!(stderr.contains("exp.yaml"), "{stderr}");
     assert!(stderr.contains("slurm.mem `16GB`"), "{stderr}");
+    // A YAML number where Slurm wants text is refused with the fix, not converted (0123 -> 123).
+    std::fs::write(
+        &file,
+        "sweep:\n  runs:\n    - train: visa\n      targets: [mvtec]\nslurm:\n  account: 0123\n",
+    )
+    .unwrap();
+    let out = ava(tmp.path(), &["sweep", f, "--emit", "slurm"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("exp.yaml:6:") && stderr.contains("key `slurm.account`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("in quotes"), "{stderr}");
     // Slurm flags without --emit are an error, not silently ignored.
     let out = ava(tmp.path(), &["sweep", &t2, "--list", "--partition", "x"]);
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
@@ -393,8 +407,9 @@ fn slurm_settings_do_not_change_a_jobs_identity() {
 /// Skipped, with the reason printed, otherwise.
 #[test]
 fn sbatch_accepts_the_smoke_script() {
-    let found = Command::new("sbatch").arg("--version").output();
-    if !found.is_ok_and(|o| o.status.success()) {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("sbatch").is_file()));
+    if !on_path {
         eprintln!("SKIPPED sbatch_accepts_the_smoke_script: sbatch is not on PATH");
         return;
     }
