@@ -41,6 +41,35 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// Asserts that `out` failed with `code`, printed nothing on stdout, and said each of `says` on
+/// stderr.
+fn refused(out: &Output, code: i32, says: &[&str]) {
+    let (stdout, stderr) = text(out);
+    assert_eq!(out.status.code(), Some(code), "{stdout}\n{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    for s in says {
+        assert!(stderr.contains(s), "`{s}` in: {stderr}");
+    }
+}
+
+/// An experiment file with one run and `rest` after it.
+fn experiment(path: &Path, rest: &str) {
+    let sweep = "sweep:\n  runs:\n    - train: visa\n      targets: [mvtec]\n";
+    std::fs::write(path, format!("{sweep}{rest}")).unwrap();
+}
+
+/// The script `out` printed; asserts that emitting succeeded and that each of `lines` is one of
+/// its `#SBATCH` lines.
+fn emitted(out: &Output, lines: &[&str]) -> String {
+    let (script, stderr) = text(out);
+    assert!(out.status.success(), "{stderr}");
+    let have = sbatch_lines(&script);
+    for l in lines {
+        assert!(have.contains(l), "{l}: {script}");
+    }
+    script
+}
+
 fn sbatch_lines(script: &str) -> Vec<&str> {
     script
         .lines()
@@ -204,13 +233,7 @@ fn the_script_submits_the_array_then_collect_and_runs_each_task_with_paths_intac
 
     // Run with sh by mistake: one clear line, nothing submitted.
     std::fs::remove_file(&log).unwrap();
-    let out = run(&[], "sh");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).1.contains("run this file with bash"),
-        "{:?}",
-        text(&out)
-    );
+    refused(&run(&[], "sh"), 2, &["run this file with bash"]);
     assert!(!log.exists());
 
     // No sbatch on PATH: said so, nothing else happens. (Rust looks the program up in the
@@ -225,12 +248,7 @@ fn the_script_submits_the_array_then_collect_and_runs_each_task_with_paths_intac
         .env_remove("SLURM_ARRAY_TASK_ID")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).1.contains("sbatch not found"),
-        "{:?}",
-        text(&out)
-    );
+    refused(&out, 1, &["sbatch not found"]);
 }
 
 #[test]
@@ -261,17 +279,16 @@ fn emit_takes_settings_from_the_command_line_over_the_yaml() {
             "--mail-type=END",
         ],
     );
-    let (script, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
+    let script = emitted(
+        &out,
+        &[
+            "--partition=from-cli",
+            "--account=1234",
+            "--time=02:00:00",
+            "--cpus-per-task=2",
+        ],
+    );
     let lines = sbatch_lines(&script);
-    for l in [
-        "--partition=from-cli",
-        "--account=1234",
-        "--time=02:00:00",
-        "--cpus-per-task=2",
-    ] {
-        assert!(lines.contains(&l), "{l}: {script}");
-    }
     assert!(!script.contains("gres"), "{script}");
     let extras: Vec<&&str> = lines
         .iter()
@@ -294,75 +311,48 @@ fn emit_takes_settings_from_the_command_line_over_the_yaml() {
 
     // A `slurm:` section in the experiment file, and a GPU device.
     let file = tmp.path().join("exp.yaml");
-    std::fs::write(
+    experiment(
         &file,
-        "name: t\ndevice: cuda\nsweep:\n  runs:\n    - train: visa\n      targets: [mvtec]\n\
+        "name: t\ndevice: cuda\n\
          slurm:\n  partition: gpu\n  qos: \"long\"\n  time: \"1-00:00:00\"\n  max_parallel: 2\n",
-    )
-    .unwrap();
+    );
     let f = file.to_str().unwrap();
     let out = ava(
         tmp.path(),
         &["sweep", f, "--emit", "slurm", "--qos", "short"],
     );
-    let (script, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
-    let lines = sbatch_lines(&script);
-    for l in [
-        "--array=0-0%2",
-        "--gres=gpu:1",
-        "--cpus-per-task=4",
-        "--partition=gpu",
-        "--qos=short",
-        "--time=1-00:00:00",
-    ] {
-        assert!(lines.contains(&l), "{l}: {script}");
-    }
+    emitted(
+        &out,
+        &[
+            "--array=0-0%2",
+            "--gres=gpu:1",
+            "--cpus-per-task=4",
+            "--partition=gpu",
+            "--qos=short",
+            "--time=1-00:00:00",
+        ],
+    );
 
     // Bad values: one line naming the setting, exit 1, no script.
     let out = ava(
         tmp.path(),
         &["sweep", &t2, "--emit", "slurm", "--time", "2h"],
     );
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stdout.is_empty(), "{stdout}");
-    assert!(
-        stderr.contains("--time `2h`: is not a Slurm time"),
-        "{stderr}"
-    );
-    std::fs::write(
-        &file,
-        "sweep:\n  runs:\n    - train: visa\n      targets: [mvtec]\nslurm:\n  mem: 16GB\n",
-    )
-    .unwrap();
+    refused(&out, 1, &["--time `2h`: is not a Slurm time"]);
+    experiment(&file, "slurm:\n  mem: 16GB\n");
     let out = ava(tmp.path(), &["sweep", f, "--emit", "slurm"]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out).1;
-    assert!(stderr.contains("exp.yaml"), "{stderr}");
-    assert!(stderr.contains("slurm.mem `16GB`"), "{stderr}");
+    refused(&out, 1, &["exp.yaml", "slurm.mem `16GB`"]);
     // A YAML number where Slurm wants text is refused with the fix, not converted (0123 -> 123).
-    std::fs::write(
-        &file,
-        "sweep:\n  runs:\n    - train: visa\n      targets: [mvtec]\nslurm:\n  account: 0123\n",
-    )
-    .unwrap();
+    experiment(&file, "slurm:\n  account: 0123\n");
     let out = ava(tmp.path(), &["sweep", f, "--emit", "slurm"]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out).1;
-    assert!(
-        stderr.contains("exp.yaml:6:") && stderr.contains("key `slurm.account`"),
-        "{stderr}"
+    refused(
+        &out,
+        1,
+        &["exp.yaml:6:", "key `slurm.account`", "in quotes"],
     );
-    assert!(stderr.contains("in quotes"), "{stderr}");
     // Slurm flags without --emit are an error, not silently ignored.
     let out = ava(tmp.path(), &["sweep", &t2, "--list", "--partition", "x"]);
-    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
-    assert!(
-        text(&out).1.contains("add --emit slurm"),
-        "{:?}",
-        text(&out)
-    );
+    refused(&out, 1, &["add --emit slurm"]);
 }
 
 #[test]

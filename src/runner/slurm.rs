@@ -170,79 +170,72 @@ fn invalid(origin: &str, value: &str, problem: &str) -> SlurmError {
     }
 }
 
+/// `Ok` when `ok`, else the value refused with `problem`.
+fn require(ok: bool, origin: &str, value: &str, problem: &str) -> Result<(), SlurmError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(origin, value, problem))
+    }
+}
+
 /// A value written on an `#SBATCH` line: sbatch splits those lines at white space and strips
 /// quotes, and a line break would end the line, so none of these may appear.
 fn check_word(origin: &str, value: &str) -> Result<(), SlurmError> {
-    if value.is_empty() {
-        return Err(invalid(
-            origin,
-            value,
-            "is empty; leave it out to use the default",
-        ));
-    }
-    if value
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '"')
-    {
-        return Err(invalid(
-            origin,
-            value,
-            "must be one word without spaces or quotes (it is written on an #SBATCH line)",
-        ));
-    }
-    Ok(())
+    require(
+        !value.is_empty(),
+        origin,
+        value,
+        "is empty; leave it out to use the default",
+    )?;
+    let odd = |c: char| c.is_whitespace() || c.is_control() || c == '\'' || c == '"';
+    require(
+        !value.chars().any(odd),
+        origin,
+        value,
+        "must be one word without spaces or quotes (it is written on an #SBATCH line)",
+    )
 }
 
 /// One sbatch option per extra line, e.g. `--constraint=avx512`.
 fn check_extra(origin: &str, value: &str) -> Result<(), SlurmError> {
     check_word(origin, value)?;
-    if !value.starts_with('-') {
-        return Err(invalid(
-            origin,
-            value,
-            "must be one sbatch option such as --constraint=avx512 (without `#SBATCH`)",
-        ));
-    }
-    Ok(())
+    require(
+        value.starts_with('-'),
+        origin,
+        value,
+        "must be one sbatch option such as --constraint=avx512 (without `#SBATCH`)",
+    )
 }
 
 /// Slurm's time formats: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`, or `UNLIMITED`.
 fn check_time(origin: &str, value: &str) -> Result<(), SlurmError> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let ok = if value.eq_ignore_ascii_case("unlimited") || value.eq_ignore_ascii_case("infinite") {
-        true
-    } else {
-        let (days, rest) = match value.split_once('-') {
-            Some((d, r)) => (Some(d), r),
-            None => (None, value),
-        };
-        let fields: Vec<&str> = rest.split(':').collect();
-        days.is_none_or(digits) && fields.len() <= 3 && fields.iter().all(|f| digits(f))
+    let (days, rest) = match value.split_once('-') {
+        Some((d, r)) => (Some(d), r),
+        None => (None, value),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            origin,
-            value,
-            "is not a Slurm time limit; write minutes (90), HH:MM:SS (02:00:00) or D-HH:MM:SS (1-12:00:00)",
-        ))
-    }
+    let fields: Vec<&str> = rest.split(':').collect();
+    let unlimited = ["unlimited", "infinite"].map(|w| value.eq_ignore_ascii_case(w));
+    require(
+        unlimited.contains(&true)
+            || (days.is_none_or(digits) && fields.len() <= 3 && fields.iter().all(|f| digits(f))),
+        origin,
+        value,
+        "is not a Slurm time limit; write minutes (90), HH:MM:SS (02:00:00) or D-HH:MM:SS (1-12:00:00)",
+    )
 }
 
 /// Slurm's memory sizes: a whole number with an optional K, M (the default), G or T suffix.
 fn check_mem(origin: &str, value: &str) -> Result<(), SlurmError> {
     let number = value.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
     let suffix_len = value.len() - number.len();
-    if suffix_len <= 1 && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(())
-    } else {
-        Err(invalid(
-            origin,
-            value,
-            "is not a Slurm memory size; write a whole number with K, M, G or T (16G, 16000M)",
-        ))
-    }
+    require(
+        suffix_len <= 1 && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
+        origin,
+        value,
+        "is not a Slurm memory size; write a whole number with K, M, G or T (16G, 16000M)",
+    )
 }
 
 /// The resources of one array task, and why each has its value.
