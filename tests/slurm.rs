@@ -155,7 +155,7 @@ fn the_script_submits_the_array_then_collect_and_runs_each_task_with_paths_intac
         profile: Profile::Smoke,
         memory_budget: None,
         fixed_bytes: 1 << 28,
-        time_estimate_s: None,
+        time_estimate: None,
     };
     let script = slurm::script(&plan, &settings, &slurm::resources(&needs, &settings)).unwrap();
     let script_path = workdir.join("t2 job.sbatch");

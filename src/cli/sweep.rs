@@ -1,10 +1,10 @@
 //! `ava-dino sweep`: list, run (one by index, or all) or emit a Slurm array for an experiment.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ava_dino::experiment::{self, Experiment, ExperimentDir, MemoryBudget, Profile};
+use ava_dino::experiment::{self, ExperimentDir, Job, LoadedExperiment, MemoryBudget, Profile};
 use ava_dino::runner::slurm;
 use ava_dino::runner::{self, JobOutcome, RunOptions};
 
@@ -167,7 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(kind) = &args.emit {
         anyhow::ensure!(kind == "slurm", "unknown --emit kind `{kind}`; use slurm");
-        print!("{}", slurm_script(&args, exp, jobs.len())?);
+        print!("{}", slurm_script(&args, &loaded, &jobs)?);
         return Ok(ExitCode::SUCCESS);
     }
     let repo_root = std::env::current_dir().context("reading the current directory")?;
@@ -223,9 +223,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The Slurm script running every job of the experiment, then `collect`. Jobs run in the current
 /// directory with this binary, so the script's relative paths mean what they mean here.
-fn slurm_script(args: &Args, exp: &Experiment, n_jobs: usize) -> anyhow::Result<String> {
+fn slurm_script(args: &Args, loaded: &LoadedExperiment, jobs: &[Job]) -> anyhow::Result<String> {
+    let exp = &loaded.experiment;
     let settings = slurm::Settings::resolve(&exp.slurm, &args.slurm.overrides())
         .with_context(|| format!("Slurm settings for {}", args.experiment.display()))?;
+    let workdir = std::env::current_dir().context("reading the current directory")?;
+    // Memory and time given by the user need no estimate.
+    let (fixed_bytes, time_estimate) = match (&settings.mem, &settings.time) {
+        (Some(_), Some(_)) => (0, None),
+        _ => job_costs(loaded, jobs, &workdir)
+            .map(|(fixed, time)| (fixed, Some(time)))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "estimating the jobs' cost for the Slurm resources: {e}; \
+                     give --mem and --time to do without the estimate"
+                )
+            })?,
+    };
     let needs = slurm::Needs {
         backend: exp.device,
         profile: exp.profile,
@@ -233,9 +247,8 @@ fn slurm_script(args: &Args, exp: &Experiment, n_jobs: usize) -> anyhow::Result<
             MemoryBudget::Auto => None,
             MemoryBudget::Bytes(b) => Some(b),
         },
-        fixed_bytes: slurm::fixed_cost_estimate(exp),
-        // No cost model yet: the script says it uses a generous default limit.
-        time_estimate_s: None,
+        fixed_bytes,
+        time_estimate,
     };
     let res = slurm::resources(&needs, &settings);
     for w in &res.warnings {
@@ -270,17 +283,43 @@ fn slurm_script(args: &Args, exp: &Experiment, n_jobs: usize) -> anyhow::Result<
         let tables: Vec<&str> = exp.tables.iter().map(|t| t.name()).collect();
         collect_args.extend(["--tables".to_string(), tables.join(",")]);
     }
-    let workdir = std::env::current_dir().context("reading the current directory")?;
     let program = std::env::current_exe().context("finding the ava-dino binary")?;
     let plan = slurm::Plan {
         name: exp.name.clone(),
         profile: exp.profile,
         experiment_file: args.experiment.display().to_string(),
-        n_jobs,
+        n_jobs: jobs.len(),
         workdir: text(&workdir)?,
         program: text(&program)?,
         task_args,
         collect_args,
     };
     Ok(slurm::script(&plan, &settings, &res)?)
+}
+
+/// The cost model's figures for the Slurm resources: every job projected as if it ran alone (an
+/// array task may do a training that other tasks share, or wait for it), then the largest fixed
+/// memory and the longest time on the device's rates (measured for the CPU, projected from FLOPs
+/// for a GPU).
+fn job_costs(
+    loaded: &LoadedExperiment,
+    jobs: &[Job],
+    repo_root: &Path,
+) -> Result<(u64, slurm::TimeEstimate), String> {
+    let gpu = slurm::is_gpu(loaded.experiment.device);
+    let (mut fixed, mut seconds) = (0u64, 0f64);
+    for job in jobs {
+        let mut alone = loaded.clone();
+        alone.experiment.sweep = job.config(&loaded.experiment).sweep;
+        for j in runner::estimate::estimate(&[alone], repo_root)?.jobs {
+            fixed = fixed.max(j.memory.fixed);
+            let stages = if gpu { &j.gpu } else { &j.cpu };
+            seconds = seconds.max(stages.iter().map(|s| s.seconds).sum());
+        }
+    }
+    let time = slurm::TimeEstimate {
+        seconds: seconds.ceil() as u64,
+        measured: !gpu,
+    };
+    Ok((fixed, time))
 }

@@ -6,11 +6,11 @@
 //! `run_one` is idempotent: a job whose run directory holds `DONE` is skipped; an interrupted
 //! one is handed back to the engine, which resumes from the last complete checkpoint.
 //!
-//! [`slurm`] writes the job-array script of `ava-dino sweep ... --emit slurm`.
-
-pub mod slurm;
+//! [`estimate`] projects what a sweep costs; [`slurm`] writes the job-array script of
+//! `ava-dino sweep ... --emit slurm`.
 
 pub mod estimate;
+pub mod slurm;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -15,16 +15,23 @@
 //! command line over the experiment's `slurm:` section):
 //! - a GPU (`--gres=gpu:1`) only for a GPU device (`wgpu`, `vulkan`, `cuda`);
 //! - CPUs per task from the profile and device ([`default_cpus`] says why);
-//! - memory = the feature-memory budget + fixed costs (weights, one batch; [`fixed_cost_estimate`]);
-//! - time = the time estimate with a margin, or a generous default per profile when there is none.
+//! - memory = the feature-memory budget + fixed costs (weights, checkpoints, one batch: the cost
+//!   model's, `engine::cost::memory`) + [`PROCESS_BYTES`];
+//! - time = the cost model's estimate with a margin ([`time_limit_s`]), or a generous default per
+//!   profile when there is none.
 //!
 //! This module turns plain values into text: it runs nothing and knows no engine.
 
 use crate::device::Backend;
-use crate::experiment::schema::{Experiment, Profile, SlurmConfig};
+use crate::experiment::schema::{Profile, SlurmConfig};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
+const DAY: u64 = 86_400;
+
+/// What a task holds besides the tensors the cost model counts: the binary, the allocator's
+/// slack, thread stacks, decoded images. A whole smoke job peaks at 159 MB.
+pub const PROCESS_BYTES: u64 = 256 * MIB;
 
 /// Resources of the collect job. Measured on the smoke profile: 37 MB peak RSS, under a second;
 /// it reads only `metrics.json`, CSVs and a few saved maps, so full runs stay far below this.
@@ -53,10 +60,19 @@ pub struct Needs {
     pub profile: Profile,
     /// `cache.memory_budget` in bytes; `None` when it is `auto` (half of the memory available).
     pub memory_budget: Option<u64>,
-    /// Bytes a job needs besides its features (weights, one batch's activations, the process).
+    /// Tensor bytes the largest job holds besides its features (weights, checkpoints, one
+    /// batch's activations); [`PROCESS_BYTES`] is added on top.
     pub fixed_bytes: u64,
-    /// Estimated wall time of the slowest job in seconds; `None`: a generous profile default.
-    pub time_estimate_s: Option<u64>,
+    /// The slowest job's estimated wall time; `None`: a generous profile default.
+    pub time_estimate: Option<TimeEstimate>,
+}
+
+/// A job's estimated wall time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEstimate {
+    pub seconds: u64,
+    /// From rates measured on a machine (the CPU), or projected from FLOPs (a GPU).
+    pub measured: bool,
 }
 
 /// Settings given on the command line; each one set wins over the experiment's `slurm:` section.
@@ -272,12 +288,12 @@ pub fn default_cpus(backend: Backend, profile: Profile) -> (usize, &'static str)
             2,
             "the smoke profile is sized for a 2-core machine, so it fits the smallest node",
         ),
-        (Profile::Full, false) => (
+        (Profile::Rehearsal | Profile::Full, false) => (
             8,
             "CPU device: the backbone's matrix products, image decoding and metrics use every \
              allocated core; 8 fits most nodes, more is faster",
         ),
-        (Profile::Full, true) => (
+        (Profile::Rehearsal | Profile::Full, true) => (
             4,
             "GPU device: the CPUs only decode and resize images and compute metrics",
         ),
@@ -286,11 +302,11 @@ pub fn default_cpus(backend: Backend, profile: Profile) -> (usize, &'static str)
 
 /// The feature-memory budget of a task when `cache.memory_budget` is `auto` and no `--mem` is
 /// given: the smoke profile's features are a few MB (a whole smoke job peaks at 159 MB); 8 GiB
-/// holds about 500 ViT-L/16 images' features (16.8 MB each) at full size.
+/// holds about 500 ViT-L/16 images' features (16.8 MB each) at full size (and rehearsal size).
 pub fn default_memory_budget(profile: Profile) -> u64 {
     match profile {
         Profile::Smoke => GIB,
-        Profile::Full => 8 * GIB,
+        Profile::Rehearsal | Profile::Full => 8 * GIB,
     }
 }
 
@@ -300,19 +316,21 @@ pub fn default_memory_budget(profile: Profile) -> u64 {
 pub fn default_time_s(profile: Profile) -> u64 {
     match profile {
         Profile::Smoke => 3600,
-        Profile::Full => 24 * 3600,
+        Profile::Rehearsal | Profile::Full => DAY,
     }
 }
 
-/// The time limit for an estimate: half as much again plus 10 minutes (slower nodes, shared
-/// file systems), rounded up to whole minutes.
-pub fn time_limit_s(estimate_s: u64) -> u64 {
-    (estimate_s + estimate_s.div_ceil(2) + 600).div_ceil(60) * 60
+/// The time limit for an estimate, rounded up to whole minutes: a measured one half as much
+/// again plus 10 minutes (slower nodes, shared file systems); a projected one (a GPU's, from
+/// FLOPs, not measured) three times plus an hour.
+pub fn time_limit_s(e: TimeEstimate) -> u64 {
+    let (factor, slack) = if e.measured { (1.5, 600) } else { (3.0, 3600) };
+    ((e.seconds as f64 * factor).ceil() as u64 + slack).div_ceil(60) * 60
 }
 
 /// Seconds as Slurm's `HH:MM:SS`, or `D-HH:MM:SS` from a day on.
 pub fn format_time(secs: u64) -> String {
-    let (d, rem) = (secs / 86_400, secs % 86_400);
+    let (d, rem) = (secs / DAY, secs % DAY);
     let hms = format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60);
     if d > 0 { format!("{d}-{hms}") } else { hms }
 }
@@ -351,16 +369,27 @@ pub fn resources(needs: &Needs, s: &Settings) -> Resources {
         }
     };
     let (mem, task_budget) = memory(needs, s, &mut why, &mut warnings);
-    let time = match (&s.time, needs.time_estimate_s) {
+    let time = match (&s.time, needs.time_estimate) {
         (Some(t), _) => {
             why.push(format!("time:   {t} (set by the user)"));
             t.clone()
         }
         (None, Some(est)) => {
             let t = format_time(time_limit_s(est));
+            let how = if est.measured {
+                "rates measured on a 2-core CPU, x 1.5 + 10 min"
+            } else {
+                "projected from FLOPs, not measured: x 3 + 1 h"
+            };
+            if time_limit_s(est) > DAY {
+                warnings.push(format!(
+                    "the time limit {t} is over 24 h, a common partition limit; if the job waits \
+                     with reason PartitionTimeLimit, set --time (more CPUs or a GPU are faster)"
+                ));
+            }
             why.push(format!(
-                "time:   {t} (estimate {} x 1.5 + 10 min)",
-                format_time(est)
+                "time:   {t} (the slowest job's estimate {}, {how})",
+                format_time(est.seconds)
             ));
             t
         }
@@ -393,7 +422,7 @@ fn memory(
     why: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> (String, Option<u64>) {
-    let fixed = needs.fixed_bytes;
+    let fixed = needs.fixed_bytes + PROCESS_BYTES;
     let mib = |b: u64| b.div_ceil(MIB);
     match (&s.mem, needs.memory_budget) {
         (Some(m), Some(budget)) => {
@@ -443,7 +472,7 @@ fn memory(
             let m = format_mem(budget + fixed);
             why.push(format!(
                 "memory: {m} = feature budget {} MiB ({source}) + fixed costs {} MiB (weights, \
-                 one batch, the process)",
+                 checkpoints, one batch, the process)",
                 mib(budget),
                 mib(fixed),
             ));
@@ -462,75 +491,6 @@ fn mem_bytes(mem: &str) -> u64 {
         _ => MIB,
     };
     number.parse::<u64>().unwrap_or(0).saturating_mul(scale)
-}
-
-/// The shapes of the models a job loads: the embedded ones from the experiment, otherwise the
-/// paper's DINOv3 ViT-L/16 and CLIP ViT-L/14-336 text tower.
-struct Shapes {
-    dim: u64,
-    depth: u64,
-    heads: u64,
-    patch: u64,
-    text_width: u64,
-    text_layers: u64,
-}
-
-impl Shapes {
-    fn of(exp: &Experiment) -> Shapes {
-        let (dim, depth, heads, patch) = if exp.backbone.weights.is_embedded() {
-            let e = &exp.backbone.embedded;
-            (e.dim, e.depth, e.heads, e.patch)
-        } else {
-            (1024, 24, 16, 16)
-        };
-        let (text_width, text_layers) = if exp.text.weights.is_embedded() {
-            (exp.text.embedded.width, exp.text.embedded.layers)
-        } else {
-            (768, 12)
-        };
-        let u = |x: usize| x as u64;
-        Shapes {
-            dim: u(dim),
-            depth: u(depth),
-            heads: u(heads),
-            patch: u(patch.max(1)),
-            text_width: u(text_width),
-            text_layers: u(text_layers),
-        }
-    }
-}
-
-/// What a job holds besides its features, in bytes (f32 everywhere), estimated from the shapes
-/// until the cost model (issue 11) measures it: the process (256 MiB), the weights, and the
-/// larger of one extraction batch and one training batch (they are never alive together):
-/// - weights: 12 d^2 parameters per transformer block; CLIP's token table is 49,408 x width;
-/// - extraction, per image: attention scores heads x T^2 plus about 14 d per token (q, k, v, the
-///   MLP's 4 d, residuals, the kept taps);
-/// - training, per image and tap: the patch features, the two adapter branches (hidden and
-///   output) and the mixed output, twice over for the backward pass.
-///
-/// T = (image_size / patch)^2 + 1 class token + 4 registers. Measured (docs/experiments.md,
-/// Slurm): a smoke job peaks at 159 MB (estimate 304 MB); a width-1,024, depth-4 backbone at
-/// 512 px training on 60 images in one batch peaked at 13.7 GB, 11.2 GB of it besides its
-/// 2.5 GB of features (estimate 11.6 GB).
-pub fn fixed_cost_estimate(exp: &Experiment) -> u64 {
-    const F32: u64 = 4;
-    const CLIP_VOCAB: u64 = 49_408;
-    let s = Shapes::of(exp);
-    let side = exp.data.image_size as u64 / s.patch;
-    let patches = side * side;
-    let tokens = patches + 5;
-    let weights = 12 * s.dim * s.dim * s.depth
-        + 12 * s.text_width * s.text_width * s.text_layers
-        + CLIP_VOCAB * s.text_width;
-    let extract_image = tokens * (s.heads * tokens + 14 * s.dim);
-    let taps = exp.backbone.taps.len() as u64;
-    let bottleneck = exp.model.bottleneck as u64;
-    let train_image = 2 * taps * patches * (4 * s.dim + 2 * bottleneck);
-    let batch = |b: usize| b.max(1) as u64;
-    let extraction = batch(exp.train.extract_batch_size) * extract_image;
-    let training = batch(exp.train.batch_size) * train_image;
-    256 * MIB + F32 * (weights + extraction.max(training))
 }
 
 /// Everything the script is made of, as plain values.
@@ -733,13 +693,14 @@ mod tests {
     use super::*;
 
     fn needs(backend: Backend, profile: Profile) -> Needs {
-        // `cache.memory_budget: auto`, fixed costs 256 MiB, no time estimate.
+        // `cache.memory_budget: auto`, no tensors besides the features (the process's 256 MiB
+        // only), no time estimate.
         Needs {
             backend,
             profile,
             memory_budget: None,
-            fixed_bytes: 256 * MIB,
-            time_estimate_s: None,
+            fixed_bytes: 0,
+            time_estimate: None,
         }
     }
 
@@ -814,8 +775,11 @@ mod tests {
     fn memory_comes_from_the_budget_and_time_from_the_estimate() {
         let mut n = needs(Backend::Cpu, Profile::Full);
         n.memory_budget = Some(3 * GIB);
-        n.fixed_bytes = GIB + 1;
-        n.time_estimate_s = Some(3600);
+        n.fixed_bytes = GIB - PROCESS_BYTES + 1;
+        n.time_estimate = Some(TimeEstimate {
+            seconds: 3600,
+            measured: true,
+        });
         let r = resources(&n, &settings(&Overrides::default()));
         // 4 GiB + 1 byte rounds up to the next MiB.
         assert_eq!(r.mem, "4097M");
@@ -825,6 +789,14 @@ mod tests {
         assert_eq!(r.time, "01:40:00");
         assert!(r.why.iter().any(|w| w.contains("(cache.memory_budget)")));
         assert!(r.warnings.is_empty());
+        // A limit over a day is said: many partitions refuse it.
+        n.time_estimate = Some(TimeEstimate {
+            seconds: DAY,
+            measured: true,
+        });
+        let r = resources(&n, &settings(&Overrides::default()));
+        assert_eq!(r.time, "1-12:10:00");
+        assert!(r.warnings[0].contains("over 24 h"), "{:?}", r.warnings);
     }
 
     #[test]
@@ -1014,8 +986,11 @@ mod tests {
         }
         assert_eq!(format_time(59), "00:00:59");
         assert_eq!(format_time(90_061), "1-01:01:01");
-        assert_eq!(time_limit_s(0), 600);
-        assert_eq!(time_limit_s(61), 720);
+        let limit = |seconds, measured| time_limit_s(TimeEstimate { seconds, measured });
+        assert_eq!(limit(0, true), 600);
+        assert_eq!(limit(61, true), 720);
+        // A projection (GPU, from FLOPs) gets three times plus 30 minutes.
+        assert_eq!(format_time(limit(3600, false)), "04:00:00");
         assert_eq!(format_mem(2 * GIB), "2G");
         assert_eq!(format_mem(GIB + 1), "1025M");
     }
@@ -1064,31 +1039,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("workdir='/tmp/x\nrm -rf ~'"), "{text}");
-    }
-
-    #[test]
-    fn fixed_costs_follow_the_shapes() {
-        let mut exp = Experiment::default();
-        // The paper's run: ViT-L/16 + CLIP L/14-336 text weights (1.70 GB), and a training
-        // batch of 64 images x 4 taps x 1,024 patches (11.8 GB) larger than an extraction batch
-        // of 16 (2.0 GB).
-        let weights = 4 * (12 * 1024 * 1024 * 24 + 12 * 768 * 768 * 12 + 49_408 * 768);
-        let training = 4 * 64 * 2 * 4 * 1024 * (4 * 1024 + 2 * 768);
-        assert_eq!(fixed_cost_estimate(&exp), 256 * MIB + weights + training);
-        // The run measured at 11.2 GB besides its features: width 1,024, depth 4, one batch of 60.
-        exp.backbone.weights = crate::experiment::Source::Embedded;
-        exp.text.weights = crate::experiment::Source::Embedded;
-        exp.backbone.embedded.dim = 1024;
-        exp.backbone.embedded.heads = 16;
-        exp.backbone.embedded.depth = 4;
-        exp.train.batch_size = 60;
-        let gb = fixed_cost_estimate(&exp) as f64 / 1e9;
-        assert!((11.2..12.5).contains(&gb), "{gb} GB");
-        // A smaller extraction batch than training batch is what bounds the smoke profile.
-        exp.train.batch_size = 1;
-        exp.train.extract_batch_size = 16;
-        let extraction = 16 * 1029 * (16 * 1029 + 14 * 1024) * 4;
-        assert!(fixed_cost_estimate(&exp) > extraction);
     }
 
     #[test]
