@@ -30,10 +30,10 @@ const GIB: u64 = 1 << 30;
 const DAY: u64 = 86_400;
 
 /// What a task holds besides the tensors the cost model counts: the binary, the allocator's
-/// slack, thread stacks, decoded images. A whole smoke job peaks at 159 MB.
+/// slack, thread stacks, decoded images. A whole smoke job peaks at 92 MB (release build).
 pub const PROCESS_BYTES: u64 = 256 * MIB;
 
-/// Resources of the collect job. Measured on the smoke profile: 37 MB peak RSS, under a second;
+/// Resources of the collect job. Measured on the smoke profile: 25 MB peak RSS, under a second;
 /// it reads only `metrics.json`, CSVs and a few saved maps, so full runs stay far below this.
 const COLLECT_CPUS: usize = 1;
 const COLLECT_MEM: &str = "2G";
@@ -301,7 +301,7 @@ pub fn default_cpus(backend: Backend, profile: Profile) -> (usize, &'static str)
 }
 
 /// The feature-memory budget of a task when `cache.memory_budget` is `auto` and no `--mem` is
-/// given: the smoke profile's features are a few MB (a whole smoke job peaks at 159 MB); 8 GiB
+/// given: the smoke profile's features are a few MB (a whole smoke job peaks at 92 MB); 8 GiB
 /// holds about 500 ViT-L/16 images' features (16.8 MB each) at full size (and rehearsal size).
 pub fn default_memory_budget(profile: Profile) -> u64 {
     match profile {
