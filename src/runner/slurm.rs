@@ -20,18 +20,21 @@
 //! - time = the cost model's estimate with a margin ([`time_limit_s`]), or a generous default per
 //!   profile when there is none.
 //!
-//! This module turns plain values into text: it runs nothing and knows no engine.
+//! `settings` resolves and checks the user's settings, `resources` derives the task's resources,
+//! this file writes the script. It turns plain values into text: it runs nothing and knows no
+//! engine.
 
-use crate::device::Backend;
-use crate::experiment::schema::{Profile, SlurmConfig};
+mod resources;
+mod settings;
 
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
-const DAY: u64 = 86_400;
+use crate::experiment::schema::Profile;
+use settings::check_word;
 
-/// What a task holds besides the tensors the cost model counts: the binary, the allocator's
-/// slack, thread stacks, decoded images. A whole smoke job peaks at 92 MB (release build).
-pub const PROCESS_BYTES: u64 = 256 * MIB;
+pub use resources::{
+    Needs, PROCESS_BYTES, Resources, TimeEstimate, default_cpus, default_memory_budget,
+    default_time_s, format_mem, format_time, is_gpu, resources, time_limit_s,
+};
+pub use settings::{Overrides, Settings};
 
 /// Resources of the collect job. Measured on the smoke profile: 25 MB peak RSS, under a second;
 /// it reads only `metrics.json`, CSVs and a few saved maps, so full runs stay far below this.
@@ -51,446 +54,6 @@ pub enum SlurmError {
     },
     #[error("the experiment has no jobs: there is nothing to submit")]
     NoJobs,
-}
-
-/// What the run needs, from the experiment and the cost model; no user choice in here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Needs {
-    pub backend: Backend,
-    pub profile: Profile,
-    /// `cache.memory_budget` in bytes; `None` when it is `auto` (half of the memory available).
-    pub memory_budget: Option<u64>,
-    /// Tensor bytes the largest job holds besides its features (weights, checkpoints, one
-    /// batch's activations); [`PROCESS_BYTES`] is added on top.
-    pub fixed_bytes: u64,
-    /// The slowest job's estimated wall time; `None`: a generous profile default.
-    pub time_estimate: Option<TimeEstimate>,
-}
-
-/// A job's estimated wall time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeEstimate {
-    pub seconds: u64,
-    /// From rates measured on a machine (the CPU), or projected from FLOPs (a GPU).
-    pub measured: bool,
-}
-
-/// Settings given on the command line; each one set wins over the experiment's `slurm:` section.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Overrides {
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    pub qos: Option<String>,
-    pub time: Option<String>,
-    pub cpus_per_task: Option<usize>,
-    pub mem: Option<String>,
-    pub max_parallel: Option<usize>,
-    /// Appended after the YAML's `extra` lines (a later `#SBATCH` line wins in sbatch).
-    pub extra: Vec<String>,
-}
-
-/// The user's settings, resolved (command line over YAML) and checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    pub qos: Option<String>,
-    /// A Slurm time limit, as given.
-    pub time: Option<String>,
-    pub cpus_per_task: Option<usize>,
-    /// A Slurm memory size, as given.
-    pub mem: Option<String>,
-    /// 0: no limit.
-    pub max_parallel: usize,
-    pub extra: Vec<String>,
-}
-
-impl Settings {
-    /// Command line over YAML; every value is checked and a bad one named with its origin
-    /// (`--time` or `slurm.time`).
-    pub fn resolve(yaml: &SlurmConfig, cli: &Overrides) -> Result<Settings, SlurmError> {
-        type Check = fn(&str, &str) -> Result<(), SlurmError>;
-        let text = |flag: &str, cli: &Option<String>, key: &str, yaml: &str, check: Check| {
-            pick_text(flag, cli, key, yaml)
-                .map(|(origin, v)| check(&origin, &v).map(|()| v))
-                .transpose()
-        };
-        let cpus_per_task = cli
-            .cpus_per_task
-            .map(|n| ("--cpus-per-task", n))
-            .or((yaml.cpus_per_task > 0).then_some(("slurm.cpus_per_task", yaml.cpus_per_task)))
-            .map(|(origin, n)| match n {
-                0 => Err(invalid(origin, "0", "a task needs at least 1 CPU")),
-                n => Ok(n),
-            })
-            .transpose()?;
-        let yaml_extra = yaml.extra.iter().map(|e| ("slurm.extra", e));
-        let cli_extra = cli.extra.iter().map(|e| ("--sbatch", e));
-        let extra = yaml_extra
-            .chain(cli_extra)
-            .map(|(origin, e)| check_extra(origin, e).map(|()| e.clone()))
-            .collect::<Result<_, _>>()?;
-        Ok(Settings {
-            partition: text(
-                "--partition",
-                &cli.partition,
-                "slurm.partition",
-                &yaml.partition,
-                check_word,
-            )?,
-            account: text(
-                "--account",
-                &cli.account,
-                "slurm.account",
-                &yaml.account,
-                check_word,
-            )?,
-            qos: text("--qos", &cli.qos, "slurm.qos", &yaml.qos, check_word)?,
-            time: text("--time", &cli.time, "slurm.time", &yaml.time, check_time)?,
-            cpus_per_task,
-            mem: text("--mem", &cli.mem, "slurm.mem", &yaml.mem, check_mem)?,
-            max_parallel: cli.max_parallel.unwrap_or(yaml.max_parallel),
-            extra,
-        })
-    }
-
-    /// Options both jobs share: where and under whose name they run, and the user's extra lines.
-    fn shared_options(&self) -> Vec<String> {
-        let named = [
-            ("partition", &self.partition),
-            ("account", &self.account),
-            ("qos", &self.qos),
-        ];
-        named
-            .into_iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| format!("--{k}={v}")))
-            .chain(self.extra.iter().cloned())
-            .collect()
-    }
-}
-
-/// The command line's value when given, else the YAML's when not empty, with its origin.
-fn pick_text(flag: &str, cli: &Option<String>, key: &str, yaml: &str) -> Option<(String, String)> {
-    match cli {
-        Some(v) => Some((flag.to_string(), v.clone())),
-        None if !yaml.is_empty() => Some((key.to_string(), yaml.to_string())),
-        None => None,
-    }
-}
-
-fn invalid(origin: &str, value: &str, problem: &str) -> SlurmError {
-    SlurmError::Invalid {
-        origin: origin.to_string(),
-        value: value.to_string(),
-        problem: problem.to_string(),
-    }
-}
-
-/// `Ok` when `ok`, else the value refused with `problem`.
-fn require(ok: bool, origin: &str, value: &str, problem: &str) -> Result<(), SlurmError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(origin, value, problem))
-    }
-}
-
-/// A value written on an `#SBATCH` line: sbatch splits those lines at white space and strips
-/// quotes, and a line break would end the line, so none of these may appear.
-fn check_word(origin: &str, value: &str) -> Result<(), SlurmError> {
-    require(
-        !value.is_empty(),
-        origin,
-        value,
-        "is empty; leave it out to use the default",
-    )?;
-    let odd = |c: char| c.is_whitespace() || c.is_control() || c == '\'' || c == '"';
-    require(
-        !value.chars().any(odd),
-        origin,
-        value,
-        "must be one word without spaces or quotes (it is written on an #SBATCH line)",
-    )
-}
-
-/// One sbatch option per extra line, e.g. `--constraint=avx512`.
-fn check_extra(origin: &str, value: &str) -> Result<(), SlurmError> {
-    check_word(origin, value)?;
-    require(
-        value.starts_with('-'),
-        origin,
-        value,
-        "must be one sbatch option such as --constraint=avx512 (without `#SBATCH`)",
-    )
-}
-
-/// Slurm's time formats: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`, or `UNLIMITED`.
-fn check_time(origin: &str, value: &str) -> Result<(), SlurmError> {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let (days, rest) = match value.split_once('-') {
-        Some((d, r)) => (Some(d), r),
-        None => (None, value),
-    };
-    let fields: Vec<&str> = rest.split(':').collect();
-    let unlimited = ["unlimited", "infinite"].map(|w| value.eq_ignore_ascii_case(w));
-    require(
-        unlimited.contains(&true)
-            || (days.is_none_or(digits) && fields.len() <= 3 && fields.iter().all(|f| digits(f))),
-        origin,
-        value,
-        "is not a Slurm time limit; write minutes (90), HH:MM:SS (02:00:00) or D-HH:MM:SS (1-12:00:00)",
-    )
-}
-
-/// Slurm's memory sizes: a whole number with an optional K, M (the default), G or T suffix.
-fn check_mem(origin: &str, value: &str) -> Result<(), SlurmError> {
-    let number = value.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
-    let suffix_len = value.len() - number.len();
-    require(
-        suffix_len <= 1 && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
-        origin,
-        value,
-        "is not a Slurm memory size; write a whole number with K, M, G or T (16G, 16000M)",
-    )
-}
-
-/// The resources of one array task, and why each has its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resources {
-    /// Ask for one GPU (`--gres=gpu:1`).
-    pub gpu: bool,
-    pub cpus: usize,
-    /// `--mem`, in Slurm's format.
-    pub mem: String,
-    /// `--time`, in Slurm's format.
-    pub time: String,
-    /// The feature-memory budget each task must be given (`--set cache.memory_budget=`), when the
-    /// configured one is `auto` and so would read the node's memory rather than the task's.
-    pub task_budget: Option<u64>,
-    /// One line per resource saying where its value comes from (written into the script).
-    pub why: Vec<String>,
-    /// Choices that may not work (printed when emitting, and written into the script).
-    pub warnings: Vec<String>,
-}
-
-/// Whether a backend computes on a GPU.
-pub fn is_gpu(backend: Backend) -> bool {
-    match backend {
-        Backend::Cpu => false,
-        Backend::Wgpu | Backend::Vulkan | Backend::Cuda => true,
-    }
-}
-
-/// CPUs per task when the user gives none, and why.
-pub fn default_cpus(backend: Backend, profile: Profile) -> (usize, &'static str) {
-    match (profile, is_gpu(backend)) {
-        (Profile::Smoke, _) => (
-            2,
-            "the smoke profile is sized for a 2-core machine, so it fits the smallest node",
-        ),
-        (Profile::Rehearsal | Profile::Full, false) => (
-            8,
-            "CPU device: the backbone's matrix products, image decoding and metrics use every \
-             allocated core; 8 fits most nodes, more is faster",
-        ),
-        (Profile::Rehearsal | Profile::Full, true) => (
-            4,
-            "GPU device: the CPUs only decode and resize images and compute metrics",
-        ),
-    }
-}
-
-/// The feature-memory budget of a task when `cache.memory_budget` is `auto` and no `--mem` is
-/// given: the smoke profile's features are a few MB (a whole smoke job peaks at 92 MB); 8 GiB
-/// holds about 500 ViT-L/16 images' features (16.8 MB each) at full size (and rehearsal size).
-pub fn default_memory_budget(profile: Profile) -> u64 {
-    match profile {
-        Profile::Smoke => GIB,
-        Profile::Rehearsal | Profile::Full => 8 * GIB,
-    }
-}
-
-/// The time limit assumed when there is no estimate: generous, since a task that hits its limit
-/// is killed (it resumes from its last checkpoint when submitted again). A smoke job takes about
-/// a minute on 2 cores; a full-size job on a CPU takes hours. 24 h is a common partition limit.
-pub fn default_time_s(profile: Profile) -> u64 {
-    match profile {
-        Profile::Smoke => 3600,
-        Profile::Rehearsal | Profile::Full => DAY,
-    }
-}
-
-/// The time limit for an estimate, rounded up to whole minutes: a measured one half as much
-/// again plus 10 minutes (slower nodes, shared file systems); a projected one (a GPU's, from
-/// FLOPs, not measured) three times plus an hour.
-pub fn time_limit_s(e: TimeEstimate) -> u64 {
-    let (factor, slack) = if e.measured { (1.5, 600) } else { (3.0, 3600) };
-    ((e.seconds as f64 * factor).ceil() as u64 + slack).div_ceil(60) * 60
-}
-
-/// Seconds as Slurm's `HH:MM:SS`, or `D-HH:MM:SS` from a day on.
-pub fn format_time(secs: u64) -> String {
-    let (d, rem) = (secs / DAY, secs % DAY);
-    let hms = format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60);
-    if d > 0 { format!("{d}-{hms}") } else { hms }
-}
-
-/// Bytes as a Slurm memory size, rounded up to whole MiB (`G` when it is whole GiB).
-pub fn format_mem(bytes: u64) -> String {
-    let mib = bytes.div_ceil(MIB).max(1);
-    if mib.is_multiple_of(1024) {
-        format!("{}G", mib / 1024)
-    } else {
-        format!("{mib}M")
-    }
-}
-
-/// The task's resources: the user's settings where given, else derived from `needs`.
-pub fn resources(needs: &Needs, s: &Settings) -> Resources {
-    let gpu = is_gpu(needs.backend);
-    let mut warnings = Vec::new();
-    let mut why = vec![if gpu {
-        format!("GPU:    1 (device {})", needs.backend)
-    } else {
-        format!("GPU:    none (device {})", needs.backend)
-    }];
-    let cpus = match s.cpus_per_task {
-        Some(n) => {
-            why.push(format!("CPUs:   {n} (set by the user)"));
-            n
-        }
-        None => {
-            let (n, reason) = default_cpus(needs.backend, needs.profile);
-            why.push(format!(
-                "CPUs:   {n} (default for profile {}: {reason})",
-                needs.profile
-            ));
-            n
-        }
-    };
-    let (mem, task_budget) = memory(needs, s, &mut why, &mut warnings);
-    let time = match (&s.time, needs.time_estimate) {
-        (Some(t), _) => {
-            why.push(format!("time:   {t} (set by the user)"));
-            t.clone()
-        }
-        (None, Some(est)) => {
-            let t = format_time(time_limit_s(est));
-            let how = if est.measured {
-                "rates measured on a 2-core CPU, x 1.5 + 10 min"
-            } else {
-                "projected from FLOPs, not measured: x 3 + 1 h"
-            };
-            if time_limit_s(est) > DAY {
-                warnings.push(format!(
-                    "the time limit {t} is over 24 h, a common partition limit; if the job waits \
-                     with reason PartitionTimeLimit, set --time (more CPUs or a GPU are faster)"
-                ));
-            }
-            why.push(format!(
-                "time:   {t} (the slowest job's estimate {}, {how})",
-                format_time(est.seconds)
-            ));
-            t
-        }
-        (None, None) => {
-            let t = format_time(default_time_s(needs.profile));
-            why.push(format!(
-                "time:   {t} (no time estimate: a generous default for profile {}; \
-                 set --time if your partition allows less or the run needs more)",
-                needs.profile
-            ));
-            t
-        }
-    };
-    Resources {
-        gpu,
-        cpus,
-        mem,
-        time,
-        task_budget,
-        why,
-        warnings,
-    }
-}
-
-/// `--mem`, and the budget tasks must be given when `cache.memory_budget` is `auto`: inside an
-/// allocation, "half of the memory available" would read the node's memory, not the task's.
-fn memory(
-    needs: &Needs,
-    s: &Settings,
-    why: &mut Vec<String>,
-    warnings: &mut Vec<String>,
-) -> (String, Option<u64>) {
-    let fixed = needs.fixed_bytes + PROCESS_BYTES;
-    let mib = |b: u64| b.div_ceil(MIB);
-    match (&s.mem, needs.memory_budget) {
-        (Some(m), Some(budget)) => {
-            let asked = mem_bytes(m);
-            why.push(format!(
-                "memory: {m} (set by the user; cache.memory_budget {} MiB)",
-                mib(budget)
-            ));
-            if asked != 0 && asked < budget + fixed {
-                warnings.push(format!(
-                    "--mem {m} is less than cache.memory_budget ({} MiB) + the estimated fixed \
-                     costs ({} MiB): a task may be killed for memory; raise --mem or lower the budget",
-                    mib(budget),
-                    mib(fixed)
-                ));
-            }
-            (m.clone(), None)
-        }
-        (Some(m), None) => match mem_bytes(m) {
-            0 => {
-                why.push(format!(
-                    "memory: {m} (set by the user: the whole node; cache.memory_budget auto, half \
-                     of what the node has available)"
-                ));
-                (m.clone(), None)
-            }
-            asked => {
-                why.push(format!(
-                    "memory: {m} (set by the user; cache.memory_budget auto: half of it, {} MiB)",
-                    mib(asked / 2)
-                ));
-                (m.clone(), Some(asked / 2))
-            }
-        },
-        (None, budget) => {
-            let (budget, source, task) = match budget {
-                Some(b) => (b, "cache.memory_budget".to_string(), None),
-                None => {
-                    let b = default_memory_budget(needs.profile);
-                    let source = format!(
-                        "cache.memory_budget is auto: the default for profile {}, given to each task",
-                        needs.profile
-                    );
-                    (b, source, Some(b))
-                }
-            };
-            let m = format_mem(budget + fixed);
-            why.push(format!(
-                "memory: {m} = feature budget {} MiB ({source}) + fixed costs {} MiB (weights, \
-                 checkpoints, one batch, the process)",
-                mib(budget),
-                mib(fixed),
-            ));
-            (m, task)
-        }
-    }
-}
-
-/// Bytes of a checked Slurm memory size (`16G`; no suffix: MiB).
-fn mem_bytes(mem: &str) -> u64 {
-    let number = mem.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let scale = match mem[number.len()..].to_ascii_uppercase().as_str() {
-        "K" => 1 << 10,
-        "G" => GIB,
-        "T" => 1 << 40,
-        _ => MIB,
-    };
-    number.parse::<u64>().unwrap_or(0).saturating_mul(scale)
 }
 
 /// Everything the script is made of, as plain values.
@@ -691,8 +254,10 @@ fn comment_safe(p: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::Backend;
+    use crate::experiment::schema::SlurmConfig;
 
-    fn needs(backend: Backend, profile: Profile) -> Needs {
+    pub(super) fn needs(backend: Backend, profile: Profile) -> Needs {
         // `cache.memory_budget: auto`, no tensors besides the features (the process's 256 MiB
         // only), no time estimate.
         Needs {
@@ -704,7 +269,7 @@ mod tests {
         }
     }
 
-    fn plan() -> Plan {
+    pub(super) fn plan() -> Plan {
         Plan {
             name: "paper".into(),
             profile: Profile::Smoke,
@@ -719,15 +284,15 @@ mod tests {
         }
     }
 
-    fn settings(cli: &Overrides) -> Settings {
+    pub(super) fn settings(cli: &Overrides) -> Settings {
         Settings::resolve(&SlurmConfig::default(), cli).unwrap()
     }
 
-    fn render(needs: &Needs, s: &Settings) -> String {
+    pub(super) fn render(needs: &Needs, s: &Settings) -> String {
         script(&plan(), s, &resources(needs, s)).unwrap()
     }
 
-    fn sbatch_lines(script: &str) -> Vec<&str> {
+    pub(super) fn sbatch_lines(script: &str) -> Vec<&str> {
         script
             .lines()
             .filter_map(|l| l.strip_prefix("#SBATCH "))
@@ -769,68 +334,6 @@ mod tests {
         let cpu = render(&needs(Backend::Cpu, Profile::Full), &s);
         assert!(sbatch_lines(&cpu).contains(&"--cpus-per-task=8"), "{cpu}");
         assert!(!cpu.contains("gres"), "{cpu}");
-    }
-
-    #[test]
-    fn memory_comes_from_the_budget_and_time_from_the_estimate() {
-        let mut n = needs(Backend::Cpu, Profile::Full);
-        n.memory_budget = Some(3 * GIB);
-        n.fixed_bytes = GIB - PROCESS_BYTES + 1;
-        n.time_estimate = Some(TimeEstimate {
-            seconds: 3600,
-            measured: true,
-        });
-        let r = resources(&n, &settings(&Overrides::default()));
-        // 4 GiB + 1 byte rounds up to the next MiB.
-        assert_eq!(r.mem, "4097M");
-        // The tasks read the configured budget from the experiment.
-        assert_eq!(r.task_budget, None);
-        // 1 h x 1.5 + 10 min.
-        assert_eq!(r.time, "01:40:00");
-        assert!(r.why.iter().any(|w| w.contains("(cache.memory_budget)")));
-        assert!(r.warnings.is_empty());
-        // A limit over a day is said: many partitions refuse it.
-        n.time_estimate = Some(TimeEstimate {
-            seconds: DAY,
-            measured: true,
-        });
-        let r = resources(&n, &settings(&Overrides::default()));
-        assert_eq!(r.time, "1-12:10:00");
-        assert!(r.warnings[0].contains("over 24 h"), "{:?}", r.warnings);
-    }
-
-    #[test]
-    fn an_auto_budget_is_fixed_for_the_tasks() {
-        let n = needs(Backend::Cpu, Profile::Smoke);
-        // Derived memory: the profile's default budget, which every task is given.
-        let r = resources(&n, &settings(&Overrides::default()));
-        assert_eq!((r.mem.as_str(), r.task_budget), ("1280M", Some(GIB)));
-        // The user's memory: half of it, as `auto` means half of what is available.
-        let mem = |m: &str| Overrides {
-            mem: Some(m.into()),
-            ..Overrides::default()
-        };
-        let r = resources(&n, &settings(&mem("16G")));
-        assert_eq!((r.mem.as_str(), r.task_budget), ("16G", Some(8 * GIB)));
-        let r = resources(&n, &settings(&mem("3000")));
-        assert_eq!(r.task_budget, Some(1500 * MIB));
-        // `--mem=0` is the whole node: `auto` stays `auto`.
-        let r = resources(&n, &settings(&mem("0")));
-        assert_eq!(r.task_budget, None);
-        // A configured budget that the user's memory cannot hold is said.
-        let n = Needs {
-            memory_budget: Some(8 * GIB),
-            ..n
-        };
-        let r = resources(&n, &settings(&mem("8G")));
-        assert_eq!(r.task_budget, None);
-        assert!(
-            r.warnings[0].contains("--mem 8G is less than"),
-            "{:?}",
-            r.warnings
-        );
-        let text = script(&plan(), &settings(&mem("8G")), &r).unwrap();
-        assert!(text.contains("#   warning: --mem 8G"), "{text}");
     }
 
     #[test]
@@ -877,122 +380,6 @@ mod tests {
             assert!(opts.contains(o), "{opts}");
         }
         assert!(opts.contains("--cpus-per-task=1"), "{opts}");
-    }
-
-    #[test]
-    fn command_line_wins_over_yaml() {
-        let yaml = SlurmConfig {
-            partition: "from-yaml".into(),
-            account: "yaml-account".into(),
-            time: "30".into(),
-            cpus_per_task: 3,
-            max_parallel: 2,
-            extra: vec!["--constraint=yaml".into()],
-            ..SlurmConfig::default()
-        };
-        let cli = Overrides {
-            partition: Some("from-cli".into()),
-            cpus_per_task: Some(5),
-            extra: vec!["--constraint=cli".into()],
-            ..Overrides::default()
-        };
-        let s = Settings::resolve(&yaml, &cli).unwrap();
-        assert_eq!(s.partition.as_deref(), Some("from-cli"));
-        assert_eq!(s.account.as_deref(), Some("yaml-account"));
-        assert_eq!(s.time.as_deref(), Some("30"));
-        assert_eq!(s.cpus_per_task, Some(5));
-        assert_eq!(s.max_parallel, 2);
-        // Both extra lists, the command line's last (sbatch keeps the last of a repeated option).
-        assert_eq!(s.extra, ["--constraint=yaml", "--constraint=cli"]);
-        let only_yaml = Settings::resolve(&yaml, &Overrides::default()).unwrap();
-        assert_eq!(only_yaml.partition.as_deref(), Some("from-yaml"));
-        assert_eq!(only_yaml.cpus_per_task, Some(3));
-    }
-
-    #[test]
-    fn bad_settings_are_named_with_their_origin() {
-        let err = |cli: Overrides| Settings::resolve(&SlurmConfig::default(), &cli).unwrap_err();
-        let msg = err(Overrides {
-            time: Some("2h".into()),
-            ..Overrides::default()
-        })
-        .to_string();
-        assert!(msg.starts_with("--time `2h`: is not a Slurm time"), "{msg}");
-        let msg = err(Overrides {
-            mem: Some("16GB".into()),
-            ..Overrides::default()
-        })
-        .to_string();
-        assert!(msg.contains("--mem `16GB`") && msg.contains("16G"), "{msg}");
-        let msg = err(Overrides {
-            partition: Some("gpu a100".into()),
-            ..Overrides::default()
-        })
-        .to_string();
-        assert!(
-            msg.contains("--partition `gpu a100`: must be one word"),
-            "{msg}"
-        );
-        let msg = err(Overrides {
-            extra: vec!["#SBATCH --exclusive".into()],
-            ..Overrides::default()
-        })
-        .to_string();
-        assert!(msg.contains("--sbatch"), "{msg}");
-        let msg = err(Overrides {
-            extra: vec!["constraint=avx512".into()],
-            ..Overrides::default()
-        })
-        .to_string();
-        assert!(msg.contains("one sbatch option"), "{msg}");
-        let msg = err(Overrides {
-            cpus_per_task: Some(0),
-            ..Overrides::default()
-        })
-        .to_string();
-        assert!(msg.contains("--cpus-per-task `0`"), "{msg}");
-        let yaml = SlurmConfig {
-            qos: "high\nnext".into(),
-            ..SlurmConfig::default()
-        };
-        let msg = Settings::resolve(&yaml, &Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(msg.starts_with("slurm.qos `high\nnext`"), "{msg}");
-    }
-
-    #[test]
-    fn slurm_time_and_memory_formats() {
-        for ok in [
-            "90",
-            "90:30",
-            "02:00:00",
-            "1-12",
-            "1-12:30",
-            "1-12:30:00",
-            "0",
-            "UNLIMITED",
-        ] {
-            assert!(check_time("t", ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "2h", "1:2:3:4", "a-01:00:00", "1-", ":30", "01::00"] {
-            assert!(check_time("t", bad).is_err(), "{bad}");
-        }
-        for ok in ["16G", "16000", "512M", "1T", "8g"] {
-            assert!(check_mem("m", ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "G", "16GB", "1.5G", "-1G"] {
-            assert!(check_mem("m", bad).is_err(), "{bad}");
-        }
-        assert_eq!(format_time(59), "00:00:59");
-        assert_eq!(format_time(90_061), "1-01:01:01");
-        let limit = |seconds, measured| time_limit_s(TimeEstimate { seconds, measured });
-        assert_eq!(limit(0, true), 600);
-        assert_eq!(limit(61, true), 720);
-        // A projection (GPU, from FLOPs) gets three times plus 30 minutes.
-        assert_eq!(format_time(limit(3600, false)), "04:00:00");
-        assert_eq!(format_mem(2 * GIB), "2G");
-        assert_eq!(format_mem(GIB + 1), "1025M");
     }
 
     #[test]
@@ -1048,5 +435,22 @@ mod tests {
         let s = settings(&Overrides::default());
         let r = resources(&needs(Backend::Cpu, Profile::Smoke), &s);
         assert_eq!(script(&p, &s, &r), Err(SlurmError::NoJobs));
+    }
+
+    #[test]
+    fn warnings_are_written_into_the_script() {
+        let n = Needs {
+            memory_budget: Some(8 << 30),
+            ..needs(Backend::Cpu, Profile::Full)
+        };
+        let s = settings(&Overrides {
+            mem: Some("8G".into()),
+            ..Overrides::default()
+        });
+        let text = render(&n, &s);
+        assert!(
+            text.contains("#   warning: --mem 8G is less than"),
+            "{text}"
+        );
     }
 }
