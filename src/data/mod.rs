@@ -5,8 +5,12 @@
 //! here knows about models or the CLI.
 
 pub mod check;
+pub mod decode;
+mod formats;
+mod guard;
 pub mod jpeg;
 pub mod layouts;
+pub mod pillow;
 pub mod preprocess;
 pub mod pyrandom;
 pub mod registry;

@@ -1,0 +1,65 @@
+//! Image files to pixels exactly as the reference gets them, `Image.open(p).convert("RGB")`
+//! (images) and `.convert("L")` (masks), or one error naming the file and what is unsupported.
+//!
+//! Every file goes through [`formats::decode`] under [`guard::catch`], so a panicking
+//! third-party decoder is an error like any other. Sizes are checked against Pillow's pixel
+//! limit and a 512 MiB working-memory limit before anything is allocated.
+
+use std::path::Path;
+
+use super::DataError;
+use super::formats;
+use super::guard;
+use super::pillow::Image;
+
+/// A decoded 8-bit image, interleaved `[h][w][channels]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pixels {
+    pub width: usize,
+    pub height: usize,
+    pub channels: usize,
+    pub data: Vec<u8>,
+}
+
+fn decode(path: &Path) -> Result<Image, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    guard::catch("the image decoder", || formats::decode(&bytes))
+        .and_then(|r| r)
+        .map_err(|reason| DataError::Decode {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
+/// Decodes `path` as Pillow's `Image.open(path).convert("RGB")` would.
+pub fn decode_rgb(path: &Path) -> Result<Pixels, DataError> {
+    let img = decode(path)?;
+    let (width, height) = (img.width, img.height);
+    Ok(Pixels {
+        width,
+        height,
+        channels: 3,
+        data: img.into_rgb(),
+    })
+}
+
+/// Decodes `path` as Pillow's `Image.open(path).convert("L")` would.
+pub fn decode_luma(path: &Path) -> Result<Pixels, DataError> {
+    let img = decode(path)?;
+    let (width, height) = (img.width, img.height);
+    Ok(Pixels {
+        width,
+        height,
+        channels: 1,
+        data: img.into_luma(),
+    })
+}
+
+/// Width and height as Pillow reports them (decodes the file: also detects broken data).
+pub fn dimensions(path: &Path) -> Result<(u32, u32), DataError> {
+    let img = decode(path)?;
+    Ok((img.width as u32, img.height as u32))
+}
