@@ -21,7 +21,8 @@ pub struct Pixels {
     pub data: Vec<u8>,
 }
 
-fn decode(path: &Path) -> Result<Image, DataError> {
+/// Decodes `path` into the mode Pillow's `Image.open(path)` gives it.
+pub fn decode_image(path: &Path) -> Result<Image, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::Io {
         path: path.to_path_buf(),
         source: e,
@@ -36,7 +37,7 @@ fn decode(path: &Path) -> Result<Image, DataError> {
 
 /// Decodes `path` as Pillow's `Image.open(path).convert("RGB")` would.
 pub fn decode_rgb(path: &Path) -> Result<Pixels, DataError> {
-    let img = decode(path)?;
+    let img = decode_image(path)?;
     let (width, height) = (img.width, img.height);
     Ok(Pixels {
         width,
@@ -48,7 +49,7 @@ pub fn decode_rgb(path: &Path) -> Result<Pixels, DataError> {
 
 /// Decodes `path` as Pillow's `Image.open(path).convert("L")` would.
 pub fn decode_luma(path: &Path) -> Result<Pixels, DataError> {
-    let img = decode(path)?;
+    let img = decode_image(path)?;
     let (width, height) = (img.width, img.height);
     Ok(Pixels {
         width,
@@ -60,6 +61,6 @@ pub fn decode_luma(path: &Path) -> Result<Pixels, DataError> {
 
 /// Width and height as Pillow reports them (decodes the file: also detects broken data).
 pub fn dimensions(path: &Path) -> Result<(u32, u32), DataError> {
-    let img = decode(path)?;
+    let img = decode_image(path)?;
     Ok((img.width as u32, img.height as u32))
 }
