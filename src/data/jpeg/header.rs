@@ -48,15 +48,22 @@ pub fn check(data: &[u8]) -> Result<Size, String> {
     let mut size = None;
     let mut icc: Vec<&[u8]> = Vec::new();
     let mut first = Some(0xFFu8);
+    let mut frames = 0;
+    let no_scan = |size: Option<Size>, frames: usize| match size {
+        None => "JPEG ends before its first scan (no frame header)".to_string(),
+        Some((w, h)) => format!(
+            "JPEG ends before its first scan ({frames} frame header(s), {w}x{h}; no image data)"
+        ),
+    };
     loop {
         let b = match first.take() {
             Some(b) => b,
-            None => r.byte().ok_or("JPEG ends before its first scan")?,
+            None => r.byte().ok_or_else(|| no_scan(size, frames))?,
         };
         if b != 0xFF {
             continue;
         }
-        let m = r.byte().ok_or("JPEG ends before its first scan")?;
+        let m = r.byte().ok_or_else(|| no_scan(size, frames))?;
         match m {
             0xFF => first = Some(0xFF),
             0x00 => {}
@@ -84,6 +91,7 @@ pub fn check(data: &[u8]) -> Result<Size, String> {
                     icc.clear();
                 }
                 size = Some((w, h));
+                frames += 1;
             }
             0xDB => {
                 let mut s = r.segment()?;
