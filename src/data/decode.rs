@@ -21,13 +21,19 @@ pub struct Pixels {
     pub data: Vec<u8>,
 }
 
+/// Decodes a file's bytes into the mode Pillow gives them, or the reason for refusing.
+/// Not guarded: a decoder panic propagates (for fuzzing; files go through [`decode_image`]).
+pub fn decode_bytes(bytes: &[u8]) -> Result<Image, String> {
+    formats::decode(bytes)
+}
+
 /// Decodes `path` into the mode Pillow's `Image.open(path)` gives it.
 pub fn decode_image(path: &Path) -> Result<Image, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::Io {
         path: path.to_path_buf(),
         source: e,
     })?;
-    guard::catch("the image decoder", || formats::decode(&bytes))
+    guard::catch("the image decoder", || decode_bytes(&bytes))
         .and_then(|r| r)
         .map_err(|reason| DataError::Decode {
             path: path.to_path_buf(),
