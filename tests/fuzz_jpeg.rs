@@ -148,9 +148,9 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], input: &mut Vec<u8>) {
             input.drain(i..i + k);
         }
         5 => input.truncate(rng.below(n)),
-        6 => {
+        6 if n >= 2 => {
             // A 16-bit field (segment length, image size) set to an edge value.
-            let i = rng.below(n.saturating_sub(1));
+            let i = rng.below(n - 1);
             let v: u16 = [0, 1, 2, 0x7FFF, 0x8000, 0xFFFF, 0xFFDC, 8][rng.below(8)];
             input[i..i + 2].copy_from_slice(&v.to_be_bytes());
         }

@@ -1,7 +1,13 @@
 //! `ava-dino synth --out DIR`: write the synthetic twins of all nine datasets.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::bail;
+use ava_dino::data::synth::SYNTH_MARKER;
+
+/// The stamp the engine writes beside twins it generated (`engine/assets.rs`).
+const ENGINE_STAMP: &str = ".synth-complete";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,7 +19,39 @@ pub struct Args {
     seed: u64,
 }
 
+/// Refuses to write into a folder that holds anything but earlier twins: synth overwrites files
+/// by name, so pointed at a real data root it would mix twins into the data.
+fn check_out(out: &Path) -> anyhow::Result<()> {
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        bail!(
+            "{}: --out exists and is not a folder; give a new or empty folder",
+            out.display()
+        );
+    }
+    let entries = std::fs::read_dir(out)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read --out folder: {e}", out.display()))?;
+    for e in entries {
+        let e =
+            e.map_err(|e| anyhow::anyhow!("{}: cannot read --out folder: {e}", out.display()))?;
+        let path = e.path();
+        let twin = path.is_dir() && path.join(SYNTH_MARKER).is_file();
+        if !(twin || e.file_name() == ENGINE_STAMP) {
+            bail!(
+                "{}: --out is not empty and is not an earlier `ava-dino synth` output (it holds `{}`); \
+                 give a new or empty folder, or delete this one first",
+                out.display(),
+                e.file_name().to_string_lossy()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    check_out(&args.out)?;
     let t = std::time::Instant::now();
     let s = ava_dino::data::synth::write_all(&args.out, args.seed)?;
     for d in &s.datasets {

@@ -53,7 +53,17 @@ pub(crate) fn sample(
     }
 }
 
-/// Sorted names of the files in `dir` that `keep` accepts (byte order, as Python's `sorted`).
+/// Suffix of the anomaly-map overlays `ava-dino predict` used to write beside its inputs.
+pub const OVERLAY_SUFFIX: &str = ".anomaly.png";
+
+/// An overlay written by `predict`, not a dataset image: loaders never list these.
+pub fn is_overlay(name: &str) -> bool {
+    name.len() >= OVERLAY_SUFFIX.len()
+        && name[name.len() - OVERLAY_SUFFIX.len()..].eq_ignore_ascii_case(OVERLAY_SUFFIX)
+}
+
+/// Sorted names of the files in `dir` that `keep` accepts (byte order, as Python's `sorted`),
+/// leaving out `predict` overlays (`*.anomaly.png`).
 pub fn sorted_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<String>, DataError> {
     let rd = std::fs::read_dir(dir).map_err(|e| DataError::Io {
         path: dir.to_path_buf(),
@@ -67,7 +77,7 @@ pub fn sorted_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<Strin
         })?;
         if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
             let name = e.file_name().to_string_lossy().into_owned();
-            if keep(&name) {
+            if keep(&name) && !is_overlay(&name) {
                 names.push(name);
             }
         }
@@ -104,4 +114,18 @@ pub(crate) fn missing_dir(path: PathBuf, what: &str) -> DataError {
 /// File stem (name without the last extension).
 pub(crate) fn stem(name: &str) -> &str {
     name.rsplit_once('.').map(|(s, _)| s).unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlays_are_recognised_in_any_case() {
+        assert!(is_overlay("000.anomaly.png"));
+        assert!(is_overlay("a.ANOMALY.PNG"));
+        assert!(!is_overlay("anomaly.png.jpg"));
+        assert!(!is_overlay("000.png"));
+        assert!(!is_overlay(".png"));
+    }
 }
