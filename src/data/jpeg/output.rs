@@ -76,16 +76,20 @@ pub fn render(frame: &Frame, planes: &[Vec<u8>], source: Source) -> Vec<u8> {
     let mut out = vec![0u8; w * h * channels];
     let ycc = matches!(source, Source::YCbCr | Source::Ycck).then(Ycc::new);
     let mut rows: Vec<Vec<u8>> = vec![vec![0u8; w + 2]; channels];
+    let mut sums = vec![0i32; w + 2];
     for y in 0..h {
         for (ci, row) in rows.iter_mut().enumerate() {
-            upsample_row(frame, ci, &planes[ci], y, row);
+            upsample_row(frame, ci, &planes[ci], y, row, &mut sums);
         }
         let o = &mut out[y * w * channels..(y + 1) * w * channels];
         match (source, &ycc) {
             (Source::YCbCr, Some(t)) => {
+                let (r0, r1, r2) = (&rows[0][..w], &rows[1][..w], &rows[2][..w]);
                 for (x, px) in o.chunks_exact_mut(3).enumerate() {
-                    let (r, g, b) = t.rgb(rows[0][x], rows[1][x], rows[2][x]);
-                    px.copy_from_slice(&[clamp(r), clamp(g), clamp(b)]);
+                    let (r, g, b) = t.rgb(r0[x], r1[x], r2[x]);
+                    px[0] = clamp(r);
+                    px[1] = clamp(g);
+                    px[2] = clamp(b);
                 }
             }
             (Source::Ycck, Some(t)) => {
@@ -99,6 +103,7 @@ pub fn render(frame: &Frame, planes: &[Vec<u8>], source: Source) -> Vec<u8> {
                     ]);
                 }
             }
+            _ if channels == 1 => o.copy_from_slice(&rows[0][..w]),
             _ => {
                 for (x, px) in o.chunks_exact_mut(channels).enumerate() {
                     for (c, v) in px.iter_mut().enumerate() {
@@ -111,41 +116,56 @@ pub fn render(frame: &Frame, planes: &[Vec<u8>], source: Source) -> Vec<u8> {
     out
 }
 
-/// Output row `y` of component `ci`, upsampled to the image width (`row[..width]`).
-fn upsample_row(frame: &Frame, ci: usize, plane: &[u8], y: usize, row: &mut [u8]) {
+/// Output row `y` of component `ci`, upsampled to the image width (`row[..width]`); `sums` is
+/// scratch space for the vertical pass of h2v2.
+fn upsample_row(
+    frame: &Frame,
+    ci: usize,
+    plane: &[u8],
+    y: usize,
+    row: &mut [u8],
+    sums: &mut [i32],
+) {
     let c = &frame.comps[ci];
     let width = frame.width;
     let stride = frame.blocks_per_row(ci) * 8;
     let (fx, fy) = (frame.hmax / c.h, frame.vmax / c.v);
     let (dw, dh) = (c.dw, c.dh);
-    let src = |x: usize, y: usize| plane[y * stride + x] as i32;
     let iy = y / fy;
+    let line = |r: usize| &plane[r * stride..r * stride + dw];
+    // The other row of a vertical triangle filter: above for the upper output row, below for
+    // the lower one (edges replicated), with libjpeg's rounding bias for each.
+    let other = || {
+        if y % 2 == 0 {
+            (iy.saturating_sub(1), 1)
+        } else {
+            ((iy + 1).min(dh - 1), 2)
+        }
+    };
     match (fx, fy) {
-        (1, 1) => row[..width].copy_from_slice(&plane[y * stride..y * stride + width]),
-        (2, 1) if dw > 2 => h2v1(|x| src(x, iy), dw, row, width),
+        (1, 1) => row[..width].copy_from_slice(&line(y)[..width]),
+        (2, 1) if dw > 2 => {
+            let src = line(iy);
+            h2v1(|x| src[x] as i32, dw, row, width)
+        }
         (2, 2) if dw > 2 => {
-            // Upper output row blends with the row above, lower with the row below (edges replicated).
-            let other = if y % 2 == 0 {
-                iy.saturating_sub(1)
-            } else {
-                (iy + 1).min(dh - 1)
-            };
-            h2v2(|x| src(x, iy) * 3 + src(x, other), dw, row, width);
+            let (near, far) = (line(iy), line(other().0));
+            for ((s, &a), &b) in sums.iter_mut().zip(near).zip(far) {
+                *s = a as i32 * 3 + b as i32;
+            }
+            h2v2(|x| sums[x], dw, row, width);
         }
         (1, 2) => {
-            let (other, bias) = if y % 2 == 0 {
-                (iy.saturating_sub(1), 1)
-            } else {
-                ((iy + 1).min(dh - 1), 2)
-            };
-            for (x, v) in row[..width].iter_mut().enumerate() {
-                *v = ((src(x, iy) * 3 + src(x, other) + bias) >> 2) as u8;
+            let (o, bias) = other();
+            let (near, far) = (line(iy), line(o));
+            for ((v, &a), &b) in row[..width].iter_mut().zip(near).zip(far) {
+                *v = ((a as i32 * 3 + b as i32 + bias) >> 2) as u8;
             }
         }
         _ => {
-            let line = &plane[iy * stride..];
+            let src = line(iy);
             for (x, v) in row[..width].iter_mut().enumerate() {
-                *v = line[x / fx];
+                *v = src[x / fx];
             }
         }
     }
