@@ -2,12 +2,28 @@
 //!
 //! `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo run --example bench_preprocess -- [N] [SIZE]`
 //! writes N synthetic 1024x1024 PNGs and N 1024x1024 JPEGs (MVTec-like) to a temp dir, then times
-//! `load_image(path, SIZE)` + `load_mask` over them.
+//! `load_image(path, SIZE)` + `load_mask` over them. Besides images/s (wall clock) it prints the
+//! process CPU milliseconds per image (`/proc/self/stat`, Linux), which a busy machine disturbs
+//! less.
 
 use std::time::Instant;
 
 use ava_dino::data::preprocess::{load_image, load_mask};
 use rayon::prelude::*;
+
+/// User + system CPU time of this process in milliseconds (Linux; 0 elsewhere).
+fn cpu_ms() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..]
+        .split(' ')
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    ticks * 10.0
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -40,27 +56,27 @@ fn main() {
             .build()
             .unwrap();
         for (name, files) in [("png 1024x1024", &pngs), ("jpeg 1024x1024", &jpgs)] {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_ms());
             pool.install(|| {
                 files
                     .par_iter()
                     .for_each(|p| drop(load_image(p, size).unwrap()))
             });
-            let s = t.elapsed().as_secs_f64();
+            let (s, cpu) = (t.elapsed().as_secs_f64(), (cpu_ms() - c) / n as f64);
             println!(
-                "{name} -> {size}: {threads} thread(s): {:.1} images/s ({n} images, {s:.2}s)",
+                "{name} -> {size}: {threads} thread(s): {:.1} images/s ({n} images, {s:.2}s), {cpu:.1} cpu ms/image",
                 n as f64 / s
             );
         }
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_ms());
         pool.install(|| {
             (0..n)
                 .into_par_iter()
                 .for_each(|_| drop(load_mask(Some(&mask), size, 0.5).unwrap()))
         });
-        let s = t.elapsed().as_secs_f64();
+        let (s, cpu) = (t.elapsed().as_secs_f64(), (cpu_ms() - c) / n as f64);
         println!(
-            "mask png 1024x1024 -> {size}: {threads} thread(s): {:.1} masks/s",
+            "mask png 1024x1024 -> {size}: {threads} thread(s): {:.1} masks/s, {cpu:.1} cpu ms/mask",
             n as f64 / s
         );
     }

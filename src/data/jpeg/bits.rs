@@ -12,8 +12,11 @@ use super::Stop;
 
 /// Bits the reader tries to hold after a refill (`MIN_GET_BITS` for a 64-bit buffer).
 const MIN_GET_BITS: i32 = 57;
-/// Bits looked up at once (`HUFF_LOOKAHEAD`).
+/// Bits looked up at once (`HUFF_LOOKAHEAD`); refills happen below this, as in libjpeg.
 const LOOKAHEAD: i32 = 8;
+/// A wider table used when that many bits are already buffered: the same codes, found without
+/// the bit-by-bit path and without changing when refills happen.
+const FAST_BITS: i32 = 11;
 
 /// A DHT table as defined in the file: code counts per length 1..=16 and the symbols.
 #[derive(Clone, Debug)]
@@ -30,6 +33,8 @@ pub struct Huffman {
     valoffset: [i64; 18],
     /// For every 8-bit prefix: `(length << 8) | symbol`, or `9 << 8` for longer codes.
     lookup: [u16; 256],
+    /// For every 11-bit prefix: `(length << 8) | symbol` of a code of up to 11 bits, else 0.
+    fast: Vec<u16>,
     values: [u8; 256],
 }
 
@@ -46,6 +51,7 @@ impl Huffman {
             maxcode: [-1; 18],
             valoffset: [0; 18],
             lookup: [((LOOKAHEAD as u16) + 1) << 8; 256],
+            fast: vec![0; 1 << FAST_BITS],
             values: [0; 256],
         };
         h.values[..total].copy_from_slice(&spec.values[..total]);
@@ -73,13 +79,18 @@ impl Huffman {
         }
         h.maxcode[17] = 0xFFFFF;
         for (i, &(len, code)) in codes.iter().enumerate() {
-            if len as i32 > LOOKAHEAD {
-                break;
+            let entry = ((len as u16) << 8) | h.values[i] as u16;
+            if len as i32 <= LOOKAHEAD {
+                let shift = LOOKAHEAD as u32 - len;
+                for fill in 0..1u32 << shift {
+                    h.lookup[((code << shift) | fill) as usize] = entry;
+                }
             }
-            let shift = LOOKAHEAD as u32 - len;
-            for fill in 0..1u32 << shift {
-                h.lookup[((code << shift) | fill) as usize] =
-                    ((len as u16) << 8) | h.values[i] as u16;
+            if len as i32 <= FAST_BITS {
+                let shift = FAST_BITS as u32 - len;
+                for fill in 0..1u32 << shift {
+                    h.fast[((code << shift) | fill) as usize] = entry;
+                }
             }
         }
         if is_dc && h.values[..total].iter().any(|&s| s > 15) {
@@ -195,12 +206,22 @@ impl<'a> BitReader<'a> {
             }
         }
         if nb > 1 {
-            let look = ((self.buf >> (self.bits_left - LOOKAHEAD)) & 0xFF) as usize;
-            let e = h.lookup[look];
-            let len = (e >> 8) as i32;
-            if len <= LOOKAHEAD {
-                self.bits_left -= len;
-                return Ok(e as u8);
+            if self.bits_left >= FAST_BITS {
+                let look =
+                    (self.buf >> (self.bits_left - FAST_BITS)) as usize & ((1 << FAST_BITS) - 1);
+                let e = h.fast[look];
+                if e != 0 {
+                    self.bits_left -= (e >> 8) as i32;
+                    return Ok(e as u8);
+                }
+            } else {
+                let look = ((self.buf >> (self.bits_left - LOOKAHEAD)) & 0xFF) as usize;
+                let e = h.lookup[look];
+                let len = (e >> 8) as i32;
+                if len <= LOOKAHEAD {
+                    self.bits_left -= len;
+                    return Ok(e as u8);
+                }
             }
         }
         // `jpeg_huff_decode`: the code is at least `nb` bits long.

@@ -83,6 +83,9 @@ pub fn idct_block(
     let mut d = [0i64; 64];
     let mut ac = false;
     for i in 0..64 {
+        if coef[i] == 0 {
+            continue;
+        }
         let v = (coef[i] as i32).wrapping_mul(q[i] as i16 as i32) as i16 as i64;
         if v.abs() > EXACT {
             return Err(());
@@ -104,6 +107,17 @@ pub fn idct_block(
     }
     let mut ws = [0i64; 64];
     for c in 0..8 {
+        if (1..8).all(|r| d[r * 8 + c] == 0) {
+            // No AC terms in this column: every output is the DC term (libjpeg's shortcut).
+            let v = d[c] << P1;
+            if v.abs() > EXACT {
+                return Err(());
+            }
+            for r in 0..8 {
+                ws[r * 8 + c] = v;
+            }
+            continue;
+        }
         let col = pass(std::array::from_fn(|r| d[r * 8 + c]), CB - P1);
         for (r, &v) in col.iter().enumerate() {
             if v.abs() > EXACT {
