@@ -202,14 +202,14 @@ pub fn decode(data: &[u8]) -> Result<Image, String> {
 
 /// The raw decoder: `height` rows of `stride` bytes from `start`; the last row needs only its
 /// pixel bytes. `Err` when the file is shorter (Pillow: "image file is truncated").
-fn raw_rows<'a>(
-    data: &'a [u8],
+fn raw_rows(
+    data: &[u8],
     start: usize,
     width: usize,
     height: usize,
     bits: u32,
     raw: Raw,
-) -> Result<Vec<&'a [u8]>, String> {
+) -> Result<Vec<&[u8]>, String> {
     let stride = ((width * bits as usize + 31) >> 3) & !3;
     let row_bytes = (raw.bits() as usize * width).div_ceil(8);
     if stride < row_bytes {
@@ -262,7 +262,7 @@ fn rle_expand(
             }
             x += n;
         } else if byte == 0 {
-            while out.len() % width.max(1) != 0 {
+            while !out.len().is_multiple_of(width.max(1)) {
                 out.push(0);
             }
             x = 0;
@@ -294,7 +294,7 @@ fn rle_expand(
                 break;
             }
             x += byte as usize;
-            if p % 2 != 0 {
+            if !p.is_multiple_of(2) {
                 p += 1;
             }
         }

@@ -200,10 +200,11 @@ impl Walk {
             _ => return Ok(()),
         };
         let utf8 = |b: &[u8]| std::str::from_utf8(b).is_ok();
-        if utf8(lang) && utf8(tk) {
-            if let Ok(text) = std::str::from_utf8(&v) {
-                self.text_memory(text.chars().count())?;
-            }
+        if utf8(lang)
+            && utf8(tk)
+            && let Ok(text) = std::str::from_utf8(&v)
+        {
+            self.text_memory(text.chars().count())?;
         }
         Ok(())
     }

@@ -136,7 +136,7 @@ fn upsample_row(
     // The other row of a vertical triangle filter: above for the upper output row, below for
     // the lower one (edges replicated), with libjpeg's rounding bias for each.
     let other = || {
-        if y % 2 == 0 {
+        if y.is_multiple_of(2) {
             (iy.saturating_sub(1), 1)
         } else {
             ((iy + 1).min(dh - 1), 2)

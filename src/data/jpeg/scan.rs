@@ -331,11 +331,11 @@ fn resync(r: &mut BitReader, desired: u8) -> Result<(), Stop> {
     let d = desired as i32;
     loop {
         let m = r.unread_marker.expect("a marker to resync on") as i32;
+        // 1: take it as the expected marker; 2: look further; 3: leave it for later (the
+        // segment then decodes as empty). Not an RSTn, or one of the next two: 3.
         let action = if m < 0xC0 {
             2
-        } else if !(0xD0..=0xD7).contains(&m) {
-            3
-        } else if m == rst(d + 1) || m == rst(d + 2) {
+        } else if !(0xD0..=0xD7).contains(&m) || m == rst(d + 1) || m == rst(d + 2) {
             3
         } else if m == rst(d - 1) || m == rst(d - 2) {
             2
