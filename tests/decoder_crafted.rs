@@ -10,51 +10,18 @@
 //! Memory is measured in-process with a counting allocator (this binary has a single test, so
 //! nothing else allocates meanwhile); the limit is the 200 MB.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ava_dino::data::Sample;
 use ava_dino::data::decode::decode_image;
 use ava_dino::data::preprocess::load_batch;
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size > layout.size() {
-                let now = CURRENT.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
-                    - layout.size();
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
+mod common;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::alloc::Counting = common::alloc::Counting;
 
 const MAX_BYTES: usize = 200_000_000;
 const MAX_TIME: Duration = Duration::from_secs(1);
@@ -129,11 +96,10 @@ fn crafted_inputs_fail_fast_with_one_error_naming_the_file() {
 
     // Library: one error naming the file, fast, little memory.
     for f in &files {
-        let base = CURRENT.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
+        let base = common::alloc::reset_peak();
         let t = Instant::now();
         let err = decode_image(f).unwrap_err().to_string();
-        let (took, peak) = (t.elapsed(), PEAK.load(Ordering::Relaxed) - base);
+        let (took, peak) = (t.elapsed(), common::alloc::peak_since(base));
         let name = f.file_name().unwrap().to_string_lossy();
         println!("{name}: {took:?}, peak {peak} bytes: {err}");
         assert!(

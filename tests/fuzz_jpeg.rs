@@ -13,48 +13,15 @@
 //! Short run (part of `cargo test`, ~5 s in the debug profile): 1,000 inputs. Long run, as recorded in docs/data.md:
 //! `AVA_DINO_FUZZ_ITERS=200000 AVA_DINO_FUZZ_SEED=1 cargo test --release --test fuzz_jpeg -- --nocapture`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ava_dino::data::decode::decode_bytes;
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size > layout.size() {
-                let now = CURRENT.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
-                    - layout.size();
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
+mod common;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::alloc::Counting = common::alloc::Counting;
 
 const MAX_TIME: Duration = Duration::from_secs(1);
 const MAX_BYTES: usize = 600_000_000;
@@ -219,15 +186,14 @@ fn jpeg_decoder_survives_mutations() {
         for _ in 0..1 + rng.below(4) {
             mutate(&mut rng, &seeds, &mut input);
         }
-        let base = CURRENT.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
+        let base = common::alloc::reset_peak();
         let (t, cpu) = (Instant::now(), cpu_time());
         let result = std::panic::catch_unwind(|| decode_bytes(&input));
         let took = match (cpu, cpu_time()) {
             (Some(a), Some(b)) => b.saturating_sub(a),
             _ => t.elapsed(),
         };
-        let peak = PEAK.load(Ordering::Relaxed) - base;
+        let peak = common::alloc::peak_since(base);
         let failure = match &result {
             Err(_) => Some("panicked".to_string()),
             Ok(_) if took > MAX_TIME => Some(format!("took {took:?}")),

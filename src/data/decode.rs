@@ -41,28 +41,29 @@ pub fn decode_image(path: &Path) -> Result<Image, DataError> {
         })
 }
 
-/// Decodes `path` as Pillow's `Image.open(path).convert("RGB")` would.
-pub fn decode_rgb(path: &Path) -> Result<Pixels, DataError> {
+fn decode_to(
+    path: &Path,
+    channels: usize,
+    convert: fn(Image) -> Vec<u8>,
+) -> Result<Pixels, DataError> {
     let img = decode_image(path)?;
     let (width, height) = (img.width, img.height);
     Ok(Pixels {
         width,
         height,
-        channels: 3,
-        data: img.into_rgb(),
+        channels,
+        data: convert(img),
     })
+}
+
+/// Decodes `path` as Pillow's `Image.open(path).convert("RGB")` would.
+pub fn decode_rgb(path: &Path) -> Result<Pixels, DataError> {
+    decode_to(path, 3, Image::into_rgb)
 }
 
 /// Decodes `path` as Pillow's `Image.open(path).convert("L")` would.
 pub fn decode_luma(path: &Path) -> Result<Pixels, DataError> {
-    let img = decode_image(path)?;
-    let (width, height) = (img.width, img.height);
-    Ok(Pixels {
-        width,
-        height,
-        channels: 1,
-        data: img.into_luma(),
-    })
+    decode_to(path, 1, Image::into_luma)
 }
 
 /// Width and height as Pillow reports them (decodes the file: also detects broken data).

@@ -3,4 +3,5 @@
 //! Each test binary includes this with `mod common;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod alloc;
 pub mod parity;

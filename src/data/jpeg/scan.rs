@@ -226,16 +226,17 @@ fn ac_first(
         } else if run == 15 {
             k += 15;
         } else {
-            let mut run_len = 1u32 << run;
-            if run > 0 {
-                run_len += r.bits(run as i32)? as u32;
-            }
-            *eobrun = run_len - 1;
+            *eobrun = eob_run(r, run)? - 1;
             break;
         }
         k += 1;
     }
     Ok(())
+}
+
+/// The length of an end-of-band run `EOBr`: `2^r` plus `r` appended bits.
+fn eob_run(r: &mut BitReader, run: u32) -> Result<u32, Stop> {
+    Ok((1u32 << run) + r.bits(run as i32)? as u32)
 }
 
 /// Successive-approximation refinement of one AC band (`decode_mcu_AC_refine`).
@@ -263,11 +264,7 @@ fn ac_refine(
             if s != 0 {
                 val = if r.bit()? { p1 } else { m1 };
             } else if run != 15 {
-                let mut run_len = 1u32 << run;
-                if run > 0 {
-                    run_len += r.bits(run)? as u32;
-                }
-                *eobrun = run_len;
+                *eobrun = eob_run(r, run as u32)?;
                 break;
             }
             loop {
