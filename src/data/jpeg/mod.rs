@@ -9,11 +9,11 @@
 //!
 //! Decoded: 8-bit baseline, extended and progressive Huffman JPEGs with 1 (grey), 3 (YCbCr or
 //! RGB) or 4 (CMYK or YCCK) components, any integral sampling factors, restart markers,
-//! interleaved and non-interleaved scans. Refused with a reason: arithmetic coding, lossless and
-//! hierarchical processes (which Pillow would decode), progressive files whose scans leave
-//! low-frequency coefficients unfinished (libjpeg smooths those blocks), coefficients outside
-//! the range where libjpeg's SIMD and C paths agree, images over the memory limit, and
-//! everything libjpeg or Pillow refuse.
+//! interleaved and non-interleaved scans; the IDCT follows libjpeg-turbo's x86 SIMD arithmetic,
+//! so damaged blocks decode as Pillow decodes them here. Refused with a reason: arithmetic
+//! coding, lossless and hierarchical processes (which Pillow would decode), progressive files
+//! whose scans leave low-frequency coefficients unfinished (libjpeg smooths those blocks),
+//! images over the memory limit, and everything libjpeg or Pillow refuse.
 
 mod bits;
 mod header;
@@ -673,10 +673,7 @@ impl<'a> Decoder<'a> {
                                 q,
                                 &mut planes[ci][by * 8 * stride + bx * 8..],
                                 stride,
-                            )
-                            .map_err(|_| {
-                                Stop::corrupt("corrupt JPEG: DCT coefficients out of range")
-                            })?;
+                            );
                         }
                     }
                 }

@@ -56,12 +56,6 @@ struct State {
     next_rst: u8,
 }
 
-fn out_of_range() -> Stop {
-    Stop::corrupt(
-        "corrupt JPEG: DCT coefficients out of range (libjpeg's SIMD and C code would disagree on them)",
-    )
-}
-
 /// Decodes one scan into `store`. `single_pass`: blocks go straight through the IDCT into the
 /// planes (a single-scan image); otherwise they accumulate in the coefficient arrays.
 pub fn decode(
@@ -131,10 +125,16 @@ pub fn decode(
                                 }
                                 if bx < c.bw && by < c.bh {
                                     let stride = bpr * 8;
-                                    let q = c.qt.as_ref().expect("latched before the scan");
                                     let out = &mut planes[ci][by * 8 * stride + bx * 8..];
-                                    idct_block(&coef, q, out, stride)
-                                        .map_err(|_| out_of_range())?;
+                                    if skip {
+                                        // A skipped MCU is all zero coefficients: mid-grey.
+                                        for row in 0..8 {
+                                            out[row * stride..row * stride + 8].fill(128);
+                                        }
+                                    } else {
+                                        let q = c.qt.as_ref().expect("latched before the scan");
+                                        idct_block(&coef, q, out, stride);
+                                    }
                                 }
                             }
                         }
