@@ -20,6 +20,7 @@ mod header;
 mod idct;
 mod output;
 mod scan;
+mod tables;
 
 use bits::{BitReader, HuffSpec, Huffman};
 use output::Source;
@@ -274,8 +275,8 @@ impl<'a> Decoder<'a> {
                 }
                 return Ok(Some(Next::Eoi));
             }
-            0xC4 => self.dht()?,
-            0xDB => self.dqt()?,
+            0xC4 => tables::dht(self.segment()?, &mut self.dc, &mut self.ac)?,
+            0xDB => tables::dqt(self.segment()?, &mut self.qt)?,
             0xDD => {
                 let s = self.segment()?;
                 if s.len() != 2 {
@@ -283,7 +284,7 @@ impl<'a> Decoder<'a> {
                 }
                 self.restart_interval = ((s[0] as usize) << 8) | s[1] as usize;
             }
-            0xCC => self.dac()?,
+            0xCC => tables::dac(self.segment()?)?,
             0xE0 | 0xEE => {
                 // `get_interesting_appn`: the first bytes are examined, the rest skipped.
                 let start = self.pos + 2;
@@ -355,72 +356,6 @@ impl<'a> Decoder<'a> {
             mcux: 0,
             mcuy: 0,
         });
-        Ok(())
-    }
-
-    fn dht(&mut self) -> Result<(), Stop> {
-        let mut s = self.segment()?;
-        let bad = || Stop::corrupt("bad Huffman table (DHT) segment");
-        while s.len() > 16 {
-            let index = s[0];
-            let counts: [u8; 16] = s[1..17].try_into().expect("16 bytes");
-            let total: usize = counts.iter().map(|&c| c as usize).sum();
-            if total > 256 || total > s.len() - 17 {
-                return Err(bad());
-            }
-            let spec = HuffSpec {
-                counts,
-                values: s[17..17 + total].to_vec(),
-            };
-            match index {
-                0..=3 => self.dc[index as usize] = Some(spec),
-                0x10..=0x13 => self.ac[(index - 0x10) as usize] = Some(spec),
-                _ => return Err(Stop::corrupt("bad Huffman table index in DHT")),
-            }
-            s = &s[17 + total..];
-        }
-        if !s.is_empty() {
-            return Err(bad());
-        }
-        Ok(())
-    }
-
-    fn dqt(&mut self) -> Result<(), Stop> {
-        let mut s = self.segment()?;
-        while !s.is_empty() {
-            let (wide, n) = (s[0] >> 4 != 0, (s[0] & 15) as usize);
-            if n >= 4 {
-                return Err(Stop::corrupt("bad quantization table index in DQT"));
-            }
-            let len = if wide { 129 } else { 65 };
-            let t = s
-                .get(1..len)
-                .ok_or_else(|| Stop::corrupt("bad DQT marker length"))?;
-            let mut q = [0u16; 64];
-            for k in 0..64 {
-                q[scan::natural(k)] = if wide {
-                    u16::from_be_bytes([t[2 * k], t[2 * k + 1]])
-                } else {
-                    t[k] as u16
-                };
-            }
-            self.qt[n] = Some(q);
-            s = &s[len..];
-        }
-        Ok(())
-    }
-
-    /// `get_dac`: arithmetic-coding conditioning, validated though only arithmetic files use it.
-    fn dac(&mut self) -> Result<(), Stop> {
-        let s = self.segment()?;
-        if s.len() % 2 != 0 {
-            return Err(Stop::corrupt("bad DAC marker length"));
-        }
-        for p in s.chunks_exact(2) {
-            if p[0] >= 32 || (p[0] < 16 && (p[1] & 15) > (p[1] >> 4)) {
-                return Err(Stop::corrupt("bad arithmetic conditioning (DAC) table"));
-            }
-        }
         Ok(())
     }
 
@@ -505,7 +440,7 @@ impl<'a> Decoder<'a> {
             }
         }
         let (dc_needed, ac_needed) = if frame.progressive {
-            progression(frame, &comps, ss, se, ah, al)?
+            scan::progression(frame, &comps, ss, se, ah, al)?
         } else {
             (true, true)
         };
@@ -638,10 +573,10 @@ impl<'a> Decoder<'a> {
         });
         if !frame.progressive {
             // Motion-JPEG convention (`std_huff_tables`): missing tables 0 and 1 are the standard ones.
-            for (slot, spec) in self.dc.iter_mut().zip(standard_tables(true)) {
+            for (slot, spec) in self.dc.iter_mut().zip(tables::standard(true)) {
                 slot.get_or_insert(spec);
             }
-            for (slot, spec) in self.ac.iter_mut().zip(standard_tables(false)) {
+            for (slot, spec) in self.ac.iter_mut().zip(tables::standard(false)) {
                 slot.get_or_insert(spec);
             }
         }
@@ -695,36 +630,6 @@ enum Next {
     Eoi,
 }
 
-/// `start_pass_phuff_decoder`: validates a progressive scan, records the coefficient precision,
-/// and says which tables it needs (DC first needs DC tables, AC scans AC tables).
-fn progression(
-    frame: &mut Frame,
-    comps: &[usize],
-    ss: usize,
-    se: usize,
-    ah: u32,
-    al: u32,
-) -> Result<(bool, bool), Stop> {
-    let dc_band = ss == 0;
-    let bad = if dc_band {
-        se != 0
-    } else {
-        ss > se || se > 63 || comps.len() != 1
-    } || (ah != 0 && al + 1 != ah)
-        || al > 13;
-    if bad {
-        return Err(Stop::corrupt(format!(
-            "corrupt JPEG: bad progressive scan (Ss={ss} Se={se} Ah={ah} Al={al})"
-        )));
-    }
-    for &ci in comps {
-        for k in ss..=se {
-            frame.comps[ci].coef_bits[k] = al as i32;
-        }
-    }
-    Ok((dc_band && ah == 0, !dc_band))
-}
-
 /// `smoothing_ok` at the output pass: libjpeg applies block smoothing when every component has
 /// been scanned with usable quantizers, all DC terms are at least partly known and some of the
 /// first nine AC terms are not at full precision.
@@ -739,40 +644,4 @@ fn smoothing_applies(frame: &Frame) -> bool {
         useful |= c.coef_bits[1..10].iter().any(|&b| b != 0);
     }
     useful
-}
-
-/// The standard Huffman tables of ITU T.81 Annex K.3 (luminance, chrominance), DC or AC.
-fn standard_tables(dc: bool) -> [HuffSpec; 2] {
-    let spec = |counts: [u8; 16], values: Vec<u8>| HuffSpec { counts, values };
-    if dc {
-        let values: Vec<u8> = (0..12).collect();
-        return [
-            spec(
-                [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],
-                values.clone(),
-            ),
-            spec([0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0], values),
-        ];
-    }
-    [
-        spec(
-            [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7d],
-            hex(
-                "01020300041105122131410613516107227114328191a1082342b1c11552d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a636465666768696a737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9fa",
-            ),
-        ),
-        spec(
-            [0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77],
-            hex(
-                "000102031104052131061241510761711322328108144291a1b1c109233352f0156272d10a162434e125f11718191a262728292a35363738393a434445464748494a535455565758595a636465666768696a737475767778797a82838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae2e3e4e5e6e7e8e9eaf2f3f4f5f6f7f8f9fa",
-            ),
-        ),
-    ]
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
 }

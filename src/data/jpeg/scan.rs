@@ -349,3 +349,33 @@ fn resync(r: &mut BitReader, desired: u8) -> Result<(), Stop> {
         }
     }
 }
+
+/// `start_pass_phuff_decoder`: validates a progressive scan, records the coefficient precision,
+/// and says which tables it needs (DC first needs DC tables, AC scans AC tables).
+pub fn progression(
+    frame: &mut Frame,
+    comps: &[usize],
+    ss: usize,
+    se: usize,
+    ah: u32,
+    al: u32,
+) -> Result<(bool, bool), Stop> {
+    let dc_band = ss == 0;
+    let bad = if dc_band {
+        se != 0
+    } else {
+        ss > se || se > 63 || comps.len() != 1
+    } || (ah != 0 && al + 1 != ah)
+        || al > 13;
+    if bad {
+        return Err(Stop::corrupt(format!(
+            "corrupt JPEG: bad progressive scan (Ss={ss} Se={se} Ah={ah} Al={al})"
+        )));
+    }
+    for &ci in comps {
+        for k in ss..=se {
+            frame.comps[ci].coef_bits[k] = al as i32;
+        }
+    }
+    Ok((dc_band && ah == 0, !dc_band))
+}
