@@ -10,6 +10,10 @@
 //! is 512 MiB). A failing input is written to
 //! `$AVA_DINO_FUZZ_OUT` (default `target/fuzz-jpeg/`) and named in the failure.
 //!
+//! `AVA_DINO_FUZZ_DUMP=DIR` also writes every input to `DIR/corpus/fuzz/`, for a differential
+//! check against Pillow: `scripts/gen_decoder_corpus.py --corpus DIR/corpus --out
+//! DIR/expected.jsonl`, then `AVA_DINO_DECODER_CORPUS=DIR cargo test --test decoder_corpus`.
+//!
 //! Short run (part of `cargo test`, ~5 s in the debug profile): 1,000 inputs. Long run, as recorded in docs/data.md:
 //! `AVA_DINO_FUZZ_ITERS=200000 AVA_DINO_FUZZ_SEED=1 cargo test --release --test fuzz_jpeg -- --nocapture`
 
@@ -180,11 +184,18 @@ fn jpeg_decoder_survives_mutations() {
     let (mut ok, mut refused) = (0u64, 0u64);
     let (mut slowest, mut biggest) = (Duration::ZERO, 0usize);
     let mut reasons: std::collections::BTreeMap<String, u64> = Default::default();
+    let dump = std::env::var_os("AVA_DINO_FUZZ_DUMP").map(|d| PathBuf::from(d).join("corpus/fuzz"));
+    if let Some(d) = &dump {
+        std::fs::create_dir_all(d).unwrap();
+    }
     let start = Instant::now();
     for i in 0..iters {
         let mut input = seeds[rng.below(seeds.len())].clone();
         for _ in 0..1 + rng.below(4) {
             mutate(&mut rng, &seeds, &mut input);
+        }
+        if let Some(d) = &dump {
+            std::fs::write(d.join(format!("seed{seed}-{i:07}.jpg")), &input).unwrap();
         }
         let base = common::alloc::reset_peak();
         let (t, cpu) = (Instant::now(), cpu_time());
