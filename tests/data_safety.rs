@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::process::Command;
 
-use ava_dino::data::synth::{EMBEDDED_REGISTRY, write_all};
+use ava_dino::data::synth::write_all;
 use ava_dino::data::{ListOptions, Registry, list_samples};
 use ava_dino::protocol::Protocol;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ava-dino");
 
 fn all_samples(root: &Path) -> Vec<String> {
-    let reg = Registry::parse(Path::new("<embedded>"), EMBEDDED_REGISTRY)
+    let reg = Registry::embedded()
         .unwrap()
         .with_data_root(root.to_path_buf());
     let mut out = Vec::new();
