@@ -15,7 +15,8 @@ use ava_dino::data::load_image;
 use ava_dino::data::synth::{Counts, Resolution, SynthOptions, write_with};
 use ava_dino::engine::cost::{adapter_flops, backbone_flops, text_flops};
 use ava_dino::model::{AvaDino, Batch, MethodConfig, OptimConfig, Trainer};
-use ava_dino::text::{ClipText, ClipTextConfig, TextFeatureCache};
+use ava_dino::text::prompts::run_shapes;
+use ava_dino::text::{ClipText, ClipTextConfig, TextFeatureCache, Tokenizer};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -108,12 +109,13 @@ fn main() {
         let model = ClipText::random(cfg.clone(), 1, &device).unwrap();
         let cache = TextFeatureCache::new(model, None);
         let mut k = 0;
-        // A new word each time: the cache must not answer.
+        // A new word each time (the cache must not answer), all of the same token length.
         let s = time(1, || {
             k += 1;
             cache.get_or_compute(&format!("object{k}")).unwrap();
         });
-        let gf = text_flops(&cfg) / 1e9;
+        let shapes = run_shapes(&Tokenizer::new(), "object1").unwrap();
+        let gf = text_flops(&cfg, &shapes) / 1e9;
         println!(
             "text ViT-L/14-336, 420 prompts: {s:.1} s/word, {:.0} GFLOP/s",
             gf / s

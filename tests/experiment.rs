@@ -501,3 +501,35 @@ fn taps_are_checked_against_the_loaded_backbone_before_any_work() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(!runs.exists(), "no run directory may be created");
 }
+
+#[test]
+fn the_estimate_counts_a_backbone_pass_only_where_no_shards_answer() {
+    // Table 2's ablations train on VisA and evaluate on MVTec-AD. Under a 1 GiB budget the first
+    // job's training writes VisA's feature shards; every later training on VisA reads them back,
+    // so only the first job runs VisA's images through the backbone (engine/pipeline.rs).
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "cache.memory_budget=1GiB".to_string(),
+        format!("data.root={}", tmp.path().join("absent").display()),
+    ];
+    let loaded = load_experiment(&exp_file("table2.yaml"), Some(Profile::Full), &sets).unwrap();
+    let e = ava_dino::runner::estimate::estimate(&[loaded], &root()).unwrap();
+    let backbone = |j: &ava_dino::runner::estimate::JobEstimate| {
+        j.cpu
+            .iter()
+            .find(|s| s.name == "backbone")
+            .map_or(0.0, |s| s.flops)
+    };
+    let per_image = ava_dino::engine::cost::backbone_flops(
+        &ava_dino::backbone::DinoV3Config::vitl16(),
+        512,
+        23,
+    );
+    let images: Vec<f64> = e.jobs.iter().map(|j| backbone(j) / per_image).collect();
+    assert!(e.jobs.len() >= 2, "{images:?}");
+    // VisA's 2,162 and MVTec-AD's 1,725 official test images, then MVTec-AD alone.
+    assert!((images[0] - (2162.0 + 1725.0)).abs() < 1e-6, "{images:?}");
+    for &n in &images[1..] {
+        assert!((n - 1725.0).abs() < 1e-6, "{images:?}");
+    }
+}

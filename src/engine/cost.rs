@@ -6,12 +6,12 @@
 //! CLIP prompt ensemble (420 prompts per class word), a training step (per image), evaluation
 //! (per image and checkpoint), metrics (per pixel of a category and checkpoint).
 
+use std::sync::OnceLock;
+
 use crate::backbone::DinoV3Config;
 use crate::model::MethodConfig;
-use crate::text::ClipTextConfig;
-
-/// Prompts per class word: 7 normal + 5 abnormal states, 35 templates each.
-pub const PROMPTS_PER_WORD: usize = 420;
+use crate::text::prompts::run_shapes;
+use crate::text::{ClipTextConfig, Tokenizer};
 
 /// Sustained speed of each stage on one machine.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,12 +35,12 @@ pub struct Rates {
 /// measured with `cargo run --release --example bench_stages` on a quiet machine (docs/scale.md).
 pub const BUILD_CPU: Rates = Rates {
     name: "2-core CPU (measured)",
-    backbone_gflops: 108.0,
-    text_gflops: 105.0,
-    train_gflops: 30.0,
-    eval_gflops: 40.0,
-    decode_s_per_mpix: 0.03,
-    metric_ns_per_pixel: 60.0,
+    backbone_gflops: 127.0,
+    text_gflops: 123.0,
+    train_gflops: 98.0,
+    eval_gflops: 124.0,
+    decode_s_per_mpix: 0.018,
+    metric_ns_per_pixel: 12.8,
 };
 
 /// One NVIDIA H200 by peak and bandwidth, not measured (no GPU was available): bf16 tensor cores
@@ -53,8 +53,8 @@ pub const H200: Rates = Rates {
     text_gflops: 346_000.0,
     train_gflops: 148_000.0,
     eval_gflops: 148_000.0,
-    decode_s_per_mpix: 0.03 / 8.0,
-    metric_ns_per_pixel: 60.0 / 8.0,
+    decode_s_per_mpix: 0.018 / 8.0,
+    metric_ns_per_pixel: 12.8 / 8.0,
 };
 
 /// Forward FLOPs of the backbone on one `size` px image up to block `deepest` (0-based).
@@ -69,13 +69,33 @@ pub fn backbone_flops(cfg: &DinoV3Config, size: usize, deepest: usize) -> f64 {
     patch + block * (deepest + 1).min(cfg.num_hidden_layers) as f64
 }
 
-/// FLOPs of the prompt ensemble of one class word through the CLIP text tower (77 tokens each).
-pub fn text_flops(cfg: &ClipTextConfig) -> f64 {
-    let n = cfg.max_position_embeddings as f64;
+/// Forward FLOPs of the text tower over batches of `[rows, positions]` (the shapes
+/// [`run_shapes`] gives: a batch runs only up to its longest prompt's end-of-text token).
+pub fn text_flops(cfg: &ClipTextConfig, shapes: &[[usize; 2]]) -> f64 {
     let w = cfg.hidden_size as f64;
     let mlp = cfg.intermediate_size as f64;
-    let layer = 2.0 * n * w * (4.0 * w) + 2.0 * 2.0 * n * w * mlp + 2.0 * 2.0 * n * n * w;
-    PROMPTS_PER_WORD as f64 * layer * cfg.num_hidden_layers as f64
+    let per_layer: f64 = shapes
+        .iter()
+        .map(|&[rows, n]| {
+            let n = n as f64;
+            rows as f64
+                * (2.0 * n * w * (4.0 * w) + 2.0 * 2.0 * n * w * mlp + 2.0 * 2.0 * n * n * w)
+        })
+        .sum();
+    per_layer * cfg.num_hidden_layers as f64
+}
+
+/// The word the estimate prices every class word as: three BPE tokens (`metal`, `_`, `nut`),
+/// longer than most of the nine datasets' words, so the text stage is not underestimated.
+pub const TYPICAL_WORD: &str = "metal_nut";
+
+/// Forward FLOPs of one class word's 420 prompts ([`TYPICAL_WORD`]'s batch shapes).
+pub fn word_flops(cfg: &ClipTextConfig) -> f64 {
+    static SHAPES: OnceLock<Vec<[usize; 2]>> = OnceLock::new();
+    let shapes = SHAPES.get_or_init(|| {
+        run_shapes(&Tokenizer::new(), TYPICAL_WORD).expect("the typical word tokenizes")
+    });
+    text_flops(cfg, shapes)
 }
 
 /// Forward FLOPs of the adapters and heads on one image (`tokens` patch rows per tap).
@@ -105,7 +125,11 @@ pub struct Work {
     pub train_image_steps: usize,
     /// Class words encoded (not yet cached by an earlier job).
     pub words: usize,
+    /// Target images evaluated.
     pub target_images: usize,
+    /// Of those, the ones run through the backbone (the rest are read from feature shards).
+    pub target_extracted: usize,
+    /// Source megapixels decoded for the extracted ones.
     pub target_mpix: f64,
     /// Checkpoints evaluated in the streamed pass.
     pub checkpoints: usize,
@@ -134,7 +158,7 @@ pub fn stages(
     let tokens = (method.map_size / backbone.patch_size).pow(2);
     let fwd = backbone_flops(backbone, method.map_size, deepest);
     let adapters = adapter_flops(method, tokens);
-    let images = (work.train_images + work.target_images) as f64;
+    let images = (work.train_images + work.target_extracted) as f64;
     let stage = |name, flops: f64, gflops: f64| Stage {
         name,
         flops,
@@ -149,7 +173,7 @@ pub fn stages(
         stage("backbone", fwd * images, rates.backbone_gflops),
         stage(
             "text (prompt ensembles)",
-            text_flops(text) * work.words as f64,
+            word_flops(text) * work.words as f64,
             rates.text_gflops,
         ),
         // Backward costs about twice the forward.
@@ -238,9 +262,13 @@ mod tests {
         // The taps stop at block 23: a model tapped at 11 runs half the blocks.
         let half = backbone_flops(&DinoV3Config::vitl16(), 512, 11);
         assert!((half / f - 0.5).abs() < 0.01);
-        // 420 prompts of 77 tokens through 12 layers of width 768: about 5.6 TFLOP.
-        let t = text_flops(&ClipTextConfig::vitl14_336());
+        // 420 prompts of all 77 positions through 12 layers of width 768: about 5.6 TFLOP.
+        let cfg = ClipTextConfig::vitl14_336();
+        let t = text_flops(&cfg, &[[420, 77]]);
         assert!((t / 1e12 - 5.6).abs() < 0.2, "{t}");
+        // Run only up to the end-of-text tokens, a class word costs about a quarter of that.
+        let w = word_flops(&cfg);
+        assert!(w > 0.15 * t && w < 0.35 * t, "{w} vs {t}");
     }
 
     #[test]
@@ -251,6 +279,7 @@ mod tests {
             train_image_steps: 200,
             words: 1,
             target_images: 5,
+            target_extracted: 5,
             checkpoints: 21,
             target_pixels: 5.0 * 512.0 * 512.0,
             ..Default::default()
@@ -263,7 +292,7 @@ mod tests {
             &BUILD_CPU,
         );
         let backbone = s.iter().find(|x| x.name == "backbone").unwrap();
-        assert!((backbone.seconds - 15.0 * 0.727e12 / 108e9).abs() / backbone.seconds < 0.02);
+        assert!((backbone.seconds - 15.0 * 0.727e12 / 127e9).abs() / backbone.seconds < 0.02);
         let h200 = stages(
             &DinoV3Config::vitl16(),
             &ClipTextConfig::vitl14_336(),

@@ -142,8 +142,7 @@ fn text_config(exp: &Experiment) -> ClipTextConfig {
 pub fn estimate(experiments: &[LoadedExperiment], repo_root: &Path) -> Result<Estimate, String> {
     let mut out = Estimate::default();
     let mut seen_runs = BTreeSet::new();
-    let mut trained = BTreeSet::new();
-    let mut encoded: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut seen = Seen::default();
     let mut infos: BTreeMap<(String, String), DatasetInfo> = BTreeMap::new();
     let budget = |e: &Experiment| Budget::resolve(e.cache.memory_budget);
     for loaded in experiments {
@@ -180,15 +179,24 @@ pub fn estimate(experiments: &[LoadedExperiment], repo_root: &Path) -> Result<Es
                 &train,
                 &target,
                 &budget(base),
-                &mut trained,
-                &mut encoded,
+                &mut seen,
             )?);
         }
     }
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What earlier jobs of the sweep leave behind for later ones.
+#[derive(Default)]
+struct Seen {
+    /// Training directories already counted (a shared training runs once).
+    trained: BTreeSet<std::path::PathBuf>,
+    /// (text weights, class word) pairs already encoded.
+    encoded: BTreeSet<(String, String)>,
+    /// Feature-shard sets written to disk (backbone, data, precision, cache dir, dataset).
+    shards: BTreeSet<String>,
+}
+
 fn job_estimate(
     exp: &Experiment,
     job: &Job,
@@ -196,14 +204,13 @@ fn job_estimate(
     train: &DatasetInfo,
     target: &DatasetInfo,
     budget: &Budget,
-    trained: &mut BTreeSet<std::path::PathBuf>,
-    encoded: &mut BTreeSet<(String, String)>,
+    seen: &mut Seen,
 ) -> Result<JobEstimate, String> {
     // Without the weights at hand, the paper's backbone.
     let backbone = backbone_config(&exp.backbone).unwrap_or_else(|_| DinoV3Config::vitl16());
     let text = text_config(exp);
     let method = job.method_config(exp, backbone.hidden_size, text.projection_dim);
-    let trains = trained.insert(dir.training(job).path);
+    let trains = seen.trained.insert(dir.training(job).path);
     let tokens = (exp.data.image_size / backbone.patch_size).pow(2);
     let per_image = bytes_per_image(
         method.n_taps(),
@@ -213,15 +220,33 @@ fn job_estimate(
     );
     let store = choose_store(exp.cache.train, train.images, per_image, budget.bytes);
     let epochs = exp.train.epochs;
+    // Shards a disk-stored training wrote are read back by later trainings on the same set and
+    // by evaluations of it (engine/pipeline.rs): those images cost no decode and no backbone.
+    let shard_key = |key: &str| {
+        format!(
+            "{}|{}|{:?}|{}|{}",
+            serde_json::to_string(&exp.backbone).unwrap_or_default(),
+            serde_json::to_string(&exp.data).unwrap_or_default(),
+            exp.cache.dtype,
+            exp.cache.dir.display(),
+            key
+        )
+    };
+    let train_on_disk = seen.shards.contains(&shard_key(&job.train));
     let (train_images, train_mpix) = match (trains, store) {
         (false, _) => (0, 0.0),
         (true, TrainStore::Recompute) => (train.images * epochs, train.mpix * (epochs + 1) as f64),
+        (true, _) if train_on_disk => (0, 0.0),
         (true, _) => (train.images, train.mpix),
     };
+    if trains && store == TrainStore::Disk {
+        seen.shards.insert(shard_key(&job.train));
+    }
+    let target_on_disk = seen.shards.contains(&shard_key(&job.target));
     let weights = format!("{:?}", exp.text);
     let mut words = 0;
     for w in train.words.iter().chain(&target.words) {
-        if encoded.insert((weights.clone(), w.clone())) {
+        if seen.encoded.insert((weights.clone(), w.clone())) {
             words += 1;
         }
     }
@@ -234,7 +259,8 @@ fn job_estimate(
         train_image_steps: if trains { train.images * epochs } else { 0 },
         words,
         target_images: target.images,
-        target_mpix: target.mpix,
+        target_extracted: if target_on_disk { 0 } else { target.images },
+        target_mpix: if target_on_disk { 0.0 } else { target.mpix },
         checkpoints,
         target_pixels: target.images as f64 * s2,
     };
@@ -339,6 +365,19 @@ impl Estimate {
                 self.jobs.len(),
                 100.0 * c / cpu.max(1e-12),
                 format_bytes(self.peak())
+            ));
+        }
+        if let Some(free) = crate::engine::budget::mem_available()
+            && self.peak() > free
+        {
+            // The fixed part (weights, a backbone batch, a training batch's activations) does
+            // not shrink with the budget: say which knobs do before an hour of work is lost.
+            s.push_str(&format!(
+                "- warning: the largest job needs about {}, more than the {} available now; lower \
+                 `train.batch_size` (a training batch's activations), `train.extract_batch_size` \
+                 or `cache.memory_budget`, or run on a larger machine.\n",
+                format_bytes(self.peak()),
+                format_bytes(free)
             ));
         }
         for n in &self.notes {

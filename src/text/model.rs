@@ -337,15 +337,7 @@ impl ClipText {
                 self.config.vocab_size
             )));
         }
-        // First arg-max per row (torch.argmax returns the first occurrence).
-        let pooled: Vec<usize> = ids
-            .chunks(s)
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold(0, |best, (j, &v)| if v > row[best] { j } else { best })
-            })
-            .collect();
+        let pooled = pooled_positions(ids, s);
         let len = pooled.iter().max().unwrap() + 1;
         let mut kept = Vec::with_capacity(b * len);
         for row in ids.chunks(s) {
@@ -439,6 +431,19 @@ fn causal_mask(len: usize, device: &Device) -> Tensor<4> {
         })
         .collect();
     Tensor::from_data(TensorData::new(values, [1, 1, len, len]), device)
+}
+
+/// The position each row of `ids` (row-major, rows of `s`) is pooled at: its first largest id,
+/// as `torch.argmax` picks it (the end-of-text token for CLIP-tokenized rows). The text tower
+/// runs only the first `max + 1` positions of a batch, which is what the cost model counts.
+pub fn pooled_positions(ids: &[i64], s: usize) -> Vec<usize> {
+    ids.chunks(s)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(0, |best, (j, &v)| if v > row[best] { j } else { best })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! (underscores kept), as the reference does.
 
 use super::TextError;
-use super::model::ClipText;
+use super::model::{ClipText, pooled_positions};
 use super::tokenizer::{CONTEXT_LENGTH, Tokenizer};
 use crate::io::HostTensor;
 
@@ -119,6 +119,25 @@ pub fn ensemble(
     }
     let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt();
     Ok(sum.iter().map(|v| (v / norm) as f32).collect())
+}
+
+/// The `[rows, positions]` of each batch the text tower runs for `word`'s 420 sentences, as
+/// [`ensemble`] sends them: a batch runs up to its longest row's end-of-text token (about 20 of
+/// the 77 positions), which is what a class word costs.
+pub fn run_shapes(tokenizer: &Tokenizer, word: &str) -> Result<Vec<[usize; 2]>, TextError> {
+    let mut shapes = Vec::new();
+    for texts in [normal_sentences(word), anomaly_sentences(word)] {
+        for chunk in texts.chunks(BATCH) {
+            let ids = tokenizer.encode_batch(chunk)?;
+            let len = pooled_positions(&ids, CONTEXT_LENGTH)
+                .into_iter()
+                .max()
+                .unwrap_or(0)
+                + 1;
+            shapes.push([chunk.len(), len]);
+        }
+    }
+    Ok(shapes)
 }
 
 /// The normal and anomalous ensemble features of a class word (420 sentences).
