@@ -122,7 +122,7 @@ pub fn ensemble(
 }
 
 /// The `[rows, positions]` of each batch the text tower runs for `word`'s 420 sentences, as
-/// [`ensemble`] sends them: a batch runs up to its longest row's end-of-text token (about 20 of
+/// [`ensemble`] sends them: a batch runs up to its longest row's end-of-text token (14-18 of
 /// the 77 positions), which is what a class word costs.
 pub fn run_shapes(tokenizer: &Tokenizer, word: &str) -> Result<Vec<[usize; 2]>, TextError> {
     let mut shapes = Vec::new();
