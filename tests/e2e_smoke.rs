@@ -190,21 +190,32 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
         "finished job not skipped:\n{again}"
     );
 
-    // Simulate a kill during epoch 3 (epoch 2 half-written: no COMPLETE marker) and rerun.
+    // Only the two latest checkpoints keep the trainer state (resume reads the latest).
     let ckpt = runs
         .join("paper-smoke")
         .join("_train")
         .join("full__visa__s0")
         .join("checkpoints");
-    std::fs::remove_dir_all(ckpt.join("epoch_003")).unwrap();
-    std::fs::remove_file(ckpt.join("epoch_002").join("COMPLETE")).unwrap();
+    let has_state = |e: &str| ckpt.join(e).join("trainer_optim.bpk").is_file();
+    assert_eq!(
+        ["epoch_000", "epoch_001", "epoch_002", "epoch_003"].map(has_state),
+        [false, false, true, true]
+    );
+    assert!(
+        ckpt.join("epoch_001")
+            .join("adapters.safetensors")
+            .is_file()
+    );
+    // Simulate a kill while epoch 3 was being written (no COMPLETE marker yet) and rerun.
+    std::fs::remove_file(ckpt.join("epoch_003").join("COMPLETE")).unwrap();
+    std::fs::remove_file(ckpt.join("epoch_003").join("adapters.safetensors")).unwrap();
     for f in ["DONE", "metrics.json", "routing.csv"] {
         std::fs::remove_file(run.join(f)).unwrap();
     }
     sweep(tmp.path(), &runs, "table4", &["--all"]);
     let log =
         std::fs::read_to_string(runs.join("paper-smoke/_train/full__visa__s0/log.txt")).unwrap();
-    assert!(log.contains("resuming training after epoch 1"), "{log}");
+    assert!(log.contains("resuming training after epoch 2"), "{log}");
     let shards = walkdir::WalkDir::new(tmp.path().join("cache"))
         .into_iter()
         .filter_map(|e| e.ok())

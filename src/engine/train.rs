@@ -160,6 +160,9 @@ pub fn train(
             steps_done: trainer.steps_done(),
         };
         checkpoints::save(&dir.epoch(epoch), &trainer, &file)?;
+        if epoch >= 2 {
+            checkpoints::drop_trainer_state(&dir.epoch(epoch - 2))?;
+        }
     }
     progress.finish();
     Ok(())
