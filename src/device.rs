@@ -2,7 +2,9 @@
 //!
 //! burn 0.22 picks the backend from the `Device` value. `Device::default()` would silently land on
 //! Mesa's CPU rasterizer (llvmpipe) when a wgpu build finds no GPU, so the device is always built
-//! from an explicit choice here, and a GPU choice that finds no real GPU is an error.
+//! from an explicit choice here, and a GPU choice that finds no real GPU is an error, unless
+//! [`ALLOW_SOFTWARE_ENV`] opts in: then a software adapter (Mesa's lavapipe/llvmpipe) is used,
+//! which runs the GPU backends' compute kernels on the CPU (`scripts/gpu-parity.sh`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -77,9 +79,23 @@ pub enum DeviceError {
     NoAdapter(Backend),
     #[error(
         "--device {backend}: the only adapter is the software rasterizer `{name}` (a CPU emulating a GPU, \
-         far slower than --device cpu); no real GPU is visible - check the driver or use --device cpu"
+         far slower than --device cpu); no real GPU is visible - check the driver or use --device cpu \
+         (to check GPU kernels on it anyway, set {ALLOW_SOFTWARE_ENV}=1)"
     )]
     SoftwareRasterizer { backend: Backend, name: String },
+    #[error(
+        "--device cuda: no CUDA toolkit headers at {0}: kernels are compiled at run time by NVRTC \
+         against <CUDA_PATH>/include; install the CUDA toolkit or set CUDA_PATH to it"
+    )]
+    NoCudaHeaders(String),
+}
+
+/// Environment variable that lets a GPU backend run on a software adapter (`1`, `true` or `yes`).
+pub const ALLOW_SOFTWARE_ENV: &str = "AVA_DINO_ALLOW_SOFTWARE_ADAPTER";
+
+/// Whether the value of [`ALLOW_SOFTWARE_ENV`] opts in.
+pub fn software_allowed(value: Option<&str>) -> bool {
+    value.is_some_and(|v| ["1", "true", "yes"].contains(&v.trim().to_ascii_lowercase().as_str()))
 }
 
 /// Names of software adapters that wgpu may offer in place of a GPU.
@@ -89,6 +105,20 @@ const SOFTWARE_ADAPTERS: [&str; 4] = ["llvmpipe", "lavapipe", "swiftshader", "so
 pub fn is_software_adapter(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     SOFTWARE_ADAPTERS.iter().any(|s| lower.contains(s))
+}
+
+/// The name the device's adapter gives itself (`NVIDIA H200`, `llvmpipe (LLVM 15.0.6, 256 bits)`),
+/// when a GPU backend is compiled in and reports one; `None` for the CPU.
+pub fn adapter_name(device: &Device) -> Option<String> {
+    #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+    {
+        device.identity().map(|i| i.name.clone())
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "vulkan", feature = "cuda")))]
+    {
+        let _ = device;
+        None
+    }
 }
 
 /// Builds the device for `backend`, refusing GPU backends without a real GPU.
@@ -131,14 +161,45 @@ fn select_gpu(backend: Backend) -> Result<Device, DeviceError> {
     let mut software = None;
     for (device, identity) in found {
         match identity {
-            Some((name, _)) if is_software_adapter(&name) => software = Some(name),
-            Some((_, true)) | None => return Ok(device),
-            Some((name, false)) => software = Some(name),
+            Some((name, physical)) if !physical || is_software_adapter(&name) => {
+                software.get_or_insert((device, name));
+            }
+            _ => {
+                #[cfg(feature = "cuda")]
+                if backend == Backend::Cuda {
+                    cuda_headers()?;
+                }
+                return Ok(device);
+            }
         }
     }
+    let allowed = software_allowed(std::env::var(ALLOW_SOFTWARE_ENV).ok().as_deref());
     match software {
-        Some(name) => Err(DeviceError::SoftwareRasterizer { backend, name }),
+        Some((device, name)) if allowed => {
+            eprintln!(
+                "warning: --device {backend} runs on the software adapter `{name}` ({ALLOW_SOFTWARE_ENV} is set): \
+                 GPU kernels computed on the CPU, for checking numerics, not for speed"
+            );
+            Ok(device)
+        }
+        Some((_, name)) => Err(DeviceError::SoftwareRasterizer { backend, name }),
         None => Err(DeviceError::NoAdapter(backend)),
+    }
+}
+
+/// The CUDA C++ path compiles every kernel with NVRTC against the toolkit's headers, and cubecl
+/// panics inside a worker thread when it finds none: check first.
+#[cfg(feature = "cuda")]
+fn cuda_headers() -> Result<(), DeviceError> {
+    let root = cubecl_cuda::install::cuda_path();
+    match &root {
+        Some(r) if r.join("include").is_dir() => Ok(()),
+        Some(r) => Err(DeviceError::NoCudaHeaders(
+            r.join("include").display().to_string(),
+        )),
+        None => Err(DeviceError::NoCudaHeaders(
+            "$CUDA_PATH, /usr/local/cuda, /opt/cuda or /usr".into(),
+        )),
     }
 }
 
@@ -164,6 +225,23 @@ mod tests {
         assert!(is_software_adapter("llvmpipe (LLVM 15.0.6, 256 bits)"));
         assert!(is_software_adapter("Lavapipe"));
         assert!(!is_software_adapter("NVIDIA H200"));
+    }
+
+    #[test]
+    fn software_adapter_needs_an_explicit_opt_in() {
+        for yes in ["1", "true", "YES", " 1 "] {
+            assert!(software_allowed(Some(yes)), "{yes:?}");
+        }
+        for no in [
+            None,
+            Some(""),
+            Some("0"),
+            Some("false"),
+            Some("no"),
+            Some("2"),
+        ] {
+            assert!(!software_allowed(no), "{no:?}");
+        }
     }
 
     #[test]

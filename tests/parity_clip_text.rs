@@ -14,6 +14,7 @@ use ava_dino::io::TensorFile;
 use ava_dino::text::prompts::encode_class_word;
 use ava_dino::text::{ClipText, ClipTextConfig, Tokenizer, load_text_encoder};
 use burn::tensor::Device;
+use common::device::test_device;
 use common::parity::contract::Scratch;
 use common::parity::{Case, Dtype, Report, Tolerance, cases};
 
@@ -23,7 +24,7 @@ const IO: &str = "io.safetensors";
 
 #[test]
 fn clip_text_matches_pytorch() {
-    let device = Device::flex();
+    let device = test_device();
     let tokenizer = Tokenizer::new();
     let mut report = Report::new("clip_text");
     for case in cases("clip_text") {

@@ -9,6 +9,7 @@ mod common;
 use ava_dino::backbone::load_backbone;
 use ava_dino::io::{HostTensor, TensorFile};
 use burn::tensor::Device;
+use common::device::test_device;
 use common::parity::contract::Scratch;
 use common::parity::{Case, Dtype, Report, Tolerance, cases};
 
@@ -18,7 +19,7 @@ const IO: &str = "io.safetensors";
 
 #[test]
 fn dinov3_matches_pytorch() {
-    let device = Device::flex();
+    let device = test_device();
     let mut report = Report::new("dinov3");
     for case in cases("dinov3") {
         check_case(&mut report, &case, &device);

@@ -11,6 +11,7 @@ use ava_dino::io::{HostTensor, TensorFile};
 use ava_dino::model::checkpoint::{from_named, key_table};
 use ava_dino::model::{Batch, LossWeights, MethodConfig, OptimConfig, Protocol, Trainer, Variant};
 use burn::tensor::{Device, Tensor};
+use common::device::test_device;
 use common::parity::contract::Scratch;
 use common::parity::{Case, Dtype, Report, Tolerance, cases};
 use serde::de::DeserializeOwned;
@@ -224,7 +225,7 @@ fn compare<const D: usize>(
 
 fn run_case(r: &mut Report, case: &Case) {
     let fx = read_config(r, case);
-    let device = Device::flex().autodiff();
+    let device = test_device().autodiff();
     let init = r.read_tensors(case, INIT, "the parameters before the first step");
     let batches = r.read_tensors(case, BATCHES, "the inputs of every step");
     let expected = r.read_tensors(

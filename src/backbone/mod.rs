@@ -5,17 +5,20 @@
 //! - [`rope`]: 2-D RoPE with bf16-rounded periods;
 //! - [`vit`]: modules and the tap forward ([`DinoV3::forward_taps`]);
 //! - [`load`]: the key table, HF / Meta weights mapped onto it, random weights, HF directory
-//!   export.
+//!   export;
+//! - [`precision`]: the compute dtype (`f32|bf16|f16`) and the cast of a loaded model.
 
 use std::path::PathBuf;
 
 pub mod config;
 pub mod load;
+pub mod precision;
 pub mod rope;
 pub mod vit;
 
 pub use config::DinoV3Config;
 pub use load::{load_backbone, save_hf_dir};
+pub use precision::{Precision, PrecisionError};
 pub use vit::{DinoV3, TapFeatures};
 
 /// Why a backbone could not be loaded. Every message names the file and says what to fix.

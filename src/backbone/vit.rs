@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::{attention, conv2d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
@@ -151,6 +151,7 @@ impl DinoV3 {
     }
 
     /// Tap features for `taps` (0-based block indices, any order, repeats allowed), in that order.
+    /// Computes in the weights' dtype ([`DinoV3::with_precision`]); the features are f32.
     ///
     /// `pixel_values`: `[B, C, H, W]`, H and W multiples of the patch size. Only the blocks up to
     /// the deepest tap run. Panics on input that [`DinoV3::check_input`] rejects; call it first
@@ -164,9 +165,12 @@ impl DinoV3 {
         let (hp, wp) = (h / c.patch_size, w / c.patch_size);
         let prefix = c.prefix_tokens();
         let device = pixel_values.device();
+        // Precision hook (precision.rs): every tensor of the forward in the weights' dtype.
+        let dtype = self.dtype();
         let (cos, sin) = rope::tables(&self.periods, hp, wp, &device);
+        let (cos, sin) = (cos.cast(dtype), sin.cast(dtype));
         let last = *taps.iter().max().expect("checked non-empty");
-        let mut x = self.embed(pixel_values);
+        let mut x = self.embed(pixel_values.cast(dtype));
         let mut outputs: BTreeMap<usize, Tensor<3>> = BTreeMap::new();
         for (i, block) in self.blocks.iter().enumerate().take(last + 1) {
             x = block.forward(x, &cos, &sin, prefix);
@@ -178,7 +182,8 @@ impl DinoV3 {
         let n = prefix + hp * wp;
         taps.iter()
             .map(|t| {
-                let normed = self.norm.forward(outputs[t].clone());
+                // Features leave in f32 whatever the compute dtype (precision.rs).
+                let normed = self.norm.forward(outputs[t].clone()).cast(DType::F32);
                 let cls = normed.clone().slice([0..b, 0..1, 0..d]).reshape([b, d]);
                 let p = normed.clone().slice([0..b, prefix..n, 0..d]);
                 let mean = p.clone().mean_dim(1);

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
-use ava_dino::backbone::load_backbone;
+use ava_dino::backbone::{Precision, load_backbone};
 use ava_dino::io::{HostTensor, TensorFile};
 use burn::tensor::{Device, Tensor};
 
@@ -27,6 +27,9 @@ pub struct Args {
     /// Output safetensors file.
     #[arg(long)]
     pub out: PathBuf,
+    /// Compute dtype of the backbone: f32 (reference), bf16 or f16. Features are written in f32.
+    #[arg(long, default_value = "f32")]
+    pub dtype: Precision,
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -41,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(image)) => load_image(image, &device)?,
         (None, None) => bail!("give --input <pixel_values.safetensors> or --image <file>"),
     };
-    let model = load_backbone(&args.backbone, &device)?;
+    let model = load_backbone(&args.backbone, &device)?.with_precision(args.dtype)?;
     if let Err(e) = model.check_input(pixels.dims(), &args.taps) {
         let source = args
             .input
@@ -69,9 +72,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let secs = start.elapsed().as_secs_f64();
     out.write(&args.out)?;
     eprintln!(
-        "features: taps {:?} -> {} (forward {secs:.2} s)",
+        "features: taps {:?} -> {} (forward {secs:.2} s, {})",
         args.taps,
-        args.out.display()
+        args.out.display(),
+        args.dtype
     );
     Ok(ExitCode::SUCCESS)
 }

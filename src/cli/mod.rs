@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench_backbone;
 mod check;
 mod collect;
 mod common;
@@ -52,6 +53,8 @@ enum Command {
     Synth(synth::Args),
     /// Write a seeded random DINOv3 backbone as an HF model directory (for tests and benchmarks).
     RandomBackbone(random_backbone::Args),
+    /// Backbone throughput (images/s) at a batch size, image size, dtype and device.
+    BenchBackbone(bench_backbone::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -70,5 +73,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Datasets(args) => datasets::run(args),
         Command::Synth(args) => synth::run(args),
         Command::RandomBackbone(args) => random_backbone::run(args),
+        Command::BenchBackbone(args) => bench_backbone::run(args),
     }
 }
