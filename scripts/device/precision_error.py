@@ -6,9 +6,11 @@ Runs `ava-dino features --dtype D` on
   - optionally (--vitl16) the full-size ViT-L/16 at 512 px with seeded random weights and pixels
     (reference: our own f32 run), which is what error accumulation over 24 blocks looks like,
 and prints one markdown row per (model, dtype, feature): the largest relative L2 error
-||got - want|| / ||want|| over the taps, and the largest absolute error.
+||got - want|| / ||want|| over the taps, and the largest absolute error. With --torch (needs
+--vitl16) the same for transformers' DINOv3ViTModel cast with `.to(dtype)` against its own f32
+run on the CPU: the error PyTorch itself makes at that precision, for comparison.
 
-  python3 scripts/device/precision_error.py --bin target/release/ava-dino --device cpu [--vitl16]
+  python3 scripts/device/precision_error.py --bin target/release/ava-dino --device cpu [--vitl16 [--torch]]
   (environment passes through: AVA_DINO_ALLOW_SOFTWARE_ADAPTER=1 with --device wgpu, ...)
 """
 import argparse
@@ -46,6 +48,36 @@ def errors(got, want, taps):
     return rows
 
 
+def torch_features(model_dir, pixels, taps, dtype):
+    """DINOv3ViTModel at `dtype` (cast like `.to(dtype)`), features made as ours are: final norm
+    output cast to f32, then CLS row and per-channel standardized patch rows."""
+    import torch
+    from transformers import DINOv3ViTModel
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    dt = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[dtype]
+    model = DINOv3ViTModel.from_pretrained(model_dir).eval()
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    j = torch.arange(head_dim // 4, dtype=torch.float32)
+    periods = (model.config.rope_theta ** (2 * j / (head_dim // 2))).to(torch.bfloat16).float()
+    model.rope_embeddings.inv_freq.copy_(1.0 / periods)  # the released checkpoints' bf16 periods
+    model = model.to(dt)
+    prefix = 1 + model.config.num_register_tokens
+    start = time.perf_counter()
+    with torch.inference_mode():
+        x = torch.from_numpy(load_file(pixels)["pixel_values"]).to(dt)
+        hs = model(pixel_values=x, output_hidden_states=True).hidden_states
+        out = {}
+        for k in taps:
+            normed = model.norm(hs[k + 1]).float()
+            p = normed[:, prefix:]
+            out[f"normed.{k}"] = normed.numpy()
+            out[f"patches.{k}"] = ((p - p.mean(1, keepdim=True)) / (p.std(1, keepdim=True) + 1e-6)).numpy()
+            out[f"cls.{k}"] = normed[:, 0].numpy()
+    return out, f"{time.perf_counter() - start:.1f} s torch forward"
+
+
 def report(label, dtypes, run_one):
     for dtype in dtypes:
         got, info = run_one(dtype)
@@ -62,6 +94,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtypes", nargs="+", default=["f32", "bf16", "f16"])
     ap.add_argument("--vitl16", action="store_true", help="also the full-size random ViT-L/16 at 512 px")
+    ap.add_argument("--torch", action="store_true", help="with --vitl16: PyTorch's own error at each dtype")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="precision-")
     print(f"device {a.device}\n")
@@ -99,6 +132,19 @@ def main():
             return (errors(got, ref, taps), run) if got is not None else (None, run)
 
         report("ViT-L/16 512 px random (vs ours f32)", a.dtypes, one)
+        if a.torch:
+            tref, tinfo = torch_features(w, px, taps, "f32")
+            print(f"| ViT-L/16 512 px random, ours f32 vs PyTorch f32 | f32 | all | "
+                  f"{max(r for r, _ in errors(ref, tref, taps).values()):.2e} | "
+                  f"{max(m for _, m in errors(ref, tref, taps).values()):.2e} | {tinfo} |")
+
+            def theirs(dtype):
+                if dtype == "f32":
+                    return {g: (0.0, 0.0) for g in GROUPS}, f"reference, {tinfo}"
+                got, run = torch_features(w, px, taps, dtype)
+                return errors(got, tref, taps), run
+
+            report("ViT-L/16 512 px random, PyTorch .to(dtype) (vs PyTorch f32)", a.dtypes, theirs)
 
 
 if __name__ == "__main__":
