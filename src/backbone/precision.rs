@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn bf16_backbone_computes_in_bf16_and_returns_f32() {
         let device = Device::flex();
-        let config = DinoV3Config::tiny(32, 2, 2, 8, 2);
+        let config = DinoV3Config::like_vitl16(32, 2, 2, 8, 2);
         let model = DinoV3::random(&config, 7, &device);
         let pixels = Tensor::<4>::random([1, 3, 32, 48], Distribution::Normal(0.0, 1.0), &device);
         let want = model.forward_taps(pixels.clone(), &[0, 1]);

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::{DType, Tensor};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::{attention, conv2d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
+use burn::tensor::{DType, Tensor};
 
 use super::config::DinoV3Config;
 use super::rope;
