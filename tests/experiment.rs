@@ -171,6 +171,44 @@ fn unknown_keys_and_wrong_types_name_file_line_and_key() {
     );
 }
 
+/// `backbone.dtype` parses from a file and from `--set`; a value that is not a dtype is refused
+/// with the key and the accepted values.
+#[test]
+fn backbone_dtype_parses_and_a_bad_value_is_refused() {
+    use ava_dino::backbone::Precision;
+    let dir = tempfile::tempdir().unwrap();
+    let base = "name: t\nsweep:\n  runs:\n    - train: visa\n      targets: [mvtec]\n";
+    let good = write(dir.path(), "f32.yaml", base);
+    let e = load_experiment(&good, None, &[]).unwrap().experiment;
+    assert_eq!(e.backbone.dtype, Precision::F32, "f32 is the default");
+    let e = load_experiment(&good, None, &["backbone.dtype=f16".into()])
+        .unwrap()
+        .experiment;
+    assert_eq!(e.backbone.dtype, Precision::F16);
+    let p = write(
+        dir.path(),
+        "bf16.yaml",
+        &format!("{base}backbone:\n  dtype: bf16\n"),
+    );
+    let e = load_experiment(&p, None, &[]).unwrap().experiment;
+    assert_eq!(e.backbone.dtype, Precision::Bf16);
+
+    let p = write(
+        dir.path(),
+        "bad.yaml",
+        &format!("{base}backbone:\n  dtype: fp8\n"),
+    );
+    let err = load_experiment(&p, None, &[]).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{}:7:10: key `backbone.dtype`", p.display())),
+        "{err}"
+    );
+    assert!(err.contains("expected one of f32, bf16, f16"), "{err}");
+    let err = load_experiment(&good, None, &["backbone.dtype=half".into()]).unwrap_err();
+    assert!(matches!(err, ExperimentError::OverrideType { .. }), "{err}");
+    assert!(err.to_string().contains("backbone.dtype=half"), "{err}");
+}
+
 #[test]
 fn variants_adjust_taps_and_loss() {
     let e = load_experiment(&exp_file("table3.yaml"), Some(Profile::Full), &[])

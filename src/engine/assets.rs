@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use burn::tensor::Device;
 
 use super::EngineError;
-use crate::backbone::{DinoV3, DinoV3Config, load_backbone};
+use crate::backbone::{DinoV3, DinoV3Config, Precision, load_backbone};
 use crate::data::{Registry, synth};
 use crate::device::Backend;
 use crate::experiment::schema::{
@@ -21,7 +21,9 @@ use crate::text::{ClipText, ClipTextConfig, TextFeatureCache, load_text_encoder}
 pub struct Assets {
     pub registry: Registry,
     pub backbone: DinoV3,
-    /// `sha256:<hex>` of the weights file, or `embedded:<shape>:<seed>`.
+    /// `sha256:<hex>` of the weights file, or `embedded:<shape>:<seed>`, with `@bf16` / `@f16`
+    /// appended when the backbone computes in that dtype: part of every feature shard's key, so
+    /// features of different precisions never mix (f32 keys are unchanged).
     pub backbone_id: String,
     pub text: TextFeatureCache,
     pub text_id: String,
@@ -78,6 +80,14 @@ pub fn embedded_text_config(e: &EmbeddedText) -> ClipTextConfig {
     }
 }
 
+/// The backbone's identity at `precision`: f32 (the reference) keeps the weights' id.
+fn precision_id(weights_id: String, precision: Precision) -> String {
+    match precision {
+        Precision::F32 => weights_id,
+        p => format!("{weights_id}@{p}"),
+    }
+}
+
 fn embedded_config(cfg: &BackboneConfig) -> DinoV3Config {
     let e = &cfg.embedded;
     DinoV3Config::like_vitl16(e.dim, e.depth, e.heads, e.patch, 4)
@@ -103,6 +113,7 @@ impl<'a> AssetSpec<'a> {
             &self.data.synthetic,
             &self.backbone.weights,
             &self.backbone.embedded,
+            self.backbone.dtype,
             self.text,
             self.device,
             &self.text_cache,
@@ -161,6 +172,14 @@ impl Assets {
                 (model, format!("sha256:{hash}"))
             }
         };
+        let precision = spec.backbone.dtype;
+        let backbone = backbone
+            .with_precision(precision)
+            .map_err(|e| EngineError::Asset {
+                what: "backbone.dtype".into(),
+                message: e.to_string(),
+            })?;
+        let backbone_id = precision_id(backbone_id, precision);
         let activation = spec.text.activation;
         let (clip, text_id) = match resolve(&spec.text.weights, "CLIP weights")? {
             None => {
@@ -245,6 +264,30 @@ fn remove_twins(dir: &Path) -> Result<(), EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each compute dtype has its own backbone id (and so its own feature shards); f32 keeps the
+    /// id it always had. The backbone is built at the configured dtype.
+    #[test]
+    fn backbone_dtype_changes_the_backbone_and_its_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut exp = Experiment::default();
+        exp.data.root = Source::Embedded;
+        exp.backbone.weights = Source::Embedded;
+        exp.text.weights = Source::Embedded;
+        let device = Device::flex();
+        let ids: Vec<String> = Precision::ALL
+            .into_iter()
+            .map(|p| {
+                exp.backbone.dtype = p;
+                let a = Assets::prepare(&AssetSpec::of(&exp), tmp.path(), &device).unwrap();
+                assert_eq!(Precision::of(a.backbone.dtype()), Some(p));
+                a.backbone_id
+            })
+            .collect();
+        assert_eq!(ids[0], "embedded:dinov3-64x8x4p16:0");
+        assert_eq!(ids[1], "embedded:dinov3-64x8x4p16:0@bf16");
+        assert_eq!(ids[2], "embedded:dinov3-64x8x4p16:0@f16");
+    }
 
     /// Twins are written once per (seed, generator version): a marker from an older generator
     /// (or another seed) makes them be written again, a current one is trusted.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::backbone::Precision;
 use crate::device::Backend;
 pub use crate::model::{LossWeights, OptimConfig, Variant};
 
@@ -347,6 +348,9 @@ pub struct BackboneConfig {
     pub taps: Vec<usize>,
     /// Shape of the embedded random backbone.
     pub embedded: EmbeddedVit,
+    /// Dtype the backbone computes in: `f32` (the reference, parity), or `bf16` / `f16` (every
+    /// weight cast, features returned in f32; docs/DEVIATIONS.md has the error they make).
+    pub dtype: Precision,
 }
 
 impl Default for BackboneConfig {
@@ -355,6 +359,7 @@ impl Default for BackboneConfig {
             weights: Source::Env("AVA_DINO_DINOV3".into()),
             taps: vec![5, 11, 17, 23],
             embedded: EmbeddedVit::default(),
+            dtype: Precision::F32,
         }
     }
 }
