@@ -7,7 +7,8 @@
 # Prepared here first (builds and packs the binaries into .gpu/, the Vulkan loader into .gl/):
 #   scripts/device/prepare-h200.sh
 # then the device tool runs, from the repository root:
-#   run(command="bash scripts/device/h200.sh", carry=[".gpu", ".gl"], timeout_s=600)
+#   run(command="bash scripts/device/h200.sh", carry=[".gpu"], timeout_s=600)
+# (carry=[".gpu", ".gl"] when prepared with H200_FEATURES=cuda,vulkan).
 # Dry run on this machine (no GPU; CPU device, tiny backbone, smoke profile; checks every stage's
 # plumbing and that the carried binaries start and refuse a missing GPU clearly):
 #   DRY_RUN=1 OUT=/tmp/h200-dry bash scripts/device/h200.sh
@@ -81,13 +82,13 @@ fi
 } >"$WORK/env.out"
 cat "$WORK/env.out" >>"$LOG"
 
-# The binaries: unpacked from .gpu/*.xz (carried), or taken from .gpu/ as they are.
+# The binaries: unpacked from .gpu/bins.tar.xz (carried; one xz stream, 256 MiB dictionary), or
+# taken from .gpu/ as they are.
+if [[ -f .gpu/bins.tar.xz ]]; then
+    xz -dc .gpu/bins.tar.xz | tar -C "$BIN" -xf - || note "could not unpack .gpu/bins.tar.xz"
+fi
 for name in ava-dino gpu_parity; do
-    if [[ -f .gpu/$name.xz ]]; then
-        xz -dc ".gpu/$name.xz" >"$BIN/$name" && chmod +x "$BIN/$name"
-    elif [[ -f .gpu/$name ]]; then
-        cp ".gpu/$name" "$BIN/$name"
-    fi
+    [[ ! -x $BIN/$name && -f .gpu/$name ]] && cp ".gpu/$name" "$BIN/$name"
 done
 [[ -x $BIN/ava-dino ]] || {
     note "no .gpu/ava-dino(.xz): run scripts/device/prepare-h200.sh first"
@@ -121,7 +122,7 @@ if compgen -G ".gl/*.deb" >/dev/null && [[ "$DRY_RUN" != 1 ]]; then
     icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
     [[ -f $icd ]] && export VK_DRIVER_FILES=$icd
     vulkan=true
-elif [[ "$DRY_RUN" == 1 ]] && ldconfig -p | grep -q 'libvulkan\.so\.1 '; then
+elif [[ "$DRY_RUN" == 1 ]] && compgen -G ".gl/*.deb" >/dev/null && ldconfig -p | grep -q 'libvulkan\.so\.1 '; then
     vulkan=true
 fi
 
@@ -131,7 +132,6 @@ fi
 if [[ -x $BIN/gpu_parity ]]; then
     backends=cuda
     $vulkan && backends="cuda vulkan"
-    [[ "$DRY_RUN" == 1 ]] && backends="cuda vulkan"
     for b in $backends; do
         allow=0
         [[ "$DRY_RUN" == 1 && $b == vulkan ]] && allow=1

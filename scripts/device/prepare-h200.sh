@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Builds and packs what scripts/device/h200.sh carries to the H200 machine (no Rust there):
-#   .gpu/ava-dino.xz    the CLI, --features cuda,vulkan, release, stripped, xz
-#   .gpu/gpu_parity.xz  the parity test binary (tests/gpu_parity.rs), same build, stripped, xz
-#   .gl/*.deb           the Vulkan loader (device README: libvulkan1 ... as amd64 .debs)
-# and checks that the travelling tree (tracked + untracked-not-ignored files + .gpu + .gl) fits
+#   .gpu/bins.tar.xz    the CLI (ava-dino) and the parity test binary (tests/gpu_parity.rs), release,
+#                       --features $H200_FEATURES (default cuda), stripped, in ONE xz stream with a
+#                       256 MiB dictionary: both statically hold the same LLVM and burn code, which
+#                       the long dictionary stores once (two separate .xz files would not fit)
+#   .gl/*.deb           the Vulkan loader (device README), only when H200_FEATURES has vulkan
+# and checks that the travelling tree (tracked + untracked-not-ignored files + .gpu [+ .gl]) fits
 # the device tool's 64 MiB. Both folders are git-ignored through .git/info/exclude.
 #
-#   scripts/device/prepare-h200.sh            # full: build (~40 min on 2 cores), pack, check
+#   scripts/device/prepare-h200.sh            # build (incremental after the README cuda build), pack, check
 #   scripts/device/prepare-h200.sh --pack     # pack and check the last build only
-# Environment: CARGO_TARGET_DIR (default target/gpu-h200); CUDARC_CUDA_VERSION (default 13000:
-# the H200 machine's driver is CUDA 13.0; cudarc otherwise binds the newest API it knows, 13.4).
+# Environment: CARGO_TARGET_DIR (default target/gpu-cuda, the README build's); H200_FEATURES
+# (default cuda; cuda,vulkan also checks Vulkan there, at the cost of a full second build);
+# CUDARC_CUDA_VERSION (unset: cudarc binds CUDA 13.4, whose symbols it loads one by one on first
+# use, so the H200's 13.0 driver serves them; 13000 binds 13.0 exactly, a full rebuild).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/gpu-h200}
-export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
-FEATURES=cuda,vulkan
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/gpu-cuda}
+FEATURES=${H200_FEATURES:-cuda}
 LIMIT=$((64 * 1024 * 1024))
 say() { echo "prepare-h200: $*" >&2; }
 
@@ -41,15 +44,23 @@ for line in sys.stdin:
         print(m["executable"])')
 [[ -x "$parity" ]] || { say "no gpu_parity test executable found"; exit 1; }
 
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
 for pair in "ava-dino:$CARGO_TARGET_DIR/release/ava-dino" "gpu_parity:$parity"; do
     name=${pair%%:*} src=${pair#*:}
-    strip -o ".gpu/$name" "$src"
-    xz -T0 -9e -f ".gpu/$name"
-    say "$name: $(stat -c %s "$src") bytes, stripped+xz $(stat -c %s ".gpu/$name.xz") bytes"
+    strip -o "$stage/$name" "$src"
+    say "$name: $(stat -c %s "$src") bytes, stripped $(stat -c %s "$stage/$name") bytes"
 done
+rm -f .gpu/*.xz
+start=$(date +%s)
+tar -C "$stage" -cf - ava-dino gpu_parity | xz -T1 --lzma2=preset=9e,dict=256MiB >.gpu/bins.tar.xz
+say "bins.tar.xz: $(stat -c %s .gpu/bins.tar.xz) bytes ($(($(date +%s) - start)) s to compress; 257 MiB to unpack)"
 
-# The Vulkan loader as amd64 .debs (the device README's recipe).
-if ! compgen -G ".gl/libvulkan1_*.deb" >/dev/null; then
+# The Vulkan loader as amd64 .debs (the device README's recipe), when Vulkan is compiled in.
+rm -rf .gl/partial
+if [[ ",$FEATURES," != *,vulkan,* ]]; then
+    rm -f .gl/*.deb
+elif ! compgen -G ".gl/libvulkan1_*.deb" >/dev/null; then
     mkdir -p /tmp/amd64/partial
     o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64)
     apt-get "${o[@]}" update >/dev/null
@@ -61,7 +72,9 @@ carried=$(du -sb .gpu .gl | awk '{s += $1} END {print s}')
 total=$((tree + carried))
 say "travelling: tree $tree + .gpu/.gl $carried = $total bytes (limit $LIMIT)"
 if ((total > LIMIT)); then
-    say "too big for the device tool: drop .gl (no Vulkan run) or .gpu/gpu_parity.xz (no parity run)"
+    say "too big for the device tool: build without vulkan (no .gl), or pack ava-dino alone (no parity run)"
     exit 1
 fi
-say 'ready: run(command="bash scripts/device/h200.sh", carry=[".gpu", ".gl"], timeout_s=600)'
+carry='[".gpu"]'
+compgen -G ".gl/*.deb" >/dev/null && carry='[".gpu", ".gl"]'
+say "ready: run(command=\"bash scripts/device/h200.sh\", carry=$carry, timeout_s=600)"
