@@ -68,10 +68,10 @@ stage() {
 
 # ---------------------------------------------------------------- environment
 if [[ "$DRY_RUN" == 1 ]]; then
-    DEVICE=cpu PRESET=tiny SIZE=64 BATCHES="1 2" DTYPES="f32 bf16" PROFILE=smoke TORCH_DEVICE=cpu
+    DEVICE=cpu PRESET=tiny TAPS=0,1,2,3 SIZE=64 BATCHES="1 2" DTYPES="f32 bf16" PROFILE=smoke TORCH_DEVICE=cpu
     TORCH_MODES=eager
 else
-    DEVICE=cuda PRESET=vitl16 SIZE=512 BATCHES="1 32" DTYPES="f32 bf16" PROFILE=rehearsal TORCH_DEVICE=cuda
+    DEVICE=cuda PRESET=vitl16 TAPS=5,11,17,23 SIZE=512 BATCHES="1 32" DTYPES="f32 bf16" PROFILE=rehearsal TORCH_DEVICE=cuda
     TORCH_MODES="eager compile"
 fi
 {
@@ -128,7 +128,8 @@ fi
 
 # ---------------------------------------------------------------- 1. GPU parity
 # The committed fixtures through the parity test binary (tests/gpu_parity.rs); its compiled-in
-# fixture path is this build machine's, so the tree's fixtures come in as AVA_DINO_PARITY_DIR.
+# fixture path is this build machine's, so the tree's fixtures come in as AVA_DINO_PARITY_DIR. Only
+# the `*_matches_pytorch` tests: the fixture-contract ones test the fixtures, not the device.
 if [[ -x $BIN/gpu_parity ]]; then
     backends=cuda
     $vulkan && backends="cuda vulkan"
@@ -136,7 +137,7 @@ if [[ -x $BIN/gpu_parity ]]; then
         allow=0
         [[ "$DRY_RUN" == 1 && $b == vulkan ]] && allow=1
         stage "parity-$b" 150 env AVA_DINO_TEST_DEVICE=$b AVA_DINO_ALLOW_SOFTWARE_ADAPTER=$allow \
-            AVA_DINO_PARITY_DIR="$ROOT/tests/fixtures" "$BIN/gpu_parity" --nocapture --test-threads=1
+            AVA_DINO_PARITY_DIR="$ROOT/tests/fixtures" "$BIN/gpu_parity" matches_pytorch --nocapture --test-threads=1
     done
 else
     printf 'parity\tskipped (no .gpu/gpu_parity)\t0\n' >>"$STAGES"
@@ -150,13 +151,13 @@ BENCH="$OUT/bench.jsonl"
 for dt in $DTYPES; do
     for b in $BATCHES; do
         stage "ours-$DEVICE-$dt-b$b" 90 "$BIN/ava-dino" bench-backbone --backbone "$W" --device "$DEVICE" \
-            --dtype "$dt" --batch "$b" --size "$SIZE" --warmup 2 --iters 5 --json "$BENCH"
+            --dtype "$dt" --batch "$b" --size "$SIZE" --taps "$TAPS" --warmup 2 --iters 5 --json "$BENCH"
     done
 done
 if $vulkan && [[ "$DRY_RUN" != 1 ]]; then
     for b in $BATCHES; do
         stage "ours-vulkan-f32-b$b" 90 "$BIN/ava-dino" bench-backbone --backbone "$W" --device vulkan \
-            --dtype f32 --batch "$b" --size "$SIZE" --warmup 2 --iters 5 --json "$BENCH"
+            --dtype f32 --batch "$b" --size "$SIZE" --taps "$TAPS" --warmup 2 --iters 5 --json "$BENCH"
     done
 fi
 # In a dry run, prove the carried binary refuses a missing GPU with one clear line.
