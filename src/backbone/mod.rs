@@ -4,6 +4,7 @@
 //!   other sizes;
 //! - [`rope`]: 2-D RoPE with bf16-rounded periods;
 //! - [`vit`]: modules and the tap forward ([`DinoV3::forward_taps`]);
+//! - [`cpu`]: the blocks on the CPU with our own kernels (flex device, f32);
 //! - [`load`]: the key table, HF / Meta weights mapped onto it, random weights, HF directory
 //!   export;
 //! - [`precision`]: the compute dtype (`f32|bf16|f16`) and the cast of a loaded model.
@@ -11,12 +12,14 @@
 use std::path::PathBuf;
 
 pub mod config;
+pub mod cpu;
 pub mod load;
 pub mod precision;
 pub mod rope;
 pub mod vit;
 
 pub use config::DinoV3Config;
+pub use cpu::{Isa, Kernels};
 pub use load::{load_backbone, save_hf_dir};
 pub use precision::{Precision, PrecisionError};
 pub use vit::{DinoV3, TapFeatures};

@@ -25,10 +25,10 @@ fn coords(n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// cos/sin tables, each `[Hp·Wp, dh]` (row-major patch order), for a `hp × wp` patch grid.
+/// cos/sin values, each `[Hp·Wp, dh]` row-major (patch order), for a `hp × wp` patch grid.
 ///
 /// Angles are `(2π·coord) / p_j` in f32, the order of operations of Meta's code.
-pub fn tables(periods: &[f32], hp: usize, wp: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+pub fn table_values(periods: &[f32], hp: usize, wp: usize) -> (Vec<f32>, Vec<f32>) {
     let f = periods.len();
     let dh = 4 * f;
     let (ys, xs) = (coords(hp), coords(wp));
@@ -51,7 +51,13 @@ pub fn tables(periods: &[f32], hp: usize, wp: usize, device: &Device) -> (Tensor
             sin.extend(row.iter().map(|a| a.sin()));
         }
     }
-    let shape = vec![hp * wp, dh];
+    (cos, sin)
+}
+
+/// [`table_values`] as `[Hp·Wp, dh]` tensors on `device`.
+pub fn tables(periods: &[f32], hp: usize, wp: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let (cos, sin) = table_values(periods, hp, wp);
+    let shape = vec![hp * wp, 4 * periods.len()];
     (
         Tensor::from_data(TensorData::new(cos, shape.clone()), device),
         Tensor::from_data(TensorData::new(sin, shape), device),

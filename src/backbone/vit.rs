@@ -4,6 +4,9 @@
 //! `x += γ1 ⊙ Attn(LN1(x)); x += γ2 ⊙ MLP(LN2(x))` with RoPE on patch q/k and erf-GELU MLP.
 //! A tap `i` is the final norm applied to the output of block `i` (0-based), which is what the
 //! AVA-DINO reference hooks read (docs/method.md, "Frozen features").
+//!
+//! The blocks run either through burn's ops (any device, any dtype) or, on the CPU (flex, f32),
+//! through the kernels of [`super::cpu`]; both compute the same function (parity tests).
 
 use std::collections::BTreeMap;
 
@@ -15,6 +18,7 @@ use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{DType, Tensor};
 
 use super::config::DinoV3Config;
+use super::cpu::{self, Isa, Kernels};
 use super::rope;
 
 /// Epsilon added to the per-channel std of the patch rows (reference `extract_dinov3_features`).
@@ -154,13 +158,37 @@ impl DinoV3 {
     /// Computes in the weights' dtype ([`DinoV3::with_precision`]); the features are f32.
     ///
     /// `pixel_values`: `[B, C, H, W]`, H and W multiples of the patch size. Only the blocks up to
-    /// the deepest tap run. Panics on input that [`DinoV3::check_input`] rejects; call it first
-    /// with untrusted shapes.
+    /// the deepest tap run, on the CPU kernels where they apply ([`Kernels::Auto`]). Panics on
+    /// input that [`DinoV3::check_input`] rejects; call it first with untrusted shapes.
     pub fn forward_taps(&self, pixel_values: Tensor<4>, taps: &[usize]) -> Vec<TapFeatures> {
+        self.forward_taps_with(pixel_values, taps, Kernels::Auto)
+    }
+
+    /// [`DinoV3::forward_taps`] on the chosen implementation of the blocks.
+    pub fn forward_taps_with(
+        &self,
+        pixel_values: Tensor<4>,
+        taps: &[usize],
+        kernels: Kernels,
+    ) -> Vec<TapFeatures> {
         if let Err(e) = self.check_input(pixel_values.dims(), taps) {
             panic!("DinoV3::forward_taps: {e}");
         }
-        let [b, _, h, w] = pixel_values.dims();
+        let hidden = match kernels {
+            Kernels::Burn => self.tap_hidden(pixel_values, taps),
+            Kernels::Auto => cpu::tap_hidden(self, &pixel_values, taps, Isa::detect())
+                .unwrap_or_else(|_| self.tap_hidden(pixel_values, taps)),
+            Kernels::Cpu(isa) => cpu::tap_hidden(self, &pixel_values, taps, isa)
+                .unwrap_or_else(|e| panic!("DinoV3: the CPU kernels do not apply: {e}")),
+        };
+        taps.iter()
+            .map(|t| self.tap_features(hidden[t].clone()))
+            .collect()
+    }
+
+    /// Hidden states `[B, N, D]` after each block in `taps`, through burn's ops (any device).
+    fn tap_hidden(&self, pixel_values: Tensor<4>, taps: &[usize]) -> BTreeMap<usize, Tensor<3>> {
+        let [_, _, h, w] = pixel_values.dims();
         let c = &self.config;
         let (hp, wp) = (h / c.patch_size, w / c.patch_size);
         let prefix = c.prefix_tokens();
@@ -178,23 +206,25 @@ impl DinoV3 {
                 outputs.insert(i, x.clone());
             }
         }
-        let d = c.hidden_size;
-        let n = prefix + hp * wp;
-        taps.iter()
-            .map(|t| {
-                // Features leave in f32 whatever the compute dtype (precision.rs).
-                let normed = self.norm.forward(outputs[t].clone()).cast(DType::F32);
-                let cls = normed.clone().slice([0..b, 0..1, 0..d]).reshape([b, d]);
-                let p = normed.clone().slice([0..b, prefix..n, 0..d]);
-                let mean = p.clone().mean_dim(1);
-                let std = p.clone().var(1).sqrt();
-                let patches = (p - mean) / (std + PATCH_STD_EPS);
-                TapFeatures {
-                    normed,
-                    cls,
-                    patches,
-                }
-            })
-            .collect()
+        outputs
+    }
+
+    /// A tap's features from the block output `x` `[B, N, D]`: final norm, CLS row, and the
+    /// patch rows standardized per sample and channel.
+    fn tap_features(&self, x: Tensor<3>) -> TapFeatures {
+        let [b, n, d] = x.dims();
+        let prefix = self.config.prefix_tokens();
+        // Features leave in f32 whatever the compute dtype (precision.rs).
+        let normed = self.norm.forward(x).cast(DType::F32);
+        let cls = normed.clone().slice([0..b, 0..1, 0..d]).reshape([b, d]);
+        let p = normed.clone().slice([0..b, prefix..n, 0..d]);
+        let mean = p.clone().mean_dim(1);
+        let std = p.clone().var(1).sqrt();
+        let patches = (p - mean) / (std + PATCH_STD_EPS);
+        TapFeatures {
+            normed,
+            cls,
+            patches,
+        }
     }
 }

@@ -1,0 +1,292 @@
+//! Multi-head self-attention on the packed `qkv` rows: RoPE, then per (image, head, query
+//! block) `S = Q·Kᵀ`, a row softmax and `O = P·V`, without ever holding a head's `[N, N]`
+//! score matrix (one `QB x N` strip per thread, in L2).
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::gemm::{AlignedBuf, SharedMut};
+use super::isa::Isa;
+use super::kernel::{self, Epilogue, MR, NR, Tile};
+use super::math;
+
+/// Query rows per task: a multiple of MR; the score strip is `QB x N` floats (200 KiB at
+/// N = 1029).
+const QB: usize = 48;
+
+/// Shapes of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct Dims {
+    /// Images.
+    pub b: usize,
+    /// Tokens per image.
+    pub n: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Leading tokens without RoPE (CLS + registers).
+    pub prefix: usize,
+}
+
+impl Dims {
+    fn d(&self) -> usize {
+        self.heads * self.head_dim
+    }
+}
+
+/// Rotates q and k of every patch token in place ("rotate-half" RoPE).
+///
+/// `qkv`: `[B·N, 3D]` (q | k | v, head-major within each); `cos`, `sin`: `[N − prefix, dh]`.
+pub fn rope(qkv: &mut [f32], dims: Dims, cos: &[f32], sin: &[f32]) {
+    let (n, dh, d) = (dims.n, dims.head_dim, dims.d());
+    let half = dh / 2;
+    assert_eq!(cos.len(), (n - dims.prefix) * dh, "rope: cos table");
+    assert_eq!(sin.len(), cos.len(), "rope: sin table");
+    qkv.par_chunks_mut(3 * d).enumerate().for_each(|(row, t)| {
+        let Some(p) = (row % n).checked_sub(dims.prefix) else {
+            return;
+        };
+        let (c, s) = (&cos[p * dh..(p + 1) * dh], &sin[p * dh..(p + 1) * dh]);
+        for head in t[..2 * d].chunks_exact_mut(dh) {
+            let (lo, hi) = head.split_at_mut(half);
+            for i in 0..half {
+                let (x, y) = (lo[i], hi[i]);
+                // out = x·cos + rotate_half(x)·sin, rotate_half = [−hi, lo].
+                lo[i] = x * c[i] + -y * s[i];
+                hi[i] = y * c[half + i] + x * s[half + i];
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// Score strip and its row sums, reused between tasks and calls.
+    static STRIP: RefCell<(AlignedBuf, Vec<f32>)> = RefCell::default();
+}
+
+/// `out[t, h·dh..] = softmax(q_t·Kᵀ / √dh)·V` per image and head.
+///
+/// `qkv`: `[B·N, 3D]` after RoPE; `out`: `[B·N, D]`.
+pub fn attention(isa: Isa, qkv: &[f32], dims: Dims, out: &mut [f32]) {
+    let Dims {
+        b,
+        n,
+        heads,
+        head_dim: dh,
+        ..
+    } = dims;
+    let d = dims.d();
+    assert_eq!(qkv.len(), b * n * 3 * d, "attention: qkv");
+    assert_eq!(out.len(), b * n * d, "attention: out");
+    let npad = n.div_ceil(NR) * NR;
+    let dpad = dh.div_ceil(NR) * NR;
+    // Kᵀ per (image, head) as B panels `[key panel][dh][NR]`; V as `[dh panel][N][NR]`.
+    let mut kp = AlignedBuf::default();
+    let mut vp = AlignedBuf::default();
+    let kp = kp.get(b * heads * npad * dh);
+    let vp = vp.get(b * heads * n * dpad);
+    kp.par_chunks_mut(npad * dh)
+        .zip(vp.par_chunks_mut(n * dpad))
+        .enumerate()
+        .for_each(|(bh, (kh, vh))| {
+            let (img, h) = (bh / heads, bh % heads);
+            let row = |t: usize| &qkv[(img * n + t) * 3 * d..(img * n + t + 1) * 3 * d];
+            for (p, panel) in kh.chunks_exact_mut(dh * NR).enumerate() {
+                panel.fill(0.0);
+                for c in 0..NR.min(n - p * NR) {
+                    let k = &row(p * NR + c)[d + h * dh..d + (h + 1) * dh];
+                    for (dd, &v) in k.iter().enumerate() {
+                        panel[dd * NR + c] = v;
+                    }
+                }
+            }
+            for (q, panel) in vh.chunks_exact_mut(n * NR).enumerate() {
+                let w = NR.min(dh - q * NR);
+                for (t, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                    let src = 2 * d + h * dh + q * NR;
+                    dst[..w].copy_from_slice(&row(t)[src..src + w]);
+                    dst[w..].fill(0.0);
+                }
+            }
+        });
+    let (kp, vp) = (&*kp, &*vp);
+    let scale = 1.0 / (dh as f32).sqrt();
+    let qblocks = n.div_ceil(QB);
+    let out = SharedMut::new(out);
+    (0..b * heads * qblocks).into_par_iter().for_each(|task| {
+        let (bh, qb) = (task / qblocks, task % qblocks);
+        let (img, h) = (bh / heads, bh % heads);
+        let q0 = qb * QB;
+        let rows = (n - q0).min(QB);
+        let kh = &kp[bh * npad * dh..(bh + 1) * npad * dh];
+        let vh = &vp[bh * n * dpad..(bh + 1) * n * dpad];
+        STRIP.with_borrow_mut(|(sbuf, sums)| {
+            let s = sbuf.get(QB * npad);
+            sums.resize(QB, 0.0);
+            // S = Q·Kᵀ, QB x npad (the padded keys score 0 and are never read).
+            let q = &qkv[(img * n + q0) * 3 * d + h * dh..];
+            for i0 in (0..rows).step_by(MR) {
+                for p in 0..npad / NR {
+                    let t = Tile {
+                        kc: dh,
+                        a: q[i0 * 3 * d..].as_ptr(),
+                        lda: 3 * d,
+                        b: kh[p * dh * NR..].as_ptr(),
+                        part: std::ptr::null_mut(),
+                        ldp: 0,
+                        first: true,
+                        last: true,
+                        out: s[i0 * npad + p * NR..].as_mut_ptr(),
+                        ldo: npad,
+                        ncols: NR,
+                        epilogue: Epilogue::Store,
+                        row0: i0,
+                        col0: p * NR,
+                    };
+                    // SAFETY: q rows i0.. hold dh floats each at stride 3D inside qkv; the
+                    // panel is dh·NR floats at a 64-byte aligned offset; the strip row holds npad.
+                    unsafe { kernel::tile(isa, (rows - i0).min(MR), &t) };
+                }
+            }
+            for (r, sum) in sums.iter_mut().enumerate().take(rows) {
+                *sum = 1.0 / softmax_row(isa, &mut s[r * npad..r * npad + n], scale);
+            }
+            // O = P·V / rowsum, written to this head's columns of `out`.
+            for i0 in (0..rows).step_by(MR) {
+                for q in 0..dpad / NR {
+                    let t = Tile {
+                        kc: n,
+                        a: s[i0 * npad..].as_ptr(),
+                        lda: npad,
+                        b: vh[q * n * NR..].as_ptr(),
+                        part: std::ptr::null_mut(),
+                        ldp: 0,
+                        first: true,
+                        last: true,
+                        // Tasks own disjoint (rows, head columns) blocks of `out`.
+                        // SAFETY: row img·N + q0 + i0 < B·N and column h·dh + q·NR < D.
+                        out: unsafe { out.ptr().add((img * n + q0 + i0) * d + h * dh + q * NR) },
+                        ldo: d,
+                        ncols: NR.min(dh - q * NR),
+                        epilogue: Epilogue::RowScale(sums),
+                        row0: i0,
+                        col0: 0,
+                    };
+                    // SAFETY: P rows hold n floats at stride npad; V panel is n·NR floats at a
+                    // 64-byte aligned offset; `out` extents as above.
+                    unsafe { kernel::tile(isa, (rows - i0).min(MR), &t) };
+                }
+            }
+        });
+    });
+}
+
+/// Replaces `row` by `exp(row·scale − max·scale)` and returns its sum.
+fn softmax_row(isa: Isa, row: &mut [f32], scale: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // SAFETY: Isa::Avx512 is only ever selected when the CPU has AVX-512F.
+        return unsafe { softmax_row_avx512(row, scale) };
+    }
+    let _ = isa;
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let m = max * scale;
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = math::exp(*v * scale - m);
+        sum += *v;
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_row_avx512(row: &mut [f32], scale: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let n = row.len();
+    let p = row.as_mut_ptr();
+    let mask = |i: usize| -> __mmask16 {
+        if n - i >= 16 {
+            0xffff
+        } else {
+            (1u16 << (n - i)) - 1
+        }
+    };
+    // SAFETY: every access is masked to the row's n floats.
+    unsafe {
+        let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..n).step_by(16) {
+            mx = _mm512_mask_max_ps(mx, mask(i), mx, _mm512_maskz_loadu_ps(mask(i), p.add(i)));
+        }
+        let vs = _mm512_set1_ps(scale);
+        let m = _mm512_set1_ps(_mm512_reduce_max_ps(mx) * scale);
+        let mut sum = _mm512_setzero_ps();
+        for i in (0..n).step_by(16) {
+            let k = mask(i);
+            let e = math::avx512::exp(_mm512_sub_ps(
+                _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p.add(i)), vs),
+                m,
+            ));
+            sum = _mm512_mask_add_ps(sum, k, sum, e);
+            _mm512_mask_storeu_ps(p.add(i), k, e);
+        }
+        _mm512_reduce_add_ps(sum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// f64 attention on random q/k/v against every ISA, with ragged N, dh and a query block edge.
+    #[test]
+    fn attention_matches_f64_on_every_isa() {
+        for &(b, n, heads, dh) in &[(1, 7, 2, 16), (2, QB + 13, 3, 8), (1, 70, 1, 72)] {
+            let d = heads * dh;
+            let mut s = 12345u32;
+            let qkv: Vec<f32> = (0..b * n * 3 * d)
+                .map(|_| {
+                    s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    ((s >> 8) as f32 / (1u32 << 24) as f32) * 4.0 - 2.0
+                })
+                .collect();
+            let dims = Dims {
+                b,
+                n,
+                heads,
+                head_dim: dh,
+                prefix: 0,
+            };
+            let scale = 1.0 / (dh as f64).sqrt();
+            for isa in Isa::available() {
+                let mut out = vec![0f32; b * n * d];
+                attention(isa, &qkv, dims, &mut out);
+                for img in 0..b {
+                    for h in 0..heads {
+                        let at = |t: usize, part: usize, c: usize| {
+                            qkv[(img * n + t) * 3 * d + part * d + h * dh + c] as f64
+                        };
+                        for i in 0..n {
+                            let sc: Vec<f64> = (0..n)
+                                .map(|j| {
+                                    (0..dh).map(|c| at(i, 0, c) * at(j, 1, c)).sum::<f64>() * scale
+                                })
+                                .collect();
+                            let mx = sc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                            let e: Vec<f64> = sc.iter().map(|v| (v - mx).exp()).collect();
+                            let z: f64 = e.iter().sum();
+                            for c in 0..dh {
+                                let want = (0..n).map(|j| e[j] * at(j, 2, c)).sum::<f64>() / z;
+                                let got = out[(img * n + i) * d + h * dh + c] as f64;
+                                assert!(
+                                    (got - want).abs() < 2e-5,
+                                    "{isa:?} b{b} n{n} h{heads} dh{dh} [{img},{h},{i},{c}]: {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Blocked, threaded `out = epilogue(A·B)` over the micro-kernels of [`super::kernel`].
+//!
+//! `A` `[M, K]` (activations) is read in place; `B` `[K, N]` (a weight, PyTorch `weight.T`)
+//! is packed per `KC x NC` block into 64-column panels in a per-thread buffer, reused across
+//! calls. Threads take column blocks (each packs its own B and streams all of A), so they never
+//! write the same output element and no synchronisation is needed inside a product.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::isa::Isa;
+use super::kernel::{self, Epilogue, MR, NR, Tile};
+
+/// k block: the A strip of a tile (`MR x KC` floats, 6 KiB) stays in L1 across its panels.
+pub const KC: usize = 256;
+/// Column block per task: the packed B block (`KC x NC`, 128 KiB) stays in L2.
+pub const NC: usize = 128;
+
+/// 64-byte aligned, growable f32 buffer (the AVX-512 kernel loads B with aligned loads).
+#[derive(Default)]
+pub struct AlignedBuf(Vec<Lanes>);
+
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Lanes([f32; 16]);
+
+impl AlignedBuf {
+    /// At least `len` floats (contents unspecified).
+    pub fn get(&mut self, len: usize) -> &mut [f32] {
+        let chunks = len.div_ceil(16);
+        if self.0.len() < chunks {
+            self.0.resize(chunks, Lanes::default());
+        }
+        // SAFETY: `Lanes` is `repr(C)` over 16 f32 with no padding; `chunks * 16 >= len`.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<f32>(), len) }
+    }
+}
+
+/// Raw output pointer shared by tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+pub struct SharedMut(*mut f32);
+// SAFETY: every user writes a disjoint set of elements (documented at each use).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    pub fn new(s: &mut [f32]) -> Self {
+        Self(s.as_mut_ptr())
+    }
+
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    pub fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+thread_local! {
+    /// Per-thread packed B block and partial sums, kept between calls (no page faults per call).
+    static SCRATCH: RefCell<(AlignedBuf, AlignedBuf)> = RefCell::default();
+}
+
+/// Packs rows `k0..k0+kc`, columns `j0..j0+nc` of row-major `b` (row stride `ldb`, `n` columns
+/// in all) into `ceil(nc/NR)` panels `[kc][NR]`, zero-filling columns past `n`.
+pub fn pack_b(
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    k0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    dst: &mut [f32],
+) {
+    let panels = nc.div_ceil(NR);
+    for p in 0..panels {
+        let c0 = j0 + p * NR;
+        let w = n.saturating_sub(c0).min(NR);
+        let panel = &mut dst[p * kc * NR..(p + 1) * kc * NR];
+        for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+            let src = (k0 + kk) * ldb + c0;
+            row[..w].copy_from_slice(&b[src..src + w]);
+            row[w..].fill(0.0);
+        }
+    }
+}
+
+/// `out[i, j] = epilogue(Σ_k a[i, k]·b[k, j])` for `i < m`, `j < n`, on the rayon pool.
+///
+/// `a`: `[m, k]`, row stride `lda`; `b`: `[k, n]` row-major; `out`: `[m, n]`, row stride `ldo`
+/// (read too by [`Epilogue::BiasScaleAdd`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    epilogue: Epilogue,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        lda >= k && ldo >= n,
+        "gemm: strides {lda}/{ldo} below k={k}/n={n}"
+    );
+    assert!(
+        a.len() >= (m - 1) * lda + k,
+        "gemm: A holds {} < m x k",
+        a.len()
+    );
+    assert!(
+        b.len() >= k * n,
+        "gemm: B holds {} < k x n = {}",
+        b.len(),
+        k * n
+    );
+    assert!(
+        out.len() >= (m - 1) * ldo + n,
+        "gemm: out holds {} < m x n",
+        out.len()
+    );
+    check_epilogue(&epilogue, m, n);
+    let out = SharedMut::new(out);
+    let blocks = n.div_ceil(NC);
+    let kblocks = k.div_ceil(KC).max(1);
+    (0..blocks).into_par_iter().for_each(|jb| {
+        let j0 = jb * NC;
+        let nc = (n - j0).min(NC);
+        let panels = nc.div_ceil(NR);
+        SCRATCH.with_borrow_mut(|(bbuf, pbuf)| {
+            let ldp = panels * NR;
+            let part = if kblocks > 1 {
+                pbuf.get(m * ldp).as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            };
+            for kb in 0..kblocks {
+                let k0 = kb * KC;
+                let kc = (k - k0).min(KC);
+                let bp = bbuf.get(panels * kc * NR);
+                pack_b(b, n, n, k0, kc, j0, nc, bp);
+                for i0 in (0..m).step_by(MR) {
+                    let rows = (m - i0).min(MR);
+                    for p in 0..panels {
+                        let c0 = j0 + p * NR;
+                        let t = Tile {
+                            kc,
+                            // SAFETY (all offsets): within the extents asserted above.
+                            a: unsafe { a.as_ptr().add(i0 * lda + k0) },
+                            lda,
+                            b: unsafe { bp.as_ptr().add(p * kc * NR) },
+                            part: if part.is_null() {
+                                part
+                            } else {
+                                unsafe { part.add(i0 * ldp + p * NR) }
+                            },
+                            ldp,
+                            first: kb == 0,
+                            last: kb + 1 == kblocks,
+                            // Column blocks are disjoint across tasks: no two tasks write one element.
+                            out: unsafe { out.ptr().add(i0 * ldo + c0) },
+                            ldo,
+                            ncols: (n - c0).min(NR),
+                            epilogue,
+                            row0: i0,
+                            col0: c0,
+                        };
+                        // SAFETY: the tile's extents lie inside the asserted buffers; `bp` comes
+                        // from an `AlignedBuf` at a multiple of NR floats (64-byte aligned).
+                        unsafe { kernel::tile(isa, rows, &t) };
+                    }
+                }
+            }
+        });
+    });
+}
+
+/// The epilogue's vectors cover the product (checked once so the kernels can index freely).
+pub fn check_epilogue(e: &Epilogue, m: usize, n: usize) {
+    let cols =
+        |v: &[f32], what: &str| assert!(v.len() >= n, "gemm: {what} has {} < {n} columns", v.len());
+    match *e {
+        Epilogue::Store => {}
+        Epilogue::Bias(b) | Epilogue::BiasGelu(b) => cols(b, "bias"),
+        Epilogue::BiasScaleAdd { bias, gamma } => {
+            cols(bias, "bias");
+            cols(gamma, "gamma");
+        }
+        Epilogue::RowScale(s) => {
+            assert!(s.len() >= m, "gemm: row scale has {} < {m} rows", s.len())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backbone::cpu::math;
+
+    fn seq(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// f64 reference of every epilogue, against every ISA, on shapes with ragged edges in m, n
+    /// and k (k crosses a KC boundary so the partial-sum path runs).
+    #[test]
+    fn every_isa_and_epilogue_matches_f64() {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (7, 3, 65),
+            (13, KC + 37, 2 * NC + 5),
+            (6, 2 * KC, NR),
+        ] {
+            let lda = k + 3;
+            let a = seq(m * lda, 1);
+            let b = seq(k * n, 2);
+            let bias = seq(n, 3);
+            let gamma = seq(n, 4);
+            let rs = seq(m, 5);
+            let x0 = seq(m * n, 6);
+            let dot = |i: usize, j: usize| {
+                (0..k)
+                    .map(|kk| a[i * lda + kk] as f64 * b[kk * n + j] as f64)
+                    .sum::<f64>()
+            };
+            let cases: Vec<(Epilogue, Box<dyn Fn(usize, usize) -> f64>)> = vec![
+                (Epilogue::Store, Box::new(|i, j| dot(i, j))),
+                (
+                    Epilogue::Bias(&bias),
+                    Box::new(|i, j| dot(i, j) + bias[j] as f64),
+                ),
+                (
+                    Epilogue::BiasGelu(&bias),
+                    Box::new(|i, j| math::gelu((dot(i, j) + bias[j] as f64) as f32) as f64),
+                ),
+                (
+                    Epilogue::BiasScaleAdd {
+                        bias: &bias,
+                        gamma: &gamma,
+                    },
+                    Box::new(|i, j| {
+                        x0[i * n + j] as f64 + gamma[j] as f64 * (dot(i, j) + bias[j] as f64)
+                    }),
+                ),
+                (
+                    Epilogue::RowScale(&rs),
+                    Box::new(|i, j| dot(i, j) * rs[i] as f64),
+                ),
+            ];
+            for isa in Isa::available() {
+                for (e, want) in &cases {
+                    let mut out = x0.clone();
+                    gemm(isa, m, k, n, &a, lda, &b, &mut out, n, *e);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let (g, w) = (out[i * n + j] as f64, want(i, j));
+                            let tol = 1e-5 * (1.0 + (k as f64).sqrt());
+                            assert!(
+                                (g - w).abs() <= tol,
+                                "{isa:?} {e:?} m{m} k{k} n{n} [{i},{j}]: {g} vs {w}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

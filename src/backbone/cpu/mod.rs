@@ -1,0 +1,283 @@
+//! The backbone's transformer blocks on the CPU (flex device, f32), with our own kernels.
+//!
+//! Same function as the burn path of [`super::vit`] (same parity fixtures, same tolerance), in
+//! fewer passes over memory: a blocked GEMM whose epilogue adds the bias and applies the GELU
+//! or the LayerScale + residual in registers ([`gemm`], [`kernel`]), attention fused per
+//! (head, query block) ([`attention`]), LayerNorm rows ([`norm`]), vector exp/erf ([`math`]).
+//! Weights are read in place from the flex tensors (no copy). Any other device or dtype (GPU,
+//! autodiff, bf16/f16) keeps the burn path.
+
+pub mod attention;
+pub mod gemm;
+pub mod isa;
+pub mod kernel;
+pub mod math;
+pub mod norm;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::module::Param;
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::{DType, Tensor, TensorData};
+
+pub use isa::Isa;
+
+use self::attention::Dims;
+use self::kernel::Epilogue;
+use super::rope;
+use super::vit::DinoV3;
+
+/// Which implementation runs the transformer blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// The CPU kernels when they apply (flex device, f32 weights and input), else burn.
+    Auto,
+    /// burn's tensor ops on any device.
+    Burn,
+    /// The CPU kernels with this instruction set; panics where they do not apply (tests and
+    /// benchmarks use it to compare implementations).
+    Cpu(Isa),
+}
+
+/// A flex f32 tensor's contiguous values, borrowed from its storage (keeps the Arc alive).
+struct Host(FlexTensor);
+
+impl Host {
+    fn new<const D: usize>(t: Tensor<D>) -> Result<Self, &'static str> {
+        let f = t
+            .try_into_primitive::<Flex>()
+            .map_err(|_| "not a (non-autodiff) flex tensor")?;
+        if f.dtype() != DType::F32 {
+            return Err("not f32");
+        }
+        if !f.is_contiguous() || f.layout().start_offset() != 0 {
+            return Err("not contiguous");
+        }
+        Ok(Self(f))
+    }
+
+    fn param<const D: usize>(p: &Param<Tensor<D>>) -> Result<Self, &'static str> {
+        Self::new(p.val())
+    }
+
+    fn f32(&self) -> &[f32] {
+        &self.0.storage::<f32>()[..self.0.layout().num_elements()]
+    }
+}
+
+struct NormW {
+    gamma: Host,
+    beta: Option<Host>,
+}
+
+impl NormW {
+    fn new(ln: &LayerNorm) -> Result<Self, &'static str> {
+        Ok(Self {
+            gamma: Host::param(&ln.gamma)?,
+            beta: ln.beta.as_ref().map(Host::param).transpose()?,
+        })
+    }
+
+    /// `x` `[M, D]` → `out`.
+    fn run(&self, x: &[f32], d: usize, eps: f32, out: &mut [f32]) {
+        norm::layer_norm(
+            x,
+            d,
+            self.gamma.f32(),
+            self.beta.as_ref().map(Host::f32),
+            eps,
+            out,
+        );
+    }
+}
+
+/// A `Linear` as `[K, N]` weight (burn stores `weight.T`) and bias.
+struct LinearW {
+    w: Host,
+    bias: Cow<'static, [f32]>,
+    k: usize,
+    n: usize,
+}
+
+impl LinearW {
+    fn new(l: &Linear) -> Result<Self, &'static str> {
+        let [k, n] = l.weight.val().dims();
+        let bias = match &l.bias {
+            Some(b) => Cow::Owned(Host::param(b)?.f32().to_vec()),
+            None => Cow::Owned(vec![0.0; n]),
+        };
+        Ok(Self {
+            w: Host::param(&l.weight)?,
+            bias,
+            k,
+            n,
+        })
+    }
+
+    /// `out = epilogue(x·W)` with `x` `[m, K]` (the epilogue carries this layer's bias).
+    fn run(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32], ep: Epilogue) {
+        gemm::gemm(
+            isa,
+            m,
+            self.k,
+            self.n,
+            x,
+            self.k,
+            self.w.f32(),
+            out,
+            self.n,
+            ep,
+        );
+    }
+}
+
+struct BlockW {
+    norm1: NormW,
+    qkv: LinearW,
+    proj: LinearW,
+    ls1: Host,
+    norm2: NormW,
+    fc1: LinearW,
+    fc2: LinearW,
+    ls2: Host,
+}
+
+/// Hidden states `[B, N, D]` after each block in `taps` (deepest first-run order), on the CPU
+/// kernels; `Err` says why they do not apply (then the caller runs burn).
+pub fn tap_hidden(
+    model: &DinoV3,
+    pixel_values: &Tensor<4>,
+    taps: &[usize],
+    isa: Isa,
+) -> Result<BTreeMap<usize, Tensor<3>>, &'static str> {
+    Host::new(pixel_values.clone())?;
+    let c = &model.config;
+    let last = *taps.iter().max().ok_or("no taps")?;
+    let blocks = model.blocks[..=last]
+        .iter()
+        .map(|b| {
+            Ok(BlockW {
+                norm1: NormW::new(&b.norm1)?,
+                qkv: LinearW::new(&b.attn.qkv)?,
+                proj: LinearW::new(&b.attn.proj)?,
+                ls1: Host::param(&b.ls1)?,
+                norm2: NormW::new(&b.norm2)?,
+                fc1: LinearW::new(&b.mlp.fc1)?,
+                fc2: LinearW::new(&b.mlp.fc2)?,
+                ls2: Host::param(&b.ls2)?,
+            })
+        })
+        .collect::<Result<Vec<_>, &'static str>>()?;
+    let device = pixel_values.device();
+    let [b, _, h, w] = pixel_values.dims();
+    let (hp, wp) = (h / c.patch_size, w / c.patch_size);
+    let dims = Dims {
+        b,
+        n: c.prefix_tokens() + hp * wp,
+        heads: c.num_attention_heads,
+        head_dim: c.head_dim(),
+        prefix: c.prefix_tokens(),
+    };
+    let (d, f, m) = (c.hidden_size, c.intermediate_size, b * dims.n);
+    let mut x = model
+        .embed(pixel_values.clone())
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|_| "embedding is not f32")?;
+    let (cos, sin) = rope::table_values(&model.periods, hp, wp);
+    let eps = c.layer_norm_eps as f32;
+    let mut xn = vec![0f32; m * d];
+    let mut qkv = vec![0f32; m * 3 * d];
+    let mut att = vec![0f32; m * d];
+    let mut hid = vec![0f32; m * f];
+    let mut out = BTreeMap::new();
+    for (i, blk) in blocks.iter().enumerate() {
+        blk.norm1.run(&x, d, eps, &mut xn);
+        blk.qkv
+            .run(isa, &xn, m, &mut qkv, Epilogue::Bias(&blk.qkv.bias));
+        attention::rope(&mut qkv, dims, &cos, &sin);
+        attention::attention(isa, &qkv, dims, &mut att);
+        let (bias, gamma) = (&blk.proj.bias, blk.ls1.f32());
+        blk.proj
+            .run(isa, &att, m, &mut x, Epilogue::BiasScaleAdd { bias, gamma });
+        blk.norm2.run(&x, d, eps, &mut xn);
+        blk.fc1
+            .run(isa, &xn, m, &mut hid, Epilogue::BiasGelu(&blk.fc1.bias));
+        let (bias, gamma) = (&blk.fc2.bias, blk.ls2.f32());
+        blk.fc2
+            .run(isa, &hid, m, &mut x, Epilogue::BiasScaleAdd { bias, gamma });
+        if taps.contains(&i) {
+            let data = TensorData::new(x.clone(), [b, dims.n, d]);
+            out.insert(i, Tensor::from_data(data, &device));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution};
+
+    use super::*;
+    use crate::backbone::DinoV3Config;
+
+    fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
+        let (a, b) = (
+            a.into_data().try_to_vec::<f32>().unwrap(),
+            b.into_data().try_to_vec::<f32>().unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0.0, f32::max)
+    }
+
+    /// Same features as burn's ops on every ISA, with sizes off every block edge: D = 72 (three
+    /// heads of 24), 91 tokens (more than one 64-key panel and one 48-query block), two images.
+    #[test]
+    fn cpu_kernels_compute_the_burn_function() {
+        let dev = Device::flex();
+        let cfg = DinoV3Config::like_vitl16(72, 3, 3, 8, 2);
+        let model = DinoV3::random(&cfg, 11, &dev);
+        let px = Tensor::<4>::random([2, 3, 64, 88], Distribution::Normal(0.0, 1.0), &dev);
+        let taps = [2, 0];
+        let want = model.forward_taps_with(px.clone(), &taps, Kernels::Burn);
+        for isa in Isa::available() {
+            let got = model.forward_taps_with(px.clone(), &taps, Kernels::Cpu(isa));
+            for (g, w) in got.into_iter().zip(&want) {
+                for (name, d) in [
+                    ("normed", max_diff(g.normed, w.normed.clone())),
+                    ("patches", max_diff(g.patches, w.patches.clone())),
+                    (
+                        "cls",
+                        max_diff(g.cls.unsqueeze(), w.cls.clone().unsqueeze()),
+                    ),
+                ] {
+                    assert!(d < 1e-5, "{isa:?} {name}: max |diff|/(1+|want|) = {d:e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn autodiff_and_other_dtypes_keep_the_burn_path() {
+        let cfg = DinoV3Config::like_vitl16(16, 1, 2, 4, 0);
+        let px = |dev: &Device| Tensor::<4>::zeros([1, 3, 8, 8], dev);
+        let ad = Device::flex().autodiff();
+        let model = DinoV3::random(&cfg, 1, &ad);
+        let err = tap_hidden(&model, &px(&ad), &[0], Isa::Portable).unwrap_err();
+        assert!(err.contains("flex"), "{err}");
+        let dev = Device::flex();
+        let model = DinoV3::random(&cfg, 1, &dev);
+        let half = px(&dev).cast(burn::tensor::FloatDType::F16);
+        assert_eq!(
+            tap_hidden(&model, &half, &[0], Isa::Portable).unwrap_err(),
+            "not f32"
+        );
+        assert!(tap_hidden(&model, &px(&dev), &[0], Isa::Portable).is_ok());
+    }
+}
