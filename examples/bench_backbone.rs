@@ -311,7 +311,8 @@ fn main() -> Result<()> {
         if a.burn {
             order.push("burn");
         }
-        order.rotate_left(rep % order.len());
+        let len = order.len();
+        order.rotate_left(rep % len);
         for who in order {
             settle();
             match who {

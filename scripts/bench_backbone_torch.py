@@ -62,7 +62,7 @@ def main():
             forward()
             print(f"seconds {time.perf_counter() - t0:.6f}", flush=True)
         elif cmd[0] == "dump":
-            save_file({k: v.contiguous() for k, v in forward().items()}, cmd[1])
+            save_file({k: v.contiguous().clone() for k, v in forward().items()}, cmd[1])
             print("dumped", flush=True)
         elif cmd[0] == "quit":
             return

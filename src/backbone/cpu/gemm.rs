@@ -5,7 +5,7 @@
 //! calls. Threads take column blocks (each packs its own B and streams all of A), so they never
 //! write the same output element and no synchronisation is needed inside a product.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use rayon::prelude::*;
 
@@ -58,6 +58,36 @@ impl SharedMut {
 thread_local! {
     /// Per-thread packed B block and partial sums, kept between calls (no page faults per call).
     static SCRATCH: RefCell<(AlignedBuf, AlignedBuf)> = RefCell::default();
+    /// The calling thread's packed A, kept between calls.
+    static APACK: Cell<AlignedBuf> = Cell::default();
+}
+
+/// Packs `a` (`m x k`, row stride `lda`) as `KC` blocks of `MR`-row panels `[kc][MR]`: block
+/// `k0` starts at `k0·mpad`, its panel `i0` at `i0·kc` further; rows past `m` are zero. One
+/// broadcast stream per tile instead of six rows a multiple of 4 KiB apart (L1 set conflicts).
+pub fn pack_a(a: &[f32], lda: usize, m: usize, k: usize, dst: &mut [f32]) {
+    let mpad = m.div_ceil(MR) * MR;
+    dst[..k * mpad]
+        .par_chunks_mut(KC * mpad)
+        .enumerate()
+        .for_each(|(kb, block)| {
+            let k0 = kb * KC;
+            let kc = (k - k0).min(KC);
+            for (ip, panel) in block.chunks_exact_mut(kc * MR).enumerate() {
+                for (r, row) in (ip * MR..ip * MR + MR).enumerate() {
+                    if row < m {
+                        let src = &a[row * lda + k0..row * lda + k0 + kc];
+                        for (kk, &v) in src.iter().enumerate() {
+                            panel[kk * MR + r] = v;
+                        }
+                    } else {
+                        for kk in 0..kc {
+                            panel[kk * MR + r] = 0.0;
+                        }
+                    }
+                }
+            }
+        });
 }
 
 /// Packs rows `k0..k0+kc`, columns `j0..j0+nc` of row-major `b` (row stride `ldb`, `n` columns
@@ -126,6 +156,13 @@ pub fn gemm(
         out.len()
     );
     check_epilogue(&epilogue, m, n);
+    // Taken out of the thread-local for the call (a nested call on this thread, e.g. from a
+    // rayon task that this thread steals while waiting, gets a fresh one instead of a panic).
+    let mut abuf = APACK.take();
+    let mpad = m.div_ceil(MR) * MR;
+    let ap = abuf.get(k.max(1) * mpad);
+    pack_a(a, lda, m, k, ap);
+    let ap = &*ap;
     let out = SharedMut::new(out);
     let blocks = n.div_ceil(NC);
     let kblocks = k.div_ceil(KC).max(1);
@@ -151,9 +188,11 @@ pub fn gemm(
                         let c0 = j0 + p * NR;
                         let t = Tile {
                             kc,
-                            // SAFETY (all offsets): within the extents asserted above.
-                            a: unsafe { a.as_ptr().add(i0 * lda + k0) },
-                            lda,
+                            // SAFETY (all offsets): within the extents asserted above;
+                            // packed A block (k0, i0) starts at k0·mpad + i0·kc.
+                            a: unsafe { ap.as_ptr().add(k0 * mpad + i0 * kc) },
+                            lda: 1,
+                            ka: MR,
                             b: unsafe { bp.as_ptr().add(p * kc * NR) },
                             part: if part.is_null() {
                                 part
@@ -179,6 +218,7 @@ pub fn gemm(
             }
         });
     });
+    APACK.set(abuf);
 }
 
 /// The epilogue's vectors cover the product (checked once so the kernels can index freely).

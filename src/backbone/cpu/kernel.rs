@@ -1,7 +1,7 @@
 //! GEMM micro-kernels: one `R x NR` tile of `C = A·B` (R <= MR), then the fused epilogue.
 //!
-//! A is read in place (R rows, row stride `lda`, k contiguous); B is a packed panel
-//! `[kc][NR]` (see `gemm::pack_b`). With several k blocks the tile's partial sums go to a
+//! A is read with a row stride and a k stride (in place, or packed `[kc][MR]` by
+//! `gemm::pack_a`); B is a packed panel `[kc][NR]` (see `gemm::pack_b`). With several k blocks the tile's partial sums go to a
 //! scratch `part` between blocks and the epilogue runs once, on the last block, so the output
 //! is written exactly once (which lets the residual epilogue update `x` in place).
 
@@ -35,9 +35,10 @@ pub enum Epilogue<'a> {
 /// One tile's operands. Pointers are already offset to the tile's first row / column.
 pub struct Tile<'e> {
     pub kc: usize,
-    /// A, first row of the tile at k-block start; row stride `lda`.
+    /// A, first row of the tile at k-block start; element (r, k) at `a[r·lda + k·ka]`.
     pub a: *const f32,
     pub lda: usize,
+    pub ka: usize,
     /// Packed B panel, `kc x NR`, 64-byte aligned.
     pub b: *const f32,
     /// Partial sums `[R][NR]` with row stride `ldp` (unused when `first && last`).
@@ -61,7 +62,7 @@ pub struct Tile<'e> {
 ///
 /// # Safety
 /// Every pointer of `t` must be valid for the extents described on [`Tile`]: A for `rows`
-/// rows of `kc` floats, B for `kc·NR` floats (64-byte aligned for AVX-512), `part` for
+/// rows of `kc` steps, B for `kc·NR` floats (64-byte aligned for AVX-512), `part` for
 /// `rows x NR` and `out` for `rows x ncols`, and `isa` must be supported by this CPU.
 #[inline]
 pub unsafe fn tile(isa: Isa, rows: usize, t: &Tile) {
@@ -104,21 +105,27 @@ unsafe fn tile_avx512<const R: usize>(t: &Tile) {
                 }
             }
         }
+        // The hot loop uses wrapping pointer steps and intrinsic loads only: no overflow,
+        // `ptr::add` or alignment checks even in builds with debug assertions.
+        let rows: [*const f32; R] = std::array::from_fn(|r| t.a.wrapping_add(r * t.lda));
         let mut b = t.b;
-        for k in 0..t.kc {
+        let mut off = 0usize;
+        for _ in 0..t.kc {
             let bv = [
                 _mm512_load_ps(b),
-                _mm512_load_ps(b.add(16)),
-                _mm512_load_ps(b.add(32)),
-                _mm512_load_ps(b.add(48)),
+                _mm512_load_ps(b.wrapping_add(16)),
+                _mm512_load_ps(b.wrapping_add(32)),
+                _mm512_load_ps(b.wrapping_add(48)),
             ];
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*t.a.add(r * t.lda + k));
+            for (row, &a) in acc.iter_mut().zip(&rows) {
+                // An intrinsic load, not a deref: no alignment check in debug builds.
+                let av = _mm512_broadcastss_ps(_mm_load_ss(a.wrapping_add(off)));
                 for (v, bj) in row.iter_mut().zip(bv) {
                     *v = _mm512_fmadd_ps(av, bj, *v);
                 }
             }
-            b = b.add(NR);
+            b = b.wrapping_add(NR);
+            off = off.wrapping_add(t.ka);
         }
         if !t.last {
             for (r, row) in acc.iter().enumerate() {
@@ -185,14 +192,19 @@ unsafe fn tile_generic<const R: usize, const FUSED: bool>(t: &Tile) {
                     row.copy_from_slice(std::slice::from_raw_parts(t.part.add(r * t.ldp + c0), W));
                 }
             }
-            for k in 0..t.kc {
-                let b = &*(t.b.add(k * NR + c0) as *const [f32; W]);
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let a = *t.a.add(r * t.lda + k);
+            let rows: [*const f32; R] = std::array::from_fn(|r| t.a.wrapping_add(r * t.lda));
+            let mut bp = t.b.wrapping_add(c0);
+            let mut off = 0usize;
+            for _ in 0..t.kc {
+                let b = &*(bp as *const [f32; W]);
+                for (row, &a) in acc.iter_mut().zip(&rows) {
+                    let a = *a.wrapping_add(off);
                     for (v, &bj) in row.iter_mut().zip(b) {
                         *v = madd(a, bj, *v);
                     }
                 }
+                bp = bp.wrapping_add(NR);
+                off = off.wrapping_add(t.ka);
             }
             if !t.last {
                 for (r, row) in acc.iter().enumerate() {
