@@ -90,25 +90,16 @@ pub fn pack_a(a: &[f32], lda: usize, m: usize, k: usize, dst: &mut [f32]) {
         });
 }
 
-/// Packs rows `k0..k0+kc`, columns `j0..j0+nc` of row-major `b` (row stride `ldb`, `n` columns
-/// in all) into `ceil(nc/NR)` panels `[kc][NR]`, zero-filling columns past `n`.
-pub fn pack_b(
-    b: &[f32],
-    ldb: usize,
-    n: usize,
-    k0: usize,
-    kc: usize,
-    j0: usize,
-    nc: usize,
-    dst: &mut [f32],
-) {
+/// Packs rows `k0..k0+kc`, columns `j0..j0+nc` of row-major `b` (`n` columns) into
+/// `ceil(nc/NR)` panels `[kc][NR]`, zero-filling columns past `n`.
+pub fn pack_b(b: &[f32], n: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
     let panels = nc.div_ceil(NR);
     for p in 0..panels {
         let c0 = j0 + p * NR;
         let w = n.saturating_sub(c0).min(NR);
         let panel = &mut dst[p * kc * NR..(p + 1) * kc * NR];
         for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-            let src = (k0 + kk) * ldb + c0;
+            let src = (k0 + kk) * n + c0;
             row[..w].copy_from_slice(&b[src..src + w]);
             row[w..].fill(0.0);
         }
@@ -181,7 +172,7 @@ pub fn gemm(
                 let k0 = kb * KC;
                 let kc = (k - k0).min(KC);
                 let bp = bbuf.get(panels * kc * NR);
-                pack_b(b, n, n, k0, kc, j0, nc, bp);
+                pack_b(b, n, k0, kc, j0, nc, bp);
                 for i0 in (0..m).step_by(MR) {
                     let rows = (m - i0).min(MR);
                     for p in 0..panels {
@@ -277,8 +268,9 @@ mod tests {
                     .map(|kk| a[i * lda + kk] as f64 * b[kk * n + j] as f64)
                     .sum::<f64>()
             };
-            let cases: Vec<(Epilogue, Box<dyn Fn(usize, usize) -> f64>)> = vec![
-                (Epilogue::Store, Box::new(|i, j| dot(i, j))),
+            type Want<'a> = Box<dyn Fn(usize, usize) -> f64 + 'a>;
+            let cases: Vec<(Epilogue, Want)> = vec![
+                (Epilogue::Store, Box::new(dot)),
                 (
                     Epilogue::Bias(&bias),
                     Box::new(|i, j| dot(i, j) + bias[j] as f64),
