@@ -20,7 +20,8 @@ import time
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import DINOv3ViTModel
+
+from dinov3_torch import load_model, tap_features
 
 
 def main():
@@ -30,27 +31,14 @@ def main():
     ap.add_argument("--taps", default="5,11,17,23")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    model = DINOv3ViTModel.from_pretrained(a.model).eval()
-    head_dim = model.config.hidden_size // model.config.num_attention_heads
-    j = torch.arange(head_dim // 4, dtype=torch.float32)
-    periods = (model.config.rope_theta ** (2 * j / (head_dim // 2))).to(torch.bfloat16).float()
-    model.rope_embeddings.inv_freq.copy_(1.0 / periods)
+    model = load_model(a.model, a.threads)
     x = load_file(a.pixels)["pixel_values"]
     taps = [int(t) for t in a.taps.split(",")]
-    prefix = 1 + model.config.num_register_tokens
 
     def forward():
         with torch.inference_mode():
             hs = model(pixel_values=x, output_hidden_states=True).hidden_states
-            out = {}
-            for k in taps:
-                normed = model.norm(hs[k + 1])
-                p = normed[:, prefix:]
-                out[f"normed.{k}"] = normed
-                out[f"patches.{k}"] = (p - p.mean(1, keepdim=True)) / (p.std(1, keepdim=True) + 1e-6)
-                out[f"cls.{k}"] = normed[:, 0]
-            return out
+            return {f"{name}.{k}": v for k in taps for name, v in tap_features(model, hs, k).items()}
 
     print(f"ready torch {torch.__version__} threads {torch.get_num_threads()}", flush=True)
     for line in sys.stdin:

@@ -13,7 +13,8 @@ import time
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import DINOv3ViTModel
+
+from dinov3_torch import load_model, tap_features
 
 
 def main():
@@ -33,26 +34,16 @@ def main():
         save_file({"pixel_values": ((x - mean) / std)[None].contiguous()}, a.pixels)
         print(f"wrote {a.pixels}")
         return
-    torch.set_num_threads(a.threads)
-    model = DINOv3ViTModel.from_pretrained(a.model).eval()
-    head_dim = model.config.hidden_size // model.config.num_attention_heads
-    j = torch.arange(head_dim // 4, dtype=torch.float32)
-    periods = (model.config.rope_theta ** (2 * j / (head_dim // 2))).to(torch.bfloat16).float()
-    model.rope_embeddings.inv_freq.copy_(1.0 / periods)
+    model = load_model(a.model, a.threads)
     x = load_file(a.pixels)["pixel_values"]
     rust = load_file(a.rust)
     taps = rust["taps"].tolist()
-    prefix = 1 + model.config.num_register_tokens
     with torch.inference_mode():
         t0 = time.time()
         hs = model(pixel_values=x, output_hidden_states=True).hidden_states
         print(f"torch forward ({a.threads} threads, all {len(hs) - 1} blocks): {time.time() - t0:.2f} s")
         for k in taps:
-            normed = model.norm(hs[k + 1])
-            p = normed[:, prefix:]
-            ref = {"normed": normed, "patches": (p - p.mean(1, keepdim=True)) / (p.std(1, keepdim=True) + 1e-6),
-                   "cls": normed[:, 0]}
-            for name, want in ref.items():
+            for name, want in tap_features(model, hs, k).items():
                 got = rust[f"{name}.{k}"]
                 d = (got.double() - want.double())
                 print(f"{name}.{k} max_abs={d.abs().max().item():.3e} rel={(d.norm() / want.double().norm()).item():.3e}")
