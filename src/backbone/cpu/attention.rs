@@ -2,7 +2,7 @@
 //! block) `S = Q·Kᵀ`, a row softmax and `O = P·V`, without ever holding a head's `[N, N]`
 //! score matrix (one `QB x N` strip per thread, in L2).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use rayon::prelude::*;
 
@@ -60,8 +60,10 @@ pub fn rope(qkv: &mut [f32], dims: Dims, cos: &[f32], sin: &[f32]) {
 }
 
 thread_local! {
-    /// Score strip and its row sums, reused between tasks and calls.
-    static STRIP: RefCell<(AlignedBuf, Vec<f32>)> = RefCell::default();
+    /// Score strip, its row sums and the packed query block, reused between tasks and calls.
+    static STRIP: RefCell<(AlignedBuf, Vec<f32>, AlignedBuf)> = RefCell::default();
+    /// The calling thread's packed K and V, kept between calls (no page faults per block).
+    static KV: Cell<(AlignedBuf, AlignedBuf)> = Cell::default();
 }
 
 /// `out[t, h·dh..] = softmax(q_t·Kᵀ / √dh)·V` per image and head.
@@ -81,10 +83,10 @@ pub fn attention(isa: Isa, qkv: &[f32], dims: Dims, out: &mut [f32]) {
     let npad = n.div_ceil(NR) * NR;
     let dpad = dh.div_ceil(NR) * NR;
     // Kᵀ per (image, head) as B panels `[key panel][dh][NR]`; V as `[dh panel][N][NR]`.
-    let mut kp = AlignedBuf::default();
-    let mut vp = AlignedBuf::default();
-    let kp = kp.get(b * heads * npad * dh);
-    let vp = vp.get(b * heads * n * dpad);
+    // Taken out of the thread-local for the call (a nested call gets fresh buffers).
+    let (mut kbuf, mut vbuf) = KV.take();
+    let kp = kbuf.get(b * heads * npad * dh);
+    let vp = vbuf.get(b * heads * n * dpad);
     kp.par_chunks_mut(npad * dh)
         .zip(vp.par_chunks_mut(n * dpad))
         .enumerate()
@@ -120,18 +122,29 @@ pub fn attention(isa: Isa, qkv: &[f32], dims: Dims, out: &mut [f32]) {
         let rows = (n - q0).min(QB);
         let kh = &kp[bh * npad * dh..(bh + 1) * npad * dh];
         let vh = &vp[bh * n * dpad..(bh + 1) * n * dpad];
-        STRIP.with_borrow_mut(|(sbuf, sums)| {
+        STRIP.with_borrow_mut(|(sbuf, sums, qbuf)| {
             let s = sbuf.get(QB * npad);
             sums.resize(QB, 0.0);
-            // S = Q·Kᵀ, QB x npad (the padded keys score 0 and are never read).
+            // The query rows as `[MR-row panel][dh][MR]` (rows 3D floats apart would share L1
+            // sets; one broadcast stream per tile instead), rows past the block zero.
             let q = &qkv[(img * n + q0) * 3 * d + h * dh..];
+            let qp = qbuf.get(rows.div_ceil(MR) * MR * dh);
+            for (ip, panel) in qp.chunks_exact_mut(MR * dh).enumerate() {
+                for r in 0..MR {
+                    let i = ip * MR + r;
+                    for c in 0..dh {
+                        panel[c * MR + r] = if i < rows { q[i * 3 * d + c] } else { 0.0 };
+                    }
+                }
+            }
+            // S = Q·Kᵀ, QB x npad (the padded keys score 0 and are never read).
             for i0 in (0..rows).step_by(MR) {
                 for p in 0..npad / NR {
                     let t = Tile {
                         kc: dh,
-                        a: q[i0 * 3 * d..].as_ptr(),
-                        lda: 3 * d,
-                        ka: 1,
+                        a: qp[i0 * dh..].as_ptr(),
+                        lda: 1,
+                        ka: MR,
                         b: kh[p * dh * NR..].as_ptr(),
                         part: std::ptr::null_mut(),
                         ldp: 0,
@@ -144,8 +157,7 @@ pub fn attention(isa: Isa, qkv: &[f32], dims: Dims, out: &mut [f32]) {
                         row0: i0,
                         col0: p * NR,
                     };
-                    // SAFETY: q rows i0.. hold dh floats each at stride 3D inside qkv; the
-                    // panel is dh·NR floats at a 64-byte aligned offset; the strip row holds npad.
+                    // SAFETY: the packed query panel i0 holds dh·MR floats; the K panel is dh·NR floats at a 64-byte aligned offset; the strip row holds npad.
                     unsafe { kernel::tile(isa, (rows - i0).min(MR), &t) };
                 }
             }
@@ -181,6 +193,7 @@ pub fn attention(isa: Isa, qkv: &[f32], dims: Dims, out: &mut [f32]) {
             }
         });
     });
+    KV.set((kbuf, vbuf));
 }
 
 /// Replaces `row` by `exp(row·scale − max·scale)` and returns its sum.
