@@ -258,6 +258,11 @@ fn bench_memory(depth: usize, epochs: usize, runs: &Path) -> anyhow::Result<Exit
                 format!("backbone.embedded.depth={depth}"),
                 "backbone.taps=[0,1,2,3]".into(),
                 format!("train.epochs={epochs}"),
+                // A batch both sizes fill: a training batch's activations grow with the batch
+                // (up to `train.batch_size`, 64 by default: ~12 GB), not with the data; with
+                // the default, 12 images make a batch of 12 and 72 a batch of 64, and the
+                // comparison would measure the batch instead of the dataset.
+                "train.batch_size=8".into(),
                 format!("cache.memory_budget={budget}"),
                 format!("cache.train={store}"),
                 format!("cache.dir={}", runs.join("cache/features").display()),
