@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 pub mod config;
 pub mod cpu;
+mod forward;
 pub mod load;
 pub mod precision;
 pub mod rope;

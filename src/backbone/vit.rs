@@ -18,7 +18,6 @@ use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{DType, Tensor};
 
 use super::config::DinoV3Config;
-use super::cpu::{self, Isa, Kernels};
 use super::rope;
 
 /// Epsilon added to the per-channel std of the patch rows (reference `extract_dinov3_features`).
@@ -154,40 +153,12 @@ impl DinoV3 {
         Tensor::cat(parts, 1)
     }
 
-    /// Tap features for `taps` (0-based block indices, any order, repeats allowed), in that order.
-    /// Computes in the weights' dtype ([`DinoV3::with_precision`]); the features are f32.
-    ///
-    /// `pixel_values`: `[B, C, H, W]`, H and W multiples of the patch size. Only the blocks up to
-    /// the deepest tap run, on the CPU kernels where they apply ([`Kernels::Auto`]). Panics on
-    /// input that [`DinoV3::check_input`] rejects; call it first with untrusted shapes.
-    pub fn forward_taps(&self, pixel_values: Tensor<4>, taps: &[usize]) -> Vec<TapFeatures> {
-        self.forward_taps_with(pixel_values, taps, Kernels::Auto)
-    }
-
-    /// [`DinoV3::forward_taps`] on the chosen implementation of the blocks.
-    pub fn forward_taps_with(
+    /// Hidden states `[B, N, D]` after each block in `taps`, through burn's ops (any device).
+    pub(super) fn tap_hidden(
         &self,
         pixel_values: Tensor<4>,
         taps: &[usize],
-        kernels: Kernels,
-    ) -> Vec<TapFeatures> {
-        if let Err(e) = self.check_input(pixel_values.dims(), taps) {
-            panic!("DinoV3::forward_taps: {e}");
-        }
-        let hidden = match kernels {
-            Kernels::Burn => self.tap_hidden(pixel_values, taps),
-            Kernels::Auto => cpu::tap_hidden(self, &pixel_values, taps, Isa::detect())
-                .unwrap_or_else(|_| self.tap_hidden(pixel_values, taps)),
-            Kernels::Cpu(isa) => cpu::tap_hidden(self, &pixel_values, taps, isa)
-                .unwrap_or_else(|e| panic!("DinoV3: the CPU kernels do not apply: {e}")),
-        };
-        taps.iter()
-            .map(|t| self.tap_features(hidden[t].clone()))
-            .collect()
-    }
-
-    /// Hidden states `[B, N, D]` after each block in `taps`, through burn's ops (any device).
-    fn tap_hidden(&self, pixel_values: Tensor<4>, taps: &[usize]) -> BTreeMap<usize, Tensor<3>> {
+    ) -> BTreeMap<usize, Tensor<3>> {
         let [_, _, h, w] = pixel_values.dims();
         let c = &self.config;
         let (hp, wp) = (h / c.patch_size, w / c.patch_size);
@@ -211,7 +182,7 @@ impl DinoV3 {
 
     /// A tap's features from the block output `x` `[B, N, D]`: final norm, CLS row, and the
     /// patch rows standardized per sample and channel.
-    fn tap_features(&self, x: Tensor<3>) -> TapFeatures {
+    pub(super) fn tap_features(&self, x: Tensor<3>) -> TapFeatures {
         let [b, n, d] = x.dims();
         let prefix = self.config.prefix_tokens();
         // Features leave in f32 whatever the compute dtype (precision.rs).
