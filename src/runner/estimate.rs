@@ -236,7 +236,8 @@ fn job_estimate(
     let (train_images, train_mpix) = match (trains, store) {
         (false, _) => (0, 0.0),
         (true, TrainStore::Recompute) => (train.images * epochs, train.mpix * (epochs + 1) as f64),
-        (true, _) if train_on_disk => (0, 0.0),
+        // Only a disk-stored training reads shards back (engine/pipeline.rs); in memory it extracts.
+        (true, TrainStore::Disk) if train_on_disk => (0, 0.0),
         (true, _) => (train.images, train.mpix),
     };
     if trains && store == TrainStore::Disk {
