@@ -10,9 +10,10 @@
 //! - [`runner`]: which jobs run where: validation, locks, skipping, `--force`, Slurm;
 //! - [`experiment`]: what a run is: YAML experiments, overrides, jobs, run directories, records;
 //! - [`report`]: tables and charts;
-//! - [`io`], [`device`]: shared plumbing.
+//! - [`io`], [`device`], [`build_info`]: shared plumbing (the last: what this binary is).
 
 pub mod backbone;
+pub mod build_info;
 pub mod data;
 pub mod device;
 pub mod engine;

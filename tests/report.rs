@@ -49,12 +49,14 @@ fn make_run(
                 n_normal: if medical { 0 } else { 3 },
                 n_anomalous: 4,
                 metrics: metrics(b - 0.02, medical),
+                interval: None,
             },
             CategoryMetrics {
                 category: "beta".into(),
                 n_normal: if medical { 0 } else { 2 },
                 n_anomalous: 5,
                 metrics: metrics(b + 0.02, medical),
+                interval: None,
             },
         ]
     };

@@ -254,6 +254,7 @@ pub fn category_metrics(
             pixel_aupro: aupro,
             pixel_f1max: pixel.f1_max,
         },
+        interval: None,
     })
 }
 

@@ -18,8 +18,8 @@ pub use layout::{
 pub use load::{ExperimentError, LoadedExperiment, load_experiment};
 pub use preflight::{MissingAsset, missing_assets};
 pub use record::{
-    CategoryMetrics, EpochRecord, Evaluation, LossRecord, MetricSet, Provenance, RoutingRow,
-    RoutingSummary, RunMetrics, WeightStats, code_revision,
+    BootstrapInfo, CategoryMetrics, EpochRecord, Evaluation, Interval, LossRecord, MetricIntervals,
+    MetricSet, Provenance, RoutingRow, RoutingSummary, RunMetrics, WeightStats, code_revision,
 };
 pub use schema::{
     EpochSelection, Experiment, FeatureDtype, MemoryBudget, Profile, Protocol, Source, TableKind,

@@ -80,6 +80,72 @@ impl MetricSet {
     }
 }
 
+/// A two-sided confidence interval of one metric, in the metric's unit (a fraction).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Interval {
+    /// Whether `v` lies in the interval widened by `slack` on both sides.
+    pub fn contains_within(&self, v: f64, slack: f64) -> bool {
+        v >= self.lo - slack && v <= self.hi + slack
+    }
+}
+
+/// Confidence intervals of the metrics of a [`MetricSet`] (same names); `None` where the metric
+/// is undefined or was not computed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricIntervals {
+    pub image_auroc: Option<Interval>,
+    pub image_ap: Option<Interval>,
+    pub image_f1max: Option<Interval>,
+    pub pixel_auroc: Option<Interval>,
+    pub pixel_aupro: Option<Interval>,
+    pub pixel_f1max: Option<Interval>,
+}
+
+impl MetricIntervals {
+    pub fn get(&self, name: &str) -> Option<Interval> {
+        match name {
+            "image_auroc" => self.image_auroc,
+            "image_ap" => self.image_ap,
+            "image_f1max" => self.image_f1max,
+            "pixel_auroc" => self.pixel_auroc,
+            "pixel_aupro" => self.pixel_aupro,
+            "pixel_f1max" => self.pixel_f1max,
+            _ => None,
+        }
+    }
+
+    pub fn set(&mut self, name: &str, value: Option<Interval>) {
+        let slot = match name {
+            "image_auroc" => &mut self.image_auroc,
+            "image_ap" => &mut self.image_ap,
+            "image_f1max" => &mut self.image_f1max,
+            "pixel_auroc" => &mut self.pixel_auroc,
+            "pixel_aupro" => &mut self.pixel_aupro,
+            "pixel_f1max" => &mut self.pixel_f1max,
+            _ => return,
+        };
+        *slot = value;
+    }
+}
+
+/// How the intervals of an [`Evaluation`] were computed (docs/metrics.md, "Confidence intervals").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapInfo {
+    /// Bootstrap replicates drawn (each resamples whole test images, per category).
+    pub replicates: usize,
+    /// Coverage of the percentile interval (0.95).
+    pub level: f64,
+    /// Seed of the resampling (the same seed gives the same intervals).
+    pub seed: u64,
+    /// One line naming the method.
+    pub method: String,
+}
+
 /// One category of the target dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CategoryMetrics {
@@ -87,6 +153,10 @@ pub struct CategoryMetrics {
     pub n_normal: usize,
     pub n_anomalous: usize,
     pub metrics: MetricSet,
+    /// Bootstrap confidence intervals of `metrics` (absent in runs made before they existed,
+    /// or with `eval.bootstrap.replicates: 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<MetricIntervals>,
 }
 
 /// The evaluation of one checkpoint on the whole target.
@@ -99,6 +169,12 @@ pub struct Evaluation {
     pub per_category: Vec<CategoryMetrics>,
     /// Mean over categories, skipping undefined values.
     pub mean: MetricSet,
+    /// Bootstrap confidence intervals of `mean` (each replicate resamples every category).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_interval: Option<MetricIntervals>,
+    /// How the intervals were computed; `None` when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapInfo>,
 }
 
 impl Evaluation {
@@ -114,6 +190,8 @@ impl Evaluation {
             selection: selection.into(),
             per_category,
             mean,
+            mean_interval: None,
+            bootstrap: None,
         }
     }
 }
@@ -226,10 +304,24 @@ impl RoutingSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Provenance {
-    /// `git rev-parse HEAD` of the harness, if known.
+    /// The git commit the binary was built from (embedded at build time), if known.
     pub git_revision: Option<String>,
-    /// Uncommitted changes in the work tree when the run started.
+    /// Whether the binary was built with uncommitted changes to the files it is compiled from.
     pub git_dirty: Option<bool>,
+    /// SHA-256 (first 16 hex) of those uncommitted changes, when dirty: two different
+    /// uncommitted trees have different values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_diff: Option<String>,
+    /// Digest of the source that computes results (part of every identity; docs/experiments.md).
+    pub code: String,
+    /// Implementation of the backbone blocks: `avx512`, `avx2`, `portable` (the CPU kernels) or
+    /// `burn` (burn's ops: GPU devices, bf16/f16, or `AVA_DINO_CPU_KERNELS=burn`).
+    pub kernels: String,
+    /// Threads of the compute pool (rayon) on the CPU.
+    pub threads: usize,
+    /// Dtype the backbone computes in (`backbone.dtype`) and of stored features (`cache.dtype`).
+    pub backbone_dtype: String,
+    pub feature_dtype: String,
     pub host: String,
     pub os: String,
     pub cpu: String,
@@ -611,6 +703,7 @@ mod tests {
                         pixel_auroc: p,
                         ..Default::default()
                     },
+                    interval: None,
                 }],
             )
         };
