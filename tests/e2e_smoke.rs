@@ -31,16 +31,18 @@ fn tiny(tmp: &Path) -> Vec<String> {
 }
 
 fn sweep(tmp: &Path, runs: &Path, table: &str, extra: &[&str]) -> String {
+    let (ok, text) = sweep_in(&root(), tmp, runs, table, extra);
+    assert!(ok, "sweep {table} {extra:?} failed:\n{text}");
+    text
+}
+
+/// `ava-dino sweep` started in `cwd`: whether it succeeded, and what it printed.
+fn sweep_in(cwd: &Path, tmp: &Path, runs: &Path, table: &str, extra: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ava-dino"))
-        .current_dir(root())
-        .args([
-            "sweep",
-            &format!("experiments/{table}.yaml"),
-            "--profile",
-            "smoke",
-            "--quiet",
-            "--runs",
-        ])
+        .current_dir(cwd)
+        .arg("sweep")
+        .arg(root().join(format!("experiments/{table}.yaml")))
+        .args(["--profile", "smoke", "--quiet", "--runs"])
         .arg(runs)
         .args(tiny(tmp))
         .args(extra)
@@ -51,11 +53,7 @@ fn sweep(tmp: &Path, runs: &Path, table: &str, extra: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.status.success(),
-        "sweep {table} {extra:?} failed:\n{text}"
-    );
-    text
+    (out.status.success(), text)
 }
 
 fn metrics(run: &Path) -> RunMetrics {
@@ -297,6 +295,112 @@ fn walk_png(dir: &Path) -> PathBuf {
     all.into_iter().next().expect("a synthetic test image")
 }
 
+/// A finished run is reused only under the identity it was made with: a key that changes a
+/// number stops the sweep before any work, naming the key and the ways out; a key that changes
+/// no number, or nothing, keeps skipping it. Started outside the repository, the run still
+/// records the binary's revision.
+#[test]
+fn changed_configuration_stops_before_any_work_unchanged_keys_reuse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let runs = tmp.path().join("runs");
+    let run = runs.join("paper-smoke/full__visa__mvtec__s0");
+    let run_in = |extra: &[&str]| sweep_in(&elsewhere, tmp.path(), &runs, "table4", extra);
+    let (ok, out) = run_in(&["--all"]);
+    assert!(ok, "{out}");
+    let m = metrics(&run);
+    assert_eq!(
+        m.provenance.git_revision.as_deref(),
+        ava_dino::build_info::revision(),
+        "the revision comes from the binary, not from the directory it runs in"
+    );
+    assert!(m.provenance.git_revision.is_some());
+    assert_eq!(m.provenance.code, ava_dino::build_info::CODE);
+    assert!(m.provenance.threads >= 1);
+    assert_eq!(
+        (
+            m.provenance.backbone_dtype.as_str(),
+            m.provenance.feature_dtype.as_str()
+        ),
+        ("f32", "f32")
+    );
+    let log = || std::fs::read_to_string(run.join("log.txt")).unwrap();
+    let (done, log_before) = (std::fs::read(run.join("DONE")).unwrap(), log());
+
+    for (set, key) in [
+        ("train.epochs=5", "train.epochs: 3 -> 5"),
+        ("backbone.dtype=bf16", "backbone.dtype: f32 -> bf16"),
+        ("cache.dtype=f16", "cache.dtype: f32 -> f16"),
+    ] {
+        let (ok, out) = run_in(&["--all", "--set", set]);
+        assert!(!ok, "{set}: reused a run made differently:\n{out}");
+        for want in [
+            key,
+            "job 0 full__visa__mvtec__s0",
+            "nothing was run",
+            "--force",
+            "--runs",
+        ] {
+            assert!(out.contains(want), "{set}: `{want}` missing:\n{out}");
+        }
+        assert_eq!(log(), log_before, "{set}: work was done before stopping");
+    }
+    // Keys that change no number, and no change at all, keep the finished job.
+    for extra in [
+        &[
+            "--set",
+            "cache.memory_budget=1GiB",
+            "--set",
+            "train.log_interval_s=3",
+        ][..],
+        &["--set", "cache.train=memory"],
+        &[],
+    ] {
+        let mut args = vec!["--all"];
+        args.extend_from_slice(extra);
+        let (ok, out) = run_in(&args);
+        assert!(
+            ok && out.contains("already done, skipped"),
+            "{extra:?}:\n{out}"
+        );
+    }
+    assert_eq!(std::fs::read(run.join("DONE")).unwrap(), done);
+}
+
+/// Two seeds of one training set read the features the first one extracted: the backbone runs
+/// once over the training images, not once per seed, and each seed still trains on its own.
+#[test]
+fn seeds_share_the_training_features() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    sweep(
+        tmp.path(),
+        &runs,
+        "table4",
+        &[
+            "--all",
+            "--set",
+            "sweep.seeds=[0,1]",
+            "--set",
+            "cache.train=auto",
+        ],
+    );
+    let (s0, s1) = (
+        metrics(&runs.join("paper-smoke/full__visa__mvtec__s0")),
+        metrics(&runs.join("paper-smoke/full__visa__mvtec__s1")),
+    );
+    let extracted = |m: &RunMetrics| m.provenance.backbone_images.get("extract").copied();
+    assert!(extracted(&s0).is_some_and(|n| n > 0), "{:?}", s0.provenance);
+    assert_eq!(extracted(&s1), Some(0), "{:?}", s1.provenance);
+    assert_eq!(s1.provenance.feature_store, "disk");
+    assert_ne!(
+        numbers(&s0),
+        numbers(&s1),
+        "each seed trains its own adapters"
+    );
+}
+
 /// `cache.train` only says where training features live: memory, shards on disk and the
 /// backbone rerun every epoch train and evaluate to the same numbers.
 #[test]
@@ -317,53 +421,80 @@ fn every_training_store_gives_the_same_numbers() {
 }
 
 /// Two processes started at once on jobs that share a training (two Slurm array tasks, two
-/// Kubernetes pods): one trains while the other waits for the training's lock, then reuses it;
-/// both end with the numbers of a serial sweep.
+/// Kubernetes pods), on a fresh checkout: one writes the twins while the other waits for them,
+/// one trains while the other waits for the training's lock, then reuses it; both end with the
+/// numbers of a serial sweep. Then both again with `--force` in one session (one Slurm array):
+/// the old training is moved aside once, the new one is trained once and kept for both.
 #[test]
 fn concurrent_jobs_sharing_a_training_equal_a_serial_sweep() {
     let tmp = tempfile::tempdir().unwrap();
     let (serial, parallel) = (tmp.path().join("serial"), tmp.path().join("parallel"));
-    // Twins are written once before the race (both processes would write the same files).
     sweep(tmp.path(), &serial, "table1", &["--task-index", "0"]);
     sweep(tmp.path(), &serial, "table1", &["--task-index", "1"]);
-    let spawn = |i: &str| {
-        Command::new(env!("CARGO_BIN_EXE_ava-dino"))
-            .current_dir(root())
-            .args([
-                "sweep",
-                "experiments/table1.yaml",
-                "--profile",
-                "smoke",
-                "--quiet",
-            ])
-            .arg("--runs")
-            .arg(&parallel)
-            .args(tiny(tmp.path()))
-            .args(["--task-index", i])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn("0"), spawn("1"));
-    for child in [a, b] {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let log = std::fs::read_to_string(parallel.join("paper-smoke/_train/full__visa__s0/log.txt"))
-        .unwrap();
-    assert_eq!(
-        log.matches("steps/epoch").count(),
-        1,
-        "trained once:\n{log}"
+    // Twins nobody has written yet: the two processes race for them.
+    let fresh_twins = format!(
+        "data.synthetic.dir={}",
+        tmp.path().join("synthetic-race").display()
     );
-    for job in ["full__visa__mvtec__s0", "full__visa__btad__s0"] {
-        let a = metrics(&serial.join("paper-smoke").join(job));
-        let b = metrics(&parallel.join("paper-smoke").join(job));
-        assert_eq!(numbers(&a), numbers(&b), "{job}");
-    }
+    let both = |extra: &[&str]| {
+        let spawn = |i: &str| {
+            Command::new(env!("CARGO_BIN_EXE_ava-dino"))
+                .current_dir(root())
+                .env("AVA_DINO_FORCE_SESSION", "array-42")
+                .args([
+                    "sweep",
+                    "experiments/table1.yaml",
+                    "--profile",
+                    "smoke",
+                    "--quiet",
+                ])
+                .arg("--runs")
+                .arg(&parallel)
+                .args(tiny(tmp.path()))
+                .args(["--set", &fresh_twins, "--task-index", i])
+                .args(extra)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn("0"), spawn("1"));
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let exp_dir = parallel.join("paper-smoke");
+    let trained_once = || {
+        let log = std::fs::read_to_string(exp_dir.join("_train/full__visa__s0/log.txt")).unwrap();
+        assert_eq!(
+            log.matches("steps/epoch").count(),
+            1,
+            "trained once:\n{log}"
+        );
+    };
+    let same_as_serial = || {
+        for job in ["full__visa__mvtec__s0", "full__visa__btad__s0"] {
+            let a = metrics(&serial.join("paper-smoke").join(job));
+            let b = metrics(&exp_dir.join(job));
+            assert_eq!(numbers(&a), numbers(&b), "{job}");
+        }
+    };
+    both(&[]);
+    trained_once();
+    same_as_serial();
+
+    both(&["--force"]);
+    let aside = std::fs::read_dir(exp_dir.join("_train"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".replaced-"))
+        .count();
+    assert_eq!(aside, 1, "the shared training is moved aside once");
+    trained_once();
+    same_as_serial();
 }

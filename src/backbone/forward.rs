@@ -9,6 +9,17 @@ use super::cpu::{self, Isa, Kernels};
 use super::vit::{DinoV3, TapFeatures};
 
 impl DinoV3 {
+    /// Which implementation runs this model's blocks on `device`: `kernels` (ours: the flex
+    /// device with f32 weights; every instruction set gives the same bits) or `burn` (any other
+    /// device or dtype). Part of the feature shards' identity: the two round differently.
+    pub fn kernels_family(&self, device: &burn::tensor::Device) -> &'static str {
+        if *device == burn::tensor::Device::flex() && self.dtype() == burn::tensor::DType::F32 {
+            "kernels"
+        } else {
+            "burn"
+        }
+    }
+
     /// Tap features for `taps` (0-based block indices, any order, repeats allowed), in that order.
     /// Computes in the weights' dtype ([`DinoV3::with_precision`]); the features are f32.
     ///

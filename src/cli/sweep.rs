@@ -206,10 +206,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     // Taps and image size against the backbone each job will load, before any work.
     runner::validate(exp, &chosen)?;
+    // What each job's results depend on, and earlier work made differently, before any work.
+    let planned = runner::plan(&loaded, &jobs, &selected, &repo_root)?;
+    if !args.force {
+        let stale = runner::stale(&planned, &loaded, &args.runs)?;
+        if !stale.is_empty() {
+            return Err(runner::SweepError::Stale { lines: stale }.into());
+        }
+    }
     let opts = RunOptions::new(repo_root, args.force, args.quiet);
-    for (i, job) in selected.iter().zip(&chosen) {
+    for p in &planned {
         let started = std::time::Instant::now();
-        let outcome = runner::run_one(job, &loaded, &args.runs, &opts)?;
+        let outcome = runner::run_one(p, &loaded, &args.runs, &opts)?;
+        let (i, job) = (p.index, &p.job);
         match outcome {
             JobOutcome::Skipped => eprintln!("job {i} {job}: already done, skipped"),
             JobOutcome::Finished => eprintln!(
@@ -270,6 +279,11 @@ fn slurm_script(args: &Args, loaded: &LoadedExperiment, jobs: &[Job]) -> anyhow:
         text(&args.runs)?,
     ];
     task_args.extend(args.overrides.iter().map(|o| format!("--set={o}")));
+    // The tasks of one array share a --force session (SLURM_ARRAY_JOB_ID): each old directory
+    // is moved aside once, and no task moves away what another made.
+    if args.force {
+        task_args.push("--force".into());
+    }
     // Does not change a job's identity or its numbers, only where its features are kept.
     task_args.extend(
         res.task_budget

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::tensor::Device;
@@ -25,10 +26,16 @@ pub struct Assets {
     /// appended when the backbone computes in that dtype: part of every feature shard's key, so
     /// features of different precisions never mix (f32 keys are unchanged).
     pub backbone_id: String,
+    /// What computes the features (part of every shard's key): the feature code's digest, the
+    /// backend and the implementation of the backbone blocks.
+    pub features_compute: String,
     pub text: TextFeatureCache,
     pub text_id: String,
     /// True when data and both backbones are the embedded default.
     pub embedded: bool,
+    /// Images that went through the backbone so far in this process (features read back from
+    /// shards are not counted): provenance records it per phase.
+    pub backbone_images: AtomicU64,
 }
 
 /// The configuration sections the assets come from.
@@ -64,6 +71,57 @@ pub fn backbone_config(cfg: &BackboneConfig) -> Result<DinoV3Config, EngineError
                 path
             };
             Ok(crate::backbone::load::config_for(&file)?)
+        }
+    }
+}
+
+/// The backbone's identity without loading it: `sha256:<hex>` of the weights file the loader
+/// picks, or `embedded:<shape>:<seed>`, with `@bf16` / `@f16` for those compute dtypes. Part of
+/// every feature shard's key and of every run's and training's identity.
+pub fn backbone_id(cfg: &BackboneConfig) -> Result<String, EngineError> {
+    let id = match resolve(&cfg.weights, "DINOv3 weights")? {
+        None => {
+            let e = &cfg.embedded;
+            format!(
+                "embedded:dinov3-{}x{}x{}p{}:{}",
+                e.dim, e.depth, e.heads, e.patch, e.seed
+            )
+        }
+        Some(path) => {
+            if !path.exists() {
+                return Err(crate::backbone::BackboneError::NotFound { path }.into());
+            }
+            let file = if path.is_dir() {
+                crate::backbone::load::weights_in_dir(&path)?
+            } else {
+                path
+            };
+            let hash = crate::io::sha256_file_cached(&file)
+                .map_err(|source| EngineError::Io { path: file, source })?;
+            format!("sha256:{hash}")
+        }
+    };
+    Ok(precision_id(id, cfg.dtype))
+}
+
+/// The text tower's identity without loading it: `sha256:<hex>` of its weights file, or
+/// `embedded:<shape>:<seed>`.
+pub fn text_id(cfg: &TextConfig) -> Result<String, EngineError> {
+    match resolve(&cfg.weights, "CLIP weights")? {
+        None => {
+            let e = &cfg.embedded;
+            Ok(format!(
+                "embedded:clip-{}x{}x{}:{}",
+                e.width, e.layers, e.embed_dim, e.seed
+            ))
+        }
+        Some(path) => {
+            let (file, _) = crate::text::load::weights_and_config(&path)?;
+            let hash = crate::io::sha256_file_cached(&file).map_err(|source| EngineError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            Ok(format!("sha256:{hash}"))
         }
     }
 }
@@ -149,28 +207,12 @@ impl Assets {
         device: &Device,
     ) -> Result<Self, EngineError> {
         let registry = registry(spec.data, repo_root)?;
-        let (backbone, backbone_id) = match resolve(&spec.backbone.weights, "DINOv3 weights")? {
+        let backbone = match resolve(&spec.backbone.weights, "DINOv3 weights")? {
             None => {
                 let e = &spec.backbone.embedded;
-                (
-                    DinoV3::random(&embedded_config(spec.backbone), e.seed, device),
-                    format!(
-                        "embedded:dinov3-{}x{}x{}p{}:{}",
-                        e.dim, e.depth, e.heads, e.patch, e.seed
-                    ),
-                )
+                DinoV3::random(&embedded_config(spec.backbone), e.seed, device)
             }
-            Some(path) => {
-                let model = load_backbone(&path, device)?;
-                let file = if path.is_dir() {
-                    crate::backbone::load::weights_in_dir(&path)?
-                } else {
-                    path.clone()
-                };
-                let hash = crate::io::sha256_file(&file)
-                    .map_err(|source| EngineError::Io { path: file, source })?;
-                (model, format!("sha256:{hash}"))
-            }
+            Some(path) => load_backbone(&path, device)?,
         };
         let precision = spec.backbone.dtype;
         let backbone = backbone
@@ -179,41 +221,50 @@ impl Assets {
                 what: "backbone.dtype".into(),
                 message: e.to_string(),
             })?;
-        let backbone_id = precision_id(backbone_id, precision);
+        let backbone_id = backbone_id(spec.backbone)?;
         let activation = spec.text.activation;
-        let (clip, text_id) = match resolve(&spec.text.weights, "CLIP weights")? {
+        let clip = match resolve(&spec.text.weights, "CLIP weights")? {
             None => {
                 let e = &spec.text.embedded;
                 let cfg = embedded_text_config(e);
-                let model = ClipText::random(cfg, e.seed, device)?.with_activation(activation);
-                let id = format!(
-                    "embedded:clip-{}x{}x{}:{}",
-                    e.width, e.layers, e.embed_dim, e.seed
-                );
-                (model, id)
+                ClipText::random(cfg, e.seed, device)?.with_activation(activation)
             }
-            Some(path) => {
-                let model = load_text_encoder(&path, activation, device)?;
-                let id = format!("sha256:{}", model.weights_hash());
-                (model, id)
-            }
+            Some(path) => load_text_encoder(&path, activation, device)?,
         };
+        let text_id = text_id(spec.text)?;
+        let features_compute = format!(
+            "{}@{}/{}",
+            crate::build_info::CODE_FEATURES,
+            spec.device.name(),
+            backbone.kernels_family(device)
+        );
+        // Text features of other code or another backend are kept apart.
+        let text_tag = format!(
+            "{}-{}",
+            &crate::build_info::CODE_TEXT[..8],
+            spec.device.name()
+        );
         Ok(Assets {
             registry,
             backbone,
             backbone_id,
-            text: TextFeatureCache::new(clip, Some(repo_root.join(&spec.text_cache))),
+            features_compute,
+            text: TextFeatureCache::new(clip, Some(repo_root.join(&spec.text_cache)))
+                .with_tag(text_tag),
             text_id,
             embedded: spec.data.root.is_embedded()
                 && spec.backbone.weights.is_embedded()
                 && spec.text.weights.is_embedded(),
+            backbone_images: AtomicU64::new(0),
         })
     }
 }
 
 /// The dataset registry; with `data.root: embedded` the synthetic twins are written first (once
 /// per generator setting: a marker records what was written, and other settings rewrite them).
-fn registry(data: &DataConfig, repo_root: &Path) -> Result<Registry, EngineError> {
+/// The twins are checked and written under a lock beside their folder, so that two processes
+/// starting on a fresh checkout (two array tasks) never write them at the same time.
+pub fn registry(data: &DataConfig, repo_root: &Path) -> Result<Registry, EngineError> {
     let path = repo_root.join(&data.registry);
     let reg = if path.is_file() {
         Registry::load(&path)?
@@ -227,15 +278,35 @@ fn registry(data: &DataConfig, repo_root: &Path) -> Result<Registry, EngineError
             let marker = dir.join(".synth-complete");
             let opts = data.synthetic.options();
             let stamp = opts.stamp();
-            if std::fs::read_to_string(&marker).ok().as_deref() != Some(stamp.as_str()) {
-                remove_twins(&dir)?;
-                synth::write_with(&dir, &opts)?;
-                crate::io::write_atomic(&marker, stamp.as_bytes()).map_err(|source| {
-                    EngineError::Io {
-                        path: marker.clone(),
-                        source,
-                    }
+            let current =
+                || std::fs::read_to_string(&marker).ok().as_deref() == Some(stamp.as_str());
+            if !current() {
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "twins".into());
+                let lock_path = dir.with_file_name(format!(".{name}.lock"));
+                let _lock = crate::io::lock(&lock_path, || {
+                    eprintln!(
+                        "waiting for another process writing the twins in {}",
+                        dir.display()
+                    )
+                })
+                .map_err(|source| EngineError::Io {
+                    path: lock_path.clone(),
+                    source,
                 })?;
+                // Another process may have written them while we waited.
+                if !current() {
+                    remove_twins(&dir)?;
+                    synth::write_with(&dir, &opts)?;
+                    crate::io::write_atomic(&marker, stamp.as_bytes()).map_err(|source| {
+                        EngineError::Io {
+                            path: marker.clone(),
+                            source,
+                        }
+                    })?;
+                }
             }
             Ok(reg.with_fixed_root(dir))
         }

@@ -66,6 +66,10 @@ pub struct FeatureKey {
     /// Blocks whose outputs are stored.
     pub taps: Vec<usize>,
     pub dtype: FeatureDtype,
+    /// What computed them: the digest of the feature code (`crate::build_info::CODE_FEATURES`),
+    /// the backend and the implementation of the blocks. Features from other code, another
+    /// backend or other kernels differ in their last bits and are never mixed with ours.
+    pub compute: String,
 }
 
 impl FeatureKey {
@@ -81,11 +85,12 @@ impl FeatureKey {
         };
         let taps: Vec<String> = self.taps.iter().map(|t| t.to_string()).collect();
         format!(
-            "v2|weights={}|image={image}|pre={}|taps={}|dtype={}",
+            "v3|weights={}|image={image}|pre={}|taps={}|dtype={}|compute={}",
             self.weights,
             self.preprocessing,
             taps.join(","),
-            self.dtype.name()
+            self.dtype.name(),
+            self.compute
         )
     }
 
@@ -278,6 +283,7 @@ mod tests {
             preprocessing: "r64".into(),
             taps: vec![5, 7],
             dtype,
+            compute: "c1@cpu/kernels".into(),
         }
     }
 
@@ -330,6 +336,14 @@ mod tests {
             },
             FeatureKey {
                 dtype: FeatureDtype::F16,
+                ..k.clone()
+            },
+            FeatureKey {
+                compute: "c2@cpu/kernels".into(),
+                ..k.clone()
+            },
+            FeatureKey {
+                compute: "c1@wgpu/burn".into(),
                 ..k.clone()
             },
             key(dir.path(), "b.png", FeatureDtype::F32),

@@ -82,6 +82,7 @@ impl Extractor<'_> {
             preprocessing: preprocessing_id(self.size),
             taps: self.taps.clone(),
             dtype: self.dtype,
+            compute: self.assets.features_compute.clone(),
         })
     }
 
@@ -131,6 +132,9 @@ impl Extractor<'_> {
                         .assets
                         .backbone
                         .forward_taps(Tensor::cat(pixels, 0), &self.taps);
+                    self.assets
+                        .backbone_images
+                        .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     ImageFeatures::split_batch(taps, self.dtype)
                         .into_iter()
                         .map(Some)

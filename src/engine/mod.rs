@@ -2,7 +2,7 @@
 //! the memory budget allows), training of the adapters with per-epoch checkpoints, one streamed
 //! evaluation pass of every checkpoint over the target, and the record of the run.
 //!
-//! Rooms: [`assets`] (frozen parts), [`extract`] (images to features), [`features`] (features in
+//! Rooms: [`assets`] (frozen parts), [`identity`] (what a job's results depend on), [`extract`] (images to features), [`features`] (features in
 //! memory), [`cache`] (shards on disk), [`store`] (the training set), [`train`] and
 //! [`checkpoints`], [`inference`] (adapters on features), [`evaluate`], [`overlays`],
 //! [`budget`], [`progress`], [`cost`] (what a run will cost), and [`pipeline`], which runs a
@@ -17,6 +17,7 @@ pub mod cost;
 pub mod evaluate;
 pub mod extract;
 pub mod features;
+pub mod identity;
 pub mod inference;
 pub mod overlays;
 pub mod pipeline;
@@ -24,6 +25,7 @@ pub mod progress;
 pub mod store;
 pub mod train;
 
+pub use identity::{JobIdentity, job_identity};
 pub use pipeline::{JobContext, run_job};
 
 /// Errors of the engine.

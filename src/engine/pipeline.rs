@@ -17,19 +17,19 @@ use super::cache::ShardCache;
 use super::checkpoints::{self, EpochFile, EpochSummary};
 use super::evaluate::{EvalOptions, SetEvaluation, Spill, TargetSet, evaluate};
 use super::extract::{Extractor, Shards};
+use super::identity::{JobIdentity, list, sample_list_hash};
 use super::inference::Prompts;
 use super::overlays::write_overlays;
 use super::progress::Reporter;
 use super::store::{TrainSet, choose_store, memory_per_image};
 use super::train::{self, TrainSpec};
-use crate::data::{ListOptions, Sample, SkippedFile, list_samples_with_skipped};
+use crate::data::{Sample, SkippedFile};
 use crate::experiment::record::{
     EpochRecord, Evaluation, FINAL_SELECTION, LossRecord, REFERENCE_SELECTION, RoutingRow,
     RoutingSummary, SCHEMA_VERSION, UNTRAINED_SELECTION,
 };
 use crate::experiment::{
-    EpochSelection, Experiment, Identity, Job, Provenance, RunDir, RunMetrics, TrainDir, WorkDir,
-    short_hash,
+    EpochSelection, Experiment, Job, Provenance, RunDir, RunMetrics, TrainDir, WorkDir,
 };
 use crate::model::checkpoint::key_table;
 
@@ -40,45 +40,36 @@ pub struct JobContext<'a> {
     pub exp: &'a Experiment,
     pub run: &'a RunDir,
     pub training: &'a TrainDir,
-    /// Repository root: relative paths (twins, cache) and provenance.
+    /// Repository root: relative paths (twins, cache).
     pub repo_root: &'a Path,
-    /// Code revision (part of the training's identity).
-    pub code: &'a str,
+    /// What the run's and the training's results depend on (worked out before any work).
+    pub identity: &'a JobIdentity,
+    /// The `--force` session making new directories, if any (recorded in the training's
+    /// fingerprint: other tasks of the same session keep it).
+    pub force: Option<&'a str>,
+    /// Other trainings of the sweep read the same training features (seeds, variants with the
+    /// same taps): `cache.train: auto` then keeps them on disk, extracted once for all.
+    pub shared_features: bool,
     /// No progress bars (log lines only).
     pub quiet: bool,
 }
 
-/// A digest of a sample list (what is read, not how): relative path, label, mask, category and
-/// class word of every image, in order. Part of a training's identity.
-pub fn sample_list_hash(samples: &[Sample]) -> String {
-    let mut text = String::new();
-    for s in samples {
-        text.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\n",
-            s.image_rel,
-            s.label,
-            s.mask_rel.as_deref().unwrap_or(""),
-            s.category,
-            s.class_word
-        ));
-    }
-    short_hash(text.as_bytes())
-}
-
-fn list(
+/// The samples of `key`, checked against the digest the job's identity recorded before any
+/// work: a dataset that changed since then is an error, not a silently different result.
+fn list_checked(
     assets: &Assets,
     exp: &Experiment,
     key: &str,
+    recorded: Option<&str>,
 ) -> Result<(Vec<Sample>, Vec<SkippedFile>), EngineError> {
-    let opts = ListOptions {
-        skip_bad: exp.data.skip_bad,
-        ..ListOptions::default()
-    };
-    let (samples, skipped) = list_samples_with_skipped(&assets.registry, key, exp.protocol, &opts)?;
-    if samples.is_empty() {
-        return Err(EngineError::Asset {
+    let (samples, skipped) = list(&assets.registry, exp, key)?;
+    let now = sample_list_hash(&samples);
+    if let Some(before) = recorded.filter(|b| *b != now) {
+        return Err(EngineError::Config {
             what: format!("dataset {key}"),
-            message: "no images found".into(),
+            message: format!(
+                "its image list changed while the sweep ran (digest {before} -> {now}); run the sweep again"
+            ),
         });
     }
     Ok((samples, skipped))
@@ -95,7 +86,7 @@ fn log_skipped(run: &RunDir, skipped: &[SkippedFile]) -> Result<(), EngineError>
 pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     let (job, exp, run) = (cx.job, cx.exp, cx.run);
     let started = Instant::now();
-    let mut provenance = Provenance::capture(cx.repo_root, exp, job);
+    let mut provenance = Provenance::capture(exp, job);
     let device = crate::device::select(exp.device)?;
     provenance.device = format!("{:?}", device);
     say(run, &format!("loading assets ({})", exp.profile))?;
@@ -143,7 +134,12 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     };
 
     // Training (shared by every job of the same training key; skipped when complete).
-    let (train_samples, listing_skipped) = list(&assets, exp, &job.train)?;
+    let (train_samples, listing_skipped) = list_checked(
+        &assets,
+        exp,
+        &job.train,
+        cx.identity.samples("samples.train"),
+    )?;
     log_skipped(run, &listing_skipped)?;
     provenance
         .samples
@@ -155,6 +151,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
         train_samples.len(),
         memory_per_image(&train_ex),
         budget.bytes,
+        cx.shared_features,
     );
     let train_ex = Extractor {
         shards: (store == crate::experiment::TrainStore::Disk).then(|| Shards {
@@ -173,12 +170,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
                 training.path.display()
             )
         })?;
-        training.prepare(&Identity {
-            config: serde_saphyr::to_string(&job.train_config(exp))
-                .expect("the schema serializes to YAML"),
-            code: cx.code.to_string(),
-            samples: Some(sample_list_hash(&train_samples)),
-        })?;
+        training.prepare(&cx.identity.training, cx.force)?;
         if train::is_complete(training, exp.train.epochs) {
             provenance.feature_store = "none (training complete)".into();
         } else {
@@ -194,6 +186,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
             )?;
             let t = Instant::now();
             reset_peak_rss();
+            let passes = backbone_images(&assets);
             let prompts = Prompts::for_samples(&train_samples, &assets.text, &reporter)?;
             let mut progress = reporter.stage(
                 &format!("features {}", job.train),
@@ -209,6 +202,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
             provenance
                 .peak_rss
                 .extend(peak_rss().map(|b| ("extract".into(), b)));
+            let passes = record_passes(&mut provenance, "extract", &assets, passes);
             let t = Instant::now();
             reset_peak_rss();
             let spec = TrainSpec {
@@ -227,8 +221,17 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
             provenance
                 .peak_rss
                 .extend(peak_rss().map(|b| ("train".into(), b)));
+            record_passes(&mut provenance, "train", &assets, passes);
         }
     }
+    // Read the training's checkpoints under its shared lock: a `--force` of another session
+    // waits until this evaluation is done before it moves the training aside.
+    let _reading = cx.training.lock_shared(|| {
+        eprintln!(
+            "waiting for training {} (another process holds it)",
+            cx.training.path.display()
+        )
+    })?;
     let epochs: Vec<EpochFile> = (0..=exp.train.epochs)
         .map(|e| checkpoints::read_epoch(&cx.training.epoch(e)))
         .collect::<Result<_, _>>()?;
@@ -236,7 +239,13 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     // One streamed pass of every checkpoint to evaluate over the target.
     let t = Instant::now();
     reset_peak_rss();
-    let (target_samples, listing_skipped) = list(&assets, exp, &job.target)?;
+    let passes = backbone_images(&assets);
+    let (target_samples, listing_skipped) = list_checked(
+        &assets,
+        exp,
+        &job.target,
+        cx.identity.samples("samples.target"),
+    )?;
     log_skipped(run, &listing_skipped)?;
     provenance
         .samples
@@ -349,6 +358,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     provenance
         .peak_rss
         .extend(peak_rss().map(|b| ("eval".into(), b)));
+    record_passes(&mut provenance, "eval", &assets, passes);
     provenance
         .timings
         .insert("total".into(), started.elapsed().as_secs_f64());
@@ -388,6 +398,23 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
         provenance,
         trainable_parameters: Some(trainable),
     })
+}
+
+/// Images through the backbone so far in this process.
+fn backbone_images(assets: &Assets) -> u64 {
+    assets
+        .backbone_images
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Records the images that went through the backbone in `phase` (since `before`); returns the
+/// count now, the start of the next phase.
+fn record_passes(provenance: &mut Provenance, phase: &str, assets: &Assets, before: u64) -> u64 {
+    let now = backbone_images(assets);
+    provenance
+        .backbone_images
+        .insert(phase.into(), now.saturating_sub(before));
+    now
 }
 
 fn store_name(store: crate::experiment::TrainStore) -> &'static str {

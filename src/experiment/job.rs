@@ -138,6 +138,19 @@ pub fn jobs(exp: &Experiment) -> Vec<Job> {
     out
 }
 
+/// Whether another training of the sweep `jobs` (of experiment `exp`) reads the same training
+/// features as `job`'s training: another training key on the same training set with the same
+/// taps (other seeds, other variants). Their features are then extracted once, to disk, and
+/// read back by each (`engine::store::choose_store`).
+pub fn shares_training_features(jobs: &[Job], exp: &Experiment, job: &Job) -> bool {
+    let taps = job.variant.taps(&exp.backbone.taps);
+    jobs.iter().any(|j| {
+        j.train == job.train
+            && j.train_key() != job.train_key()
+            && j.variant.taps(&exp.backbone.taps) == taps
+    })
+}
+
 /// The task index of this process: `--task-index`, else `SLURM_ARRAY_TASK_ID`, else
 /// `JOB_COMPLETION_INDEX` (Kubernetes indexed jobs).
 pub fn task_index_from_env() -> Option<Result<usize, String>> {
@@ -175,5 +188,29 @@ mod tests {
             assert_eq!(Job::from_dir_name(&j.dir_name()).as_ref(), Some(j));
         }
         assert_eq!(Job::from_dir_name("nonsense"), None);
+    }
+
+    #[test]
+    fn seeds_and_variants_with_the_same_taps_share_training_features() {
+        let mut e = Experiment::default();
+        e.sweep.variants = vec![Variant::Full, Variant::LastLayer];
+        e.sweep.runs = vec![RunSpec {
+            train: "visa".into(),
+            targets: vec!["mvtec".into(), "btad".into()],
+        }];
+        let one_seed = jobs(&e);
+        // Full and last-layer tap different blocks; two targets share one training.
+        assert!(
+            one_seed
+                .iter()
+                .all(|j| !shares_training_features(&one_seed, &e, j))
+        );
+        e.sweep.seeds = vec![0, 1];
+        let js = jobs(&e);
+        assert!(js.iter().all(|j| shares_training_features(&js, &e, j)));
+        e.sweep.variants = vec![Variant::Full, Variant::SingleAdapter];
+        e.sweep.seeds = vec![0];
+        let js = jobs(&e);
+        assert!(js.iter().all(|j| shares_training_features(&js, &e, j)));
     }
 }

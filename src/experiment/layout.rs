@@ -7,7 +7,7 @@
 //!   <variant>__<train>__<target>__s<seed>/      RunDir: one job
 //!     config.resolved.yaml   the job's identifying configuration (Job::config)
 //!     overrides.txt          command-line overrides, one per line
-//!     fingerprint            what the results depend on: config, code revision (+ samples)
+//!     fingerprint            what the results depend on: config, code digest, weights, samples
 //!     log.txt                progress lines
 //!     maps/<category>/*.safetensors   a few anomaly maps per category (overlay charts)
 //!     routing.csv            per-image routing weights of the reported checkpoint
@@ -25,6 +25,7 @@
 //! lock (`.locks/`, outside the directory so that moving it aside keeps the lock) for as long as
 //! it writes there, so two processes never interleave.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -44,14 +45,14 @@ pub enum RunDirError {
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error(
-        "{dir} holds work made with a different {what} ({found}; now {expected}); \
-         rerun with --force to move it aside and start afresh, or give the experiment another name"
+        "{dir} holds work made differently ({}); rerun with --force to move it aside and start \
+         afresh, or write into another --runs directory",
+        differences.join("; ")
     )]
     Changed {
         dir: PathBuf,
-        what: &'static str,
-        found: String,
-        expected: String,
+        /// One entry per key that differs: `train.epochs: 15 -> 5`.
+        differences: Vec<String>,
     },
 }
 
@@ -66,29 +67,137 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
     crate::io::write_atomic(path, bytes).map_err(io(path))
 }
 
+/// Version of the `fingerprint` file; a directory written under another one is "made
+/// differently" (its parts cannot be compared).
+const FINGERPRINT_FORMAT: &str = "2";
+/// The `fingerprint` line naming the `--force` session that made the directory (not identity).
+const FORCE_LINE: &str = "force";
+
 /// What a directory's results depend on. A directory made under another identity is never
-/// resumed or extended: its epochs or maps would mix with ours.
+/// resumed, extended or reused: its epochs or maps would mix with ours, or its numbers would be
+/// reported as ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The resolved YAML (`Job::config` or `Job::train_config`).
+    /// The resolved YAML (`Job::config` or `Job::train_config`): every key that changes a number.
     pub config: String,
-    /// The code revision (`git` commit, `-dirty` when the work tree had changes).
-    pub code: String,
-    /// Hash of the sample list read (training directories), if known.
-    pub samples: Option<String>,
+    /// The other parts, by name: `code` (digest of the computing source), `weights.backbone`,
+    /// `weights.text` (weight hashes or embedded ids), `samples.train`, `samples.target` (digests
+    /// of the sample lists).
+    pub parts: BTreeMap<String, String>,
 }
 
 impl Identity {
-    /// The `fingerprint` file: one `key value` line per part.
-    fn lines(&self) -> Vec<(&'static str, String)> {
+    /// The `fingerprint` file's identity lines: `key value`.
+    fn lines(&self) -> Vec<(String, String)> {
         let mut v = vec![
-            ("config", short_hash(self.config.as_bytes())),
-            ("code", self.code.clone()),
+            ("format".to_string(), FINGERPRINT_FORMAT.to_string()),
+            ("config".to_string(), short_hash(self.config.as_bytes())),
         ];
-        if let Some(s) = &self.samples {
-            v.push(("samples", s.clone()));
-        }
+        v.extend(self.parts.iter().map(|(k, v)| (k.clone(), v.clone())));
         v
+    }
+
+    /// How the identity recorded in `dir` differs from this one, one entry per key
+    /// (`train.epochs: 15 -> 5`, `code: 0123.. -> 4567..`); empty when `dir` records none or the
+    /// same one.
+    pub fn differences(&self, dir: &Path) -> Result<Vec<String>, RunDirError> {
+        let fp = dir.join("fingerprint");
+        if !fp.is_file() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(&fp).map_err(io(&fp))?;
+        let found: BTreeMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(k, _)| *k != FORCE_LINE)
+            .collect();
+        if found.get("format") != Some(&FINGERPRINT_FORMAT) {
+            return Ok(vec![format!(
+                "fingerprint: written by an earlier version of the harness (format {}) -> format {FINGERPRINT_FORMAT}",
+                found.get("format").unwrap_or(&"1")
+            )]);
+        }
+        let ours: BTreeMap<String, String> = self.lines().into_iter().collect();
+        let mut out = Vec::new();
+        let keys: std::collections::BTreeSet<&str> = found
+            .keys()
+            .copied()
+            .chain(ours.keys().map(String::as_str))
+            .collect();
+        for key in keys {
+            let (had, now) = (found.get(key).copied(), ours.get(key).map(String::as_str));
+            if had == now {
+                continue;
+            }
+            if key == "config" {
+                let earlier = dir.join("config.resolved.yaml");
+                out.extend(config_differences(&earlier, &self.config));
+                if !out.is_empty() {
+                    continue;
+                }
+            }
+            out.push(format!(
+                "{key}: {} -> {}",
+                had.unwrap_or("(none)"),
+                now.unwrap_or("(none)")
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// The keys whose values differ between the resolved configuration in `earlier` (a file) and
+/// `now` (YAML text), as `key.path: old -> new`; empty when either cannot be read as YAML.
+fn config_differences(earlier: &Path, now: &str) -> Vec<String> {
+    let parse = |text: &str| serde_saphyr::from_str::<serde_json::Value>(text).ok();
+    let (Some(old), Some(new)) = (
+        std::fs::read_to_string(earlier)
+            .ok()
+            .as_deref()
+            .and_then(parse),
+        parse(now),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    diff_values("", &old, &new, &mut out);
+    out
+}
+
+fn diff_values(
+    path: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    if let (Value::Object(a), Value::Object(b)) = (old, new) {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for k in keys {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            match (a.get(k), b.get(k)) {
+                (Some(x), Some(y)) => diff_values(&p, x, y, out),
+                (x, y) => out.push(format!("{p}: {} -> {}", show(x), show(y))),
+            }
+        }
+    } else if old != new {
+        out.push(format!(
+            "{path}: {} -> {}",
+            show(Some(old)),
+            show(Some(new))
+        ));
+    }
+}
+
+fn show(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
     }
 }
 
@@ -120,41 +229,63 @@ pub trait WorkDir {
         crate::io::lock(self.lock_file(), on_wait).map_err(io(self.lock_file()))
     }
 
+    /// Takes this directory's lock shared: readers (an evaluation reading a training's
+    /// checkpoints) hold it together, and a writer or `--force` waits until they are done.
+    fn lock_shared(&self, on_wait: impl FnOnce()) -> Result<FileLock, RunDirError> {
+        crate::io::lock_shared(self.lock_file(), on_wait).map_err(io(self.lock_file()))
+    }
+
     /// Creates the directory (call with the lock held), removes temporaries a killed writer
     /// left, and checks `identity` against an earlier attempt: the same identity resumes,
-    /// another one is refused naming what changed. Records the config and the fingerprint.
-    fn prepare(&self, identity: &Identity) -> Result<(), RunDirError> {
+    /// another one is refused naming every key that differs. Records the config and the
+    /// fingerprint, with `force` (the `--force` session making it) when given.
+    fn prepare(&self, identity: &Identity, force: Option<&str>) -> Result<(), RunDirError> {
         let dir = self.path();
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         crate::io::sweep_temps(dir, std::time::Duration::ZERO).map_err(io(dir))?;
-        let fp = self.fingerprint_file();
-        if fp.is_file() {
-            let found = std::fs::read_to_string(&fp).map_err(io(&fp))?;
-            let found: Vec<(&str, &str)> =
-                found.lines().filter_map(|l| l.split_once(' ')).collect();
-            for (what, expected) in identity.lines() {
-                let had = found.iter().find(|(k, _)| *k == what).map(|(_, v)| *v);
-                if had != Some(expected.as_str()) {
-                    return Err(RunDirError::Changed {
-                        dir: dir.to_path_buf(),
-                        what: match what {
-                            "config" => "configuration",
-                            "code" => "code revision",
-                            _ => "sample list",
-                        },
-                        found: had.unwrap_or("an older fingerprint format").to_string(),
-                        expected,
-                    });
-                }
-            }
+        let differences = identity.differences(dir)?;
+        if !differences.is_empty() {
+            return Err(RunDirError::Changed {
+                dir: dir.to_path_buf(),
+                differences,
+            });
         }
+        let fp = self.fingerprint_file();
+        let earlier_force = self.force_session()?;
         write(&self.config_file(), identity.config.as_bytes())?;
-        let text: String = identity
+        let mut text: String = identity
             .lines()
             .iter()
             .map(|(k, v)| format!("{k} {v}\n"))
             .collect();
+        if let Some(f) = force.map(str::to_string).or(earlier_force) {
+            text.push_str(&format!("{FORCE_LINE} {f}\n"));
+        }
         write(&fp, text.as_bytes())
+    }
+
+    /// The `--force` session that made this directory, if one did.
+    fn force_session(&self) -> Result<Option<String>, RunDirError> {
+        let fp = self.fingerprint_file();
+        if !fp.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&fp).map_err(io(&fp))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(k, _)| *k == FORCE_LINE)
+            .map(|(_, v)| v.to_string()))
+    }
+
+    /// Under `--force` session `session`: moves the directory aside unless this session made it
+    /// (array tasks of one forced sweep share a session, so a training one of them made is kept
+    /// for the others). Call with the lock held.
+    fn replace_for(&self, session: &str) -> Result<Option<PathBuf>, RunDirError> {
+        if self.force_session()?.as_deref() == Some(session) {
+            return Ok(None);
+        }
+        self.move_aside()
     }
 
     /// Appends one line to `log.txt` (a log is the one file that grows; it is not a result).
@@ -463,10 +594,13 @@ mod tests {
     use super::*;
 
     fn identity(config: &str, code: &str, samples: Option<&str>) -> Identity {
+        let mut parts = BTreeMap::from([("code".to_string(), code.to_string())]);
+        if let Some(s) = samples {
+            parts.insert("samples.train".into(), s.into());
+        }
         Identity {
             config: config.into(),
-            code: code.into(),
-            samples: samples.map(String::from),
+            parts,
         }
     }
 
@@ -485,7 +619,8 @@ mod tests {
     fn resume_finds_the_last_complete_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let td = train_dir(dir.path());
-        td.prepare(&identity("a: 1\n", "r1", Some("s1"))).unwrap();
+        td.prepare(&identity("a: 1\n", "r1", Some("s1")), None)
+            .unwrap();
         assert_eq!(td.latest_complete(), None);
         for e in 1..=3 {
             std::fs::create_dir_all(&td.epoch(e).path).unwrap();
@@ -502,23 +637,76 @@ mod tests {
     }
 
     #[test]
-    fn another_config_code_or_sample_list_is_refused_the_same_resumes() {
+    fn another_config_code_or_sample_list_is_refused_naming_the_keys_the_same_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let td = train_dir(dir.path());
-        td.prepare(&identity("a: 1\n", "r1", Some("s1"))).unwrap();
-        td.prepare(&identity("a: 1\n", "r1", Some("s1"))).unwrap();
-        for (other, what) in [
-            (identity("a: 2\n", "r1", Some("s1")), "configuration"),
-            (identity("a: 1\n", "r2", Some("s1")), "code revision"),
-            (identity("a: 1\n", "r1", Some("s2")), "sample list"),
+        let base = "train:\n  epochs: 15\n  batch_size: 64\nbackbone:\n  dtype: f32\n";
+        td.prepare(&identity(base, "r1", Some("s1")), None).unwrap();
+        td.prepare(&identity(base, "r1", Some("s1")), None).unwrap();
+        let epochs5 = base.replace("epochs: 15", "epochs: 5");
+        let bf16 = base.replace("dtype: f32", "dtype: bf16");
+        for (other, want) in [
+            (
+                identity(&epochs5, "r1", Some("s1")),
+                "train.epochs: 15 -> 5",
+            ),
+            (
+                identity(&bf16, "r1", Some("s1")),
+                "backbone.dtype: f32 -> bf16",
+            ),
+            (identity(base, "r2", Some("s1")), "code: r1 -> r2"),
+            (identity(base, "r1", Some("s2")), "samples.train: s1 -> s2"),
+            (identity(base, "r1", None), "samples.train: s1 -> (none)"),
         ] {
-            let err = td.prepare(&other).unwrap_err();
+            assert_eq!(other.differences(&td.path).unwrap(), vec![want]);
+            let err = td.prepare(&other, None).unwrap_err();
             assert!(
-                matches!(&err, RunDirError::Changed { what: w, .. } if *w == what),
+                matches!(&err, RunDirError::Changed { differences, .. } if differences == &[want]),
                 "{err}"
             );
-            assert!(err.to_string().contains("--force"), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains("--force") && msg.contains("--runs"), "{msg}");
         }
+        // Nothing was overwritten by the refused attempts.
+        assert!(
+            identity(base, "r1", Some("s1"))
+                .differences(&td.path)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_of_the_first_format_is_made_differently() {
+        let dir = tempfile::tempdir().unwrap();
+        let td = train_dir(dir.path());
+        std::fs::create_dir_all(&td.path).unwrap();
+        std::fs::write(td.fingerprint_file(), "config 0123456789abcdef\ncode abc\n").unwrap();
+        let d = identity("a: 1\n", "r1", None)
+            .differences(&td.path)
+            .unwrap();
+        assert_eq!(d.len(), 1);
+        assert!(
+            d[0].starts_with("fingerprint: written by an earlier version"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_force_session_keeps_what_it_made_and_moves_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let td = train_dir(dir.path());
+        let id = identity("a: 1\n", "r1", None);
+        td.prepare(&id, None).unwrap();
+        // Another session's (or no session's) work is moved aside ...
+        let moved = td.replace_for("s-1").unwrap().expect("moved");
+        assert!(moved.join("fingerprint").is_file());
+        td.prepare(&id, Some("s-1")).unwrap();
+        // ... what this session made is kept, and a resumed prepare keeps the session.
+        assert_eq!(td.replace_for("s-1").unwrap(), None);
+        td.prepare(&id, None).unwrap();
+        assert_eq!(td.force_session().unwrap().as_deref(), Some("s-1"));
+        assert!(td.replace_for("s-2").unwrap().is_some());
     }
 
     #[test]
@@ -526,7 +714,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let td = train_dir(dir.path());
         let _lock = td.lock(|| panic!("free")).unwrap();
-        td.prepare(&identity("a: 1\n", "r1", None)).unwrap();
+        td.prepare(&identity("a: 1\n", "r1", None), None).unwrap();
         std::fs::write(td.path.join(".x.tmp-0123"), b"stale").unwrap();
         let moved = td.move_aside().unwrap().expect("moved");
         assert!(!td.path.exists() && moved.join("fingerprint").is_file());
@@ -538,9 +726,9 @@ mod tests {
                 .contains(".replaced-")
         );
         // A fresh prepare starts clean (and sweeps temporaries a killed writer left).
-        td.prepare(&identity("a: 2\n", "r2", None)).unwrap();
+        td.prepare(&identity("a: 2\n", "r2", None), None).unwrap();
         std::fs::write(td.path.join(".y.tmp-0123"), b"stale").unwrap();
-        td.prepare(&identity("a: 2\n", "r2", None)).unwrap();
+        td.prepare(&identity("a: 2\n", "r2", None), None).unwrap();
         assert!(!td.path.join(".y.tmp-0123").exists());
         assert_eq!(td.move_aside().unwrap().map(|p| p != moved), Some(true));
     }

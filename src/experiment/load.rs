@@ -358,6 +358,20 @@ pub fn validate(e: &Experiment, origin: &str) -> Result<(), ExperimentError> {
             return bad(format!("loss.{k} {w} must be >= 0"));
         }
     }
+    let b = &e.eval.bootstrap;
+    // Written so that NaN fails too.
+    if !(b.level > 0.0 && b.level < 1.0) {
+        return bad(format!(
+            "eval.bootstrap.level {} must be in (0, 1), e.g. 0.95",
+            b.level
+        ));
+    }
+    if b.replicates > 0 && b.bins < 2 {
+        return bad(format!(
+            "eval.bootstrap.bins {} must be at least 2 (1024 keeps the binning error below 1e-3)",
+            b.bins
+        ));
+    }
     if !(0.0..1.0).contains(&e.optim.warmup) {
         return bad(format!(
             "optim.warmup {} must be in [0, 1) (a fraction of the total steps)",

@@ -11,7 +11,7 @@ pub mod preflight;
 pub mod record;
 pub mod schema;
 
-pub use job::{Job, jobs, task_index_from_env};
+pub use job::{Job, jobs, shares_training_features, task_index_from_env};
 pub use layout::{
     CheckpointDir, ExperimentDir, Identity, RunDir, RunDirError, TrainDir, WorkDir, short_hash,
 };
@@ -19,7 +19,7 @@ pub use load::{ExperimentError, LoadedExperiment, load_experiment};
 pub use preflight::{MissingAsset, missing_assets};
 pub use record::{
     BootstrapInfo, CategoryMetrics, EpochRecord, Evaluation, Interval, LossRecord, MetricIntervals,
-    MetricSet, Provenance, RoutingRow, RoutingSummary, RunMetrics, WeightStats, code_revision,
+    MetricSet, Provenance, RoutingRow, RoutingSummary, RunMetrics, WeightStats,
 };
 pub use schema::{
     EpochSelection, Experiment, FeatureDtype, MemoryBudget, Profile, Protocol, Source, TableKind,

@@ -6,7 +6,6 @@
 //! CSV, never NaN.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -355,39 +354,16 @@ pub struct Provenance {
     pub memory_budget: u64,
     /// Peak resident memory of each phase (`extract`, `train`, `eval`), in bytes (Linux).
     pub peak_rss: BTreeMap<String, u64>,
-}
-
-/// `git <args>` in `repo`, trimmed stdout; `None` when git or the repository is missing.
-fn git(repo: &Path, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(repo)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// The code a run is made with: the git commit of `repo`, with `-dirty` when tracked files have
-/// uncommitted changes; the crate version when `repo` is not a git checkout (an installed
-/// binary). Part of every run's and training's identity: work from other code is not resumed.
-pub fn code_revision(repo: &Path) -> String {
-    match git(repo, &["rev-parse", "HEAD"]) {
-        Some(rev) => {
-            let dirty = git(repo, &["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty { format!("{rev}-dirty") } else { rev }
-        }
-        None => format!("ava-dino-{}", env!("CARGO_PKG_VERSION")),
-    }
+    /// Images that went through the backbone in each phase (`extract`, `train`, `eval`);
+    /// features read back from shards are not counted (a second seed extracts nothing).
+    pub backbone_images: BTreeMap<String, u64>,
 }
 
 impl Provenance {
-    /// Host facts, git state and the settings of `job` under `exp` (the job's resolved
-    /// configuration), read once at the start of a run.
-    pub fn capture(repo: &Path, exp: &Experiment, job: &Job) -> Provenance {
-        let git = |args: &[&str]| git(repo, args);
+    /// What this binary is (revision embedded at build time, code digest), host facts and the
+    /// settings of `job` under `exp` (the job's resolved configuration), read once at the start
+    /// of a run. The engine adds what only it knows (device, kernels, weights, timings).
+    pub fn capture(exp: &Experiment, job: &Job) -> Provenance {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -400,9 +376,10 @@ impl Provenance {
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
         Provenance {
-            git_revision: git(&["rev-parse", "HEAD"]),
-            git_dirty: git(&["status", "--porcelain", "--untracked-files=no"])
-                .map(|s| !s.is_empty()),
+            git_revision: crate::build_info::revision().map(str::to_string),
+            git_dirty: crate::build_info::dirty(),
+            git_diff: crate::build_info::diff().map(str::to_string),
+            code: crate::build_info::CODE.to_string(),
             host,
             os: std::env::consts::OS.to_string(),
             cpu: format!(
@@ -411,6 +388,7 @@ impl Provenance {
                     .map(|n| n.get())
                     .unwrap_or(1)
             ),
+            threads: rayon::current_num_threads(),
             started: now_rfc3339(),
             reference_commit: "aqeeelmirza/AVA-DINO@a5474a1".into(),
             seed: job.seed,
@@ -420,6 +398,8 @@ impl Provenance {
             image_size: exp.data.image_size,
             taps: exp.backbone.taps.clone(),
             backend: exp.device.name().into(),
+            backbone_dtype: exp.backbone.dtype.to_string(),
+            feature_dtype: exp.cache.dtype.name().into(),
             embedded: exp.data.root.is_embedded()
                 && exp.backbone.weights.is_embedded()
                 && exp.text.weights.is_embedded(),

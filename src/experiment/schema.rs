@@ -532,6 +532,35 @@ pub struct EvalConfig {
     pub aupro: bool,
     /// Anomaly maps saved per category for the overlay charts.
     pub maps_per_category: usize,
+    /// Confidence intervals of every metric (docs/metrics.md, "Confidence intervals").
+    pub bootstrap: BootstrapConfig,
+}
+
+/// Bootstrap confidence intervals: each replicate resamples the test images of every category
+/// (whole images, with replacement) and recomputes every metric; the interval is the percentile
+/// interval of the replicates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootstrapConfig {
+    /// Replicates (0: no intervals).
+    pub replicates: usize,
+    /// Coverage of the interval.
+    pub level: f64,
+    /// Seed of the resampling (the same seed, the same intervals, on every machine).
+    pub seed: u64,
+    /// Score bins of the pixel metrics' replicates (exact below this many distinct scores).
+    pub bins: usize,
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> Self {
+        BootstrapConfig {
+            replicates: 1000,
+            level: 0.95,
+            seed: 0,
+            bins: 1024,
+        }
+    }
 }
 
 impl Default for EvalConfig {
@@ -544,6 +573,7 @@ impl Default for EvalConfig {
             aupro_fpr_limit: 0.3,
             aupro: true,
             maps_per_category: 2,
+            bootstrap: BootstrapConfig::default(),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! SHA-256 identities: of weight files (cache keys, provenance), of byte strings (cache file
 //! names, seeded random weights). The one place the crate hashes.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
@@ -26,6 +28,27 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// [`sha256_file`], computed once per process for a file of unchanged size and modification
+/// time: the identity check before a sweep and the asset loader both need the hash of the same
+/// 1-2 GB weights file.
+pub fn sha256_file_cached(path: &Path) -> std::io::Result<String> {
+    type Key = (std::path::PathBuf, u64, Option<std::time::SystemTime>);
+    static CACHE: OnceLock<Mutex<HashMap<Key, String>>> = OnceLock::new();
+    let meta = std::fs::metadata(path)?;
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let key = (canonical, meta.len(), meta.modified().ok());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(h) = cache.lock().expect("hash cache lock").get(&key) {
+        return Ok(h.clone());
+    }
+    let h = sha256_file(path)?;
+    cache
+        .lock()
+        .expect("hash cache lock")
+        .insert(key, h.clone());
+    Ok(h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +62,9 @@ mod tests {
         let p = dir.path().join("w.bin");
         std::fs::write(&p, b"abc").unwrap();
         assert_eq!(sha256_file(&p).unwrap(), abc);
+        assert_eq!(sha256_file_cached(&p).unwrap(), abc);
+        // Another content (and size) is hashed again, not served from the cache.
+        std::fs::write(&p, b"abcd").unwrap();
+        assert_eq!(sha256_file_cached(&p).unwrap(), sha256_hex(b"abcd"));
     }
 }

@@ -42,6 +42,24 @@ pub fn lock(path: &Path, on_wait: impl FnOnce()) -> io::Result<FileLock> {
     })
 }
 
+/// Takes the lock at `path` shared with other shared holders (readers), waiting while an
+/// exclusive holder ([`lock`]) has it; an exclusive taker waits until every shared holder is gone.
+pub fn lock_shared(path: &Path, on_wait: impl FnOnce()) -> io::Result<FileLock> {
+    let file = open(path)?;
+    match file.try_lock_shared() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            on_wait();
+            file.lock_shared()?;
+        }
+        Err(TryLockError::Error(e)) => return Err(e),
+    }
+    Ok(FileLock {
+        _file: file,
+        path: path.to_path_buf(),
+    })
+}
+
 /// Takes the lock at `path` if it is free.
 pub fn try_lock(path: &Path) -> io::Result<Option<FileLock>> {
     let file = open(path)?;
@@ -58,6 +76,42 @@ pub fn try_lock(path: &Path) -> io::Result<Option<FileLock>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_holders_coexist_and_keep_an_exclusive_taker_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.lock");
+        let a = lock_shared(&path, || panic!("free")).unwrap();
+        let b = lock_shared(&path, || {
+            panic!("shared holders do not wait for each other")
+        })
+        .unwrap();
+        assert!(
+            try_lock(&path).unwrap().is_none(),
+            "readers keep a writer out"
+        );
+        drop(a);
+        assert!(
+            try_lock(&path).unwrap().is_none(),
+            "one reader still holds it"
+        );
+        drop(b);
+        let w = try_lock(&path).unwrap().expect("free again");
+        let mut waited = false;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let _r = lock_shared(&path, || tx.send(()).unwrap()).unwrap();
+            }
+        });
+        if rx.recv_timeout(std::time::Duration::from_secs(5)).is_ok() {
+            waited = true;
+        }
+        assert!(waited, "a reader waits for the writer");
+        drop(w);
+        t.join().unwrap();
+    }
 
     #[test]
     fn second_holder_waits_until_the_first_drops() {

@@ -15,10 +15,10 @@ pub mod weights;
 
 pub use atomic::{sweep_temps, sync_dir, write_atomic, write_atomic_with, write_new};
 pub use dtype::FileDtype;
-pub use hash::{sha256_file, sha256_hex};
+pub use hash::{sha256_file, sha256_file_cached, sha256_hex};
 pub use host::{HostData, HostTensor};
 pub use keys::{Init, Key, KeyProblem, KeyTable};
-pub use lock::{FileLock, lock, try_lock};
+pub use lock::{FileLock, lock, lock_shared, try_lock};
 pub use pth::{PthError, PthValue, read_pth, write_pth};
 pub use tensors::{TensorFile, TensorFileError};
 pub use weights::{WeightsError, read_weights};

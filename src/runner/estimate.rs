@@ -147,7 +147,10 @@ pub fn estimate(experiments: &[LoadedExperiment], repo_root: &Path) -> Result<Es
     let budget = |e: &Experiment| Budget::resolve(e.cache.memory_budget);
     for loaded in experiments {
         let base = &loaded.experiment;
-        for job in jobs(base) {
+        let all = jobs(base);
+        for job in &all {
+            let job = job.clone();
+            let shared = crate::experiment::shares_training_features(&all, base, &job);
             let dir = ExperimentDir::new(Path::new("runs"), base);
             if !seen_runs.insert(dir.run(&job).path) {
                 continue;
@@ -176,9 +179,9 @@ pub fn estimate(experiments: &[LoadedExperiment], repo_root: &Path) -> Result<Es
                 &exp,
                 &job,
                 &dir,
-                &train,
-                &target,
+                (&train, &target),
                 &budget(base),
+                shared,
                 &mut seen,
             )?);
         }
@@ -201,9 +204,9 @@ fn job_estimate(
     exp: &Experiment,
     job: &Job,
     dir: &ExperimentDir,
-    train: &DatasetInfo,
-    target: &DatasetInfo,
+    (train, target): (&DatasetInfo, &DatasetInfo),
     budget: &Budget,
+    shared: bool,
     seen: &mut Seen,
 ) -> Result<JobEstimate, String> {
     // Without the weights at hand, the paper's backbone.
@@ -218,7 +221,13 @@ fn job_estimate(
         tokens,
         exp.cache.dtype,
     );
-    let store = choose_store(exp.cache.train, train.images, per_image, budget.bytes);
+    let store = choose_store(
+        exp.cache.train,
+        train.images,
+        per_image,
+        budget.bytes,
+        shared,
+    );
     let epochs = exp.train.epochs;
     // Shards a disk-stored training wrote are read back by later trainings on the same set and
     // by evaluations of it (engine/pipeline.rs): those images cost no decode and no backbone.

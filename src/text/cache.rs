@@ -1,6 +1,7 @@
 //! Text features per class word, computed once: an in-memory map, and optionally files on disk keyed
-//! by weights hash + activation + class word (so a changed checkpoint or activation never reuses
-//! stale features). Disk writes are atomic.
+//! by weights hash + activation + what computes them (code digest, backend: the caller's tag) +
+//! class word (so a changed checkpoint, activation or code never reuses stale features). Disk
+//! writes are atomic.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ pub struct TextFeatureCache {
     model: ClipText,
     tokenizer: Tokenizer,
     disk: Option<PathBuf>,
+    /// Names what computes the features (code digest, backend) in the disk files' names.
+    tag: String,
     memory: Mutex<HashMap<String, TextFeatures>>,
     stats: Mutex<CacheStats>,
 }
@@ -46,9 +49,17 @@ impl TextFeatureCache {
             model,
             tokenizer: Tokenizer::new(),
             disk: disk_dir,
+            tag: String::new(),
             memory: Mutex::default(),
             stats: Mutex::default(),
         }
+    }
+
+    /// Names what computes the features (e.g. the text code's digest and the backend) in the
+    /// disk files' names, so that features computed otherwise are never read back as these.
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = tag.into();
+        self
     }
 
     pub fn model(&self) -> &ClipText {
@@ -121,12 +132,21 @@ impl TextFeatureCache {
         }
     }
 
-    /// `text-<weights hash>-<activation>-<hash of the word>.safetensors`: any word is a safe name.
+    /// `text-<weights hash>-<activation>[-<tag>]-<hash of the word>.safetensors`: any word is a
+    /// safe name.
     fn file_name(&self, class_word: &str) -> String {
         let word = sha256_hex(class_word.as_bytes());
         let weights = self.model.weights_hash();
+        let tag = if self.tag.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "-{}",
+                sha256_hex(self.tag.as_bytes()).get(..12).unwrap_or("")
+            )
+        };
         format!(
-            "text-{}-{}-{}.safetensors",
+            "text-{}-{}{tag}-{}.safetensors",
             &weights[..weights.len().min(16)],
             self.model.activation(),
             &word[..16]

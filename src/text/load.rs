@@ -25,7 +25,7 @@ use burn::tensor::Device;
 use super::config::ClipTextConfig;
 use super::model::ClipText;
 use super::{Activation, TextError};
-use crate::io::{HostTensor, PthError, TensorFile, WeightsError, read_weights, sha256_file};
+use crate::io::{HostTensor, PthError, TensorFile, WeightsError, read_weights, sha256_file_cached};
 
 /// Weight files looked for, in order, when `path` is a directory.
 const WEIGHT_NAMES: [&str; 5] = [
@@ -61,6 +61,24 @@ pub const OPENAI_LAYER: [(&str, &str); 5] = [
     ("mlp.c_proj.", "mlp.fc2."),
 ];
 
+/// The weights file and the `config.json` that [`load_text_encoder`] reads for `path` (a
+/// directory or a weights file), without reading either.
+pub fn weights_and_config(path: &Path) -> Result<(PathBuf, PathBuf), TextError> {
+    if path.is_dir() {
+        let w = WEIGHT_NAMES
+            .iter()
+            .map(|n| path.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| TextError::NoWeights {
+                path: path.to_path_buf(),
+            })?;
+        Ok((w, path.join("config.json")))
+    } else {
+        let sibling = path.parent().unwrap_or(Path::new(".")).join("config.json");
+        Ok((path.to_path_buf(), sibling))
+    }
+}
+
 /// Loads a CLIP text encoder from a directory (an HF `config.json` + weights) or a weights file
 /// (a `config.json` beside it is used when present, else the config is inferred from the tensor
 /// shapes with 64-wide heads, as OpenAI's CLIP). `activation` overrides the config's `hidden_act`
@@ -70,24 +88,12 @@ pub fn load_text_encoder(
     activation: Activation,
     device: &Device,
 ) -> Result<ClipText, TextError> {
-    let (weights, config_path) = if path.is_dir() {
-        let w = WEIGHT_NAMES
-            .iter()
-            .map(|n| path.join(n))
-            .find(|p| p.is_file())
-            .ok_or_else(|| TextError::NoWeights {
-                path: path.to_path_buf(),
-            })?;
-        (w, path.join("config.json"))
-    } else {
-        let sibling = path.parent().unwrap_or(Path::new(".")).join("config.json");
-        (path.to_path_buf(), sibling)
-    };
+    let (weights, config_path) = weights_and_config(path)?;
     let raw = read_weights(&weights).map_err(|e| match e {
         WeightsError::Pth(PthError::TorchScript { path }) => TextError::TorchScript { path },
         other => TextError::Weights(other),
     })?;
-    let hash = sha256_file(&weights).map_err(|source| TextError::Read {
+    let hash = sha256_file_cached(&weights).map_err(|source| TextError::Read {
         path: weights.clone(),
         source,
     })?;

@@ -1,0 +1,109 @@
+//! What a job's results depend on, worked out before any work: the resolved configuration, the
+//! computing code, the weights and the sample lists. The runner compares it with what earlier
+//! work recorded (and refuses to reuse work made differently); the engine records it.
+//!
+//! Nothing here loads a model or decodes an image: weights are identified by the hash of their
+//! file (computed once per process), samples by the digest of their list.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::EngineError;
+use super::assets::{backbone_id, registry, text_id};
+use crate::data::{ListOptions, Registry, Sample, SkippedFile, list_samples_with_skipped};
+use crate::experiment::{Experiment, Identity, Job, short_hash};
+
+/// The identities of a job's run directory and of the training directory it shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobIdentity {
+    pub run: Identity,
+    pub training: Identity,
+}
+
+impl JobIdentity {
+    /// The sample-list digest recorded under `part` (`samples.train`, `samples.target`).
+    pub fn samples(&self, part: &str) -> Option<&str> {
+        self.run.parts.get(part).map(String::as_str)
+    }
+}
+
+/// A digest of a sample list (what is read, not how): relative path, label, mask, category and
+/// class word of every image, in order.
+pub fn sample_list_hash(samples: &[Sample]) -> String {
+    let mut text = String::new();
+    for s in samples {
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            s.image_rel,
+            s.label,
+            s.mask_rel.as_deref().unwrap_or(""),
+            s.category,
+            s.class_word
+        ));
+    }
+    short_hash(text.as_bytes())
+}
+
+/// The samples of dataset `key` as `exp` reads them (bad files left out under `data.skip_bad`),
+/// and the files left out.
+pub fn list(
+    registry: &Registry,
+    exp: &Experiment,
+    key: &str,
+) -> Result<(Vec<Sample>, Vec<SkippedFile>), EngineError> {
+    let opts = ListOptions {
+        skip_bad: exp.data.skip_bad,
+        ..ListOptions::default()
+    };
+    let (samples, skipped) = list_samples_with_skipped(registry, key, exp.protocol, &opts)?;
+    if samples.is_empty() {
+        return Err(EngineError::Asset {
+            what: format!("dataset {key}"),
+            message: "no images found".into(),
+        });
+    }
+    Ok((samples, skipped))
+}
+
+/// The identity of `job` of the sweep `exp` (the sweep's configuration: [`Job::config`] is
+/// applied here). Writes the synthetic twins first when the data is embedded and they are
+/// missing (they are listed like real data).
+pub fn job_identity(
+    job: &Job,
+    exp: &Experiment,
+    repo_root: &Path,
+) -> Result<JobIdentity, EngineError> {
+    let config = job.config(exp);
+    let registry = registry(&config.data, repo_root)?;
+    let digest = |key: &str| -> Result<String, EngineError> {
+        Ok(sample_list_hash(&list(&registry, &config, key)?.0))
+    };
+    let train_samples = digest(&job.train)?;
+    let target_samples = if job.target == job.train {
+        train_samples.clone()
+    } else {
+        digest(&job.target)?
+    };
+    let mut parts = BTreeMap::from([
+        ("code".to_string(), crate::build_info::CODE.to_string()),
+        (
+            "weights.backbone".to_string(),
+            backbone_id(&config.backbone)?,
+        ),
+        ("weights.text".to_string(), text_id(&config.text)?),
+        ("samples.train".to_string(), train_samples),
+    ]);
+    let yaml = |e: &Experiment| serde_saphyr::to_string(e).expect("the schema serializes to YAML");
+    let training = Identity {
+        config: yaml(&job.train_config(exp)),
+        parts: parts.clone(),
+    };
+    parts.insert("samples.target".into(), target_samples);
+    Ok(JobIdentity {
+        run: Identity {
+            config: yaml(&config),
+            parts,
+        },
+        training,
+    })
+}
