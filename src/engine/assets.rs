@@ -337,7 +337,7 @@ mod tests {
     use super::*;
 
     /// Each compute dtype has its own backbone id (and so its own feature shards); f32 keeps the
-    /// id it always had. The backbone is built at the configured dtype.
+    /// weights' own id. The backbone is built at the configured dtype.
     #[test]
     fn backbone_dtype_changes_the_backbone_and_its_id() {
         let tmp = tempfile::tempdir().unwrap();

@@ -10,9 +10,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Default time between two log lines off a terminal.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
-
 struct State {
     label: String,
     unit: String,

@@ -39,15 +39,6 @@ impl FileDtype {
         }
     }
 
-    /// Bytes of one decoded element (f32, i64 or u8).
-    pub const fn decoded_size(self) -> usize {
-        match self {
-            Self::F64 | Self::F32 | Self::F16 | Self::BF16 => 4,
-            Self::I64 | Self::I32 | Self::U32 | Self::I16 | Self::U16 | Self::I8 => 8,
-            Self::U8 | Self::Bool => 1,
-        }
-    }
-
     /// The safetensors dtype, if decodable (8-bit and sub-byte floats, u64 and complex are not).
     pub fn from_safetensors(d: StDtype) -> Option<Self> {
         Some(match d {

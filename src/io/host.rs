@@ -70,17 +70,6 @@ impl HostTensor {
         Self::f32(shape, values)
     }
 
-    /// Reads an int burn tensor back to the host as i64.
-    pub fn from_int_tensor<const D: usize>(t: Tensor<D, Int>) -> Self {
-        let shape = t.dims().to_vec();
-        let values = t
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .expect("i64 after convert");
-        Self::i64(shape, values)
-    }
-
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }

@@ -25,7 +25,7 @@ pub enum Init {
     /// `(std * z) as f32`, `z` from [`SplitMix64::normal`].
     Normal { std: f64 },
     /// PyTorch `nn.Linear`'s default, uniform in `±1/sqrt(fan_in)`, drawn by the device's
-    /// seeded generator (`Tensor::random`), as the trainable model always has been.
+    /// seeded generator (`Tensor::random`).
     Torch { fan_in: usize },
 }
 

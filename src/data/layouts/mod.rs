@@ -53,7 +53,8 @@ pub(crate) fn sample(
     }
 }
 
-/// Suffix of the anomaly-map overlays `ava-dino predict` used to write beside its inputs.
+/// Suffix of anomaly-map overlay files (`<image>.anomaly.png`): never a dataset image, wherever
+/// one lies.
 pub const OVERLAY_SUFFIX: &str = ".anomaly.png";
 
 /// An overlay written by `predict`, not a dataset image: loaders never list these.
