@@ -140,7 +140,7 @@ fn main() {
     if run("train") {
         let ad = device.clone().autodiff();
         let bt = batch(&ad);
-        let mut trainer = Trainer::new(AvaDino::new(&m, &ad), OptimConfig::default(), 0);
+        let mut trainer = Trainer::new(AvaDino::new(&m, 0, &ad), OptimConfig::default(), 0);
         let s = time(reps, || {
             let l = trainer.step(&bt).values();
             assert!(l.total.is_finite());
@@ -154,7 +154,7 @@ fn main() {
 
     if run("eval") {
         let bt = batch(&device);
-        let model = AvaDino::new(&m, &device);
+        let model = AvaDino::new(&m, 0, &device);
         let s = time(reps, || {
             let out = model.forward(&bt.cls, &bt.patches, [32, 32], bt.text.clone());
             let _ = out.anomaly_map.sum().into_scalar::<f32>();

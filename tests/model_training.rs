@@ -86,7 +86,7 @@ fn train(variant: Variant, steps: usize, lr: f64) -> (Vec<f32>, (f32, f32)) {
     let cfg = tiny(variant);
     let batch = problem(&cfg, &device);
     let mut trainer = Trainer::new(
-        AvaDino::new(&cfg, &device),
+        AvaDino::new(&cfg, 0, &device),
         OptimConfig {
             lr,
             ..OptimConfig::default()
@@ -124,8 +124,10 @@ fn every_variant_trains() {
 
 #[test]
 fn routing_loss_drives_routing_weights_apart() {
-    let (_, (n_full, a_full)) = train(Variant::Full, 100, 1e-2);
-    let (_, (n_free, a_free)) = train(Variant::TextRoutingNoLroute, 100, 1e-2);
+    // 300 steps: with the adapters' initial draws of seeds 0-3 the routing loss separates the
+    // labels by 0.93-1.00 there (at 100 steps by 0.14-1.00: how fast depends on the draw).
+    let (_, (n_full, a_full)) = train(Variant::Full, 300, 1e-2);
+    let (_, (n_free, a_free)) = train(Variant::TextRoutingNoLroute, 300, 1e-2);
     println!(
         "w_anomaly normal/anomalous: with L_route {n_full:.3}/{a_full:.3}, without {n_free:.3}/{a_free:.3}"
     );
@@ -172,7 +174,7 @@ fn trained(variant: Variant) -> (AvaDino, Batch) {
     let cfg = tiny(variant);
     let batch = problem(&cfg, &device);
     let mut trainer = Trainer::new(
-        AvaDino::new(&cfg, &device),
+        AvaDino::new(&cfg, 0, &device),
         OptimConfig {
             lr: 1e-2,
             ..OptimConfig::default()
@@ -266,7 +268,7 @@ fn reads_a_checkpoint_written_by_torch_save() {
 
 #[test]
 fn full_size_has_the_reference_parameter_count() {
-    let model = AvaDino::new(&MethodConfig::default(), &Device::flex());
+    let model = AvaDino::new(&MethodConfig::default(), 0, &Device::flex());
     // 16 visual adapters 1024->768->1024, 2 prompt adapters 768->768->768, text_projection 768->1024.
     let expected = 16 * 2 * 1024 * 768 + 2 * 2 * 768 * 768 + 768 * 1024;
     println!("{}", model.describe());
@@ -283,7 +285,7 @@ fn full_size_has_the_reference_parameter_count() {
 fn bad_inputs_are_errors_naming_the_problem() {
     let device = Device::flex();
     let cfg = tiny(Variant::Full);
-    let model = AvaDino::new(&cfg, &device);
+    let model = AvaDino::new(&cfg, 0, &device);
     let batch = problem(&cfg, &device);
     let err = model
         .try_forward(

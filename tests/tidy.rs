@@ -342,7 +342,8 @@ fn rooms_import_only_lower_floors_and_files_never_each_other() {
                 }
             }
             if let Some(target) = file_of(&path).filter(|t| t != file) {
-                let reexport = file.ends_with("mod.rs") && target.starts_with(file.parent().unwrap());
+                let reexport =
+                    file.ends_with("mod.rs") && target.starts_with(file.parent().unwrap());
                 if !reexport {
                     edges.insert((file.clone(), target));
                 }
@@ -351,7 +352,11 @@ fn rooms_import_only_lower_floors_and_files_never_each_other() {
     }
     for (a, b) in &edges {
         if a < b && edges.contains(&(b.clone(), a.clone())) {
-            bad.push(format!("{} and {} import each other", a.display(), b.display()));
+            bad.push(format!(
+                "{} and {} import each other",
+                a.display(),
+                b.display()
+            ));
         }
     }
     fail_if_any("the house's floor rule (ARCHITECTURE.md)", bad);

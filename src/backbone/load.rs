@@ -205,7 +205,7 @@ impl DinoV3 {
     /// third of the qkv bias is zero unless the config has a k bias, as Meta masks it.
     pub fn random(config: &DinoV3Config, seed: u64, device: &Device) -> Self {
         let mut rng = SplitMix64(seed ^ 0x5EED_D1A0_0003);
-        let mut w = key_table(config).random(&mut rng, device);
+        let mut w = key_table(config).random(&mut rng);
         let d = config.hidden_size;
         if !config.key_bias {
             for i in 0..config.num_hidden_layers {

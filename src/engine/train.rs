@@ -111,8 +111,8 @@ pub fn train(
     let latest = dir.latest_complete();
     let mut trainer = match latest {
         None => {
-            ad.seed(spec.init_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ spec.seed);
-            let model = AvaDino::try_new(spec.method, &ad)?;
+            let seed = spec.init_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ spec.seed;
+            let model = AvaDino::try_new(spec.method, seed, &ad)?;
             let trainer = Trainer::new(model, spec.optim.clone(), warmup_steps);
             checkpoints::save(&dir.epoch(0), &trainer, &EpochFile::default())?;
             trainer
@@ -121,7 +121,8 @@ pub fn train(
             if k < epochs {
                 dir.log_line(&format!("resuming training after epoch {k} of {epochs}"))?;
             }
-            let template = AvaDino::try_new(spec.method, &ad)?;
+            // Only its structure matters: every value is read from the checkpoint.
+            let template = AvaDino::try_new(spec.method, 0, &ad)?;
             checkpoints::resume(&dir.epoch(k), template, spec.optim.clone(), warmup_steps)?
         }
     };

@@ -9,8 +9,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use burn::tensor::{Device, Distribution, Tensor};
-
 use super::host::HostTensor;
 use crate::rng::SplitMix64;
 
@@ -24,8 +22,9 @@ pub enum Init {
     Uniform64 { lo: f64, hi: f64 },
     /// `(std * z) as f32`, `z` from [`SplitMix64::normal`].
     Normal { std: f64 },
-    /// PyTorch `nn.Linear`'s default, uniform in `±1/sqrt(fan_in)`, drawn by the device's
-    /// seeded generator (`Tensor::random`).
+    /// PyTorch `nn.Linear`'s default, uniform in `±1/sqrt(fan_in)`: `(lo + (hi - lo) * u) as
+    /// f32`, `u` from [`SplitMix64::uniform`]. Drawn on the host like every other init, never by
+    /// a device's generator, so a seed gives the same weights on every backend.
     Torch { fan_in: usize },
 }
 
@@ -163,9 +162,9 @@ impl KeyTable {
         problems
     }
 
-    /// A random tensor for every key, drawn in table order: host inits from `rng`,
-    /// [`Init::Torch`] ones from `device`'s generator.
-    pub fn random(&self, rng: &mut SplitMix64, device: &Device) -> BTreeMap<String, HostTensor> {
+    /// A random tensor for every key, drawn from `rng` in table order (on the host: the same
+    /// values whichever device the model then lives on).
+    pub fn random(&self, rng: &mut SplitMix64) -> BTreeMap<String, HostTensor> {
         self.keys
             .iter()
             .map(|key| {
@@ -188,30 +187,17 @@ impl KeyTable {
                     ),
                     Init::Torch { fan_in } => {
                         let bound = 1.0 / (fan_in as f64).sqrt();
-                        device_uniform(shape, bound, device)
+                        HostTensor::f32(
+                            shape,
+                            (0..n)
+                                .map(|_| (-bound + 2.0 * bound * rng.uniform()) as f32)
+                                .collect(),
+                        )
                     }
                 };
                 (key.name.clone(), t)
             })
             .collect()
-    }
-}
-
-/// `Tensor::random(shape, U(-bound, bound))` on `device`, with the tensor's own rank (the
-/// generator's draws are those of that call).
-fn device_uniform(shape: Vec<usize>, bound: f64, device: &Device) -> HostTensor {
-    let dist = Distribution::Uniform(-bound, bound);
-    let t = match shape[..] {
-        [a] => HostTensor::from_tensor(Tensor::<1>::random([a], dist, device)),
-        [a, b] => HostTensor::from_tensor(Tensor::<2>::random([a, b], dist, device)),
-        _ => {
-            let n: usize = shape.iter().product();
-            HostTensor::from_tensor(Tensor::<1>::random([n], dist, device))
-        }
-    };
-    HostTensor {
-        shape,
-        data: t.data,
     }
 }
 
@@ -224,15 +210,15 @@ mod tests {
         t.push("a.weight", vec![2, 3], Init::Uniform { lo: -1.0, hi: 1.0 });
         t.push("a.bias", vec![2], Init::Normal { std: 0.5 });
         t.push("g", vec![2], Init::Uniform64 { lo: 0.5, hi: 1.5 });
+        t.push("lin.weight", vec![4, 16], Init::Torch { fan_in: 16 });
         t
     }
 
     #[test]
     fn random_is_seeded_and_in_range() {
-        let dev = Device::flex();
-        let a = table().random(&mut SplitMix64(1), &dev);
-        assert_eq!(a, table().random(&mut SplitMix64(1), &dev));
-        assert_ne!(a, table().random(&mut SplitMix64(2), &dev));
+        let a = table().random(&mut SplitMix64(1));
+        assert_eq!(a, table().random(&mut SplitMix64(1)));
+        assert_ne!(a, table().random(&mut SplitMix64(2)));
         assert!(
             a["a.weight"]
                 .as_f32()
@@ -247,14 +233,20 @@ mod tests {
                 .iter()
                 .all(|x| (0.5..=1.5).contains(x))
         );
-        assert_eq!(table().numel(), 10);
+        assert!(
+            a["lin.weight"]
+                .as_f32()
+                .unwrap()
+                .iter()
+                .all(|x| (-0.25..0.25).contains(x))
+        );
+        assert_eq!(table().numel(), 74);
         assert!(table().check(&a, true).is_empty());
     }
 
     #[test]
     fn every_problem_is_reported() {
-        let dev = Device::flex();
-        let mut m = table().random(&mut SplitMix64(0), &dev);
+        let mut m = table().random(&mut SplitMix64(0));
         m.remove("g");
         m.insert("a.bias".into(), HostTensor::f32(vec![3], vec![0.0; 3]));
         m.insert("zz".into(), HostTensor::f32(vec![1], vec![0.0]));

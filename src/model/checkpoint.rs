@@ -222,20 +222,20 @@ pub fn named_params(model: &AvaDino) -> Vec<(String, HostTensor)> {
 }
 
 impl AvaDino {
-    /// A freshly initialized model (nn.Linear's default init) on `device`.
+    /// A freshly initialized model (nn.Linear's default init) on `device`, drawn from `seed`.
     ///
     /// # Panics
     /// If the configuration is invalid; use [`AvaDino::try_new`] to get an error instead.
-    pub fn new(config: &MethodConfig, device: &Device) -> Self {
-        Self::try_new(config, device).unwrap_or_else(|e| panic!("{e}"))
+    pub fn new(config: &MethodConfig, seed: u64, device: &Device) -> Self {
+        Self::try_new(config, seed, device).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A freshly initialized model: nn.Linear's default init for every tensor of [`key_table`],
-    /// drawn from `device`'s seeded generator in table order.
-    pub fn try_new(config: &MethodConfig, device: &Device) -> Result<Self, ModelError> {
+    /// drawn in table order from the crate's generator seeded with `seed`, on the host: a seed
+    /// gives the same weights on every device.
+    pub fn try_new(config: &MethodConfig, seed: u64, device: &Device) -> Result<Self, ModelError> {
         config.validate()?;
-        // Every init is `Init::Torch`, drawn on the device; the host generator is not used.
-        let tensors = key_table(config).random(&mut SplitMix64(0), device);
+        let tensors = key_table(config).random(&mut SplitMix64(seed));
         Ok(
             from_named(config, &tensors, Path::new("<initial weights>"), device)
                 .expect("the key table and the module skeleton list the same tensors"),

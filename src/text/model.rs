@@ -248,7 +248,7 @@ impl ClipText {
             reason,
         })?;
         let mut rng = SplitMix64(seed ^ 0xC11F_7E47);
-        let tensors = key_table(&config).random(&mut rng, device);
+        let tensors = key_table(&config).random(&mut rng);
         let hash = sha256_hex(format!("random-v1:{seed}:{}", config.to_hf_json()).as_bytes());
         Self::from_hf_tensors(config, Activation::Gelu, tensors, hash, source, device)
     }
