@@ -330,3 +330,116 @@ fn bad_inputs_are_errors_naming_the_problem() {
         "{err}"
     );
 }
+
+/// Samples `from..to` of a batch.
+fn slice(batch: &Batch, from: usize, to: usize) -> Batch {
+    let n = to - from;
+    Batch {
+        cls: batch
+            .cls
+            .iter()
+            .map(|t| t.clone().narrow(0, from, n))
+            .collect(),
+        patches: batch
+            .patches
+            .iter()
+            .map(|t| t.clone().narrow(0, from, n))
+            .collect(),
+        grid: batch.grid,
+        text: batch.text.clone().narrow(0, from, n),
+        labels: batch.labels.clone().narrow(0, from, n),
+        masks: batch.masks.clone().narrow(0, from, n),
+    }
+}
+
+/// Every float parameter's gradient in `grads` (`None`: the loss does not reach it), in the
+/// model's visiting order.
+fn gradient_values(model: &AvaDino, grads: &burn::optim::GradientsParams) -> Vec<Option<Vec<f32>>> {
+    use burn::module::{Module, ModuleVisitor, Param, ParamId};
+    struct Ids(Vec<(ParamId, usize)>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push((p.id, D));
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    let vec = |d: TensorData| d.convert::<f32>().try_to_vec::<f32>().unwrap();
+    ids.0
+        .into_iter()
+        .map(|(id, d)| match d {
+            1 => grads.get::<1>(id).map(|t| vec(t.into_data())),
+            2 => grads.get::<2>(id).map(|t| vec(t.into_data())),
+            3 => grads.get::<3>(id).map(|t| vec(t.into_data())),
+            _ => panic!("parameter of rank {d}"),
+        })
+        .collect()
+}
+
+/// A batch processed as micro-batches (even or not) accumulates to the whole batch's gradients
+/// and losses within f32 rounding; one micro-batch of the whole batch is the plain pass, bit for
+/// bit.
+#[test]
+fn micro_batches_accumulate_to_the_whole_batch() {
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let cfg = tiny(Variant::Full);
+    let batch = problem(&cfg, &device);
+    let model = AvaDino::new(&cfg, 5, &device);
+    let run = |bounds: &[usize]| {
+        let micro = bounds
+            .windows(2)
+            .map(|w| Ok::<_, std::convert::Infallible>(slice(&batch, w[0], w[1])));
+        let (g, v, w) = ava_dino::model::accumulated_gradients(&model, B, micro).unwrap();
+        (gradient_values(&model, &g), v, w)
+    };
+    let (whole, v_whole, w_whole) = run(&[0, B]);
+    // The plain pass: one backward of the batch's total loss.
+    let out = model.forward(&batch.cls, &batch.patches, batch.grid, batch.text.clone());
+    let losses = model.losses(&out, batch.labels.clone(), batch.masks.clone());
+    assert_eq!(
+        losses.values(),
+        v_whole,
+        "one micro-batch is the plain pass"
+    );
+    let plain = burn::optim::GradientsParams::from_grads(losses.total.backward(), &model);
+    assert_eq!(gradient_values(&model, &plain), whole);
+    for bounds in [&[0, 1, 2, 3, 4][..], &[0, 3, 4], &[0, 2, 4]] {
+        let (g, v, w) = run(bounds);
+        assert_eq!(g.len(), whole.len());
+        assert!(whole.iter().filter(|x| x.is_some()).count() > 10);
+        let mut worst = 0f32;
+        for (a, b) in g.iter().zip(&whole) {
+            assert_eq!(
+                a.is_some(),
+                b.is_some(),
+                "{bounds:?}: the same parameters get gradients"
+            );
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+            for (x, y) in a.iter().zip(b) {
+                worst = worst.max((x - y).abs() / scale);
+            }
+        }
+        println!("micro-batches {bounds:?}: largest gradient difference {worst:e} (relative)");
+        assert!(
+            worst < 1e-5,
+            "{bounds:?}: gradients differ by {worst:e} (relative)"
+        );
+        assert!(
+            worst > 0.0 || bounds.len() == 2,
+            "{bounds:?}: nothing was split"
+        );
+        let rel = |x: f32, y: f32| (x - y).abs() / y.abs().max(1e-12);
+        assert!(
+            rel(v.total, v_whole.total) < 1e-5,
+            "{bounds:?}: {v:?} vs {v_whole:?}"
+        );
+        for (x, y) in w.iter().zip(&w_whole) {
+            assert!(
+                (x - y).abs() < 1e-6,
+                "{bounds:?}: routing weights {w:?} vs {w_whole:?}"
+            );
+        }
+    }
+}

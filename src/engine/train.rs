@@ -42,7 +42,7 @@ pub fn run_epoch(
     data: &TrainSet<'_>,
     epoch: usize,
     order: &[usize],
-    batch_size: usize,
+    (batch_size, micro_batch): (usize, usize),
     device: &Device,
     on_step: &mut dyn FnMut(&LossValues),
 ) -> Result<EpochSummary, EngineError> {
@@ -52,15 +52,11 @@ pub fn run_epoch(
     };
     let (mut sums, mut counts) = ([0f64; 2], [0usize; 2]);
     for chunk in order.chunks(batch_size.max(1)) {
-        let batch = data.batch(chunk, device)?;
-        let (losses, out) = trainer.step_with_output(&batch);
-        let values = losses.values();
-        let w: Vec<f32> = out
-            .w_anomaly
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32");
+        // One micro-batch's tensors and activations at a time (`train.micro_batch`).
+        let micro = chunk
+            .chunks(micro_batch.clamp(1, chunk.len()))
+            .map(|m| data.batch(m, device));
+        let (values, w) = trainer.step_micro(chunk.len(), micro)?;
         for (&i, &wa) in chunk.iter().zip(&w) {
             let k = usize::from(data.label(i) != 0);
             sums[k] += wa as f64;
@@ -151,7 +147,7 @@ pub fn train(
             data,
             epoch,
             &order,
-            spec.train.batch_size,
+            (spec.train.batch_size, spec.train.micro_batch),
             &ad,
             &mut |l| progress.inc_with(1, &format!("epoch {epoch} loss {:.4}", l.total)),
         )?;

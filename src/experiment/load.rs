@@ -341,8 +341,10 @@ pub fn validate(e: &Experiment, origin: &str) -> Result<(), ExperimentError> {
             e.backbone.embedded.depth
         ));
     }
-    if e.train.batch_size == 0 || e.train.epochs == 0 {
-        return bad("train.batch_size and train.epochs must be at least 1".into());
+    if e.train.batch_size == 0 || e.train.epochs == 0 || e.train.micro_batch == 0 {
+        return bad(
+            "train.batch_size, train.micro_batch and train.epochs must be at least 1".into(),
+        );
     }
     // Written so that NaN fails too.
     if e.model.tau.is_nan() || e.model.tau <= 0.0 {

@@ -462,6 +462,11 @@ impl Default for ModelConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub batch_size: usize,
+    /// Samples per forward/backward pass: a batch runs as micro-batches of this size whose
+    /// gradients are accumulated into one update (the whole batch's update within f32 rounding;
+    /// docs/model.md). Bounds the training activations (about 190 MB per image at full size)
+    /// independently of `batch_size`. Part of a run's identity: other sizes round differently.
+    pub micro_batch: usize,
     /// 20 as in the README (the reference scripts use 10).
     pub epochs: usize,
     /// Seeded shuffling of the training set each epoch (the reference shuffles without a seed).
@@ -477,6 +482,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             batch_size: 64,
+            micro_batch: 8,
             epochs: 20,
             shuffle: true,
             extract_batch_size: 16,

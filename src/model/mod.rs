@@ -18,4 +18,4 @@ pub mod upsample;
 pub use checkpoint::CheckpointError;
 pub use config::{LossWeights, MethodConfig, Protocol, Variant};
 pub use method::{AvaDino, LossValues, Losses, MethodOutput, ModelError};
-pub use optim::{Batch, OptimConfig, Trainer};
+pub use optim::{Batch, OptimConfig, Trainer, accumulated_gradients};

@@ -4,12 +4,12 @@
 //! burn's AdamW defaults differ from PyTorch's (eps 1e-5, weight decay 1e-4): both are set here.
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::store::{ModuleRecord, RecordError};
 use burn::tensor::Bytes;
 use burn::tensor::{Int, Tensor};
 
-use super::method::{AvaDino, Losses, MethodOutput};
+use super::method::{AvaDino, LossValues, Losses, MethodOutput};
 
 /// AdamW with decoupled weight decay and a linear warmup (the YAML `optim` section; reference:
 /// lr 1e-4, betas (0.9, 0.999), eps 1e-8, weight decay 1e-2, warmup 3 % of the steps).
@@ -139,6 +139,21 @@ impl Trainer {
         (losses.detach(), out.detach())
     }
 
+    /// One update over a batch of `total` samples handed over as micro-batches (their sizes sum
+    /// to `total`), built one at a time by `micro`: see [`accumulated_gradients`]. Returns the
+    /// batch's losses and each sample's tap-averaged anomaly weight, in order.
+    pub fn step_micro<E>(
+        &mut self,
+        total: usize,
+        micro: impl Iterator<Item = Result<Batch, E>>,
+    ) -> Result<(LossValues, Vec<f32>), E> {
+        let (grads, values, w) = accumulated_gradients(&self.model, total, micro)?;
+        let lr = self.next_lr();
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.steps_done += 1;
+        Ok((values, w))
+    }
+
     /// The exact training state as two burnpack buffers: the module (which keeps parameter ids)
     /// and the AdamW moments keyed by those ids. With [`Trainer::resume`] a run continues as if
     /// it had never stopped.
@@ -176,6 +191,69 @@ impl Trainer {
     pub fn valid(&self) -> AvaDino {
         self.model.valid()
     }
+}
+
+/// The gradients of a batch of `total` samples from its micro-batches, built one at a time by
+/// `micro` (so only one micro-batch's activations are alive), with the batch's losses and each
+/// sample's tap-averaged anomaly weight.
+///
+/// Every loss term is a mean over samples of equal weight (focal over `B x S x S` pixels, dice
+/// and cross-entropy and the routing MSE over `B` per-sample terms), so the batch's loss is
+/// `sum over micro-batches of (size / total) x loss(micro-batch)`: each micro-batch's gradient
+/// is weighted by its share and summed, giving the whole batch's gradient within f32 rounding
+/// (`tests/model_training.rs` compares them). A single micro-batch holding the whole batch is
+/// today's one backward pass, bit for bit (its weight 1 is never applied).
+pub fn accumulated_gradients<E>(
+    model: &AvaDino,
+    total: usize,
+    micro: impl Iterator<Item = Result<Batch, E>>,
+) -> Result<(GradientsParams, LossValues, Vec<f32>), E> {
+    let mut acc = GradientsAccumulator::<AvaDino>::new();
+    let mut sums = [0f64; 5];
+    let mut w = Vec::with_capacity(total);
+    let mut seen = 0;
+    for batch in micro {
+        let batch = batch?;
+        let size = batch.labels.dims()[0];
+        seen += size;
+        let out = model.forward(&batch.cls, &batch.patches, batch.grid, batch.text.clone());
+        let losses = model.losses(&out, batch.labels.clone(), batch.masks.clone());
+        let share = size as f64 / total as f64;
+        let objective = if size == total {
+            losses.total.clone()
+        } else {
+            losses.total.clone().mul_scalar(share)
+        };
+        acc.accumulate(
+            model,
+            GradientsParams::from_grads(objective.backward(), model),
+        );
+        let v = losses.values();
+        for (s, x) in sums
+            .iter_mut()
+            .zip([v.aware, v.seg, v.global, v.route, v.total])
+        {
+            *s += share * x as f64;
+        }
+        w.extend(
+            out.w_anomaly
+                .detach()
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32"),
+        );
+    }
+    assert_eq!(seen, total, "micro-batches must sum to the batch");
+    let [aware, seg, global, route, total_loss] = sums.map(|s| s as f32);
+    let values = LossValues {
+        aware,
+        seg,
+        global,
+        route,
+        total: total_loss,
+    };
+    Ok((acc.grads(), values, w))
 }
 
 #[cfg(test)]
