@@ -1,12 +1,14 @@
 //! Reports from hand-made runs: values flow from metrics.json into Tables 1-4, per-category
-//! tables, charts and the regression check. Issue 7.
+//! tables, charts and the regression check, with bootstrap intervals, the spread over two seeds
+//! and the runs' provenance. Issue 7.
 
 use std::path::{Path, PathBuf};
 
 use ava_dino::experiment::record::{FINAL_SELECTION, REFERENCE_SELECTION, UNTRAINED_SELECTION};
 use ava_dino::experiment::{
-    CategoryMetrics, EpochRecord, EpochSelection, Evaluation, Job, LossRecord, MetricSet,
-    Provenance, RoutingRow, RoutingSummary, RunDir, RunMetrics, TableKind, Variant,
+    BootstrapInfo, CategoryMetrics, EpochRecord, EpochSelection, Evaluation, Interval, Job,
+    LossRecord, MetricIntervals, MetricSet, Provenance, RoutingRow, RoutingSummary, RunDir,
+    RunMetrics, TableKind, Variant,
 };
 use ava_dino::report::{self, Published, check};
 
@@ -26,6 +28,50 @@ fn metrics(base: f64, medical: bool) -> MetricSet {
         pixel_f1max: Some(base - 0.4),
     }
 }
+
+/// Intervals `[v - below, v + above]` of every defined metric of `m`.
+fn intervals(m: &MetricSet, below: f64, above: f64) -> MetricIntervals {
+    let mut out = MetricIntervals::default();
+    for n in MetricSet::NAMES {
+        out.set(
+            n,
+            m.get(n).map(|v| Interval {
+                lo: v - below,
+                hi: v + above,
+            }),
+        );
+    }
+    out
+}
+
+/// An evaluation of `cats`; with intervals the mean's are `[v - 0.03, v + 0.04]`, as the
+/// engine's bootstrap would record them.
+fn evaluation(
+    epoch: usize,
+    label: &str,
+    mut cats: Vec<CategoryMetrics>,
+    with_intervals: bool,
+) -> Evaluation {
+    if with_intervals {
+        for c in &mut cats {
+            c.interval = Some(intervals(&c.metrics, 0.05, 0.05));
+        }
+    }
+    let mut e = Evaluation::new(epoch, label, cats);
+    if with_intervals {
+        e.mean_interval = Some(intervals(&e.mean, 0.03, 0.04));
+        e.bootstrap = Some(BootstrapInfo {
+            replicates: 1000,
+            level: 0.95,
+            seed: 0,
+            method: "percentile, test images resampled per category".into(),
+        });
+    }
+    e
+}
+
+/// ksdd2's run stands for a run directory made before intervals existed.
+const NO_INTERVALS: &str = "ksdd2";
 
 fn make_run(
     root: &Path,
@@ -90,9 +136,19 @@ fn make_run(
             vec![1, 3, 5, 7]
         },
         git_revision: Some("0123456789abcdef".into()),
-        git_dirty: Some(false),
+        // The second seed was built from uncommitted changes.
+        git_dirty: Some(seed == 1),
+        git_diff: (seed == 1).then(|| "feedfacecafebeef".into()),
+        code: "c0dec0dec0dec0de".into(),
+        kernels: "avx2".into(),
+        threads: 2,
+        backbone_dtype: "f32".into(),
+        feature_dtype: "f16".into(),
+        backend: "cpu".into(),
+        device: "Test CPU".into(),
         ..Default::default()
     };
+    let with_intervals = target != NO_INTERVALS;
     provenance.timings.insert("total".into(), 1.0);
     let m = RunMetrics {
         schema_version: ava_dino::experiment::record::SCHEMA_VERSION,
@@ -100,9 +156,14 @@ fn make_run(
         job: job.clone(),
         target_domain: if medical { "medical" } else { "industrial" }.into(),
         selection: EpochSelection::ReferenceBest,
-        final_epoch: Evaluation::new(3, FINAL_SELECTION, cats(base - 0.05)),
-        best_epoch: Evaluation::new(2, REFERENCE_SELECTION, cats(base)),
-        untrained: Some(Evaluation::new(0, UNTRAINED_SELECTION, cats(0.5))),
+        final_epoch: evaluation(3, FINAL_SELECTION, cats(base - 0.05), with_intervals),
+        best_epoch: evaluation(2, REFERENCE_SELECTION, cats(base), with_intervals),
+        untrained: Some(evaluation(
+            0,
+            UNTRAINED_SELECTION,
+            cats(0.5),
+            with_intervals,
+        )),
         epochs: (1..=3)
             .map(|e| EpochRecord {
                 epoch: e,
@@ -227,10 +288,26 @@ fn tables_charts_and_check_from_hand_made_runs() {
             .clone()
     };
 
-    // Table 1: mvtec = mean of seeds 0 (0.80) and 1 (0.90), best epoch, percent; paper beside it.
+    // Table 1: mvtec = mean of seeds 0 (0.80) and 1 (0.90), best epoch, percent; paper beside
+    // it; the sample std over the two seeds; the hull of their intervals [77, 84] and [87, 94].
     let c = cell("table1/mvtec/image_auroc");
     assert!((c.ours.unwrap() - 85.0).abs() < 1e-9, "{c:?}");
     assert_eq!(c.paper, Some(93.5));
+    assert!((c.std.unwrap() - 50f64.sqrt()).abs() < 1e-9, "{c:?}");
+    assert!((c.lo.unwrap() - 77.0).abs() < 1e-9 && (c.hi.unwrap() - 94.0).abs() < 1e-9);
+    assert_eq!(c.n_seeds, 2);
+    // One swapped pair: worst category beta (2 normal x 5 anomalous: 10 points), over 2
+    // categories and 2 seeds.
+    assert!((c.granularity.unwrap() - 2.5).abs() < 1e-9, "{c:?}");
+    let c = cell("table1/btad/image_auroc");
+    assert_eq!((c.n_seeds, c.std), (1, None));
+    assert!((c.lo.unwrap() - 78.0).abs() < 1e-9 && (c.hi.unwrap() - 85.0).abs() < 1e-9);
+    assert!((c.granularity.unwrap() - 5.0).abs() < 1e-9, "{c:?}");
+    // A run without intervals: no interval, the same granularity; pixel cells have none.
+    let c = cell("table1/ksdd2/image_auroc");
+    assert_eq!((c.lo, c.hi), (None, None));
+    assert!((c.granularity.unwrap() - 5.0).abs() < 1e-9, "{c:?}");
+    assert_eq!(cell("table1/btad/pixel_auroc").granularity, None);
     let c = cell("table1/btad/pixel_f1max");
     assert!(
         (c.ours.unwrap() - (0.81 - 0.4) * 100.0).abs() < 1e-9,
@@ -256,14 +333,74 @@ fn tables_charts_and_check_from_hand_made_runs() {
             && t1md.contains("text activation: gelu")
             && t1md.contains("protocol: reference")
     );
+    // Value ± std over seeds [hull]; one seed: value [interval]; an old run: the value alone.
+    assert!(
+        t1md.contains("| mvtec | visa | 85.0 ± 7.1 [77.0, 94.0] | 50.0 | 93.5 | -8.5 |"),
+        "{t1md}"
+    );
+    assert!(
+        t1md.contains("| btad | visa | 81.0 [78.0, 85.0] | 50.0 |"),
+        "{t1md}"
+    );
+    assert!(t1md.contains("| ksdd2 | visa | 82.0 | 50.0 |"), "{t1md}");
+    // The notes say what the brackets and the ± are.
+    for note in [
+        "[lo, hi] = 95 % bootstrap interval over test images, 1000 replicates (percentile, test images resampled per category)",
+        "runs made before intervals existed have none",
+        "several seeds: value ± sample standard deviation over seeds, then the hull of the seeds' intervals",
+        "outside every seed's interval",
+    ] {
+        assert!(t1md.contains(note), "{note}: {t1md}");
+    }
+    // Provenance of the runs behind the table.
+    assert!(
+        t1md.contains(
+            "- harness revision 0123456789, 0123456789+dirty.feedfacecafebeef; code digest c0dec0dec0dec0de\n"
+        ),
+        "{t1md}"
+    );
+    assert!(
+        t1md.contains(
+            "- computed on cpu: Test CPU; kernels avx2; threads 2; backbone f32, features f16\n"
+        ),
+        "{t1md}"
+    );
     let t1csv = std::fs::read_to_string(out.join("table1.csv")).unwrap();
     assert_eq!(t1csv.lines().count(), 1 + 9, "{t1csv}");
     assert!(
+        t1csv.lines().next().unwrap().starts_with(
+            "dataset,trained on,I-AUROC ours,I-AUROC ours lo,I-AUROC ours hi,I-AUROC ours std,I-AUROC ours seeds,I-AUROC untrained,I-AUROC paper"
+        ),
+        "{t1csv}"
+    );
+    assert!(
         t1csv
             .lines()
-            .next()
-            .unwrap()
-            .starts_with("dataset,trained on,I-AUROC ours,I-AUROC untrained,I-AUROC paper")
+            .any(|l| l.starts_with("mvtec,visa,85.0000,77.0000,94.0000,7.0711,2,50.0000,93.5000,")),
+        "{t1csv}"
+    );
+    assert!(
+        t1csv
+            .lines()
+            .any(|l| l.starts_with("ksdd2,visa,82.0000,,,,1,50.0000,")),
+        "{t1csv}"
+    );
+    let t1 = tables.iter().find(|t| t.table == "table1").unwrap();
+    assert_eq!(
+        t1.meta.git_revision,
+        ["0123456789", "0123456789+dirty.feedfacecafebeef"]
+    );
+    assert_eq!(
+        (
+            t1.meta.kernels.as_slice(),
+            t1.meta.threads.as_slice(),
+            t1.meta.device.as_slice()
+        ),
+        (
+            &["avx2".to_string()][..],
+            &[2][..],
+            &["cpu: Test CPU".to_string()][..]
+        )
     );
 
     // Table 2: deltas to the single-adapter row.
@@ -284,6 +421,11 @@ fn tables_charts_and_check_from_hand_made_runs() {
     let c = cell("table4/normal/w_anomaly");
     assert!((c.ours.unwrap() - 0.18).abs() < 1e-9, "{c:?}");
     assert_eq!(c.paper, Some(0.17));
+    // Two seeds with the same weights: no spread; routing weights have no interval.
+    assert_eq!(
+        (c.n_seeds, c.std, c.lo, c.granularity),
+        (2, Some(0.0), None, None)
+    );
     // Every anomalous weight (0.72..0.88) is above every normal one (0.10..0.26): AUROC 1.
     let t4md = std::fs::read_to_string(out.join("table4.md")).unwrap();
     assert!(
@@ -294,11 +436,38 @@ fn tables_charts_and_check_from_hand_made_runs() {
         t4md.contains("embedded default: the random backbone"),
         "{t4md}"
     );
+    assert!(
+        t4md.contains("| Normal | 10 | 0.82 ± 0.00 | 0.83 | 0.18 ± 0.00 | 0.17 |"),
+        "{t4md}"
+    );
+    assert!(
+        !t4md.contains("bootstrap"),
+        "no brackets in Table 4: {t4md}"
+    );
 
     // Per-category tables with a mean row.
     let pc = std::fs::read_to_string(out.join("per_category/full__visa__btad__s0.csv")).unwrap();
     let last = pc.lines().last().unwrap();
-    assert!(last.starts_with("mean,5,9,81.0000,80.0000"), "{pc}");
+    assert!(
+        last.starts_with("mean,5,9,81.0000,78.0000,85.0000,80.0000,77.0000,84.0000"),
+        "{pc}"
+    );
+    assert!(
+        pc.lines().next().unwrap().starts_with(
+            "category,normal,anomalous,image_auroc,image_auroc lo,image_auroc hi,image_ap"
+        ),
+        "{pc}"
+    );
+    let pcmd = std::fs::read_to_string(out.join("per_category/full__visa__btad__s0.md")).unwrap();
+    assert!(
+        pcmd.contains("### image level") && pcmd.contains("### pixel level"),
+        "{pcmd}"
+    );
+    // Category alpha (base 0.79): [0.74, 0.84] around each metric.
+    assert!(
+        pcmd.contains("| alpha | 3 | 4 | 79.0 [74.0, 84.0] | 78.0 [73.0, 83.0] |"),
+        "{pcmd}"
+    );
 
     // Charts: PNG + SVG of each kind; overlays (raster pictures) PNG only.
     let charts = out.join("charts");
@@ -331,18 +500,62 @@ fn tables_charts_and_check_from_hand_made_runs() {
         svg.contains("normal (n=10)") && svg.contains("anomalous (n=10)"),
         "legend text is drawn"
     );
+    // Every chart names the code and the machine under its title.
+    for stem in [
+        "routing_mvtec",
+        "ours_vs_published_pixel_auroc",
+        "loss_full__visa__s1",
+    ] {
+        let svg = std::fs::read_to_string(charts.join(format!("{stem}.svg"))).unwrap();
+        assert!(
+            svg.contains("kernels avx2 | threads 2 | backbone f32, features f16"),
+            "{stem}"
+        );
+    }
+    let loss = std::fs::read_to_string(charts.join("loss_full__visa__s1.svg")).unwrap();
+    assert!(loss.contains("rev 0123456789+dirty.feedfacecafebeef | cpu: Test CPU"));
 
     // Regression check: blessing the current numbers passes; a moved number fails.
     let baseline = check::bless(&tables, "smoke", check::Tolerances::SMOKE);
     assert!(check::check_baseline(&tables, &baseline).passed());
+    assert_eq!(
+        baseline.tolerance_rule,
+        check::ToleranceRule::BaseOrSwappedPair
+    );
     let mut moved = baseline.clone();
     *moved.values.get_mut("table1/mvtec/image_auroc").unwrap() = Some(80.0);
     let r = check::check_baseline(&tables, &moved);
-    assert_eq!(r.mismatches.len(), 1);
+    assert_eq!(r.mismatches().count(), 1);
     assert!(r.render().contains("outside table1/mvtec/image_auroc"));
-    // Against the paper, these made-up numbers are far off.
+    // I-AUROC's tolerance is one swapped pair (2.5 points here), not the base 0.5.
+    *moved.values.get_mut("table1/mvtec/image_auroc").unwrap() = Some(85.0 - 2.5);
+    assert!(check::check_baseline(&tables, &moved).passed());
+    *moved.values.get_mut("table1/mvtec/image_auroc").unwrap() = Some(85.0 - 2.6);
+    assert!(!check::check_baseline(&tables, &moved).passed());
+    // A pixel cell keeps the base tolerance.
+    let mut moved = baseline.clone();
+    *moved.values.get_mut("table1/mvtec/pixel_auroc").unwrap() = Some(86.0 - 0.6);
+    assert!(!check::check_baseline(&tables, &moved).passed());
+    // Against the paper, these made-up numbers are mostly far off; mvtec's I-AUROC (85.0,
+    // interval hull [77, 94]) holds the published 93.5 although the delta is -8.5.
     let r = check::check_published(&tables, check::Tolerances::PUBLISHED);
-    assert!(!r.passed() && r.compared > 20);
+    assert!(!r.passed() && r.compared() > 20);
+    let mvtec = r
+        .rows
+        .iter()
+        .find(|c| c.key == "table1/mvtec/image_auroc")
+        .unwrap();
+    assert!(mvtec.ok && mvtec.interval.is_some(), "{mvtec:?}");
+    // ksdd2 has no interval: the delta decides (82.0 vs 96.2).
+    let ksdd2 = r
+        .rows
+        .iter()
+        .find(|c| c.key == "table1/ksdd2/image_auroc")
+        .unwrap();
+    assert!(!ksdd2.ok && ksdd2.interval.is_none(), "{ksdd2:?}");
+    let text = r.render_all();
+    assert_eq!(text.lines().count(), r.compared() + 1, "{text}");
+    assert!(text.contains("ok      table1/mvtec/image_auroc"), "{text}");
 }
 
 #[test]
@@ -429,4 +642,50 @@ fn collect_cli_then_check_cli_exit_codes() {
     let bad = check(&[]);
     assert_eq!(bad.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&bad.stdout).contains("outside table1/mvtec/pixel_auroc"));
+
+    // Against the published numbers: one line per compared cell, with our interval; the
+    // made-up numbers are outside: exit code 3.
+    let out = std::process::Command::new(bin)
+        .args([
+            "collect",
+            runs.to_str().unwrap(),
+            "--out",
+            results.join("full").to_str().unwrap(),
+            "--published",
+            &published,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let full = std::process::Command::new(bin)
+        .args([
+            "check",
+            "--profile",
+            "full",
+            "--results",
+            results.to_str().unwrap(),
+            "--published",
+            &published,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&full.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("table1/mvtec/image_auroc"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.starts_with("outside ")
+            && line.contains("published   93.500")
+            && line.contains("[77.000, 84.000]"),
+        "{line}"
+    );
+    // No run on visa: its cells are outside, without an interval.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("outside table1/visa/image_auroc") && l.contains("missing")),
+        "{stdout}"
+    );
 }

@@ -43,12 +43,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // Our table JSON carries the published value of each cell; reading the file here
             // makes a missing published.toml an error rather than a silent pass.
             let _ = published;
+            let tol = check::Tolerances::PUBLISHED;
             println!(
-                "check {}: against published numbers, tolerance {:?}",
+                "check {}: against published numbers; a cell is outside when the published value lies outside our interval widened by the tolerance ({} points, {} for weights) on both sides, or, without an interval, when |ours - published| exceeds it",
                 dir.display(),
-                check::Tolerances::PUBLISHED
+                tol.percent_points,
+                tol.weight
             );
-            check::check_published(&tables, check::Tolerances::PUBLISHED)
+            let report = check::check_published(&tables, tol);
+            print!("{}", report.render_all());
+            return Ok(exit_code(&report));
         }
         Profile::Rehearsal => anyhow::bail!(
             "the rehearsal profile runs random weights at the paper's shapes: its numbers have \
@@ -72,18 +76,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let baseline: check::Baseline = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", baseline_path.display()))?;
             println!(
-                "check {}: against {}, tolerance {:?}",
+                "check {}: against {}, tolerance {} points, {} for weights, per cell {}",
                 dir.display(),
                 baseline_path.display(),
-                baseline.tolerance
+                baseline.tolerance.percent_points,
+                baseline.tolerance.weight,
+                baseline.tolerance_rule.name()
             );
             check::check_baseline(&tables, &baseline)
         }
     };
     print!("{}", report.render());
-    Ok(if report.passed() {
+    Ok(exit_code(&report))
+}
+
+fn exit_code(report: &check::CheckReport) -> ExitCode {
+    if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(OUT_OF_TOLERANCE)
-    })
+    }
 }

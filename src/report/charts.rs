@@ -1,6 +1,10 @@
 //! Charts (plotters, PNG and SVG): routing-weight distributions of normal vs anomalous images,
 //! ours vs published per dataset, training loss curves, and anomaly-map overlays.
 //!
+//! Every chart carries, below its title, a small provenance line (revision, device, kernels,
+//! threads, dtypes: `TableMeta::provenance_line`), so a picture cut out of a report still says
+//! which code and machine made it.
+//!
 //! Text needs a font: plotters' `ab_glyph` backend draws with fonts registered at run time, so
 //! DejaVu Sans (embedded by the `dejavu` crate) is registered under "sans-serif" before any
 //! chart is drawn. No system font is used.
@@ -10,6 +14,7 @@ use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::experiment::EpochRecord;
 use crate::io::TensorFile;
@@ -44,6 +49,31 @@ pub fn register_fonts() -> Result<(), ChartError> {
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Height of the provenance line under a title, in pixels.
+const PROVENANCE_PX: u32 = 16;
+
+/// Draws `title` and, under it in small grey type, `provenance` (nothing when empty); returns
+/// the area left for the chart.
+fn titled<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    title_px: u32,
+    provenance: &str,
+) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let area = root.titled(title, (FONT, title_px))?;
+    if provenance.is_empty() {
+        return Ok(area);
+    }
+    let (line, rest) = area.split_vertically(PROVENANCE_PX);
+    let (w, _) = line.dim_in_pixel();
+    let grey = BLACK.mix(0.6);
+    let style = TextStyle::from((FONT, 11))
+        .color(&grey)
+        .pos(Pos::new(HPos::Center, VPos::Top));
+    line.draw_text(provenance, &style, (w as i32 / 2, 0))?;
+    Ok(rest)
+}
 
 fn prepare(stem: &Path) -> Result<(PathBuf, PathBuf), ChartError> {
     register_fonts()?;
@@ -139,6 +169,7 @@ pub fn histogram(values: &[f64], bins: usize) -> Vec<usize> {
 pub fn routing_histogram(
     stem: &Path,
     title: &str,
+    provenance: &str,
     normal: &[f64],
     anomalous: &[f64],
 ) -> Result<Vec<PathBuf>, ChartError> {
@@ -147,7 +178,7 @@ pub fn routing_histogram(
     let ymax = hn.iter().chain(&ha).copied().max().unwrap_or(1).max(1) as f64 * 1.1;
     fn body<DB: DrawingBackend>(
         root: DrawingArea<DB, Shift>,
-        title: &str,
+        (title, provenance): (&str, &str),
         hn: &[usize],
         ha: &[usize],
         ymax: f64,
@@ -157,8 +188,8 @@ pub fn routing_histogram(
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 20))
+        let area = titled(&root, title, 20, provenance)?;
+        let mut chart = ChartBuilder::on(&area)
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
@@ -197,18 +228,26 @@ pub fn routing_histogram(
         Ok(())
     }
     let n = (normal.len(), anomalous.len());
-    png_and_svg!(stem, (800, 500), |a| body(a, title, &hn, &ha, ymax, n))
+    png_and_svg!(stem, (800, 500), |a| body(
+        a,
+        (title, provenance),
+        &hn,
+        &ha,
+        ymax,
+        n
+    ))
 }
 
 /// Grouped bars: ours vs published per dataset, for one metric (percent).
 pub fn ours_vs_published(
     stem: &Path,
     title: &str,
+    provenance: &str,
     rows: &[(String, Option<f64>, Option<f64>)],
 ) -> Result<Vec<PathBuf>, ChartError> {
     fn body<DB: DrawingBackend>(
         root: DrawingArea<DB, Shift>,
-        title: &str,
+        (title, provenance): (&str, &str),
         rows: &[(String, Option<f64>, Option<f64>)],
     ) -> DrawResult
     where
@@ -216,8 +255,8 @@ pub fn ours_vs_published(
     {
         root.fill(&WHITE)?;
         let n = rows.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 20))
+        let area = titled(&root, title, 20, provenance)?;
+        let mut chart = ChartBuilder::on(&area)
             .margin(12)
             .x_label_area_size(50)
             .y_label_area_size(50)
@@ -263,18 +302,19 @@ pub fn ours_vs_published(
     }
     // x labels are placed at n*2+1 evenly spaced points 0, 0.5, 1, ...: the formatter keeps the
     // half-integers, which are the slot centres.
-    png_and_svg!(stem, (900, 500), |a| body(a, title, rows))
+    png_and_svg!(stem, (900, 500), |a| body(a, (title, provenance), rows))
 }
 
 /// Training loss per epoch: total and the four weighted parts.
 pub fn loss_curves(
     stem: &Path,
     title: &str,
+    provenance: &str,
     epochs: &[EpochRecord],
 ) -> Result<Vec<PathBuf>, ChartError> {
     fn body<DB: DrawingBackend>(
         root: DrawingArea<DB, Shift>,
-        title: &str,
+        (title, provenance): (&str, &str),
         epochs: &[EpochRecord],
     ) -> DrawResult
     where
@@ -296,8 +336,8 @@ pub fn loss_curves(
             .fold(0.0f64, f64::max)
             .max(1e-6)
             * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 20))
+        let area = titled(&root, title, 20, provenance)?;
+        let mut chart = ChartBuilder::on(&area)
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
@@ -336,7 +376,7 @@ pub fn loss_curves(
         root.present()?;
         Ok(())
     }
-    png_and_svg!(stem, (800, 500), |a| body(a, title, epochs))
+    png_and_svg!(stem, (800, 500), |a| body(a, (title, provenance), epochs))
 }
 
 /// Jet colour map on [0, 1].
@@ -348,7 +388,12 @@ pub fn jet(v: f64) -> (u8, u8, u8) {
 
 /// Image | ground truth | heat map over the image, from a map saved by `RunDir::write_map`.
 /// The heat map is min-max normalized per image. PNG only (a raster picture).
-pub fn overlay(map_file: &Path, stem: &Path, title: &str) -> Result<Vec<PathBuf>, ChartError> {
+pub fn overlay(
+    map_file: &Path,
+    stem: &Path,
+    title: &str,
+    provenance: &str,
+) -> Result<Vec<PathBuf>, ChartError> {
     let bad = |message: String| ChartError::Map {
         path: map_file.to_path_buf(),
         message,
@@ -394,7 +439,7 @@ pub fn overlay(map_file: &Path, stem: &Path, title: &str) -> Result<Vec<PathBuf>
     }
     fn body<DB: DrawingBackend>(
         root: DrawingArea<DB, Shift>,
-        title: &str,
+        (title, provenance): (&str, &str),
         panels: &[Vec<(u8, u8, u8)>],
         dh: usize,
         dw: usize,
@@ -403,8 +448,7 @@ pub fn overlay(map_file: &Path, stem: &Path, title: &str) -> Result<Vec<PathBuf>
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE)?;
-        let root = root.titled(title, (FONT, 16))?;
-        let areas = root.split_evenly((1, 3));
+        let areas = titled(&root, title, 16, provenance)?.split_evenly((1, 3));
         for ((area, panel), label) in
             areas
                 .iter()
@@ -423,5 +467,11 @@ pub fn overlay(map_file: &Path, stem: &Path, title: &str) -> Result<Vec<PathBuf>
         root.present()?;
         Ok(())
     }
-    png_and_svg!(png_only stem, (3 * 260, 300), |a| body(a, title, &panels, dh, dw))
+    png_and_svg!(png_only stem, (3 * 260, 316), |a| body(
+        a,
+        (title, provenance),
+        &panels,
+        dh,
+        dw
+    ))
 }

@@ -7,6 +7,7 @@
 pub mod charts;
 pub mod check;
 pub mod collect;
+pub mod estimate;
 pub mod published;
 pub mod render;
 pub mod tables;
@@ -14,8 +15,9 @@ pub mod tables;
 use std::path::{Path, PathBuf};
 
 pub use collect::{CollectedRun, collect_runs};
+pub use estimate::Estimate;
 pub use published::Published;
-pub use render::{Cell, CheckCell, Table, TableJson, TableMeta};
+pub use render::{Cell, CheckCell, EstimateColumns, Table, TableJson, TableMeta};
 pub use tables::ReportInput;
 
 use crate::experiment::{EpochSelection, TableKind, Variant};
@@ -110,10 +112,13 @@ fn write_charts(
         .collect();
     targets.dedup();
     for t in &targets {
-        let rows: Vec<_> = input
+        let runs: Vec<&CollectedRun> = input
             .runs
             .iter()
             .filter(|r| r.job().variant == Variant::Full && r.job().target == *t)
+            .collect();
+        let rows: Vec<_> = runs
+            .iter()
             .filter_map(|r| r.routing.as_ref())
             .flatten()
             .collect();
@@ -134,6 +139,7 @@ fn write_charts(
         files.extend(charts::routing_histogram(
             &dir.join(format!("routing_{t}")),
             &format!("Routing weights on {t}: normal vs anomalous"),
+            &input.meta(&runs, Vec::new()).provenance_line(),
             &normal,
             &anomalous,
         )?);
@@ -157,6 +163,7 @@ fn write_charts(
             files.extend(charts::ours_vs_published(
                 &dir.join(format!("ours_vs_published_{metric}")),
                 &format!("{label}: ours vs published AVA-DINO"),
+                &t1.meta.provenance_line(),
                 &rows,
             )?);
         }
@@ -171,6 +178,7 @@ fn write_charts(
         files.extend(charts::loss_curves(
             &dir.join(format!("loss_{key}")),
             &format!("Training loss: {key}"),
+            &input.meta(&[r], Vec::new()).provenance_line(),
             &r.metrics.epochs,
         )?);
     }
@@ -180,6 +188,7 @@ fn write_charts(
         .iter()
         .filter(|r| r.job().variant == Variant::Full)
     {
+        let provenance = input.meta(&[r], Vec::new()).provenance_line();
         let maps = r.dir.join("maps");
         let Ok(cats) = std::fs::read_dir(&maps) else {
             continue;
@@ -216,6 +225,7 @@ fn write_charts(
                     &f,
                     &out,
                     &format!("{} / {cat_name} / {stem_name}", r.job().target),
+                    &provenance,
                 )?);
             }
         }

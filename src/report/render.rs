@@ -6,12 +6,17 @@ use std::path::{Path, PathBuf};
 use polars::prelude::{Column, CsvWriter, DataFrame, SerWriter};
 use serde::{Deserialize, Serialize};
 
+use super::estimate::Estimate;
+
 /// One cell of a table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
     Text(String),
     /// A number (percent, or a weight); `None` = not available (no run, or not published).
     Num(Option<f64>),
+    /// A number of ours: mean over seeds, spread over seeds, confidence interval. Markdown
+    /// shows them in one cell; CSV and JSON give each its own column ([`EstimateColumns`]).
+    Estimate(Estimate),
     /// A difference, printed with its sign.
     Delta(Option<f64>),
     /// A count (images).
@@ -25,6 +30,7 @@ impl Cell {
         match self {
             Cell::Text(s) => s.replace('|', "\\|"),
             Cell::Num(Some(v)) => format!("{v:.decimals$}"),
+            Cell::Estimate(e) => e.markdown(decimals),
             Cell::Num(None) | Cell::Delta(None) => "–".into(),
             Cell::Delta(Some(v)) => format!("{v:+.decimals$}"),
             Cell::Int(n) => n.to_string(),
@@ -33,8 +39,11 @@ impl Cell {
     }
 }
 
-/// The settings every table states.
+/// The settings every table states: each field holds the distinct values of the runs behind the
+/// table (several values mean the table mixes runs that differ in that respect). Fields added
+/// later read as empty from older table JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TableMeta {
     pub profile: String,
     pub image_size: Vec<usize>,
@@ -47,18 +56,152 @@ pub struct TableMeta {
     /// "embedded default (synthetic twins, seeded random backbones)", "real weights and data" or
     /// "mixed".
     pub assets: String,
+    /// Commit of the binary (10 hex), `+dirty.<digest of the uncommitted changes>` when it was
+    /// built with some (`+dirty` when the digest is unknown).
     pub git_revision: Vec<String>,
+    /// Digest of the source that computes results (`build_info::CODE`).
+    pub code: Vec<String>,
+    /// `<backend>: <device>` (`cpu: AMD EPYC ...`, `cuda: NVIDIA H100 ...`).
+    pub device: Vec<String>,
+    /// Implementation of the backbone blocks (`avx512`, `avx2`, `portable`, `burn`).
+    pub kernels: Vec<String>,
+    /// Threads of the CPU compute pool.
+    pub threads: Vec<usize>,
+    /// Dtype the backbone computes in, and of stored features.
+    pub backbone_dtype: Vec<String>,
+    pub feature_dtype: Vec<String>,
     /// Extra lines (definitions, what the deltas are).
     pub notes: Vec<String>,
 }
 
-/// A number the regression check compares: `<table>/<row>/<column>`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl TableMeta {
+    /// The code and the machine behind the table, two Markdown list lines (nothing for a field
+    /// no run recorded, as in runs made before it existed).
+    fn provenance_markdown(&self) -> String {
+        let mut s = String::new();
+        let mut code = Vec::new();
+        if !self.git_revision.is_empty() {
+            code.push(format!("harness revision {}", self.git_revision.join(", ")));
+        }
+        if !self.code.is_empty() {
+            code.push(format!("code digest {}", self.code.join(", ")));
+        }
+        if !code.is_empty() {
+            s.push_str(&format!("- {}\n", code.join("; ")));
+        }
+        let compute = self.compute_parts();
+        if !compute.is_empty() {
+            s.push_str(&format!("- computed on {}\n", compute.join("; ")));
+        }
+        s
+    }
+
+    /// `device ...`, `kernels ...`, `threads ...`, `dtypes ...`: the parts that are known.
+    fn compute_parts(&self) -> Vec<String> {
+        let mut parts = Vec::new();
+        if !self.device.is_empty() {
+            parts.push(self.device.join(", "));
+        }
+        if !self.kernels.is_empty() {
+            parts.push(format!("kernels {}", self.kernels.join(", ")));
+        }
+        if !self.threads.is_empty() {
+            let t: Vec<String> = self.threads.iter().map(|t| t.to_string()).collect();
+            parts.push(format!("threads {}", t.join(", ")));
+        }
+        if !self.backbone_dtype.is_empty() || !self.feature_dtype.is_empty() {
+            let or_dash = |v: &[String]| {
+                if v.is_empty() {
+                    "–".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            parts.push(format!(
+                "backbone {}, features {}",
+                or_dash(&self.backbone_dtype),
+                or_dash(&self.feature_dtype)
+            ));
+        }
+        parts
+    }
+
+    /// One short line for charts: revision, device, kernels, threads, dtypes.
+    pub fn provenance_line(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.git_revision.is_empty() {
+            parts.push(format!("rev {}", self.git_revision.join(", ")));
+        }
+        parts.extend(self.compute_parts());
+        parts.join(" | ")
+    }
+}
+
+/// A number the regression check compares: `<table>/<row>/<column>`. Fields after `paper` were
+/// added with the intervals; they read as empty (`None`, 0) from older table JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckCell {
     pub key: String,
+    /// Mean over seeds.
     pub ours: Option<f64>,
     /// The published value, when there is one.
     pub paper: Option<f64>,
+    /// Our confidence interval (the hull over seeds), same unit as `ours`.
+    #[serde(default)]
+    pub lo: Option<f64>,
+    #[serde(default)]
+    pub hi: Option<f64>,
+    /// Sample standard deviation over seeds (two seeds or more).
+    #[serde(default)]
+    pub std: Option<f64>,
+    /// Seeds behind `ours` (0: none, or a table written before this field existed).
+    #[serde(default)]
+    pub n_seeds: usize,
+    /// The largest change of `ours` that one swapped pair of adjacent image scores can make, in
+    /// percentage points (I-AUROC cells; `None` where a swap moves the number by a negligible
+    /// amount, or where no image ranking is behind it). The smoke check's tolerance is never
+    /// below it.
+    #[serde(default)]
+    pub granularity: Option<f64>,
+}
+
+impl CheckCell {
+    pub fn new(
+        key: String,
+        ours: &Estimate,
+        paper: Option<f64>,
+        granularity: Option<f64>,
+    ) -> CheckCell {
+        CheckCell {
+            key,
+            ours: ours.value,
+            paper,
+            lo: ours.interval.map(|i| i.lo),
+            hi: ours.interval.map(|i| i.hi),
+            std: ours.std,
+            n_seeds: ours.n_seeds,
+            granularity,
+        }
+    }
+
+    /// Our interval, when the cell has one.
+    pub fn interval(&self) -> Option<crate::experiment::Interval> {
+        Some(crate::experiment::Interval {
+            lo: self.lo?,
+            hi: self.hi?,
+        })
+    }
+}
+
+/// Which parts of an [`Cell::Estimate`] get their own CSV and JSON columns beside the value
+/// (named `<column> lo`, `<column> hi`, `<column> std`, `<column> seeds`). Fixed per table, not
+/// per run set, so a table's schema does not change with the runs found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EstimateColumns {
+    /// `lo` and `hi` (empty for runs without intervals).
+    pub interval: bool,
+    /// `std` and `seeds`: tables that average over seeds.
+    pub seeds: bool,
 }
 
 /// A finished table.
@@ -77,6 +220,8 @@ pub struct Table {
     /// then each block shows its columns (empty: one table). CSV and JSON keep the wide form.
     pub layout: Vec<Block>,
     pub key_columns: usize,
+    /// The CSV and JSON columns of each estimate column.
+    pub estimate_columns: EstimateColumns,
 }
 
 /// One Markdown block of a wide table: a heading and the columns it shows (their names with
@@ -94,6 +239,8 @@ pub struct TableJson {
     pub table: String,
     pub title: String,
     pub meta: TableMeta,
+    /// The columns of [`Table::flat`]: each estimate column followed by its `lo`, `hi`, `std`,
+    /// `seeds` columns.
     pub columns: Vec<String>,
     /// Rows; numbers as numbers, `null` when missing, `"n/a"` when not defined.
     pub rows: Vec<Vec<serde_json::Value>>,
@@ -112,18 +259,77 @@ pub enum TableError {
 }
 
 impl Table {
-    /// The table as a polars DataFrame: numeric columns are Float64 (null when missing or not
-    /// defined), the others String.
-    pub fn dataframe(&self) -> Result<DataFrame, TableError> {
-        let mut cols = Vec::with_capacity(self.columns.len());
+    /// Columns and rows as CSV and JSON have them: every estimate column expanded into the
+    /// value and the columns of [`EstimateColumns`], so dataframes get numbers, not strings.
+    pub fn flat(&self) -> (Vec<String>, Vec<Vec<Cell>>) {
+        let ec = self.estimate_columns;
+        let mut names = Vec::new();
+        let mut widths = Vec::with_capacity(self.columns.len());
         for (j, name) in self.columns.iter().enumerate() {
-            let cells: Vec<&Cell> = self.rows.iter().map(|r| &r[j]).collect();
+            names.push(name.clone());
+            let estimate = self
+                .rows
+                .iter()
+                .any(|r| matches!(r.get(j), Some(Cell::Estimate(_))));
+            if !estimate {
+                widths.push(1);
+                continue;
+            }
+            let mut extra = Vec::new();
+            if ec.interval {
+                extra.extend(["lo", "hi"]);
+            }
+            if ec.seeds {
+                extra.extend(["std", "seeds"]);
+            }
+            names.extend(extra.iter().map(|x| format!("{name} {x}")));
+            widths.push(1 + extra.len());
+        }
+        let rows = self
+            .rows
+            .iter()
+            .map(|r| {
+                let mut out = Vec::with_capacity(names.len());
+                for (c, &w) in r.iter().zip(&widths) {
+                    match c {
+                        Cell::Estimate(e) => {
+                            out.push(Cell::Num(e.value));
+                            if ec.interval {
+                                out.push(Cell::Num(e.interval.map(|i| i.lo)));
+                                out.push(Cell::Num(e.interval.map(|i| i.hi)));
+                            }
+                            if ec.seeds {
+                                out.push(Cell::Num(e.std));
+                                out.push(Cell::Int(e.n_seeds as i64));
+                            }
+                        }
+                        // Not defined, or missing: so are its interval and spread.
+                        other => out.extend(std::iter::repeat_n(other.clone(), w)),
+                    }
+                }
+                out
+            })
+            .collect();
+        (names, rows)
+    }
+
+    /// The table as a polars DataFrame ([`Table::flat`]): numeric columns are Float64 (null
+    /// when missing or not defined), counts Int64, the others String.
+    pub fn dataframe(&self) -> Result<DataFrame, TableError> {
+        let (names, rows) = self.flat();
+        let mut cols = Vec::with_capacity(names.len());
+        for (j, name) in names.iter().enumerate() {
+            let cells: Vec<&Cell> = rows.iter().map(|r| &r[j]).collect();
             let numeric = cells.iter().all(|c| !matches!(c, Cell::Text(_)));
-            let counts = cells.iter().all(|c| matches!(c, Cell::Int(_)));
-            let col = if counts {
-                let v: Vec<i64> = cells
+            // Counts (images, seeds), null where not defined.
+            let counts = cells.iter().any(|c| matches!(c, Cell::Int(_)))
+                && cells
                     .iter()
-                    .map(|c| if let Cell::Int(n) = c { *n } else { 0 })
+                    .all(|c| matches!(c, Cell::Int(_) | Cell::NotDefined));
+            let col = if counts {
+                let v: Vec<Option<i64>> = cells
+                    .iter()
+                    .map(|c| if let Cell::Int(n) = c { Some(*n) } else { None })
                     .collect();
                 Column::new(name.as_str().into(), v)
             } else if numeric {
@@ -131,7 +337,9 @@ impl Table {
                     .iter()
                     .map(|c| match c {
                         Cell::Num(v) | Cell::Delta(v) => *v,
-                        _ => None,
+                        Cell::Int(n) => Some(*n as f64),
+                        Cell::Estimate(e) => e.value,
+                        Cell::Text(_) | Cell::NotDefined => None,
                     })
                     .collect();
                 Column::new(name.as_str().into(), v)
@@ -141,6 +349,7 @@ impl Table {
                     .map(|c| match c {
                         Cell::Text(s) => Some(s.clone()),
                         Cell::Num(v) | Cell::Delta(v) => v.map(|x| x.to_string()),
+                        Cell::Estimate(e) => e.value.map(|x| x.to_string()),
                         Cell::Int(n) => Some(n.to_string()),
                         Cell::NotDefined => Some("n/a".into()),
                     })
@@ -199,12 +408,7 @@ impl Table {
             "- seeds: {}\n",
             join(&m.seeds.iter().map(|x| x.to_string()).collect::<Vec<_>>())
         ));
-        if !m.git_revision.is_empty() {
-            s.push_str(&format!(
-                "- harness revision: {}\n",
-                m.git_revision.join(", ")
-            ));
-        }
+        s.push_str(&m.provenance_markdown());
         for n in &m.notes {
             s.push_str(&format!("- {n}\n"));
         }
@@ -245,14 +449,17 @@ impl Table {
     }
 
     pub fn to_json(&self) -> TableJson {
-        let rows = self
-            .rows
+        let (columns, rows) = self.flat();
+        let rows = rows
             .iter()
             .map(|r| {
                 r.iter()
                     .map(|c| match c {
                         Cell::Text(s) => serde_json::Value::String(s.clone()),
                         Cell::Num(Some(v)) | Cell::Delta(Some(v)) => serde_json::json!(v),
+                        Cell::Estimate(e) => e
+                            .value
+                            .map_or(serde_json::Value::Null, |v| serde_json::json!(v)),
                         Cell::Num(None) | Cell::Delta(None) => serde_json::Value::Null,
                         Cell::Int(n) => serde_json::json!(n),
                         Cell::NotDefined => serde_json::Value::String("n/a".into()),
@@ -264,7 +471,7 @@ impl Table {
             table: self.name.clone(),
             title: self.title.clone(),
             meta: self.meta.clone(),
-            columns: self.columns.clone(),
+            columns,
             rows,
             cells: self.cells.clone(),
         }
@@ -295,5 +502,130 @@ impl Table {
             out.push(path);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::Interval;
+
+    fn table(estimates: [Estimate; 2], columns: EstimateColumns) -> Table {
+        Table {
+            name: "t".into(),
+            title: "T".into(),
+            meta: TableMeta::default(),
+            columns: vec![
+                "dataset".into(),
+                "I-AUROC ours".into(),
+                "I-AUROC paper".into(),
+            ],
+            rows: vec![
+                vec![
+                    Cell::Text("a".into()),
+                    Cell::Estimate(estimates[0]),
+                    Cell::Num(Some(90.0)),
+                ],
+                vec![
+                    Cell::Text("b".into()),
+                    Cell::Estimate(estimates[1]),
+                    Cell::Num(None),
+                ],
+                vec![Cell::Text("med".into()), Cell::NotDefined, Cell::NotDefined],
+            ],
+            cells: Vec::new(),
+            decimals: 1,
+            layout: Vec::new(),
+            key_columns: 0,
+            estimate_columns: columns,
+        }
+    }
+
+    fn two() -> [Estimate; 2] {
+        let iv = |lo, hi| Some(Interval { lo, hi });
+        [
+            Estimate::over_seeds([(44.0, iv(36.0, 52.0)), (46.0, iv(38.0, 55.1))]),
+            // An old run: no interval.
+            Estimate::over_seeds([(50.0, None)]),
+        ]
+    }
+
+    #[test]
+    fn markdown_shows_value_spread_and_interval_in_one_cell() {
+        let md = table(
+            two(),
+            EstimateColumns {
+                interval: true,
+                seeds: true,
+            },
+        )
+        .to_markdown();
+        assert!(
+            md.contains("| a | 45.0 ± 1.4 [36.0, 55.1] | 90.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| b | 50.0 | – |"), "{md}");
+        assert!(md.contains("| med | n/a | n/a |"), "{md}");
+    }
+
+    #[test]
+    fn csv_and_json_give_interval_and_seeds_their_own_numeric_columns() {
+        let t = table(
+            two(),
+            EstimateColumns {
+                interval: true,
+                seeds: true,
+            },
+        );
+        let csv = t.to_csv().unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines[0],
+            "dataset,I-AUROC ours,I-AUROC ours lo,I-AUROC ours hi,I-AUROC ours std,I-AUROC ours seeds,I-AUROC paper"
+        );
+        assert_eq!(lines[1], "a,45.0000,36.0000,55.1000,1.4142,2,90.0000");
+        // No interval: empty columns; one seed: no spread; not defined: all empty.
+        assert_eq!(lines[2], "b,50.0000,,,,1,");
+        assert_eq!(lines[3], "med,,,,,,");
+        let df = t.dataframe().unwrap();
+        for name in ["I-AUROC ours lo", "I-AUROC ours hi", "I-AUROC ours std"] {
+            assert_eq!(
+                df.column(name).unwrap().dtype(),
+                &polars::prelude::DataType::Float64
+            );
+        }
+        let json = t.to_json();
+        assert_eq!(json.columns.len(), 7);
+        assert_eq!(json.rows[0][2], serde_json::json!(36.0));
+        assert_eq!(json.rows[0][5], serde_json::json!(2));
+        assert_eq!(
+            df.column("I-AUROC ours seeds").unwrap().dtype(),
+            &polars::prelude::DataType::Int64
+        );
+        assert_eq!(json.rows[1][2], serde_json::Value::Null);
+        assert_eq!(json.rows[2][2], serde_json::json!("n/a"));
+    }
+
+    #[test]
+    fn a_per_run_table_has_interval_columns_only() {
+        let t = table(
+            two(),
+            EstimateColumns {
+                interval: true,
+                seeds: false,
+            },
+        );
+        let (names, rows) = t.flat();
+        assert_eq!(
+            names,
+            [
+                "dataset",
+                "I-AUROC ours",
+                "I-AUROC ours lo",
+                "I-AUROC ours hi",
+                "I-AUROC paper"
+            ]
+        );
+        assert!(rows.iter().all(|r| r.len() == names.len()));
     }
 }

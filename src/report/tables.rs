@@ -1,14 +1,22 @@
 //! The paper's Tables 1-4 and the per-category tables, built from collected runs.
 //!
-//! Our numbers are means over the seeds found (metrics x 100, i.e. percent); the published
-//! ones come from `results/published.toml`. Deltas are ours minus published.
+//! Our numbers are means over the seeds found (metrics x 100, i.e. percent), with the sample
+//! standard deviation over seeds and the hull of the seeds' bootstrap intervals ([`Estimate`]);
+//! the published ones come from `results/published.toml`. Deltas are ours minus published.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::collect::CollectedRun;
+use super::estimate::Estimate;
 use super::published::{BASELINES, OURS, Published};
-use super::render::{Block, Cell, CheckCell, Table, TableMeta};
-use crate::experiment::{EpochSelection, MetricSet, Variant};
+use super::render::{Block, Cell, CheckCell, EstimateColumns, Table, TableMeta};
+use crate::experiment::{EpochSelection, Evaluation, MetricSet, Variant};
+
+/// Tables 1-3: a cell is a mean over seeds with an interval.
+const SEEDS_AND_INTERVALS: EstimateColumns = EstimateColumns {
+    interval: true,
+    seeds: true,
+};
 
 /// The nine targets in the paper's order.
 pub const DATASETS: [&str; 9] = [
@@ -51,13 +59,86 @@ impl<'a> ReportInput<'a> {
             .collect()
     }
 
-    /// Mean over runs of a metric of the selected epoch, in percent.
-    fn ours(&self, runs: &[&CollectedRun], metric: &str) -> Option<f64> {
-        mean(
-            runs.iter()
-                .filter_map(|r| r.metrics.selected(self.selection).mean.get(metric))
-                .map(|v| v * 100.0),
-        )
+    /// Our number of `metric` over `runs` (one per seed), in percent: the mean of the selected
+    /// evaluations' means, their spread, and the hull of their bootstrap intervals.
+    fn ours(&self, runs: &[&CollectedRun], metric: &str) -> Estimate {
+        Estimate::over_seeds(runs.iter().filter_map(|r| {
+            let e = r.metrics.selected(self.selection);
+            let v = e.mean.get(metric)?;
+            Some((v, e.mean_interval.as_ref().and_then(|i| i.get(metric))))
+        }))
+        .scaled(100.0)
+    }
+
+    /// [`swap_granularity`] of the selected evaluations of `runs`.
+    fn granularity(&self, runs: &[&CollectedRun], metric: &str) -> Option<f64> {
+        let evals: Vec<&Evaluation> = runs
+            .iter()
+            .map(|r| r.metrics.selected(self.selection))
+            .collect();
+        swap_granularity(&evals, metric)
+    }
+
+    /// The check cell of `ours` under `key`.
+    fn check_cell(
+        &self,
+        key: String,
+        runs: &[&CollectedRun],
+        metric: &str,
+        ours: &Estimate,
+        paper: Option<f64>,
+    ) -> CheckCell {
+        CheckCell::new(key, ours, paper, self.granularity(runs, metric))
+    }
+
+    /// What the `±` and the brackets of a table's cells are. `intervals`: the table shows
+    /// bootstrap intervals (Table 4's routing weights have none).
+    fn estimate_notes(&self, used: &[&CollectedRun], intervals: bool) -> Vec<String> {
+        let mut notes = Vec::new();
+        let evals: Vec<&Evaluation> = used
+            .iter()
+            .map(|r| r.metrics.selected(self.selection))
+            .collect();
+        if intervals {
+            let methods: BTreeSet<String> = evals
+                .iter()
+                .filter_map(|e| e.bootstrap.as_ref())
+                .map(|b| {
+                    format!(
+                        "{:.0} % bootstrap interval over test images, {} replicates ({})",
+                        b.level * 100.0,
+                        b.replicates,
+                        b.method
+                    )
+                })
+                .collect();
+            if !methods.is_empty() {
+                notes.push(format!(
+                    "[lo, hi] = {}",
+                    methods.into_iter().collect::<Vec<_>>().join("; ")
+                ));
+                if evals.iter().any(|e| e.mean_interval.is_none()) {
+                    notes.push(
+                        "runs made before intervals existed have none: a cell shows brackets only when every seed behind it has an interval".into(),
+                    );
+                }
+            }
+        }
+        let mut seeds_per_cell: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+        for r in used {
+            let j = r.job();
+            *seeds_per_cell
+                .entry((j.variant.to_string(), j.train.clone(), j.target.clone()))
+                .or_default() += 1;
+        }
+        if seeds_per_cell.values().any(|&n| n > 1) {
+            notes.push(if intervals {
+                "several seeds: value ± sample standard deviation over seeds, then the hull of the seeds' intervals (lowest lo, highest hi); the check flags a published value only when it lies outside every seed's interval".into()
+            } else {
+                "several seeds: value ± sample standard deviation over seeds".into()
+            });
+        }
+        notes
     }
 
     fn untrained(&self, runs: &[&CollectedRun], metric: &str) -> Option<f64> {
@@ -104,23 +185,80 @@ impl<'a> ReportInput<'a> {
                 .collect(),
             activation: set(&|r| r.metrics.provenance.activation.clone()),
             assets: assets.into(),
-            git_revision: set(&|r| {
-                let rev = r
-                    .metrics
-                    .provenance
-                    .git_revision
-                    .clone()
-                    .unwrap_or_else(|| "unknown".into());
-                let short: String = rev.chars().take(10).collect();
-                if r.metrics.provenance.git_dirty == Some(true) {
-                    format!("{short}+dirty")
-                } else {
-                    short
+            git_revision: set(&|r| revision(&r.metrics.provenance)),
+            code: known(set(&|r| r.metrics.provenance.code.clone())),
+            device: known(set(&|r| {
+                let p = &r.metrics.provenance;
+                match (p.backend.is_empty(), p.device.is_empty()) {
+                    (_, true) => p.backend.clone(),
+                    (true, false) => p.device.clone(),
+                    (false, false) => format!("{}: {}", p.backend, p.device),
                 }
-            }),
+            })),
+            kernels: known(set(&|r| r.metrics.provenance.kernels.clone())),
+            threads: used
+                .iter()
+                .map(|r| r.metrics.provenance.threads)
+                .filter(|&t| t > 0)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            backbone_dtype: known(set(&|r| r.metrics.provenance.backbone_dtype.clone())),
+            feature_dtype: known(set(&|r| r.metrics.provenance.feature_dtype.clone())),
             notes,
         }
     }
+}
+
+/// `<10 hex>`, `<10 hex>+dirty.<digest of the uncommitted changes>` (`+dirty` when the digest
+/// is unknown) or `unknown`.
+fn revision(p: &crate::experiment::Provenance) -> String {
+    let rev = p.git_revision.clone().unwrap_or_else(|| "unknown".into());
+    let short: String = rev.chars().take(10).collect();
+    match (p.git_dirty, &p.git_diff) {
+        (Some(true), Some(d)) => format!("{short}+dirty.{d}"),
+        (Some(true), None) => format!("{short}+dirty"),
+        _ => short,
+    }
+}
+
+/// Drops the empty value that runs made before a provenance field existed carry.
+fn known(v: Vec<String>) -> Vec<String> {
+    v.into_iter().filter(|s| !s.is_empty()).collect()
+}
+
+/// The largest change that one swapped pair of adjacent image scores (a normal and an anomalous
+/// image trading ranks, which a different f32 summation order can cause) makes in a cell of
+/// `metric` averaged over categories and over the seeds of `evals`, in percentage points.
+///
+/// I-AUROC counts the correctly ordered (anomalous, normal) pairs: one swap changes a category's
+/// value by `1 / (n_normal x n_anomalous)`, its mean over the `k` categories with a defined value
+/// by that over `k`, and the mean over `n` seeds by that over `n`. The worst category of the
+/// worst seed bounds it. Pixel metrics: `None` (a swapped pixel pair moves them by less than
+/// 1e-6); other image metrics have no such simple bound and are only in per-category tables,
+/// which no check reads: `None` too.
+pub fn swap_granularity(evals: &[&Evaluation], metric: &str) -> Option<f64> {
+    if metric != "image_auroc" {
+        return None;
+    }
+    let per_seed: Vec<f64> = evals
+        .iter()
+        .filter_map(|e| {
+            let defined: Vec<_> = e
+                .per_category
+                .iter()
+                .filter(|c| c.metrics.image_auroc.is_some_and(f64::is_finite))
+                .collect();
+            let worst = defined
+                .iter()
+                .filter(|c| c.n_normal > 0 && c.n_anomalous > 0)
+                .map(|c| 100.0 / (c.n_normal as f64 * c.n_anomalous as f64))
+                .reduce(f64::max)?;
+            Some(worst / defined.len() as f64)
+        })
+        .collect();
+    let worst = per_seed.iter().copied().reduce(f64::max)?;
+    Some(worst / per_seed.len() as f64)
 }
 
 fn mean(vals: impl Iterator<Item = f64>) -> Option<f64> {
@@ -185,32 +323,39 @@ pub fn table1(input: &ReportInput) -> Table {
                     Cell::Num(v)
                 }
             };
-            row.push(cell(ours));
+            row.push(if undefined {
+                Cell::NotDefined
+            } else {
+                Cell::Estimate(ours)
+            });
             row.push(cell(input.untrained(&runs, metric)));
             row.push(cell(paper));
             row.push(if undefined {
                 Cell::NotDefined
             } else {
-                Cell::Delta(delta(ours, paper))
+                Cell::Delta(delta(ours.value, paper))
             });
             for b in BASELINES {
                 row.push(cell(input.published.value(b, t, metric)));
             }
             if !undefined {
-                cells.push(CheckCell {
-                    key: format!("table1/{t}/{metric}"),
-                    ours,
+                cells.push(input.check_cell(
+                    format!("table1/{t}/{metric}"),
+                    &runs,
+                    metric,
+                    &ours,
                     paper,
-                });
+                ));
             }
         }
         rows.push(row);
     }
-    let notes = vec![
+    let mut notes = vec![
         "ours = AVA-DINO as reproduced here (full variant), mean over seeds; untrained = the same adapters at initialization; paper = published AVA-DINO; Δ = ours - paper".into(),
         "percent; I-AUROC is n/a on the medical sets (every test image is anomalous); – = no run or not published".into(),
         format!("baselines as published by their authors: {}", BASELINES.join(", ")),
     ];
+    notes.extend(input.estimate_notes(&used, true));
     // As the paper shows it: one block per metric, the datasets down the side.
     let per_metric = 4 + BASELINES.len();
     let layout = MAIN_METRICS
@@ -232,6 +377,7 @@ pub fn table1(input: &ReportInput) -> Table {
         decimals: 1,
         layout,
         key_columns: 2,
+        estimate_columns: SEEDS_AND_INTERVALS,
     }
 }
 
@@ -272,27 +418,47 @@ pub fn table2(input: &ReportInput) -> Table {
         for (metric, _) in MAIN_METRICS {
             let ours = input.ours(&runs, metric);
             let paper = paper_row.and_then(|p| p.get(metric));
-            row.push(Cell::Num(ours));
-            row.push(Cell::Delta(delta(ours, input.ours(&base_runs, metric))));
+            row.push(Cell::Estimate(ours));
+            row.push(Cell::Delta(delta(
+                ours.value,
+                input.ours(&base_runs, metric).value,
+            )));
             row.push(Cell::Num(paper));
             row.push(Cell::Delta(delta(
                 paper,
                 base_paper.and_then(|p| p.get(metric)),
             )));
-            cells.push(CheckCell {
-                key: format!("table2/{key}/{metric}"),
-                ours,
+            cells.push(input.check_cell(
+                format!("table2/{key}/{metric}"),
+                &runs,
+                metric,
+                &ours,
                 paper,
-            });
+            ));
         }
         rows.push(row);
     }
-    let notes = vec![
+    let mut notes = vec![
         format!(
             "target {ABLATION_TARGET}; Δ single = row minus the single-adapter row (ours against ours, paper against paper); percent"
         ),
         "variant definitions (no reference code exists): docs/DEVIATIONS.md".into(),
     ];
+    notes.extend(input.estimate_notes(&used, true));
+    // Cells with a spread or an interval are wide: then one block per metric, as in Table 1.
+    let layout = if cells.iter().any(|c| c.lo.is_some() || c.std.is_some()) {
+        MAIN_METRICS
+            .iter()
+            .enumerate()
+            .map(|(k, (_, label))| Block {
+                title: label.to_string(),
+                prefix: format!("{label} "),
+                columns: (1 + 4 * k..1 + 4 * (k + 1)).collect(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Table {
         name: "table2".into(),
         title: "Table 2: ablation of the adapters and routing (MVTec-AD)".into(),
@@ -301,8 +467,9 @@ pub fn table2(input: &ReportInput) -> Table {
         rows,
         cells,
         decimals: 1,
-        layout: Vec::new(),
-        key_columns: 0,
+        layout,
+        key_columns: 1,
+        estimate_columns: SEEDS_AND_INTERVALS,
     }
 }
 
@@ -336,21 +503,24 @@ pub fn table3(input: &ReportInput) -> Table {
             let ours = input.ours(&runs, metric);
             let paper = paper_row.and_then(|p| p.get(metric));
             row.extend([
-                Cell::Num(ours),
+                Cell::Estimate(ours),
                 Cell::Num(paper),
-                Cell::Delta(delta(ours, paper)),
+                Cell::Delta(delta(ours.value, paper)),
             ]);
-            cells.push(CheckCell {
-                key: format!("table3/{key}/{metric}"),
-                ours,
+            cells.push(input.check_cell(
+                format!("table3/{key}/{metric}"),
+                &runs,
+                metric,
+                &ours,
                 paper,
-            });
+            ));
         }
         rows.push(row);
     }
-    let notes = vec![format!(
+    let mut notes = vec![format!(
         "target {ABLATION_TARGET}; percent; Δ = ours - paper"
     )];
+    notes.extend(input.estimate_notes(&used, true));
     Table {
         name: "table3".into(),
         title: "Table 3: last layer vs multi-layer taps (MVTec-AD)".into(),
@@ -361,6 +531,7 @@ pub fn table3(input: &ReportInput) -> Table {
         decimals: 1,
         layout: Vec::new(),
         key_columns: 0,
+        estimate_columns: SEEDS_AND_INTERVALS,
     }
 }
 
@@ -393,8 +564,11 @@ pub fn table4(input: &ReportInput) -> Table {
             })
             .collect();
         let count: usize = stats.iter().map(|s| s.count).sum();
-        let wn = mean(stats.iter().filter_map(|s| s.mean_w_normal));
-        let wa = mean(stats.iter().filter_map(|s| s.mean_w_anomaly));
+        // No bootstrap of routing weights: the spread over seeds only.
+        let over_seeds =
+            |v: Vec<Option<f64>>| Estimate::over_seeds(v.into_iter().flatten().map(|w| (w, None)));
+        let wn = over_seeds(stats.iter().map(|s| s.mean_w_normal).collect());
+        let wa = over_seeds(stats.iter().map(|s| s.mean_w_anomaly).collect());
         let paper = input.published.ablation("table4", key);
         let (pn, pa) = (
             paper.and_then(|p| p.w_normal),
@@ -403,25 +577,29 @@ pub fn table4(input: &ReportInput) -> Table {
         rows.push(vec![
             Cell::Text(label.into()),
             Cell::Int(count as i64),
-            Cell::Num(wn),
+            Cell::Estimate(wn),
             Cell::Num(pn),
-            Cell::Num(wa),
+            Cell::Estimate(wa),
             Cell::Num(pa),
         ]);
-        cells.push(CheckCell {
-            key: format!("table4/{key}/w_normal"),
-            ours: wn,
-            paper: pn,
-        });
-        cells.push(CheckCell {
-            key: format!("table4/{key}/w_anomaly"),
-            ours: wa,
-            paper: pa,
-        });
+        // Routing weights rank no images: no swap granularity.
+        cells.push(CheckCell::new(
+            format!("table4/{key}/w_normal"),
+            &wn,
+            pn,
+            None,
+        ));
+        cells.push(CheckCell::new(
+            format!("table4/{key}/w_anomaly"),
+            &wa,
+            pa,
+            None,
+        ));
     }
     let mut notes = vec![format!(
         "target {ABLATION_TARGET}; routing weights of the reported checkpoint, averaged over taps, then over the images of each group (and over seeds)"
     )];
+    notes.extend(input.estimate_notes(&runs, false));
     let separation = mean(
         runs.iter()
             .filter_map(|r| r.metrics.routing.as_ref()?.separation_auroc),
@@ -447,6 +625,10 @@ pub fn table4(input: &ReportInput) -> Table {
         decimals: 2,
         layout: Vec::new(),
         key_columns: 0,
+        estimate_columns: EstimateColumns {
+            interval: false,
+            seeds: true,
+        },
     }
 }
 
@@ -455,7 +637,10 @@ pub fn per_category(input: &ReportInput, run: &CollectedRun) -> Table {
     let eval = run.metrics.selected(input.selection);
     let mut columns = vec!["category".to_string(), "normal".into(), "anomalous".into()];
     columns.extend(MetricSet::NAMES.iter().map(|s| s.to_string()));
-    let pct = |m: &MetricSet, n: &str| Cell::Num(m.get(n).map(|v| v * 100.0));
+    // One run: the value and its interval (percent), no spread.
+    let estimate = |m: &MetricSet, i: Option<&crate::experiment::MetricIntervals>, n: &str| {
+        Estimate::over_seeds(m.get(n).map(|v| (v, i.and_then(|i| i.get(n))))).scaled(100.0)
+    };
     let mut rows: Vec<Vec<Cell>> = eval
         .per_category
         .iter()
@@ -465,7 +650,11 @@ pub fn per_category(input: &ReportInput, run: &CollectedRun) -> Table {
                 Cell::Int(c.n_normal as i64),
                 Cell::Int(c.n_anomalous as i64),
             ];
-            row.extend(MetricSet::NAMES.iter().map(|n| pct(&c.metrics, n)));
+            row.extend(
+                MetricSet::NAMES
+                    .iter()
+                    .map(|n| Cell::Estimate(estimate(&c.metrics, c.interval.as_ref(), n))),
+            );
             row
         })
         .collect();
@@ -478,21 +667,49 @@ pub fn per_category(input: &ReportInput, run: &CollectedRun) -> Table {
         Cell::Int(nn as i64),
         Cell::Int(na as i64),
     ];
-    mean_row.extend(MetricSet::NAMES.iter().map(|n| pct(&eval.mean, n)));
+    let means: Vec<Estimate> = MetricSet::NAMES
+        .iter()
+        .map(|n| estimate(&eval.mean, eval.mean_interval.as_ref(), n))
+        .collect();
+    mean_row.extend(means.iter().map(|e| Cell::Estimate(*e)));
     rows.push(mean_row);
     let job = run.job();
     let cells = MetricSet::NAMES
         .iter()
-        .map(|n| CheckCell {
-            key: format!("per_category/{}/mean/{n}", job.dir_name()),
-            ours: eval.mean.get(n).map(|v| v * 100.0),
-            paper: None,
+        .zip(&means)
+        .map(|(n, e)| {
+            CheckCell::new(
+                format!("per_category/{}/mean/{n}", job.dir_name()),
+                e,
+                None,
+                swap_granularity(&[eval], n),
+            )
         })
         .collect();
-    let notes = vec![
+    let mut notes = vec![
         format!("epoch {} ({}); mean = over categories, skipping undefined values", eval.epoch, eval.selection),
         "percent; AUPRO integrates FPR up to the configured limit (0.3 by default); F1-max = max over the PR curve of 2PR/(P+R+1e-8)".into(),
     ];
+    notes.extend(input.estimate_notes(&[run], true));
+    // With intervals six metrics are too wide for one grid: image-level, then pixel-level.
+    let has_intervals =
+        eval.mean_interval.is_some() || eval.per_category.iter().any(|c| c.interval.is_some());
+    let layout = if has_intervals {
+        vec![
+            Block {
+                title: "image level".into(),
+                prefix: String::new(),
+                columns: vec![3, 4, 5],
+            },
+            Block {
+                title: "pixel level".into(),
+                prefix: String::new(),
+                columns: vec![6, 7, 8],
+            },
+        ]
+    } else {
+        Vec::new()
+    };
     Table {
         name: format!("per_category/{}", job.dir_name()),
         title: format!(
@@ -504,7 +721,69 @@ pub fn per_category(input: &ReportInput, run: &CollectedRun) -> Table {
         rows,
         cells,
         decimals: 1,
-        layout: Vec::new(),
-        key_columns: 0,
+        layout,
+        key_columns: 3,
+        estimate_columns: EstimateColumns {
+            interval: true,
+            seeds: false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::CategoryMetrics;
+
+    fn category(n_normal: usize, n_anomalous: usize, auroc: Option<f64>) -> CategoryMetrics {
+        CategoryMetrics {
+            category: format!("c{n_normal}x{n_anomalous}"),
+            n_normal,
+            n_anomalous,
+            metrics: MetricSet {
+                image_auroc: auroc,
+                pixel_auroc: Some(0.9),
+                ..Default::default()
+            },
+            interval: None,
+        }
+    }
+
+    #[test]
+    fn one_swapped_pair_on_the_smoke_twins_is_12_5_points() {
+        // One category of 2 normal and 4 anomalous images: 100 / 8.
+        let e = Evaluation::new(1, "x", vec![category(2, 4, Some(0.5))]);
+        assert_eq!(swap_granularity(&[&e], "image_auroc"), Some(12.5));
+        // Pixel metrics and anything else: none.
+        assert_eq!(swap_granularity(&[&e], "pixel_auroc"), None);
+        assert_eq!(swap_granularity(&[&e], "w_anomaly"), None);
+    }
+
+    #[test]
+    fn granularity_is_the_worst_category_over_defined_categories_and_seeds() {
+        // Defined: 2x4 (12.5) and 3x3 (11.1); undefined (no normal image): left out of both
+        // the maximum and the count.
+        let e = Evaluation::new(
+            1,
+            "x",
+            vec![
+                category(2, 4, Some(0.5)),
+                category(3, 3, Some(0.7)),
+                category(0, 5, None),
+            ],
+        );
+        let g = swap_granularity(&[&e], "image_auroc").unwrap();
+        assert!((g - 12.5 / 2.0).abs() < 1e-12, "{g}");
+        // Two seeds: the mean over seeds moves half as much.
+        let g = swap_granularity(&[&e, &e], "image_auroc").unwrap();
+        assert!((g - 12.5 / 4.0).abs() < 1e-12, "{g}");
+        // A seed with finer categories: the worst seed bounds it.
+        let fine = Evaluation::new(1, "x", vec![category(10, 10, Some(0.5))]);
+        let g = swap_granularity(&[&fine, &e], "image_auroc").unwrap();
+        assert!((g - 12.5 / 2.0 / 2.0).abs() < 1e-12, "{g}");
+        // No defined category (a medical set): none.
+        let medical = Evaluation::new(1, "x", vec![category(0, 5, None)]);
+        assert_eq!(swap_granularity(&[&medical], "image_auroc"), None);
+        assert_eq!(swap_granularity(&[], "image_auroc"), None);
     }
 }
