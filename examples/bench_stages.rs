@@ -65,6 +65,7 @@ fn main() {
             seed: 0,
             counts: Counts::PerCategory(2),
             resolution: Resolution::Real,
+            ..SynthOptions::default()
         };
         write_with(dir.path(), &opts).unwrap();
         for (what, rel, mpix) in [

@@ -110,6 +110,27 @@ fn overrides_change_only_their_key_and_are_type_checked() {
     );
     let err = load_experiment(&f, None, &["train.epochs=many".into()]).unwrap_err();
     assert!(matches!(err, ExperimentError::OverrideType { .. }), "{err}");
+    // One dataset's twin size: the key under per_dataset is a dataset key, not a schema field.
+    let l = load_experiment(
+        &f,
+        Some(Profile::Smoke),
+        &["data.synthetic.per_dataset.ksdd2=1000".into()],
+    )
+    .unwrap();
+    let syn = &l.experiment.data.synthetic;
+    assert_eq!(
+        syn.per_dataset.get("ksdd2"),
+        Some(&experiment::schema::PerCategory::Count(1000))
+    );
+    let opts = syn.options();
+    assert_eq!(
+        opts.per_dataset.get("ksdd2"),
+        Some(&ava_dino::data::synth::Counts::PerCategory(1000))
+    );
+    assert!(opts.stamp().contains("counts.ksdd2=PerCategory(1000)"));
+    let err =
+        load_experiment(&f, None, &["data.synthetic.per_dataset.ksdd2=lots".into()]).unwrap_err();
+    assert!(matches!(err, ExperimentError::OverrideType { .. }), "{err}");
     let err = load_experiment(&f, None, &["epochs".into()]).unwrap_err();
     assert!(
         matches!(err, ExperimentError::OverrideSyntax { .. }),

@@ -75,10 +75,13 @@ pub enum Resolution {
 }
 
 /// What the generator writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SynthOptions {
     pub seed: u64,
     pub counts: Counts,
+    /// Counts for single datasets (by registry key), over `counts`: one large twin (a KSDD2 of
+    /// 1,000 images) beside small others.
+    pub per_dataset: std::collections::BTreeMap<String, Counts>,
     pub resolution: Resolution,
 }
 
@@ -96,6 +99,9 @@ impl SynthOptions {
         let mut s = format!("seed={}\ngenerator={GENERATOR_VERSION}\n", self.seed);
         if self.counts != Counts::Small {
             s.push_str(&format!("counts={:?}\n", self.counts));
+        }
+        for (key, c) in &self.per_dataset {
+            s.push_str(&format!("counts.{key}={c:?}\n"));
         }
         if self.resolution != Resolution::Small {
             s.push_str(&format!("resolution={:?}\n", self.resolution));
@@ -550,7 +556,13 @@ impl Plan<'_> {
     /// (normal, anomalous) test images of category `ci`; `small` is the smoke twins' count.
     fn counts(&self, ci: usize, small: (usize, usize)) -> (usize, usize) {
         let medical = self.spec.domain == super::Domain::Medical;
-        match self.opts.counts {
+        let counts = self
+            .opts
+            .per_dataset
+            .get(&self.spec.key)
+            .copied()
+            .unwrap_or(self.opts.counts);
+        match counts {
             Counts::Small => small,
             Counts::PerCategory(n) if medical => (0, n),
             Counts::PerCategory(n) => (n / 2, n - n / 2),
@@ -614,7 +626,7 @@ fn plan<'a>(
     let mut p = Plan {
         spec,
         root,
-        opts: *opts,
+        opts: opts.clone(),
         jobs: Vec::new(),
         images: 0,
     };

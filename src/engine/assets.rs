@@ -274,6 +274,13 @@ pub fn registry(data: &DataConfig, repo_root: &Path) -> Result<Registry, EngineE
     match resolve(&data.root, "data root")? {
         Some(root) => Ok(reg.with_data_root(root)),
         None => {
+            // A size for a dataset the registry does not have would silently do nothing.
+            for key in data.synthetic.per_dataset.keys() {
+                reg.get(key).map_err(|e| EngineError::Config {
+                    what: format!("data.synthetic.per_dataset.{key}"),
+                    message: e.to_string(),
+                })?;
+            }
             let dir = repo_root.join(&data.synthetic.dir);
             let marker = dir.join(".synth-complete");
             let opts = data.synthetic.options();

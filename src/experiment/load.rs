@@ -244,6 +244,9 @@ pub fn merge(base: &mut Value, top: Value) {
     }
 }
 
+/// Sections whose keys are names of the user's choosing (dataset keys), not schema fields.
+const OPEN_MAPS: [&str; 1] = ["data.synthetic.per_dataset"];
+
 /// Applies one `key.sub=value` override; the value is parsed as YAML (`2`, `1e-4`, `[5,11]`,
 /// `embedded`), the key must exist in the schema.
 pub fn apply_override(tree: &mut Value, text: &str) -> Result<(), ExperimentError> {
@@ -263,7 +266,13 @@ pub fn apply_override(tree: &mut Value, text: &str) -> Result<(), ExperimentErro
         })?
     };
     let mut slot = &mut *tree;
+    let mut path = String::new();
     for part in key.split('.') {
+        let open_map = OPEN_MAPS.contains(&path.as_str());
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(part);
         let obj = match slot {
             Value::Object(o) => o,
             _ => {
@@ -274,6 +283,9 @@ pub fn apply_override(tree: &mut Value, text: &str) -> Result<(), ExperimentErro
                 });
             }
         };
+        if open_map && !obj.contains_key(part) {
+            obj.insert(part.to_string(), Value::Null);
+        }
         if !obj.contains_key(part) {
             let known: Vec<_> = obj.keys().cloned().collect();
             return Err(ExperimentError::OverrideUnknownKey {

@@ -256,6 +256,9 @@ pub struct SyntheticConfig {
     /// half anomalous; all anomalous for medical sets), or `real` (the official counts of
     /// `datasets.toml`).
     pub per_category: PerCategory,
+    /// The same for single datasets, by registry key, over `per_category`
+    /// (`--set data.synthetic.per_dataset.ksdd2=1000`: one large twin beside small ones).
+    pub per_dataset: std::collections::BTreeMap<String, PerCategory>,
     /// Image sizes: `small` (about 70 px) or `real` (each dataset's own, e.g. 1500x1000 for VisA).
     pub resolution: Resolution,
 }
@@ -266,6 +269,7 @@ impl Default for SyntheticConfig {
             dir: PathBuf::from("runs/synthetic"),
             seed: 0,
             per_category: PerCategory::Small,
+            per_dataset: Default::default(),
             resolution: Resolution::Small,
         }
     }
@@ -274,13 +278,19 @@ impl Default for SyntheticConfig {
 impl SyntheticConfig {
     /// The generator's options.
     pub fn options(&self) -> SynthOptions {
+        let counts = |p: PerCategory| match p {
+            PerCategory::Small => Counts::Small,
+            PerCategory::Count(n) => Counts::PerCategory(n),
+            PerCategory::Real => Counts::Official,
+        };
         SynthOptions {
             seed: self.seed,
-            counts: match self.per_category {
-                PerCategory::Small => Counts::Small,
-                PerCategory::Count(n) => Counts::PerCategory(n),
-                PerCategory::Real => Counts::Official,
-            },
+            counts: counts(self.per_category),
+            per_dataset: self
+                .per_dataset
+                .iter()
+                .map(|(k, &p)| (k.clone(), counts(p)))
+                .collect(),
             resolution: self.resolution,
         }
     }
