@@ -3,6 +3,8 @@
 //! one batch's activations, the evaluated checkpoints - come on top and do not grow with the
 //! dataset (docs/scale.md gives them at full size).
 
+use std::path::{Path, PathBuf};
+
 use crate::experiment::MemoryBudget;
 use crate::experiment::schema::format_bytes;
 
@@ -46,12 +48,63 @@ impl Budget {
     }
 }
 
-/// `MemAvailable` of `/proc/meminfo`, in bytes.
+/// The memory this process may still take: `MemAvailable` of `/proc/meminfo`, lowered to what
+/// its control groups leave (a container's or a Slurm job's limit minus what the group already
+/// uses, at every level up to the root), in bytes.
 pub fn mem_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let host = kib * 1024;
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|c| cgroup_headroom(Path::new("/sys/fs/cgroup"), &c));
+    Some(cgroup.map_or(host, |c| c.min(host)))
+}
+
+/// The smallest `limit - usage` over the memory control groups of a process (`proc_cgroup`: the
+/// text of `/proc/self/cgroup`) and their ancestors, under the cgroup file system at `root`:
+/// cgroup v2 (`0::/path`: `memory.max`, `memory.current`) or v1 (`N:memory:/path`:
+/// `memory/.../memory.limit_in_bytes`, `memory.usage_in_bytes`). `None` without any limit.
+pub fn cgroup_headroom(root: &Path, proc_cgroup: &str) -> Option<u64> {
+    let read = |p: PathBuf| -> Option<u64> {
+        let t = std::fs::read_to_string(p).ok()?;
+        t.trim().parse().ok() // "max" (no limit) does not parse
+    };
+    let mut best: Option<u64> = None;
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let (base, limit_file, usage_file) = if controllers.is_empty() {
+            (root.to_path_buf(), "memory.max", "memory.current")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (
+                root.join("memory"),
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        } else {
+            continue;
+        };
+        let mut dir = Some(Path::new(path.trim_start_matches('/')));
+        while let Some(d) = dir {
+            let at = base.join(d);
+            if let (Some(limit), Some(usage)) =
+                (read(at.join(limit_file)), read(at.join(usage_file)))
+            {
+                // v1 writes "no limit" as a page-rounded i64::MAX.
+                if limit < (1 << 60) {
+                    let room = limit.saturating_sub(usage);
+                    best = Some(best.map_or(room, |b| b.min(room)));
+                }
+            }
+            dir = d.parent().filter(|p| !p.as_os_str().is_empty()).or(
+                // The root group after the named ones.
+                (!d.as_os_str().is_empty()).then_some(Path::new("")),
+            );
+        }
+    }
+    best
 }
 
 /// The process's peak resident memory (`VmHWM` of `/proc/self/status`), in bytes.
@@ -72,6 +125,40 @@ pub fn reset_peak_rss() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_limits_of_either_version_lower_the_headroom() {
+        let root = tempfile::tempdir().unwrap();
+        let put = |rel: &str, v: &str| {
+            let p = root.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, v).unwrap();
+        };
+        // v2: the job's group has 8 GiB with 3 used; its parent 6 GiB with 5 used (tighter).
+        put("slurm/job_1/memory.max", "8589934592\n");
+        put("slurm/job_1/memory.current", "3221225472\n");
+        put("slurm/memory.max", "6442450944\n");
+        put("slurm/memory.current", "5368709120\n");
+        put("memory.max", "max\n");
+        put("memory.current", "1\n");
+        assert_eq!(
+            cgroup_headroom(root.path(), "0::/slurm/job_1\n"),
+            Some(1 << 30)
+        );
+        // v1: the memory controller's own tree; "unlimited" is i64::MAX rounded to pages.
+        put("memory/docker/abc/memory.limit_in_bytes", "2147483648");
+        put("memory/docker/abc/memory.usage_in_bytes", "536870912");
+        put("memory/memory.limit_in_bytes", "9223372036854771712");
+        put("memory/memory.usage_in_bytes", "5");
+        assert_eq!(
+            cgroup_headroom(root.path(), "4:memory:/docker/abc\n2:cpu:/x\n"),
+            Some(3 << 29)
+        );
+        // No limit anywhere, or no memory controller: no headroom figure.
+        assert_eq!(cgroup_headroom(root.path(), "4:memory:/\n"), None);
+        assert_eq!(cgroup_headroom(root.path(), "2:cpu:/x\n"), None);
+        assert!(mem_available().is_some_and(|b| b > 0));
+    }
 
     #[test]
     fn configured_budgets_are_exact_and_auto_is_half_of_available() {
