@@ -10,7 +10,10 @@
 //!
 //! The reference loops 200 times over all pixels. We give each pixel the number of thresholds it
 //! exceeds (binary search, thresholds ascend), add `1 / region area` (or 1 for a negative pixel)
-//! into that slot of a histogram, and read all 200 PRO/FPR values off suffix sums: one pass.
+//! into that slot of its image's histogram, sum the images' histograms in image order (a fixed
+//! order: the value does not depend on the thread count) and read all 200 PRO/FPR values off
+//! suffix sums: one pass. The per-image histograms are kept by the bootstrap
+//! (`bootstrap.rs`), which sums them with resampling weights.
 
 use rayon::prelude::*;
 
@@ -64,48 +67,129 @@ pub fn aupro(
             value,
         });
     }
+    if h * w > u32::MAX as usize {
+        return Err(MetricsError::Parameter {
+            what: "h*w",
+            value: (h * w) as f64,
+            fix: "an image may have at most 2^32 - 1 pixels; split larger maps into tiles",
+        });
+    }
     if n == 0 {
         return Ok(None);
     }
     let Some(ths) = thresholds(maps, AUPRO_STEPS) else {
         return Ok(None);
     };
-    let slots = ths.len() + 1;
+    Ok(ImageHistograms::new(maps, masks, h, w, &ths).aupro(None, fpr_limit))
+}
 
-    // Per image: histograms over "number of thresholds exceeded" of region weight and negatives.
-    let (pro_hist, neg_hist, regions) = maps
-        .par_chunks(h * w)
-        .zip(masks.par_chunks(h * w))
-        .map(|(map, mask)| {
-            let mut pro = vec![0f64; slots];
-            let mut neg = vec![0u64; slots];
-            let (labels, areas) = label_regions(mask, h, w);
-            for ((&v, &m), &r) in map.iter().zip(mask).zip(&labels) {
-                let c = exceeded(&ths, v as f64);
-                if m == 0 {
-                    neg[c] += 1;
-                } else {
-                    pro[c] += 1.0 / areas[r as usize - 1] as f64;
+/// Per image, what AUPRO needs of it at fixed thresholds: over the slots "number of thresholds
+/// exceeded" (0..=len), the summed region weight `1 / area` of its anomalous pixels and the count
+/// of its normal pixels, and its number of regions.
+///
+/// [`aupro`] goes through this and sums the images with weight 1; the bootstrap keeps it and
+/// sums them with resampling multiplicities. One code path, so that with all weights 1 the
+/// bootstrap's AUPRO is bit-identical to `aupro`.
+#[derive(Debug, Clone)]
+pub(super) struct ImageHistograms {
+    /// Threshold count + 1.
+    slots: usize,
+    /// `[k, slots]` region weight per image and slot.
+    pro: Vec<f64>,
+    /// `[k, slots]` normal pixels per image and slot (an image has fewer than 2^32 pixels).
+    neg: Vec<u32>,
+    /// Regions per image.
+    regions: Vec<u32>,
+}
+
+impl ImageHistograms {
+    /// The histograms of every `h x w` map of `maps` (validated by the caller) at thresholds
+    /// `ths` (ascending; see [`thresholds`]). Parallel over images, deterministic.
+    pub(super) fn new(maps: &[f32], masks: &[u8], h: usize, w: usize, ths: &[f64]) -> Self {
+        let slots = ths.len() + 1;
+        let per_image: Vec<(Vec<f64>, Vec<u32>, u32)> = maps
+            .par_chunks(h * w)
+            .zip(masks.par_chunks(h * w))
+            .map(|(map, mask)| {
+                let mut pro = vec![0f64; slots];
+                let mut neg = vec![0u32; slots];
+                let (labels, areas) = label_regions(mask, h, w);
+                for ((&v, &m), &r) in map.iter().zip(mask).zip(&labels) {
+                    let c = exceeded(ths, v as f64);
+                    if m == 0 {
+                        neg[c] += 1;
+                    } else {
+                        pro[c] += 1.0 / areas[r as usize - 1] as f64;
+                    }
                 }
+                (pro, neg, areas.len() as u32)
+            })
+            .collect();
+        let mut out = Self {
+            slots,
+            pro: Vec::with_capacity(per_image.len() * slots),
+            neg: Vec::with_capacity(per_image.len() * slots),
+            regions: Vec::with_capacity(per_image.len()),
+        };
+        for (pro, neg, regions) in per_image {
+            out.pro.extend_from_slice(&pro);
+            out.neg.extend_from_slice(&neg);
+            out.regions.push(regions);
+        }
+        out
+    }
+
+    /// Heap bytes held.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.pro.capacity() * 8 + self.neg.capacity() * 4 + self.regions.capacity() * 4
+    }
+
+    /// AUPRO of the images taken `weights[i]` times each (`None`: once each), summed in image
+    /// order. `None` where the reference yields NaN or raises (see [`aupro`]).
+    pub(super) fn aupro(&self, weights: Option<&[u32]>, fpr_limit: f64) -> Option<f64> {
+        let slots = self.slots;
+        let mut pro_hist = vec![0f64; slots];
+        let mut neg_hist = vec![0u64; slots];
+        let mut regions = 0u64;
+        for (i, ((pro, neg), &r)) in self
+            .pro
+            .chunks_exact(slots)
+            .zip(self.neg.chunks_exact(slots))
+            .zip(&self.regions)
+            .enumerate()
+        {
+            let wi = weights.map_or(1, |w| w[i]);
+            if wi == 0 {
+                continue;
             }
-            (pro, neg, areas.len() as u64)
-        })
-        .reduce(
-            || (vec![0f64; slots], vec![0u64; slots], 0u64),
-            |(mut pa, mut na, ra), (pb, nb, rb)| {
-                pa.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
-                na.iter_mut().zip(&nb).for_each(|(a, b)| *a += b);
-                (pa, na, ra + rb)
-            },
-        );
+            let wf = wi as f64;
+            pro_hist
+                .iter_mut()
+                .zip(pro)
+                .for_each(|(a, &b)| *a += wf * b);
+            let wu = wi as u64;
+            neg_hist
+                .iter_mut()
+                .zip(neg)
+                .for_each(|(a, &b)| *a += wu * b as u64);
+            regions += wu * r as u64;
+        }
+        area_under_pro(&pro_hist, &neg_hist, regions, fpr_limit)
+    }
+}
+
+/// The FPR-limited, rescaled area under the PRO curve from the summed histograms (slot `c` holds
+/// what exceeds exactly `c` thresholds). `None` as in [`aupro`].
+fn area_under_pro(pro_hist: &[f64], neg_hist: &[u64], regions: u64, fpr_limit: f64) -> Option<f64> {
     let negatives: u64 = neg_hist.iter().sum();
     if regions == 0 || negatives == 0 {
-        return Ok(None);
+        return None;
     }
+    let n_ths = pro_hist.len() - 1;
     // Threshold j counts the pixels that exceed more than j thresholds: suffix sums from j + 1.
-    let (mut pros, mut fprs) = (vec![0f64; ths.len()], vec![0f64; ths.len()]);
+    let (mut pros, mut fprs) = (vec![0f64; n_ths], vec![0f64; n_ths]);
     let (mut pro_acc, mut fp_acc) = (0f64, 0u64);
-    for j in (0..ths.len()).rev() {
+    for j in (0..n_ths).rev() {
         pro_acc += pro_hist[j + 1];
         fp_acc += neg_hist[j + 1];
         pros[j] = pro_acc / regions as f64;
@@ -118,12 +202,12 @@ pub fn aupro(
         .map(|(&f, &p)| (f, p))
         .collect();
     if kept.len() < 2 {
-        return Ok(None); // sklearn.metrics.auc raises on fewer than two points
+        return None; // sklearn.metrics.auc raises on fewer than two points
     }
     let lo = kept.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let hi = kept.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
     if hi <= lo {
-        return Ok(None); // 0/0 rescale: NaN x, which sklearn.metrics.auc rejects
+        return None; // 0/0 rescale: NaN x, which sklearn.metrics.auc rejects
     }
     // FPR falls as the threshold rises, so x decreases and auc() flips the sign of the trapezoid.
     let x: Vec<f64> = kept.iter().map(|p| (p.0 - lo) / (hi - lo)).collect();
@@ -132,7 +216,7 @@ pub fn aupro(
         .zip(x.windows(2))
         .map(|(p, x)| (x[1] - x[0]) * (p[0].1 + p[1].1) / 2.0)
         .sum();
-    Ok(Some(-area))
+    Some(-area)
 }
 
 /// `np.arange(min_th, max_th, delta)` with `min_th, max_th` the float32 min/max of the maps and

@@ -7,16 +7,23 @@
 //! - [`auroc`]: the same AUROC alone (image-level scores);
 //! - [`aupro`]: the AnomalyCLIP / APRIL-GAN `cal_pro_score` (200 thresholds, 8-connected regions,
 //!   FPR limit, rescale, trapezoid);
-//! - [`mean_defined`]: the category mean, skipping undefined values like the reference's `nanmean`.
+//! - [`mean_defined`]: the category mean, skipping undefined values like the reference's `nanmean`;
+//! - [`CategorySample`], [`replicates`], [`intervals`]: bootstrap confidence intervals of a
+//!   category's six metrics (and of their mean), resampling whole test images.
 //!
 //! A metric that the reference would report as NaN (one class only, no positive pixel) is `None`
 //! here: "undefined", never NaN and never a panic. Bad input (length mismatch, NaN score, a label
 //! other than 0/1) is an error naming the offending index.
 
 mod aupro;
+mod bootstrap;
 mod ranking;
 
 pub use aupro::{AUPRO_FPR_LIMIT, AUPRO_STEPS, aupro};
+pub use bootstrap::{
+    BootstrapSpec, CategorySample, Intervals, METRIC_NAMES, Values, intervals, mean_replicates,
+    replicates, resample, stream_of,
+};
 pub use ranking::{PixelMetrics, auroc, pixel_metrics};
 
 /// Input that no metric can be computed on. Each message says how to fix it.
@@ -52,6 +59,14 @@ pub enum MetricsError {
         what: &'static str,
         value: f64,
         fix: &'static str,
+    },
+    #[error(
+        "metrics: bootstrap: the full-sample {metric} given is {given:?} but these maps and scores give {computed:?}; pass the metrics computed on exactly these maps and scores (after any rescaling) and the same AUPRO FPR limit"
+    )]
+    Inconsistent {
+        metric: &'static str,
+        given: Option<f64>,
+        computed: Option<f64>,
     },
 }
 

@@ -58,7 +58,7 @@ pub fn auroc(scores: &[f32], labels: &[u8]) -> Result<Option<f64>, MetricsError>
 
 /// Monotone map f32 -> u32 (`a < b` iff `key(a) < key(b)`); -0.0 and +0.0 share a key because
 /// numpy treats them as one tied score.
-fn order_key(v: f32) -> u32 {
+pub(super) fn order_key(v: f32) -> u32 {
     let bits = if v == 0.0 { 0u32 } else { v.to_bits() };
     if bits & 0x8000_0000 != 0 {
         !bits
@@ -286,29 +286,101 @@ fn sorted_pass(
         .collect();
 
     // Combine, highest bucket first (a fixed order keeps the f64 sum deterministic).
-    let mut auroc2 = 0u128;
-    let mut ap = 0f64;
-    let mut best: Option<(f64, u32)> = None;
+    let mut totals = Totals::default();
     for w in walks.iter().rev() {
-        auroc2 += w.auroc2;
-        ap += w.ap;
+        totals.add(w);
+    }
+    Ok(totals.metrics(positives, negatives))
+}
+
+/// The bucket walks combined, highest bucket first. Shared by [`sorted_pass`] and [`GroupWalk`]
+/// so that both sum the f64 AP in the same order (bucket partial sums added in turn).
+#[derive(Debug, Default)]
+struct Totals {
+    auroc2: u128,
+    ap: f64,
+    best: Option<(f64, u32)>,
+}
+
+impl Totals {
+    fn add(&mut self, w: &Walk) {
+        self.auroc2 += w.auroc2;
+        self.ap += w.ap;
         if let Some((f, k)) = w.best
-            && best.is_none_or(|(bf, bk)| f > bf || (f == bf && k < bk))
+            && self
+                .best
+                .is_none_or(|(bf, bk)| f > bf || (f == bf && k < bk))
         {
-            best = Some((f, k));
+            self.best = Some((f, k));
         }
     }
-    let both = positives > 0 && negatives > 0;
-    let (p, q) = (positives as f64, negatives as f64);
-    Ok(PixelMetrics {
-        auroc: both.then(|| auroc2 as f64 / (2.0 * p * q)),
-        // scikit-learn clips a rounding -0.0 to 0.0.
-        ap: (positives > 0).then_some(ap.max(0.0)),
-        f1_max: best.map(|(f, _)| f),
-        f1_threshold: best.map(|(_, k)| key_value(k) as f64),
-        positives,
-        negatives,
-    })
+
+    fn metrics(&self, positives: u64, negatives: u64) -> PixelMetrics {
+        let both = positives > 0 && negatives > 0;
+        let (p, q) = (positives as f64, negatives as f64);
+        PixelMetrics {
+            auroc: both.then(|| self.auroc2 as f64 / (2.0 * p * q)),
+            // scikit-learn clips a rounding -0.0 to 0.0.
+            ap: (positives > 0).then_some(self.ap.max(0.0)),
+            f1_max: self.best.map(|(f, _)| f),
+            f1_threshold: self.best.map(|(_, k)| key_value(k) as f64),
+            positives,
+            negatives,
+        }
+    }
+}
+
+/// The metrics of scores already grouped by distinct value, fed one group at a time in
+/// descending key order: the sequential twin of [`pixel_metrics`] for callers that hold counts
+/// instead of scores (the bootstrap, whose groups carry resampling multiplicities).
+///
+/// Groups are cut into the same 16-bit buckets as [`sorted_pass`] and each bucket's partial AP
+/// is added to the total in the same order, so that for the counts of a score slice the result
+/// is bit-identical to `pixel_metrics` on it.
+pub(super) struct GroupWalk {
+    positives: u64,
+    negatives: u64,
+    bucket: Option<u32>,
+    walk: Walk,
+    totals: Totals,
+}
+
+impl GroupWalk {
+    /// `positives` / `negatives`: the totals over all groups to come.
+    pub(super) fn new(positives: u64, negatives: u64) -> Self {
+        Self {
+            positives,
+            negatives,
+            bucket: None,
+            walk: Walk::new(0, 0),
+            totals: Totals::default(),
+        }
+    }
+
+    /// One distinct score (order key `key`, below every earlier one) held by `tp_g` positives
+    /// and `fp_g` negatives. An empty group is no score at all and is skipped.
+    #[inline]
+    pub(super) fn group(&mut self, key: u32, tp_g: u64, fp_g: u64) {
+        if tp_g + fp_g == 0 {
+            return;
+        }
+        let bucket = key >> LOW_BITS;
+        if self.bucket != Some(bucket) {
+            if self.bucket.is_some() {
+                self.totals.add(&self.walk);
+            }
+            self.walk = Walk::new(self.walk.tp, self.walk.fp);
+            self.bucket = Some(bucket);
+        }
+        self.walk.group(key, tp_g, fp_g, self.positives);
+    }
+
+    pub(super) fn finish(mut self) -> PixelMetrics {
+        if self.bucket.is_some() {
+            self.totals.add(&self.walk);
+        }
+        self.totals.metrics(self.positives, self.negatives)
+    }
 }
 
 /// Walks one bucket's distinct scores in descending order.
@@ -454,6 +526,36 @@ mod tests {
                 assert_eq!(m.f1_max, f1, "{dense_min}");
             }
         }
+    }
+
+    #[test]
+    fn group_walk_equals_pixel_metrics_bit_for_bit() {
+        let mut seed = 3u64;
+        // Scores over many 16-bit buckets (negative and positive, wide range) with ties.
+        let scores: Vec<f32> = (0..5000)
+            .map(|_| ((lcg(&mut seed) % 2000) as f32 - 1000.0) * 0.731)
+            .collect();
+        let labels: Vec<u8> = (0..5000)
+            .map(|_| lcg(&mut seed).is_multiple_of(5) as u8)
+            .collect();
+        let mut keyed: Vec<(u32, u8)> = scores
+            .iter()
+            .zip(&labels)
+            .map(|(&s, &l)| (order_key(s), l))
+            .collect();
+        keyed.sort_unstable_by(|a, b| b.cmp(a));
+        let positives = labels.iter().filter(|&&l| l == 1).count() as u64;
+        let mut walk = GroupWalk::new(positives, labels.len() as u64 - positives);
+        for group in keyed.chunk_by(|a, b| a.0 == b.0) {
+            let tp = group.iter().filter(|g| g.1 == 1).count() as u64;
+            walk.group(group[0].0, 0, 0); // an empty group is no score
+            walk.group(group[0].0, tp, group.len() as u64 - tp);
+        }
+        let want = pixel_metrics(&scores, &labels).unwrap();
+        let got = walk.finish();
+        assert!(want.ap.unwrap() > 0.0 && want.auroc.is_some());
+        assert_eq!(got, want);
+        assert_eq!(got.ap.map(f64::to_bits), want.ap.map(f64::to_bits));
     }
 
     #[test]
