@@ -89,6 +89,19 @@ fn smoke_job_runs_skips_and_resumes_to_the_same_numbers() {
         first.final_epoch.mean.pixel_auroc.is_some(),
         "pixel AUROC defined on the synthetic twin"
     );
+    // Every evaluation carries bootstrap intervals, per category and for the mean.
+    for ev in [
+        &first.best_epoch,
+        &first.final_epoch,
+        first.untrained.as_ref().unwrap(),
+    ] {
+        let info = ev.bootstrap.as_ref().expect("bootstrap info");
+        assert_eq!(info.replicates, 1000);
+        let mean = ev.mean_interval.as_ref().expect("mean interval");
+        let p = mean.pixel_auroc.expect("pixel AUROC interval");
+        assert!(p.lo <= p.hi && p.lo >= 0.0 && p.hi <= 1.0, "{p:?}");
+        assert!(ev.per_category.iter().all(|c| c.interval.is_some()));
+    }
     assert!(
         first
             .epochs

@@ -22,8 +22,10 @@ use super::features::batch_tensors;
 use super::inference::{ImagePrediction, Prompts, run_tensors};
 use super::progress::Progress;
 use crate::data::{Sample, SkippedFile};
-use crate::experiment::record::{CategoryMetrics, MetricSet};
-use crate::metrics::{self, MetricsError};
+use crate::experiment::record::{
+    BootstrapInfo, CategoryMetrics, Evaluation, Interval, MetricIntervals, MetricSet,
+};
+use crate::metrics::{self, BootstrapSpec, CategorySample, MetricsError, Values};
 use crate::model::{AvaDino, Protocol};
 
 /// Evaluation knobs.
@@ -34,6 +36,8 @@ pub struct EvalOptions {
     pub protocol: Protocol,
     /// Also compute AUPRO (costly on large categories; not in the paper) with this FPR limit.
     pub aupro: Option<f64>,
+    /// Bootstrap confidence intervals of every metric (`None`: none).
+    pub bootstrap: Option<BootstrapSpec>,
 }
 
 /// The images of a target and their prompts.
@@ -65,6 +69,55 @@ impl TargetSet {
 pub struct SetEvaluation {
     pub categories: Vec<CategoryMetrics>,
     pub images: Vec<ImagePrediction>,
+    /// Per category (same order), the bootstrap replicates of its six metrics, when asked for:
+    /// what the intervals of the categories and of their mean are made of ([`Evaluation`]s are
+    /// built with [`SetEvaluation::record`]).
+    pub replicates: Vec<Vec<Values>>,
+}
+
+impl SetEvaluation {
+    /// The record of this evaluation as epoch `epoch`, labelled `selection`: per-category
+    /// metrics and their mean, with the bootstrap intervals of both when they were computed
+    /// (the mean's replicate `r` is the mean of the categories' replicates `r`).
+    pub fn record(
+        &self,
+        epoch: usize,
+        selection: &str,
+        spec: Option<&BootstrapSpec>,
+    ) -> Result<Evaluation, MetricsError> {
+        let mut categories = self.categories.clone();
+        let mut out = Evaluation::new(epoch, selection, Vec::new());
+        if let Some(spec) = spec.filter(|_| self.replicates.len() == categories.len()) {
+            for (c, reps) in categories.iter_mut().zip(&self.replicates) {
+                c.interval = Some(as_intervals(metrics::intervals(reps, spec.level)?));
+            }
+            let mean = metrics::mean_replicates(&self.replicates)?;
+            out.mean_interval = Some(as_intervals(metrics::intervals(&mean, spec.level)?));
+            out.bootstrap = Some(BootstrapInfo {
+                replicates: spec.replicates,
+                level: spec.level,
+                seed: spec.seed,
+                method: format!(
+                    "percentile bootstrap: test images resampled with replacement within each \
+                     category, {} replicates; pixel AUROC/F1-max on {} score bins shifted to the \
+                     exact value; AUPRO at the full sample's thresholds",
+                    spec.replicates, spec.bins
+                ),
+            });
+        }
+        out.mean = MetricSet::mean(categories.iter().map(|c| &c.metrics));
+        out.per_category = categories;
+        Ok(out)
+    }
+}
+
+/// The metrics room's intervals as the record's.
+fn as_intervals(v: metrics::Intervals) -> MetricIntervals {
+    let mut out = MetricIntervals::default();
+    for (name, iv) in metrics::METRIC_NAMES.iter().zip(v) {
+        out.set(name, iv.map(|(lo, hi)| Interval { lo, hi }));
+    }
+    out
 }
 
 /// Where the evaluation may spill maps, and how much memory they may take.
@@ -132,8 +185,9 @@ pub fn evaluate(
         }
         for ((sink, p), ev) in sinks.into_iter().zip(preds).zip(&mut out) {
             let pixels = sink.into_values()?;
-            ev.categories
-                .push(category_metrics(category, pixels, &gt, &p, s, opts)?);
+            let (metrics, reps) = category_metrics(category, pixels, &gt, &p, s, opts)?;
+            ev.categories.push(metrics);
+            ev.replicates.extend(reps);
             ev.images.extend(p);
         }
     }
@@ -218,7 +272,9 @@ fn rescale_f32(values: &mut [f32]) {
 }
 
 /// Metrics of one category from its maps (`pixels`, image after image, `size x size` each), the
-/// matching ground truth and the predictions (same order).
+/// matching ground truth and the predictions (same order); with `opts.bootstrap`, also the
+/// bootstrap replicates of the six metrics (resampling this category's images, stream named by
+/// the category, so every checkpoint sees the same resamples).
 pub fn category_metrics(
     category: &str,
     mut pixels: Vec<f32>,
@@ -226,7 +282,7 @@ pub fn category_metrics(
     preds: &[ImagePrediction],
     size: usize,
     opts: &EvalOptions,
-) -> Result<CategoryMetrics, MetricsError> {
+) -> Result<(CategoryMetrics, Option<Vec<Values>>), MetricsError> {
     let mut image_scores: Vec<f32> = preds.iter().map(|p| p.score).collect();
     let image_labels: Vec<u8> = preds.iter().map(|p| u8::from(p.label != 0)).collect();
     if opts.protocol == Protocol::Reference && !pixels.is_empty() {
@@ -242,20 +298,46 @@ pub fn category_metrics(
         _ => None,
     };
     let n_anomalous = image_labels.iter().filter(|&&l| l == 1).count();
-    Ok(CategoryMetrics {
-        category: category.to_string(),
-        n_normal: preds.len() - n_anomalous,
-        n_anomalous,
-        metrics: MetricSet {
-            image_auroc: image.auroc,
-            image_ap: image.ap,
-            image_f1max: image.f1_max,
-            pixel_auroc: pixel.auroc,
-            pixel_aupro: aupro,
-            pixel_f1max: pixel.f1_max,
+    let metrics = MetricSet {
+        image_auroc: image.auroc,
+        image_ap: image.ap,
+        image_f1max: image.f1_max,
+        pixel_auroc: pixel.auroc,
+        pixel_aupro: aupro,
+        pixel_f1max: pixel.f1_max,
+    };
+    let replicates = match &opts.bootstrap {
+        Some(spec) if spec.replicates > 0 && !preds.is_empty() => {
+            let exact = metrics::METRIC_NAMES.map(|m| metrics.get(m));
+            let sample = CategorySample::new(
+                &pixels,
+                gt,
+                &image_scores,
+                &image_labels,
+                size,
+                size,
+                opts.aupro,
+                spec.bins,
+                exact,
+            )?;
+            Some(metrics::replicates(
+                &sample,
+                spec,
+                metrics::stream_of(category),
+            )?)
+        }
+        _ => None,
+    };
+    Ok((
+        CategoryMetrics {
+            category: category.to_string(),
+            n_normal: preds.len() - n_anomalous,
+            n_anomalous,
+            metrics,
+            interval: None,
         },
-        interval: None,
-    })
+        replicates,
+    ))
 }
 
 #[cfg(test)]

@@ -271,6 +271,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
         batch_size: exp.eval.batch_size,
         protocol: exp.protocol,
         aupro: exp.eval.aupro.then_some(exp.eval.aupro_fpr_limit),
+        bootstrap: bootstrap_spec(exp),
     };
     // Shards written by a training on this set are read back (exact in f32); none are written.
     let eval_ex = extractor(
@@ -300,23 +301,23 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     progress.finish();
     log_skipped(run, &skipped)?;
     let mut evaluated: Vec<(usize, SetEvaluation)> = to_eval.into_iter().zip(evals).collect();
+    let spec = eval_opts.bootstrap.as_ref();
+    let as_record = |label: &str, (e, ev): &(usize, SetEvaluation)| ev.record(*e, label, spec);
     let untrained = (exp.eval.untrained_baseline)
         .then(|| evaluated.remove(0))
-        .map(|(e, ev)| Evaluation::new(e, UNTRAINED_SELECTION, ev.categories));
-    let as_record = |label: &str, (e, ev): &(usize, SetEvaluation)| {
-        Evaluation::new(*e, label, ev.categories.clone())
-    };
+        .map(|x| as_record(UNTRAINED_SELECTION, &x))
+        .transpose()?;
     let all: Vec<Evaluation> = evaluated
         .iter()
         .map(|x| as_record(REFERENCE_SELECTION, x))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let best = RunMetrics::best_by_pixel_auroc(&all)
         .cloned()
         .unwrap_or_else(|| all[all.len() - 1].clone());
     let final_epoch = as_record(
         FINAL_SELECTION,
         evaluated.last().expect("at least the final epoch"),
-    );
+    )?;
     let reported_epoch = match exp.eval.selection {
         EpochSelection::ReferenceBest => best.epoch,
         EpochSelection::Final => final_epoch.epoch,
@@ -370,10 +371,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
         .map(|(e, file)| EpochRecord {
             epoch: e,
             loss: loss_record(&file.summary),
-            mean: evaluated
-                .iter()
-                .find(|(k, _)| *k == e)
-                .map(|x| as_record("", x).mean),
+            mean: all.iter().find(|x| x.epoch == e).map(|x| x.mean.clone()),
             seconds: file.seconds,
         })
         .collect();
@@ -415,6 +413,17 @@ fn record_passes(provenance: &mut Provenance, phase: &str, assets: &Assets, befo
         .backbone_images
         .insert(phase.into(), now.saturating_sub(before));
     now
+}
+
+/// The bootstrap of `eval.bootstrap` (`None` with 0 replicates).
+fn bootstrap_spec(exp: &Experiment) -> Option<crate::metrics::BootstrapSpec> {
+    let b = &exp.eval.bootstrap;
+    (b.replicates > 0).then_some(crate::metrics::BootstrapSpec {
+        replicates: b.replicates,
+        seed: b.seed,
+        level: b.level,
+        bins: b.bins,
+    })
 }
 
 fn store_name(store: crate::experiment::TrainStore) -> &'static str {
