@@ -207,7 +207,8 @@ pub struct Memory {
     pub data: u64,
 }
 
-/// The peak memory of a job (see [`Memory`]); `store_bytes` is what the training store holds
+/// The peak memory of a job (see [`Memory`]); `train_batch` is the samples of one training
+/// forward/backward pass (the micro-batch), `store_bytes` is what the training store holds
 /// in memory (0 for `disk`/`recompute`), `category_pixels` the largest category's map pixels.
 #[allow(clippy::too_many_arguments)]
 pub fn memory(

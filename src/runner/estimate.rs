@@ -284,7 +284,11 @@ fn job_estimate(
         &text,
         &method,
         exp.train.extract_batch_size,
-        exp.train.batch_size.min(train.images.max(1)),
+        // A training step holds one micro-batch's activations.
+        exp.train
+            .batch_size
+            .min(exp.train.micro_batch)
+            .min(train.images.max(1)),
         checkpoints,
         store_bytes,
         target.largest_category as f64 * s2,
