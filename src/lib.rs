@@ -5,6 +5,7 @@
 //! - [`text`]: CLIP text tower, tokenizer, prompt ensemble and its cache;
 //! - [`model`]: adapters, routing, heads, losses, optimizer, checkpoints;
 //! - [`data`]: dataset registry, loaders, preprocessing, synthetic twins;
+//! - [`image`]: image decoders, Pillow's mode conversions and resize;
 //! - [`metrics`]: AUROC, AP, F1-max, AUPRO on plain slices;
 //! - [`engine`]: how a job is computed: features, training, streamed evaluation;
 //! - [`runner`]: which jobs run where: validation, locks, skipping, `--force`, Slurm;
@@ -18,6 +19,7 @@ pub mod data;
 pub mod device;
 pub mod engine;
 pub mod experiment;
+pub mod image;
 pub mod io;
 pub mod metrics;
 pub mod model;

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ava_dino::data::decode::{Pixels, decode_image};
 use ava_dino::data::preprocess::resize_square;
+use ava_dino::image::decode::{Pixels, decode_image};
 use sha2::{Digest, Sha256};
 
 /// Side of the resize checked per file (the resize itself is covered by `parity_preprocess`).

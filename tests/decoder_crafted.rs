@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ava_dino::data::Sample;
-use ava_dino::data::decode::decode_image;
 use ava_dino::data::preprocess::load_batch;
+use ava_dino::image::decode::decode_image;
 
 mod common;
 

@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ava_dino::data::decode::decode_bytes;
+use ava_dino::image::decode::decode_bytes;
 
 mod common;
 

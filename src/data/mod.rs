@@ -1,20 +1,15 @@
 //! Datasets: the `datasets.toml` registry, one loader per on-disk layout, Pillow-exact
-//! preprocessing, synthetic twins of all nine layouts, and the `datasets check` report.
+//! preprocessing (files decoded and resized by [`crate::image`]), synthetic twins of all nine
+//! layouts, and the `datasets check` report.
 //!
 //! The engine calls [`Registry::load`], [`list_samples`] and [`preprocess::load_batch`]; nothing
 //! here knows about models or the CLI.
 
 pub mod check;
-pub mod decode;
-mod formats;
-mod guard;
-pub mod jpeg;
 pub mod layouts;
-pub mod pillow;
 pub mod preprocess;
 pub mod pyrandom;
 pub mod registry;
-pub mod resize;
 pub mod synth;
 
 use std::path::{Path, PathBuf};
@@ -98,6 +93,17 @@ pub enum DataError {
     Layout { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Meta { path: PathBuf, reason: String },
+}
+
+/// An image the data room could not read keeps its message (and its variant: `--skip-bad`
+/// matches on `Decode`).
+impl From<crate::image::ImageError> for DataError {
+    fn from(e: crate::image::ImageError) -> Self {
+        match e {
+            crate::image::ImageError::Io { path, source } => DataError::Io { path, source },
+            crate::image::ImageError::Decode { path, reason } => DataError::Decode { path, reason },
+        }
+    }
 }
 
 impl DataError {

@@ -3,7 +3,7 @@
 //! Image: `PIL.Image.open(p).convert("RGB")` -> `Resize((S, S))` (Pillow antialiased bilinear)
 //! -> `ToTensor` (`u8 / 255` in f32) -> `Normalize(ImageNet mean, std)` in f32.
 //! Mask: `.convert("L")` -> same resize -> `/ 255` -> `> threshold`.
-//! Decoding and Pillow's mode conversions live in [`super::decode`].
+//! Decoding, Pillow's mode conversions and its resize live in [`crate::image`].
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,7 @@ use rayon::prelude::*;
 use super::{DataError, Sample};
 use crate::io::HostTensor;
 
-pub use super::decode::{Pixels, decode_luma, decode_rgb, dimensions};
-pub use super::resize::resize_bilinear_u8;
+pub use crate::image::{Pixels, decode_luma, decode_rgb, dimensions, resize_bilinear_u8};
 
 /// ImageNet channel means used by the reference's `Normalize`.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -102,7 +101,7 @@ fn load_one(s: &Sample, size: usize) -> Result<Loaded, DataError> {
 /// [`load_one`] with any panic (ours or a dependency's) turned into an error naming the image,
 /// so that one bad file cannot take down the parallel batch.
 fn load_one_guarded(s: &Sample, size: usize) -> Result<Loaded, DataError> {
-    super::guard::catch("preprocessing", || load_one(s, size)).unwrap_or_else(|reason| {
+    crate::image::guard::catch("preprocessing", || load_one(s, size)).unwrap_or_else(|reason| {
         Err(DataError::Decode {
             path: s.image.clone(),
             reason,

@@ -14,7 +14,7 @@ use image::codecs::tiff::TiffDecoder;
 use image::{DynamicImage, ImageDecoder};
 
 use super::check_pixels;
-use crate::data::pillow::{Image, Raster, unpremultiply};
+use crate::image::pillow::{Image, Raster, unpremultiply};
 
 pub fn is_tiff(data: &[u8]) -> bool {
     [b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"]

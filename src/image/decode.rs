@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::DataError;
+use super::ImageError;
 use super::formats;
 use super::guard;
 use super::pillow::Image;
@@ -28,14 +28,14 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Image, String> {
 }
 
 /// Decodes `path` into the mode Pillow's `Image.open(path)` gives it.
-pub fn decode_image(path: &Path) -> Result<Image, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::Io {
+pub fn decode_image(path: &Path) -> Result<Image, ImageError> {
+    let bytes = std::fs::read(path).map_err(|e| ImageError::Io {
         path: path.to_path_buf(),
         source: e,
     })?;
     guard::catch("the image decoder", || decode_bytes(&bytes))
         .and_then(|r| r)
-        .map_err(|reason| DataError::Decode {
+        .map_err(|reason| ImageError::Decode {
             path: path.to_path_buf(),
             reason,
         })
@@ -45,7 +45,7 @@ fn decode_to(
     path: &Path,
     channels: usize,
     convert: fn(Image) -> Vec<u8>,
-) -> Result<Pixels, DataError> {
+) -> Result<Pixels, ImageError> {
     let img = decode_image(path)?;
     let (width, height) = (img.width, img.height);
     Ok(Pixels {
@@ -57,17 +57,17 @@ fn decode_to(
 }
 
 /// Decodes `path` as Pillow's `Image.open(path).convert("RGB")` would.
-pub fn decode_rgb(path: &Path) -> Result<Pixels, DataError> {
+pub fn decode_rgb(path: &Path) -> Result<Pixels, ImageError> {
     decode_to(path, 3, Image::into_rgb)
 }
 
 /// Decodes `path` as Pillow's `Image.open(path).convert("L")` would.
-pub fn decode_luma(path: &Path) -> Result<Pixels, DataError> {
+pub fn decode_luma(path: &Path) -> Result<Pixels, ImageError> {
     decode_to(path, 1, Image::into_luma)
 }
 
 /// Width and height as Pillow reports them (decodes the file: also detects broken data).
-pub fn dimensions(path: &Path) -> Result<(u32, u32), DataError> {
+pub fn dimensions(path: &Path) -> Result<(u32, u32), ImageError> {
     let img = decode_image(path)?;
     Ok((img.width as u32, img.height as u32))
 }

@@ -12,7 +12,7 @@ use std::io::{Cursor, Read};
 use image::DynamicImage;
 use image::codecs::png::PngDecoder;
 
-use crate::data::pillow::{Image, Raster};
+use crate::image::pillow::{Image, Raster};
 
 const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 /// `PngImagePlugin.MAX_TEXT_CHUNK` and `MAX_TEXT_MEMORY`.

@@ -8,7 +8,7 @@
 //! and all-grey palettes on 4-bit data (Pillow then reads the 4-bit pixels as bytes).
 
 use super::check_pixels;
-use crate::data::pillow::{Image, Raster};
+use crate::image::pillow::{Image, Raster};
 
 pub fn is_bmp(data: &[u8]) -> bool {
     data.starts_with(b"BM")
