@@ -27,6 +27,10 @@ struct Args {
     /// Runs per stage (the best is kept: a run can only lose time to other processes).
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Instruction set of the kernels: avx512, avx2 or portable (default: the fastest this CPU
+    /// runs).
+    #[arg(long)]
+    isa: Option<String>,
 }
 
 /// Seconds of CPU this process has used, all threads (0 where schedstat is unavailable).
@@ -63,7 +67,20 @@ fn main() {
         .num_threads(a.threads)
         .build_global()
         .expect("rayon pool");
-    let isa = Isa::detect();
+    let isa = match a.isa.as_deref() {
+        None => Isa::detect(),
+        Some("avx512") => Isa::Avx512,
+        Some("avx2") => Isa::Avx2,
+        Some("portable") => Isa::Portable,
+        Some(other) => {
+            eprintln!("--isa {other}: use one of avx512, avx2, portable");
+            std::process::exit(2);
+        }
+    };
+    if !Isa::available().contains(&isa) {
+        eprintln!("--isa {isa:?}: this CPU cannot run it");
+        std::process::exit(2);
+    }
     let (m, d, f, heads) = (1029, 1024, 4096, 16);
     println!(
         "kernels {isa:?}, {} threads, M = {m} tokens; load average {}",

@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use ava_dino::backbone::Isa;
 use ava_dino::io::{HostTensor, TensorFile};
 use common::parity::errors;
 
@@ -223,4 +224,98 @@ fn gpu_device_without_feature_or_gpu_is_one_line() {
         out.to_str().unwrap(),
     ]);
     assert_one_line_error(&o, "--device wgpu");
+}
+
+/// `features --input` on the fixture with `AVA_DINO_CPU_KERNELS` set to `kernels`.
+fn features_with(kernels: &str, dir: &Path) -> TensorFile {
+    let case = fixture("rect_b2");
+    let out = dir.join(format!("{kernels}.safetensors"));
+    let o = Command::new(BIN)
+        .env("AVA_DINO_CPU_KERNELS", kernels)
+        .args([
+            "features",
+            "--backbone",
+            case.to_str().unwrap(),
+            "--input",
+            case.join("io.safetensors").to_str().unwrap(),
+            "--taps",
+            "1,0",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .expect("binary runs");
+    assert!(
+        o.status.success(),
+        "{kernels}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    TensorFile::read(&out).unwrap()
+}
+
+/// The binary on each instruction set this CPU has writes the same bits; on burn's ops, the
+/// same features within the parity tolerance.
+#[test]
+fn every_cpu_kernel_variant_writes_the_same_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = features_with("portable", dir.path());
+    let others: Vec<(Isa, TensorFile)> = Isa::available()
+        .into_iter()
+        .filter(|&isa| isa != Isa::Portable)
+        .map(|isa| (isa, features_with(isa.name(), dir.path())))
+        .collect();
+    let burn = features_with("burn", dir.path());
+    let f32s = |f: &TensorFile, name: &str| f.get(name).unwrap().as_f32().unwrap().to_vec();
+    for name in [
+        "normed.0",
+        "patches.0",
+        "cls.0",
+        "normed.1",
+        "patches.1",
+        "cls.1",
+    ] {
+        let w = f32s(&want, name);
+        for (isa, got) in &others {
+            let g = f32s(got, name);
+            assert_eq!(g.len(), w.len(), "{isa:?} {name}");
+            let differ = g
+                .iter()
+                .zip(&w)
+                .filter(|(g, w)| g.to_bits() != w.to_bits())
+                .count();
+            assert_eq!(differ, 0, "{isa:?} {name}: values differ from portable");
+        }
+        // burn's ops: the same function, not the same rounding.
+        let (max_abs, rel) = errors(&f32s(&burn, name), &w);
+        assert!(
+            max_abs <= 1e-4 && rel <= 1e-5,
+            "burn {name}: max_abs {max_abs} rel {rel}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_cpu_kernels_value_stops_before_any_command() {
+    for (value, needle) in [
+        (
+            "fast",
+            "AVA_DINO_CPU_KERNELS=fast: unknown value; use one of auto, ",
+        ),
+        ("avx1024", "AVA_DINO_CPU_KERNELS=avx1024: unknown value"),
+    ] {
+        // A command that would fail on its own (no such backbone): the variable is checked first.
+        let o = Command::new(BIN)
+            .env("AVA_DINO_CPU_KERNELS", value)
+            .args([
+                "features",
+                "--backbone",
+                "/nonexistent",
+                "--out",
+                "/nonexistent/f",
+            ])
+            .output()
+            .expect("binary runs");
+        assert_one_line_error(&o, needle);
+        assert_eq!(o.status.code(), Some(2), "{value}");
+    }
 }

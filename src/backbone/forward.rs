@@ -5,8 +5,17 @@
 
 use burn::tensor::Tensor;
 
-use super::cpu::{self, Isa, Kernels};
+use super::cpu::{self, Kernels};
 use super::vit::{DinoV3, TapFeatures};
+
+/// What runs where the CPU kernels do not apply (another device, autodiff, bf16/f16).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Elsewhere {
+    /// burn's ops.
+    Burn,
+    /// Nothing: a panic (an explicit `Kernels::Cpu` in tests and benchmarks).
+    Panic,
+}
 
 impl DinoV3 {
     /// Which implementation runs this model's blocks on `device`: `kernels` (ours: the flex
@@ -24,28 +33,48 @@ impl DinoV3 {
     /// Computes in the weights' dtype ([`DinoV3::with_precision`]); the features are f32.
     ///
     /// `pixel_values`: `[B, C, H, W]`, H and W multiples of the patch size. Only the blocks up to
-    /// the deepest tap run, on the CPU kernels where they apply ([`Kernels::Auto`]). Panics on
-    /// input that [`DinoV3::check_input`] rejects; call it first with untrusted shapes.
+    /// the deepest tap run, on the implementation `AVA_DINO_CPU_KERNELS` chose for the process
+    /// ([`Kernels::configured`]): the CPU kernels where they apply, burn's ops elsewhere
+    /// ([`cpu::effective_kernels`] names which). Panics on input that [`DinoV3::check_input`]
+    /// rejects; call it first with untrusted shapes.
     pub fn forward_taps(&self, pixel_values: Tensor<4>, taps: &[usize]) -> Vec<TapFeatures> {
-        self.forward_taps_with(pixel_values, taps, Kernels::Auto)
+        self.forward(pixel_values, taps, Kernels::configured(), Elsewhere::Burn)
     }
 
-    /// [`DinoV3::forward_taps`] on the chosen implementation of the blocks.
+    /// [`DinoV3::forward_taps`] on the chosen implementation of the blocks. `Kernels::Cpu`
+    /// panics where the CPU kernels do not apply; `Kernels::Auto` runs burn there.
     pub fn forward_taps_with(
         &self,
         pixel_values: Tensor<4>,
         taps: &[usize],
         kernels: Kernels,
     ) -> Vec<TapFeatures> {
+        let elsewhere = match kernels {
+            Kernels::Cpu(_) => Elsewhere::Panic,
+            _ => Elsewhere::Burn,
+        };
+        self.forward(pixel_values, taps, kernels, elsewhere)
+    }
+
+    fn forward(
+        &self,
+        pixel_values: Tensor<4>,
+        taps: &[usize],
+        kernels: Kernels,
+        elsewhere: Elsewhere,
+    ) -> Vec<TapFeatures> {
         if let Err(e) = self.check_input(pixel_values.dims(), taps) {
             panic!("DinoV3::forward_taps: {e}");
         }
-        let hidden = match kernels {
-            Kernels::Burn => self.tap_hidden(pixel_values, taps),
-            Kernels::Auto => cpu::tap_hidden(self, &pixel_values, taps, Isa::detect())
-                .unwrap_or_else(|_| self.tap_hidden(pixel_values, taps)),
-            Kernels::Cpu(isa) => cpu::tap_hidden(self, &pixel_values, taps, isa)
-                .unwrap_or_else(|e| panic!("DinoV3: the CPU kernels do not apply: {e}")),
+        let hidden = match kernels.resolved() {
+            Kernels::Cpu(isa) => match cpu::tap_hidden(self, &pixel_values, taps, isa) {
+                Ok(hidden) => hidden,
+                Err(e) if elsewhere == Elsewhere::Panic => {
+                    panic!("DinoV3: the CPU kernels do not apply: {e}")
+                }
+                Err(_) => self.tap_hidden(pixel_values, taps),
+            },
+            _ => self.tap_hidden(pixel_values, taps),
         };
         taps.iter()
             .map(|t| self.tap_features(hidden[t].clone()))

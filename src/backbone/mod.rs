@@ -4,7 +4,8 @@
 //!   other sizes;
 //! - [`rope`]: 2-D RoPE with bf16-rounded periods;
 //! - [`vit`]: modules and the tap forward ([`DinoV3::forward_taps`]);
-//! - [`cpu`]: the blocks on the CPU with our own kernels (flex device, f32);
+//! - [`cpu`]: the blocks on the CPU with our own kernels (flex device, f32), three
+//!   bit-identical instruction-set variants chosen by `AVA_DINO_CPU_KERNELS`;
 //! - [`load`]: the key table, HF / Meta weights mapped onto it, random weights, HF directory
 //!   export;
 //! - [`precision`]: the compute dtype (`f32|bf16|f16`) and the cast of a loaded model.
@@ -20,7 +21,7 @@ pub mod rope;
 pub mod vit;
 
 pub use config::DinoV3Config;
-pub use cpu::{Isa, Kernels};
+pub use cpu::{Isa, Kernels, KernelsError, effective_kernels};
 pub use load::{load_backbone, save_hf_dir};
 pub use precision::{Precision, PrecisionError};
 pub use vit::{DinoV3, TapFeatures};

@@ -68,8 +68,12 @@ thread_local! {
 
 /// `out[t, h·dh..] = softmax(q_t·Kᵀ / √dh)·V` per image and head.
 ///
-/// `qkv`: `[B·N, 3D]` after RoPE; `out`: `[B·N, D]`.
+/// `qkv`: `[B·N, 3D]` after RoPE; `out`: `[B·N, D]`. Every `isa` gives the same bits.
+///
+/// # Panics
+/// If this CPU cannot run `isa` ([`Isa::assert_supported`]), or on slices of the wrong size.
 pub fn attention(isa: Isa, qkv: &[f32], dims: Dims, out: &mut [f32]) {
+    isa.assert_supported();
     let Dims {
         b,
         n,
@@ -196,22 +200,68 @@ pub fn attention(isa: Isa, qkv: &[f32], dims: Dims, out: &mut [f32]) {
     KV.set((kbuf, vbuf));
 }
 
+/// Lanes of the softmax row reductions: element `i` goes to lane `i % LANES` in every variant.
+const LANES: usize = 16;
+
+/// `_mm512_max_ps`'s choice, written out: `a` if `a > b`, else `b` (so `b` when either is NaN
+/// or both are zeros). The scalar path uses it so that its max is the AVX-512 one, bit for bit.
+#[inline(always)]
+fn max_ps(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
+}
+
+/// The one reduction tree of the lane accumulators, shared by every variant: lane `i` with lane
+/// `i + 8`, then `+ 4`, `+ 2`, `+ 1` (not `_mm512_reduce_*_ps`, whose order the intrinsic does
+/// not promise).
+#[inline(always)]
+fn tree(mut v: [f32; LANES], op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut w = LANES / 2;
+    while w > 0 {
+        for i in 0..w {
+            v[i] = op(v[i], v[i + w]);
+        }
+        w /= 2;
+    }
+    v[0]
+}
+
 /// Replaces `row` by `exp(row·scale − max·scale)` and returns its sum.
+///
+/// The same bits on every ISA: the max and the sum run on [`LANES`] lane accumulators and end
+/// in [`tree`], the exponential is [`math::exp`] (bit-identical to [`math::avx512::exp`]), and
+/// `v·scale − m` is unfused on both sides.
 fn softmax_row(isa: Isa, row: &mut [f32], scale: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 {
-        // SAFETY: Isa::Avx512 is only ever selected when the CPU has AVX-512F.
-        return unsafe { softmax_row_avx512(row, scale) };
+    match isa {
+        // SAFETY: `attention`, the only caller, asserted that this CPU runs `isa`.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { softmax_row_avx512(row, scale) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { softmax_row_fma(row, scale) },
+        _ => softmax_row_generic(row, scale),
     }
-    let _ = isa;
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let m = max * scale;
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
+}
+
+/// [`softmax_row_generic`] compiled with FMA (`math::exp`'s `mul_add` one instruction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_row_fma(row: &mut [f32], scale: f32) -> f32 {
+    softmax_row_generic(row, scale)
+}
+
+#[inline(always)]
+fn softmax_row_generic(row: &mut [f32], scale: f32) -> f32 {
+    let mut mx = [f32::NEG_INFINITY; LANES];
+    for (i, &v) in row.iter().enumerate() {
+        mx[i % LANES] = max_ps(mx[i % LANES], v);
+    }
+    let m = tree(mx, max_ps) * scale;
+    let mut sum = [0f32; LANES];
+    for (i, v) in row.iter_mut().enumerate() {
         *v = math::exp(*v * scale - m);
-        sum += *v;
+        sum[i % LANES] += *v;
     }
-    sum
+    tree(sum, |a, b| a + b)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -227,16 +277,23 @@ unsafe fn softmax_row_avx512(row: &mut [f32], scale: f32) -> f32 {
             (1u16 << (n - i)) - 1
         }
     };
+    let lanes = |v: __m512| {
+        let mut out = [0f32; LANES];
+        // SAFETY: `out` holds 16 floats.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+        out
+    };
     // SAFETY: every access is masked to the row's n floats.
     unsafe {
         let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
-        for i in (0..n).step_by(16) {
+        for i in (0..n).step_by(LANES) {
+            // Lane l: max_ps(mx, v) of its elements only (the others keep mx).
             mx = _mm512_mask_max_ps(mx, mask(i), mx, _mm512_maskz_loadu_ps(mask(i), p.add(i)));
         }
         let vs = _mm512_set1_ps(scale);
-        let m = _mm512_set1_ps(_mm512_reduce_max_ps(mx) * scale);
+        let m = _mm512_set1_ps(tree(lanes(mx), max_ps) * scale);
         let mut sum = _mm512_setzero_ps();
-        for i in (0..n).step_by(16) {
+        for i in (0..n).step_by(LANES) {
             let k = mask(i);
             let e = math::avx512::exp(_mm512_sub_ps(
                 _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p.add(i)), vs),
@@ -245,7 +302,7 @@ unsafe fn softmax_row_avx512(row: &mut [f32], scale: f32) -> f32 {
             sum = _mm512_mask_add_ps(sum, k, sum, e);
             _mm512_mask_storeu_ps(p.add(i), k, e);
         }
-        _mm512_reduce_add_ps(sum)
+        tree(lanes(sum), |a, b| a + b)
     }
 }
 
@@ -299,6 +356,95 @@ mod tests {
                                 );
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every ISA gives the same bits as the portable kernels: ragged N (tails of the 16-lane
+    /// softmax reductions, a query block edge), ragged dh, and rows with a wide spread of
+    /// scores (large inputs: most exponentials underflow to 0).
+    #[test]
+    fn every_isa_computes_the_same_bits() {
+        let isas = Isa::available();
+        for &(b, n, heads, dh, amp) in &[
+            (1, 7, 2, 16, 2.0),
+            (2, QB + 13, 3, 8, 2.0),
+            (1, 70, 1, 72, 2.0),
+            (1, 61, 2, 24, 40.0),
+        ] {
+            let d = heads * dh;
+            let mut s = 777u32;
+            let qkv: Vec<f32> = (0..b * n * 3 * d)
+                .map(|_| {
+                    s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    ((s >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * amp
+                })
+                .collect();
+            let dims = Dims {
+                b,
+                n,
+                heads,
+                head_dim: dh,
+                prefix: 0,
+            };
+            let run = |isa| {
+                let mut out = vec![0f32; b * n * d];
+                attention(isa, &qkv, dims, &mut out);
+                out
+            };
+            let want = run(Isa::Portable);
+            for &isa in isas.iter().filter(|&&i| i != Isa::Portable) {
+                for (i, (g, w)) in run(isa).iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "{isa:?} b{b} n{n} h{heads} dh{dh} [{}, {}]: {g:e} vs portable {w:e}",
+                        i / d,
+                        i % d
+                    );
+                }
+            }
+        }
+    }
+
+    /// The row reductions of the softmax, scalar and AVX-512, on rows of every length up to
+    /// three vectors, with NaN and signed zeros (where `max` is not commutative).
+    #[test]
+    fn softmax_rows_are_the_same_bits() {
+        let isas = Isa::available();
+        for n in 1..=48 {
+            for special in [None, Some(0.0), Some(-0.0), Some(f32::NAN)] {
+                // With zeros: both signs, every other value below them (the zeros are the max).
+                let zeros = special.is_some_and(|v| v == 0.0);
+                let row: Vec<f32> = (0..n)
+                    .map(|i| match special {
+                        Some(v) if i % 5 == 2 => v,
+                        Some(v) if zeros && i % 5 == 3 => -v,
+                        _ if zeros => -0.7 * (1 + i * 37 % 23) as f32,
+                        _ => ((i * 37 % 23) as f32 - 11.0) * 0.7,
+                    })
+                    .collect();
+                let run = |isa| {
+                    let mut r = row.clone();
+                    let sum = softmax_row(isa, &mut r, 0.125);
+                    (sum, r)
+                };
+                let (ws, wr) = run(Isa::Portable);
+                for &isa in isas.iter().filter(|&&i| i != Isa::Portable) {
+                    let (gs, gr) = run(isa);
+                    let same =
+                        |g: f32, w: f32| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+                    assert!(
+                        same(gs, ws),
+                        "{isa:?} n{n} {special:?}: sum {gs:e} vs {ws:e}"
+                    );
+                    for (j, (g, w)) in gr.iter().zip(&wr).enumerate() {
+                        assert!(
+                            same(*g, *w),
+                            "{isa:?} n{n} {special:?} [{j}]: {g:e} vs {w:e}"
+                        );
                     }
                 }
             }

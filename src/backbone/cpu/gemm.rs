@@ -113,7 +113,12 @@ pub fn pack_b(b: &[f32], n: usize, k0: usize, kc: usize, j0: usize, nc: usize, d
 /// `out[i, j] = epilogue(Σ_k a[i, k]·b[k, j])` for `i < m`, `j < n`, on the rayon pool.
 ///
 /// `a`: `[m, k]`, row stride `lda`; `b`: `[k, n]` row-major; `out`: `[m, n]`, row stride `ldo`
-/// (read too by [`Epilogue::BiasScaleAdd`]).
+/// (read too by [`Epilogue::BiasScaleAdd`]). The sum is one fused multiply-add per k in order,
+/// so every `isa` gives the same bits.
+///
+/// # Panics
+/// If this CPU cannot run `isa` ([`Isa::assert_supported`]), or a slice is shorter than the
+/// product needs.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     isa: Isa,
@@ -127,6 +132,7 @@ pub fn gemm(
     ldo: usize,
     epilogue: Epilogue,
 ) {
+    isa.assert_supported();
     if m == 0 || n == 0 {
         return;
     }
@@ -310,6 +316,59 @@ mod tests {
                                 "{isa:?} {e:?} m{m} k{k} n{n} [{i},{j}]: {g} vs {w}"
                             );
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every ISA gives the same bits as the portable kernels, for every epilogue, on the shapes
+    /// above (ragged edges in m, n and k; k across a KC boundary, so partial sums go through
+    /// memory between k blocks).
+    #[test]
+    fn every_isa_computes_the_same_bits() {
+        let isas = Isa::available();
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (7, 3, 65),
+            (13, KC + 37, 2 * NC + 5),
+            (6, 2 * KC, NR),
+        ] {
+            let lda = k + 3;
+            // Scaled so that the GELU sees every range of its erf (|x/√2| below 1, up to 4,
+            // beyond).
+            let a: Vec<f32> = seq(m * lda, 1).iter().map(|v| v * 3.0).collect();
+            let b = seq(k * n, 2);
+            let bias = seq(n, 3);
+            let gamma = seq(n, 4);
+            let rs = seq(m, 5);
+            let x0 = seq(m * n, 6);
+            for e in [
+                Epilogue::Store,
+                Epilogue::Bias(&bias),
+                Epilogue::BiasGelu(&bias),
+                Epilogue::BiasScaleAdd {
+                    bias: &bias,
+                    gamma: &gamma,
+                },
+                Epilogue::RowScale(&rs),
+            ] {
+                let run = |isa| {
+                    let mut out = x0.clone();
+                    gemm(isa, m, k, n, &a, lda, &b, &mut out, n, e);
+                    out
+                };
+                let want = run(Isa::Portable);
+                for &isa in isas.iter().filter(|&&i| i != Isa::Portable) {
+                    let got = run(isa);
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            w.to_bits(),
+                            "{isa:?} {e:?} m{m} k{k} n{n} [{}, {}]: {g:e} vs portable {w:e}",
+                            i / n,
+                            i % n
+                        );
                     }
                 }
             }

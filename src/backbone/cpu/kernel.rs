@@ -168,20 +168,25 @@ unsafe fn tile_avx512<const R: usize>(t: &Tile) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2<const R: usize>(t: &Tile) {
     // SAFETY: forwarded; FMA is enabled here, so `mul_add` is one instruction.
-    unsafe { tile_generic::<R, true>(t) }
+    unsafe { tile_generic::<R>(t) }
 }
 
+/// The generic tile compiled for the target's baseline. On x86-64 (no FMA in the baseline)
+/// every `mul_add` is a libm `fmaf` call: the same bits as the fused instruction, several times
+/// slower; on aarch64, whose baseline has FMA, it is one instruction.
 unsafe fn tile_portable<const R: usize>(t: &Tile) {
     // SAFETY: forwarded.
-    unsafe { tile_generic::<R, false>(t) }
+    unsafe { tile_generic::<R>(t) }
 }
 
-/// Portable tile: 16-column strips so that an `R x 16` accumulator fits AVX2's 16 registers.
-/// `FUSED` uses `mul_add` (only where the target has FMA: elsewhere it is a libm call).
+/// Generic tile: 16-column strips so that an `R x 16` accumulator fits AVX2's 16 registers.
+///
+/// Bit-identical to [`tile_avx512`]: each element is one chain of fused multiply-adds over k
+/// in order (from zero, or from `part`), and each epilogue runs the same f32 operations in the
+/// same order (the GELU is [`math::gelu`], bit-identical to [`math::avx512::gelu`]).
 #[inline(always)]
-unsafe fn tile_generic<const R: usize, const FUSED: bool>(t: &Tile) {
+unsafe fn tile_generic<const R: usize>(t: &Tile) {
     const W: usize = 16;
-    let madd = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
     // SAFETY: extents are the caller's contract (see `tile`).
     unsafe {
         for strip in 0..NR / W {
@@ -200,7 +205,7 @@ unsafe fn tile_generic<const R: usize, const FUSED: bool>(t: &Tile) {
                 for (row, &a) in acc.iter_mut().zip(&rows) {
                     let a = *a.wrapping_add(off);
                     for (v, &bj) in row.iter_mut().zip(b) {
-                        *v = madd(a, bj, *v);
+                        *v = a.mul_add(bj, *v);
                     }
                 }
                 bp = bp.wrapping_add(NR);

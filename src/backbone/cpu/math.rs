@@ -1,10 +1,25 @@
 //! Elementwise f32 functions of the CPU path: `exp` (softmax), `erf` and the erf-GELU (MLP).
 //!
-//! One algorithm, written twice: scalar (portable kernels) and AVX-512 (16 lanes). `exp` is
-//! Cody-Waite range reduction plus the degree-7 Taylor polynomial (relative error < 2 ulp on the
-//! reduced range); `erf` is `x·P(x²)` below 1 and `1 − e^{−x²}·Q(x − 2.5)` on [1, 4), with
-//! coefficients fitted by `scripts/fit_erf.py` (absolute error < 1.2e-7 over the real line,
+//! One algorithm, written twice: scalar (the portable and AVX2 kernels) and AVX-512 (16 lanes).
+//! `exp` is Cody-Waite range reduction plus the degree-7 Taylor polynomial (relative error < 2
+//! ulp on the reduced range); `erf` is `x·P(x²)` below 1 and `1 − e^{−x²}·Q(x − 2.5)` on [1, 4),
+//! with coefficients fitted by `scripts/fit_erf.py` (absolute error < 1.2e-7 over the real line,
 //! about one ulp of `1 + erf`, which is what the GELU uses).
+//!
+//! The two versions give the same bits for every input (NaN in, NaN out; Rust does not specify
+//! a NaN's payload). Step by step, scalar = AVX-512:
+//! - Horner steps `acc.mul_add(x, c)` = `_mm512_fmadd_ps(acc, x, c)`;
+//! - the reduction `(−n).mul_add(LN2_HI, x)` = `_mm512_fnmadd_ps(n, LN2_HI, x)` (one rounding
+//!   of `x − n·LN2_HI` either way), the same for `LN2_LO`;
+//! - `p · 2ⁿ` with `2ⁿ` built from its exponent bits = `_mm512_scalef_ps(p, n)`: n is an
+//!   integer in [−126, 127], so 2ⁿ is a normal float and both are one rounding of the exact
+//!   product (subnormal results included: no flush-to-zero on either side);
+//! - rounding to the nearest even integer, the clamp at [`EXP_MAX`] (NaN kept), the zero
+//!   below [`EXP_MIN`], the erf ranges and `copysign` are exact operations or selections;
+//! - every other operation is one IEEE add, subtract or multiply in the same order.
+//!
+//! `tests::every_isa_computes_the_same_bits` checks it over a dense grid and the edge values,
+//! on every instruction set the CPU has.
 
 /// Below this, `exp` returns 0 (e^x would be subnormal; softmax rows always hold a 1).
 pub const EXP_MIN: f32 = -87.336_54;
@@ -57,7 +72,9 @@ const ERF_ONE: f32 = 4.0;
 
 #[inline(always)]
 fn horner(x: f32, coeffs: &[f32]) -> f32 {
-    coeffs[1..].iter().fold(coeffs[0], |acc, &c| acc * x + c)
+    coeffs[1..]
+        .iter()
+        .fold(coeffs[0], |acc, &c| acc.mul_add(x, c))
 }
 
 /// e^x.
@@ -69,7 +86,8 @@ pub fn exp(x: f32) -> f32 {
     // Not `min`: NaN must stay NaN.
     let x = if x > EXP_MAX { EXP_MAX } else { x };
     let n = (x * LOG2E).round_ties_even();
-    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let r = (-n).mul_add(LN2_HI, x);
+    let r = (-n).mul_add(LN2_LO, r);
     let p = horner(r, &EXP_POLY);
     // n is in [-126, 127]: the biased exponent is a normal one.
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
@@ -133,17 +151,17 @@ pub mod avx512 {
         _mm512_maskz_mov_ps(!under, p)
     }
 
-    /// erf-GELU per lane.
+    /// erf per lane (NaN stays NaN).
     ///
     /// # Safety
     /// The CPU must have AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub fn gelu(x: __m512) -> __m512 {
-        let s = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    pub fn erf(s: __m512) -> __m512 {
         let a = _mm512_abs_ps(s);
         let a2 = _mm512_mul_ps(a, a);
         let small = _mm512_mul_ps(a, horner(a2, &ERF_SMALL));
+        // 0 − a² is −(a·a) exactly wherever this branch is chosen (a >= 1).
         let tail = _mm512_mul_ps(
             exp(_mm512_sub_ps(_mm512_setzero_ps(), a2)),
             horner(_mm512_sub_ps(a, _mm512_set1_ps(ERF_CENTER)), &ERF_LARGE),
@@ -155,7 +173,20 @@ pub mod avx512 {
         let y = _mm512_mask_blend_ps(is_one, y, _mm512_set1_ps(1.0));
         // copysign(y, s): y >= 0, so OR in the sign bit of s.
         let sign = _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(i32::MIN));
-        let erf = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign));
+        _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign))
+    }
+
+    /// erf-GELU per lane.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn gelu(x: __m512) -> __m512 {
+        let erf = erf(_mm512_mul_ps(
+            x,
+            _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
+        ));
         _mm512_mul_ps(
             _mm512_mul_ps(x, _mm512_set1_ps(0.5)),
             _mm512_add_ps(_mm512_set1_ps(1.0), erf),
@@ -166,6 +197,7 @@ pub mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backbone::cpu::Isa;
 
     /// erf in f64: the Maclaurin series below 3 (A&S 7.1.5; terms stay below 1e4, so f64 keeps
     /// ~1e-12), the asymptotic erfc series from 3 on (A&S 7.1.23; truncation error < 1e-10).
@@ -225,38 +257,119 @@ mod tests {
         assert!(exp(f32::NAN).is_nan());
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn avx512_lanes_match_the_scalar_functions() {
-        use std::arch::x86_64::*;
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: this CPU has no AVX-512F");
-            return;
+    /// Same bits, or both NaN (Rust does not specify a NaN's payload or sign).
+    fn same(a: f32, b: f32) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    /// Inputs of the bit comparisons: the decimal grid over [−6, 6], exp's accuracy grid, every
+    /// 4093rd bit pattern of all 2³² (every exponent: subnormals, huge values, NaNs), the 2,000
+    /// floats either side of each range end of exp (where its results turn subnormal, and the
+    /// clamp) and of each split of erf, as erf's input and as the GELU's (x = √2·split), both
+    /// signs, and the special values.
+    fn bit_grid() -> Vec<f32> {
+        let mut xs: Vec<f32> = grid().collect();
+        xs.extend((-87_500..=88_800).map(|i| i as f32 * 1e-3));
+        xs.extend((0..=u32::MAX).step_by(4093).map(f32::from_bits));
+        let sqrt2 = std::f32::consts::SQRT_2;
+        for c in [
+            -EXP_MIN,
+            EXP_MAX,
+            ERF_SPLIT,
+            ERF_ONE,
+            ERF_SPLIT * sqrt2,
+            ERF_ONE * sqrt2,
+            f32::MIN_POSITIVE,
+        ] {
+            let b = c.to_bits();
+            for bits in b - 2000..=b + 2000 {
+                xs.extend([f32::from_bits(bits), -f32::from_bits(bits)]);
+            }
         }
-        let xs: Vec<f32> = grid().chain([f32::NAN, 1e30, -1e30, -100.0]).collect();
-        for chunk in xs.chunks_exact(16) {
-            let (mut e, mut g) = ([0f32; 16], [0f32; 16]);
-            // SAFETY: AVX-512F is present (checked above); the arrays hold 16 lanes.
+        xs.extend((0..2000).flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)]));
+        xs.extend([
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::MAX,
+            f32::MIN,
+            f32::EPSILON,
+        ]);
+        xs
+    }
+
+    /// `[exp, erf, gelu]` of each input.
+    type Values = Vec<[f32; 3]>;
+
+    fn scalar(xs: &[f32]) -> Values {
+        xs.iter().map(|&x| [exp(x), erf(x), gelu(x)]).collect()
+    }
+
+    /// The scalar functions compiled with FMA enabled (as inside the AVX2 kernels): `mul_add`
+    /// is one instruction here, a libm call in [`scalar`] on x86-64.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn scalar_fma(xs: &[f32]) -> Values {
+        xs.iter().map(|&x| [exp(x), erf(x), gelu(x)]).collect()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn lanes_avx512(xs: &[f32]) -> Values {
+        use std::arch::x86_64::*;
+        let mut out = Vec::with_capacity(xs.len());
+        for chunk in xs.chunks(16) {
+            let mut x = [0f32; 16];
+            x[..chunk.len()].copy_from_slice(chunk);
+            let (mut e, mut r, mut g) = ([0f32; 16], [0f32; 16], [0f32; 16]);
+            // SAFETY: AVX-512F is enabled on this function (the caller checked the CPU); the
+            // arrays hold 16 lanes.
             unsafe {
-                let v = _mm512_loadu_ps(chunk.as_ptr());
-                _mm512_storeu_ps(
-                    e.as_mut_ptr(),
-                    avx512::exp(_mm512_min_ps(v, _mm512_set1_ps(80.0))),
-                );
+                let v = _mm512_loadu_ps(x.as_ptr());
+                _mm512_storeu_ps(e.as_mut_ptr(), avx512::exp(v));
+                _mm512_storeu_ps(r.as_mut_ptr(), avx512::erf(v));
                 _mm512_storeu_ps(g.as_mut_ptr(), avx512::gelu(v));
             }
-            for (l, &x) in chunk.iter().enumerate() {
-                let (we, wg) = (exp(x.min(80.0)), gelu(x));
-                assert!(
-                    (e[l] - we).abs() <= 2.0 * f32::EPSILON * we.abs(),
-                    "exp({x}): {} vs {we}",
-                    e[l]
-                );
-                assert!(
-                    (g[l] - wg).abs() <= 2e-7 * wg.abs().max(1.0) || (x.is_nan() && g[l].is_nan()),
-                    "gelu({x}): {} vs {wg}",
-                    g[l]
-                );
+            out.extend((0..chunk.len()).map(|l| [e[l], r[l], g[l]]));
+        }
+        out
+    }
+
+    /// The scalar functions (portable kernels), the same compiled with FMA (AVX2 kernels) and
+    /// the AVX-512 lanes give the same bits for every input of [`bit_grid`].
+    #[test]
+    fn every_isa_computes_the_same_bits() {
+        let xs = bit_grid();
+        let want = scalar(&xs);
+        let mut variants: Vec<(&str, Values)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        for isa in Isa::available() {
+            match isa {
+                // SAFETY: this CPU has the features (Isa::available).
+                Isa::Avx512 => variants.push(("avx512", unsafe { lanes_avx512(&xs) })),
+                Isa::Avx2 => variants.push(("avx2", unsafe { scalar_fma(&xs) })),
+                Isa::Portable => {}
+            }
+        }
+        if variants.is_empty() {
+            eprintln!("skipped: this CPU runs only the portable kernels, nothing to compare");
+        }
+        for (name, got) in &variants {
+            for ((x, g), w) in xs.iter().zip(got).zip(&want) {
+                for (f, (g, w)) in ["exp", "erf", "gelu"].iter().zip(g.iter().zip(w)) {
+                    assert!(
+                        same(*g, *w),
+                        "{name} {f}({x:e} = {:#010x}): {g:e} ({:#010x}) vs portable {w:e} ({:#010x})",
+                        x.to_bits(),
+                        g.to_bits(),
+                        w.to_bits()
+                    );
+                }
             }
         }
     }

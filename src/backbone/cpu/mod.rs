@@ -5,9 +5,26 @@
 //! or the LayerScale + residual in registers ([`gemm`], [`kernel`]), attention fused per
 //! (head, query block) ([`attention`]), LayerNorm rows ([`norm`]), vector exp/erf ([`math`]).
 //! Weights are read in place from the flex tensors (no copy). Any other device or dtype (GPU,
-//! autodiff, bf16/f16) keeps the burn path.
+//! autodiff, bf16/f16) keeps the burn path ([`choice::applies`] decides).
+//!
+//! Three instruction sets run these kernels ([`Isa`]: AVX-512, AVX2, portable), chosen for the
+//! process by `AVA_DINO_CPU_KERNELS` ([`choice`]). They compute **bit-identical** results, so
+//! a run on a CPU without AVX-512 (a hosted CI runner) gives the same numbers as one with it:
+//! - every product element is one chain of fused multiply-adds over k in order, in every tile
+//!   ([`kernel`]; the portable tile uses `mul_add`, a libm call where the target has no FMA);
+//! - the epilogues and the softmax run the same f32 operations in the same order, with the
+//!   scalar `exp`/`erf`/GELU fused exactly where the AVX-512 ones are ([`math`]);
+//! - the softmax row max and sum use 16 lane accumulators (element `i` in lane `i % 16`) and
+//!   one reduction tree written out in both paths ([`attention`]);
+//! - LayerNorm, RoPE, the packing and the threading are one code for every instruction set,
+//!   and no element's value depends on which thread computes it.
+//!
+//! The tests compare bit patterns across [`Isa::available`]: the math functions over a dense
+//! grid and the edge values, the GEMM with every epilogue, attention, and the whole
+//! [`tap_hidden`] of a small random model.
 
 pub mod attention;
+pub mod choice;
 pub mod gemm;
 pub mod isa;
 pub mod kernel;
@@ -21,26 +38,15 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::module::Param;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 
+pub use choice::{Kernels, KernelsError, effective_kernels};
 pub use isa::Isa;
 
 use self::attention::Dims;
 use self::kernel::Epilogue;
 use super::rope;
 use super::vit::DinoV3;
-
-/// Which implementation runs the transformer blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kernels {
-    /// The CPU kernels when they apply (flex device, f32 weights and input), else burn.
-    Auto,
-    /// burn's tensor ops on any device.
-    Burn,
-    /// The CPU kernels with this instruction set; panics where they do not apply (tests and
-    /// benchmarks use it to compare implementations).
-    Cpu(Isa),
-}
 
 /// A flex f32 tensor's contiguous values, borrowed from its storage (keeps the Arc alive).
 struct Host(FlexTensor);
@@ -146,14 +152,20 @@ struct BlockW {
 }
 
 /// Hidden states `[B, N, D]` after each block in `taps` (deepest first-run order), on the CPU
-/// kernels; `Err` says why they do not apply (then the caller runs burn).
+/// kernels; `Err` says why they do not apply (then the caller runs burn). The pixels are cast
+/// to f32 first, as the burn path casts them to the weights' dtype.
+///
+/// # Panics
+/// If this CPU cannot run `isa` ([`Isa::assert_supported`]).
 pub fn tap_hidden(
     model: &DinoV3,
     pixel_values: &Tensor<4>,
     taps: &[usize],
     isa: Isa,
 ) -> Result<BTreeMap<usize, Tensor<3>>, &'static str> {
-    Host::new(pixel_values.clone())?;
+    isa.assert_supported();
+    choice::applies(&pixel_values.device(), model.dtype())?;
+    let pixel_values = pixel_values.clone().cast(FloatDType::F32);
     let c = &model.config;
     let last = *taps.iter().max().ok_or("no taps")?;
     let blocks = model.blocks[..=last]
@@ -183,7 +195,7 @@ pub fn tap_hidden(
     };
     let (d, f, m) = (c.hidden_size, c.intermediate_size, b * dims.n);
     let mut x = model
-        .embed(pixel_values.clone())
+        .embed(pixel_values)
         .into_data()
         .try_into_vec::<f32>()
         .map_err(|_| "embedding is not f32")?;
@@ -222,7 +234,7 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     use super::*;
-    use crate::backbone::DinoV3Config;
+    use crate::backbone::{DinoV3Config, Precision};
 
     fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
         let (a, b) = (
@@ -263,6 +275,43 @@ mod tests {
         }
     }
 
+    /// The hidden states of every ISA are the same bits, on the sizes of the test above.
+    #[test]
+    fn every_isa_computes_the_same_bits() {
+        let dev = Device::flex();
+        let cfg = DinoV3Config::like_vitl16(72, 3, 3, 8, 2);
+        let model = DinoV3::random(&cfg, 11, &dev);
+        let px = Tensor::<4>::random([2, 3, 64, 88], Distribution::Normal(0.0, 1.0), &dev);
+        let taps = [2, 0, 1];
+        let bits = |isa: Isa| -> Vec<(usize, Vec<u32>)> {
+            tap_hidden(&model, &px, &taps, isa)
+                .unwrap()
+                .into_iter()
+                .map(|(t, h)| {
+                    let v = h.into_data().try_to_vec::<f32>().unwrap();
+                    (t, v.iter().map(|x| x.to_bits()).collect())
+                })
+                .collect()
+        };
+        let isas = Isa::available();
+        let want = bits(Isa::Portable);
+        assert_eq!(want.len(), 3);
+        for &isa in isas.iter().filter(|&&i| i != Isa::Portable) {
+            for ((t, g), (_, w)) in bits(isa).iter().zip(&want) {
+                let differ = g.iter().zip(w).filter(|(g, w)| g != w).count();
+                assert_eq!(
+                    differ,
+                    0,
+                    "{isa:?} block {t}: {differ} of {} values differ from portable",
+                    w.len()
+                );
+            }
+        }
+        if isas.len() == 1 {
+            eprintln!("skipped: this CPU runs only the portable kernels, nothing to compare");
+        }
+    }
+
     #[test]
     fn autodiff_and_other_dtypes_keep_the_burn_path() {
         let cfg = DinoV3Config::like_vitl16(16, 1, 2, 4, 0);
@@ -273,11 +322,14 @@ mod tests {
         assert!(err.contains("flex"), "{err}");
         let dev = Device::flex();
         let model = DinoV3::random(&cfg, 1, &dev);
-        let half = px(&dev).cast(burn::tensor::FloatDType::F16);
+        let half = model.clone().with_precision(Precision::F16).unwrap();
         assert_eq!(
-            tap_hidden(&model, &half, &[0], Isa::Portable).unwrap_err(),
-            "not f32"
+            tap_hidden(&half, &px(&dev), &[0], Isa::Portable).unwrap_err(),
+            "weights not f32"
         );
         assert!(tap_hidden(&model, &px(&dev), &[0], Isa::Portable).is_ok());
+        // f16 pixels with f32 weights are cast, as on the burn path.
+        let px16 = px(&dev).cast(burn::tensor::FloatDType::F16);
+        assert!(tap_hidden(&model, &px16, &[0], Isa::Portable).is_ok());
     }
 }
