@@ -38,8 +38,21 @@ fn sweep(tmp: &Path, runs: &Path, table: &str, extra: &[&str]) -> String {
 
 /// `ava-dino sweep` started in `cwd`: whether it succeeded, and what it printed.
 fn sweep_in(cwd: &Path, tmp: &Path, runs: &Path, table: &str, extra: &[&str]) -> (bool, String) {
+    sweep_with(cwd, &[], tmp, runs, table, extra)
+}
+
+/// [`sweep_in`] with environment variables set for the process.
+fn sweep_with(
+    cwd: &Path,
+    env: &[(&str, &str)],
+    tmp: &Path,
+    runs: &Path,
+    table: &str,
+    extra: &[&str],
+) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ava-dino"))
         .current_dir(cwd)
+        .envs(env.iter().copied())
         .arg("sweep")
         .arg(root().join(format!("experiments/{table}.yaml")))
         .args(["--profile", "smoke", "--quiet", "--runs"])
@@ -332,6 +345,11 @@ fn changed_configuration_stops_before_any_work_unchanged_keys_reuse() {
     assert_eq!(m.provenance.code, ava_dino::build_info::CODE);
     assert!(m.provenance.threads >= 1);
     assert_eq!(
+        m.provenance.kernels,
+        ava_dino::backbone::Kernels::configured().name(),
+        "the CPU kernels' instruction set"
+    );
+    assert_eq!(
         (
             m.provenance.backbone_dtype.as_str(),
             m.provenance.feature_dtype.as_str()
@@ -379,6 +397,40 @@ fn changed_configuration_stops_before_any_work_unchanged_keys_reuse() {
         );
     }
     assert_eq!(std::fs::read(run.join("DONE")).unwrap(), done);
+}
+
+/// The smoke tables under every instruction set of the CPU kernels this machine runs (a CI
+/// runner without AVX-512 runs AVX2): the same numbers bit for bit, each run naming its variant.
+#[test]
+fn every_cpu_kernel_variant_gives_the_same_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for isa in ava_dino::backbone::Isa::available() {
+        let runs = tmp.path().join(isa.name());
+        let env = [("AVA_DINO_CPU_KERNELS", isa.name())];
+        // Shards of its own: a variant never reads features another one computed (their keys
+        // are equal, since the variants give the same bits).
+        let cache = format!("cache.dir={}", runs.join("cache").display());
+        let args = ["--all", "--set", &cache];
+        let (ok, out) = sweep_with(&root(), &env, tmp.path(), &runs, "table4", &args);
+        assert!(ok, "{}: {out}", isa.name());
+        let m = metrics(&runs.join("paper-smoke/full__visa__mvtec__s0"));
+        assert_eq!(m.provenance.kernels, isa.name());
+        let extracted = m.provenance.backbone_images.get("extract").copied();
+        assert!(
+            extracted.is_some_and(|n| n > 0),
+            "{}: no backbone pass",
+            isa.name()
+        );
+        results.push((isa.name(), numbers(&m)));
+    }
+    assert!(
+        results.len() >= 2,
+        "every CPU runs at least its best variant and portable"
+    );
+    for (name, n) in &results[1..] {
+        assert_eq!(n, &results[0].1, "{name} differs from {}", results[0].0);
+    }
 }
 
 /// Two seeds of one training set read the features the first one extracted: the backbone runs

@@ -18,14 +18,20 @@ enum Elsewhere {
 }
 
 impl DinoV3 {
-    /// Which implementation runs this model's blocks on `device`: `kernels` (ours: the flex
-    /// device with f32 weights; every instruction set gives the same bits) or `burn` (any other
-    /// device or dtype). Part of the feature shards' identity: the two round differently.
+    /// What runs this model's blocks on `device` under the process's choice
+    /// ([`Kernels::configured`]): the CPU kernels' instruction set (`avx512`, `avx2`,
+    /// `portable`) or `burn`. Provenance records it.
+    pub fn kernels_name(&self, device: &burn::tensor::Device) -> &'static str {
+        cpu::effective_kernels(Kernels::configured(), device, self.dtype())
+    }
+
+    /// [`DinoV3::kernels_name`] up to what changes numbers: `kernels` (every instruction set
+    /// gives the same bits) or `burn`. Part of the feature shards' identity: the two round
+    /// differently.
     pub fn kernels_family(&self, device: &burn::tensor::Device) -> &'static str {
-        if *device == burn::tensor::Device::flex() && self.dtype() == burn::tensor::DType::F32 {
-            "kernels"
-        } else {
-            "burn"
+        match self.kernels_name(device) {
+            "burn" => "burn",
+            _ => "kernels",
         }
     }
 

@@ -88,7 +88,8 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     let started = Instant::now();
     let mut provenance = Provenance::capture(exp, job);
     let device = crate::device::select(exp.device)?;
-    provenance.device = format!("{:?}", device);
+    provenance.device =
+        crate::device::adapter_name(&device).unwrap_or_else(|| format!("{device:?}"));
     say(run, &format!("loading assets ({})", exp.profile))?;
     let assets = shared_assets(&AssetSpec::of(exp), cx.repo_root, &device)?;
     let size = exp.data.image_size;
@@ -99,6 +100,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
             what: "backbone.taps / data.image_size".into(),
             message,
         })?;
+    provenance.kernels = assets.backbone.kernels_name(&device).into();
     provenance.embedded = assets.embedded;
     provenance
         .weights
