@@ -245,6 +245,15 @@ impl Registry {
         }
     }
 
+    /// The registry a run reads: the file `path` when it exists, else [`Registry::load_default`].
+    pub fn load_or_default(path: &Path) -> Result<Registry, DataError> {
+        if path.is_file() {
+            Self::load(path)
+        } else {
+            Self::load_default()
+        }
+    }
+
     /// The registry compiled into the binary (the synthetic twins follow it).
     pub fn embedded() -> Result<Registry, DataError> {
         Self::parse(Path::new("<embedded datasets.toml>"), EMBEDDED_REGISTRY)

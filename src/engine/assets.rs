@@ -265,12 +265,7 @@ impl Assets {
 /// The twins are checked and written under a lock beside their folder, so that two processes
 /// starting on a fresh checkout (two array tasks) never write them at the same time.
 pub fn registry(data: &DataConfig, repo_root: &Path) -> Result<Registry, EngineError> {
-    let path = repo_root.join(&data.registry);
-    let reg = if path.is_file() {
-        Registry::load(&path)?
-    } else {
-        Registry::load_default()?
-    };
+    let reg = Registry::load_or_default(&repo_root.join(&data.registry))?;
     match resolve(&data.root, "data root")? {
         Some(root) => Ok(reg.with_data_root(root)),
         None => {

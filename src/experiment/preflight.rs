@@ -1,10 +1,11 @@
 //! Up-front asset check: with real assets configured, list everything missing (and where it was
 //! looked for) before any work starts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::job::Job;
 use super::schema::{Experiment, Source};
+use crate::data::Registry;
 
 /// One missing asset, in words: what, and where it was looked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,25 +53,21 @@ pub fn missing_assets(exp: &Experiment, jobs: &[Job], repo_root: &Path) -> Vec<M
     if exp.data.root.is_embedded() {
         return out;
     }
-    let registry_path = if exp.data.registry.is_absolute() {
-        exp.data.registry.clone()
-    } else {
-        repo_root.join(&exp.data.registry)
+    // The registry and the roots exactly as the run will resolve them.
+    let registry = match Registry::load_or_default(&repo_root.join(&exp.data.registry)) {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(MissingAsset {
+                what: "dataset registry (data.registry)".into(),
+                looked: e.to_string(),
+            });
+            return out;
+        }
     };
-    let registry: Option<toml::Value> = std::fs::read_to_string(&registry_path)
-        .ok()
-        .and_then(|t| toml::from_str(&t).ok());
-    if registry.is_none() {
-        out.push(MissingAsset {
-            what: "dataset registry".into(),
-            looked: format!(
-                "{} is missing or not valid TOML (data.registry)",
-                registry_path.display()
-            ),
-        });
-        return out;
-    }
-    let common = exp.data.root.resolve();
+    let registry = match exp.data.root.resolve() {
+        Ok(Some(root)) => registry.with_data_root(root),
+        _ => registry,
+    };
     let mut keys: Vec<&str> = jobs
         .iter()
         .flat_map(|j| [j.train.as_str(), j.target.as_str()])
@@ -78,29 +75,11 @@ pub fn missing_assets(exp: &Experiment, jobs: &[Job], repo_root: &Path) -> Vec<M
     keys.sort();
     keys.dedup();
     for key in keys {
-        let var = format!("AVA_DINO_{}_ROOT", key.to_ascii_uppercase());
-        let own = std::env::var_os(&var)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        let sub = registry.as_ref().and_then(|r| {
-            r.get("datasets")?
-                .get(key)?
-                .get("root")?
-                .as_str()
-                .map(str::to_string)
-        });
-        let what = format!("dataset `{key}`");
-        match (own, &common, sub) {
-            (Some(p), _, _) if p.is_dir() => {}
-            (Some(p), _, _) => out.push(MissingAsset { what, looked: format!("{var}={} is not a directory", p.display()) }),
-            (None, _, None) => out.push(MissingAsset { what, looked: format!("no entry [datasets.{key}] with a root in {}", registry_path.display()) }),
-            (None, Ok(Some(root)), Some(sub)) if root.join(&sub).is_dir() => {}
-            (None, Ok(Some(root)), Some(sub)) => out.push(MissingAsset {
-                what,
-                looked: format!("{} does not exist (set {var}, or put it under the data root; see datasets.toml)", root.join(sub).display()),
-            }),
-            (None, Ok(None), _) => {}
-            (None, Err(v), Some(sub)) => out.push(MissingAsset { what, looked: format!("neither {var} nor {v} is set (looked for ${v}/{sub})") }),
+        if let Err(e) = registry.resolve_root(key) {
+            out.push(MissingAsset {
+                what: format!("dataset `{key}`"),
+                looked: e.to_string(),
+            });
         }
     }
     out
@@ -115,7 +94,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("datasets.toml"),
-            "[datasets.mvtec]\nroot = \"MVTecAD\"\n",
+            "[datasets.mvtec]\nname = \"MVTec-AD\"\ndomain = \"industrial\"\nroot = \"MVTecAD\"\n\
+             layout = \"mvtec\"\nmask_threshold = 0.5\nreference_prefix = \"/d/MVTecAD\"\ncategories = [{ name = \"bottle\" }]\n",
         )
         .unwrap();
         let mut e = Experiment::default();
@@ -138,7 +118,10 @@ mod tests {
             text.iter()
                 .any(|t| t.contains("MVTecAD") && t.contains("AVA_DINO_MVTEC_ROOT"))
         );
-        assert!(text.iter().any(|t| t.contains("[datasets.zzz]")));
+        assert!(
+            text.iter().any(|t| t.contains("unknown dataset `zzz`")),
+            "{text:#?}"
+        );
         // Once the folder exists, mvtec is no longer missing.
         std::fs::create_dir(dir.path().join("MVTecAD")).unwrap();
         assert_eq!(missing_assets(&e, &jobs, dir.path()).len(), 3);
