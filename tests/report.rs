@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use ava_dino::experiment::record::{FINAL_SELECTION, REFERENCE_SELECTION, UNTRAINED_SELECTION};
 use ava_dino::experiment::{
     BootstrapInfo, CategoryMetrics, EpochRecord, EpochSelection, Evaluation, Interval, Job,
-    LossRecord, MetricIntervals, MetricSet, Provenance, RoutingRow, RoutingSummary, RunDir,
-    RunMetrics, TableKind, Variant,
+    LossRecord, MetricIntervals, MetricSet, Provenance, RoutingRow, RunDir, RunMetrics, TableKind,
+    Variant,
 };
 use ava_dino::report::{self, Published, check};
 
@@ -179,7 +179,7 @@ fn make_run(
             })
             .collect(),
         routing: (variant != Variant::SingleAdapter)
-            .then(|| RoutingSummary::from_rows(&routing_rows)),
+            .then(|| ava_dino::engine::outcome::routing_summary(&routing_rows)),
         provenance,
         trainable_parameters: Some(1000),
     };

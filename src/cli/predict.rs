@@ -17,7 +17,7 @@ use ava_dino::engine::inference::{Prompts, run_batch};
 use ava_dino::engine::overlays::hwc;
 use ava_dino::engine::progress::Reporter;
 use ava_dino::experiment::record::now_rfc3339;
-use ava_dino::experiment::{EpochSelection, RunDir, RunMetrics};
+use ava_dino::experiment::{RunDir, RunMetrics};
 use ava_dino::report::charts::jet;
 
 #[derive(Debug, clap::Args)]
@@ -88,10 +88,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     // The run's resolved configuration is complete (defaults, profile and overrides applied).
     let exp = rd.read_config()?;
-    let epoch = args.epoch.unwrap_or(match metrics.selection {
-        EpochSelection::ReferenceBest => metrics.best_epoch.epoch,
-        EpochSelection::Final => metrics.final_epoch.epoch,
-    });
+    let epoch = args
+        .epoch
+        .unwrap_or_else(|| ava_dino::engine::outcome::reported_epoch(&metrics));
     let inputs = images(&args.image)?;
     let out_root = match &args.out_dir {
         Some(d) => d.clone(),

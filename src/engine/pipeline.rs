@@ -19,6 +19,7 @@ use super::evaluate::{EvalOptions, SetEvaluation, Spill, TargetSet, evaluate};
 use super::extract::{Extractor, Shards};
 use super::identity::{JobIdentity, list, sample_list_hash};
 use super::inference::Prompts;
+use super::outcome;
 use super::overlays::write_overlays;
 use super::progress::Reporter;
 use super::store::{TrainSet, choose_store, memory_per_image};
@@ -26,7 +27,7 @@ use super::train::{self, TrainSpec};
 use crate::data::{Sample, SkippedFile};
 use crate::experiment::record::{
     EpochRecord, Evaluation, FINAL_SELECTION, LossRecord, REFERENCE_SELECTION, RoutingRow,
-    RoutingSummary, SCHEMA_VERSION, UNTRAINED_SELECTION,
+    SCHEMA_VERSION, UNTRAINED_SELECTION,
 };
 use crate::experiment::{
     EpochSelection, Experiment, Job, Provenance, RunDir, RunMetrics, TrainDir, WorkDir,
@@ -313,7 +314,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
         .iter()
         .map(|x| as_record(REFERENCE_SELECTION, x))
         .collect::<Result<_, _>>()?;
-    let best = RunMetrics::best_by_pixel_auroc(&all)
+    let best = outcome::best_by_pixel_auroc(&all)
         .cloned()
         .unwrap_or_else(|| all[all.len() - 1].clone());
     let final_epoch = as_record(
@@ -394,7 +395,7 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
         best_epoch: best,
         untrained,
         epochs: records,
-        routing: routing.as_deref().map(RoutingSummary::from_rows),
+        routing: routing.as_deref().map(outcome::routing_summary),
         provenance,
         trainable_parameters: Some(trainable),
     })

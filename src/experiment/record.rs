@@ -66,14 +66,12 @@ impl MetricSet {
     pub fn mean<'a>(sets: impl IntoIterator<Item = &'a MetricSet> + Clone) -> MetricSet {
         let mut out = MetricSet::default();
         for name in Self::NAMES {
-            let vals: Vec<f64> = sets
+            let vals: Vec<Option<f64>> = sets
                 .clone()
                 .into_iter()
-                .filter_map(|s| s.get(name))
-                .filter(|v| v.is_finite())
+                .map(|s| s.get(name).filter(|v| v.is_finite()))
                 .collect();
-            *out.slot(name).expect("known name") =
-                (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
+            *out.slot(name).expect("known name") = crate::metrics::mean_defined(&vals);
         }
         out
     }
@@ -223,24 +221,6 @@ pub struct WeightStats {
     pub std_w_anomaly: Option<f64>,
 }
 
-impl WeightStats {
-    /// From per-image anomaly weights (`w_normal = 1 - w_anomaly`, the two softmax outputs).
-    pub fn from_anomaly_weights(w_anomaly: &[f64]) -> Self {
-        let n = w_anomaly.len();
-        if n == 0 {
-            return WeightStats::default();
-        }
-        let mean = w_anomaly.iter().sum::<f64>() / n as f64;
-        let var = w_anomaly.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / n as f64;
-        WeightStats {
-            count: n,
-            mean_w_normal: Some(1.0 - mean),
-            mean_w_anomaly: Some(mean),
-            std_w_anomaly: Some(var.sqrt()),
-        }
-    }
-}
-
 /// Routing weights of the reported checkpoint, averaged over taps, per image label (Table 4).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoutingSummary {
@@ -264,39 +244,6 @@ pub struct RoutingRow {
     pub label: u8,
     pub w_normal: f64,
     pub w_anomaly: f64,
-}
-
-impl RoutingSummary {
-    pub fn from_rows(rows: &[RoutingRow]) -> Self {
-        let split = |rows: &[&RoutingRow], label: u8| {
-            let w: Vec<f64> = rows
-                .iter()
-                .filter(|r| r.label == label)
-                .map(|r| r.w_anomaly)
-                .collect();
-            WeightStats::from_anomaly_weights(&w)
-        };
-        let all: Vec<&RoutingRow> = rows.iter().collect();
-        let mut per_category = BTreeMap::new();
-        for r in rows {
-            if !per_category.contains_key(&r.category) {
-                let cat: Vec<&RoutingRow> =
-                    rows.iter().filter(|x| x.category == r.category).collect();
-                per_category.insert(r.category.clone(), [split(&cat, 0), split(&cat, 1)]);
-            }
-        }
-        let w: Vec<f32> = rows.iter().map(|r| r.w_anomaly as f32).collect();
-        let labels: Vec<u8> = rows.iter().map(|r| r.label).collect();
-        // The only error is a non-finite weight (a diverged run): the separation is then
-        // undefined, as it is with one group.
-        let separation_auroc = crate::metrics::auroc(&w, &labels).ok().flatten();
-        RoutingSummary {
-            normal: split(&all, 0),
-            anomalous: split(&all, 1),
-            per_category,
-            separation_auroc,
-        }
-    }
 }
 
 /// Where a number came from.
@@ -408,29 +355,9 @@ impl Provenance {
     }
 }
 
-/// UTC time as `YYYY-MM-DDTHH:MM:SSZ` (no time-zone crate needed).
+/// UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 /// Everything one run produced: `metrics.json`.
@@ -474,28 +401,12 @@ impl RunMetrics {
         }
     }
 
-    /// Picks the best epoch by mean P-AUROC among `evals` (ties: the earliest), as the reference.
-    pub fn best_by_pixel_auroc(evals: &[Evaluation]) -> Option<&Evaluation> {
-        evals
-            .iter()
-            .filter(|e| e.epoch > 0)
-            .fold(None, |best: Option<&Evaluation>, e| {
-                match (best.and_then(|b| b.mean.pixel_auroc), e.mean.pixel_auroc) {
-                    (_, None) => best.or(Some(e)),
-                    (None, Some(_)) => Some(e),
-                    (Some(b), Some(v)) => Some(if v > b { e } else { best.expect("some") }),
-                }
-            })
-    }
-
     /// `per_category.csv`: one row per (evaluation, category) plus a mean row per evaluation.
     pub fn per_category_csv(&self) -> String {
-        let mut s = String::from("selection,epoch,category,n_normal,n_anomalous");
-        for n in MetricSet::NAMES {
-            s.push(',');
-            s.push_str(n);
-        }
-        s.push('\n');
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header = vec!["selection", "epoch", "category", "n_normal", "n_anomalous"];
+        header.extend(MetricSet::NAMES);
+        w.write_record(&header).expect("in memory");
         let mut evals = vec![&self.best_epoch, &self.final_epoch];
         evals.extend(self.untrained.as_ref());
         for e in evals {
@@ -510,102 +421,46 @@ impl RunMetrics {
                 let (nn, na) = counts
                     .map(|(a, b)| (a.to_string(), b.to_string()))
                     .unwrap_or_default();
-                s.push_str(&format!(
-                    "{},{},{},{},{}",
-                    csv_field(&e.selection),
-                    e.epoch,
-                    csv_field(cat),
+                let mut record = vec![
+                    e.selection.clone(),
+                    e.epoch.to_string(),
+                    cat.to_string(),
                     nn,
-                    na
-                ));
-                for n in MetricSet::NAMES {
-                    s.push(',');
-                    if let Some(v) = m.get(n) {
-                        s.push_str(&format!("{v:.6}"));
-                    }
-                }
-                s.push('\n');
+                    na,
+                ];
+                record.extend(
+                    MetricSet::NAMES
+                        .map(|n| m.get(n).map(|v| format!("{v:.6}")).unwrap_or_default()),
+                );
+                w.write_record(&record).expect("in memory");
             }
         }
-        s
-    }
-}
-
-/// Quotes a CSV field when needed.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+        String::from_utf8(w.into_inner().expect("in memory")).expect("UTF-8 fields")
     }
 }
 
 /// Writes `routing.csv` rows.
 pub fn routing_csv(rows: &[RoutingRow]) -> String {
-    let mut s = String::from("category,image,label,w_normal,w_anomaly\n");
+    let mut w = csv::Writer::from_writer(Vec::new());
+    // Shortest round-trip form (serde's f64): the file holds the weights exactly (six decimals
+    // merged nearly equal weights, so the separation AUROC of the file could differ from the run's).
     for r in rows {
-        // Shortest round-trip form: the file holds the weights exactly (six decimals merged
-        // nearly equal weights, so the separation AUROC of the file could differ from the run's).
-        s.push_str(&format!(
-            "{},{},{},{},{}\n",
-            csv_field(&r.category),
-            csv_field(&r.image),
-            r.label,
-            r.w_normal,
-            r.w_anomaly
-        ));
+        w.serialize(r).expect("in memory");
     }
-    s
+    if rows.is_empty() {
+        w.write_record(["category", "image", "label", "w_normal", "w_anomaly"])
+            .expect("in memory");
+    }
+    String::from_utf8(w.into_inner().expect("in memory")).expect("UTF-8 fields")
 }
 
 /// Reads `routing.csv` (written by [`routing_csv`]).
 pub fn read_routing_csv(text: &str) -> Result<Vec<RoutingRow>, String> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let f = split_csv_line(line);
-        if f.len() != 5 {
-            return Err(format!(
-                "line {}: expected 5 fields, found {}",
-                i + 1,
-                f.len()
-            ));
-        }
-        let num = |s: &str| {
-            s.parse::<f64>()
-                .map_err(|_| format!("line {}: `{s}` is not a number", i + 1))
-        };
-        out.push(RoutingRow {
-            category: f[0].clone(),
-            image: f[1].clone(),
-            label: f[2]
-                .parse()
-                .map_err(|_| format!("line {}: label `{}` is not 0 or 1", i + 1, f[2]))?,
-            w_normal: num(&f[3])?,
-            w_anomaly: num(&f[4])?,
-        });
-    }
-    Ok(out)
-}
-
-fn split_csv_line(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                fields.last_mut().expect("one field").push('"');
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(String::new()),
-            (c, _) => fields.last_mut().expect("one field").push(c),
-        }
-    }
-    fields
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    r.deserialize()
+        .enumerate()
+        .map(|(i, row)| row.map_err(|e| format!("line {}: {e}", i + 2)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -630,7 +485,7 @@ mod tests {
     }
 
     #[test]
-    fn routing_csv_round_trips_and_summarizes() {
+    fn routing_csv_round_trips_exactly() {
         let rows = vec![
             RoutingRow {
                 category: "a,b".into(),
@@ -643,58 +498,20 @@ mod tests {
                 category: "a,b".into(),
                 image: "y.png".into(),
                 label: 1,
-                w_normal: 0.3,
-                w_anomaly: 0.7,
+                w_normal: 1.0 - 0.123_456_789_012_345_6,
+                w_anomaly: 0.123_456_789_012_345_6,
             },
         ];
-        let back = read_routing_csv(&routing_csv(&rows)).unwrap();
-        assert_eq!(back, rows);
-        let s = RoutingSummary::from_rows(&rows);
-        assert_eq!(s.normal.count, 1);
-        assert!((s.anomalous.mean_w_anomaly.unwrap() - 0.7).abs() < 1e-12);
-        assert_eq!(s.separation_auroc, Some(1.0));
-        // Swapped weights rank every anomalous image below the normal one; one group: undefined.
-        let swapped: Vec<_> = rows
-            .iter()
-            .cloned()
-            .map(|r| RoutingRow {
-                w_anomaly: 1.0 - r.w_anomaly,
-                ..r
-            })
-            .collect();
-        assert_eq!(
-            RoutingSummary::from_rows(&swapped).separation_auroc,
-            Some(0.0)
+        let text = routing_csv(&rows);
+        assert!(
+            text.starts_with("category,image,label,w_normal,w_anomaly\n"),
+            "{text}"
         );
-        assert_eq!(RoutingSummary::from_rows(&rows[1..]).separation_auroc, None);
-    }
-
-    #[test]
-    fn best_epoch_is_earliest_maximum() {
-        let e = |epoch, p| {
-            Evaluation::new(
-                epoch,
-                "x",
-                vec![CategoryMetrics {
-                    category: "c".into(),
-                    n_normal: 1,
-                    n_anomalous: 1,
-                    metrics: MetricSet {
-                        pixel_auroc: p,
-                        ..Default::default()
-                    },
-                    interval: None,
-                }],
-            )
-        };
-        let evals = vec![
-            e(0, Some(0.99)),
-            e(1, Some(0.7)),
-            e(2, Some(0.9)),
-            e(3, Some(0.9)),
-            e(4, None),
-        ];
-        assert_eq!(RunMetrics::best_by_pixel_auroc(&evals).unwrap().epoch, 2);
+        assert_eq!(read_routing_csv(&text).unwrap(), rows);
+        assert_eq!(read_routing_csv(&routing_csv(&[])).unwrap(), vec![]);
+        let err = read_routing_csv("category,image,label,w_normal,w_anomaly\na,b,2x,0.1,0.9\n")
+            .unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]
