@@ -121,6 +121,12 @@ pub fn adapter_name(device: &Device) -> Option<String> {
     }
 }
 
+/// The device in words for provenance: the adapter's own name on a GPU backend, else the CPU
+/// backend (`cpu (flex)`).
+pub fn describe(device: &Device) -> String {
+    adapter_name(device).unwrap_or_else(|| "cpu (flex)".into())
+}
+
 /// Builds the device for `backend`, refusing GPU backends without a real GPU.
 pub fn select(backend: Backend) -> Result<Device, DeviceError> {
     if !backend.compiled() {

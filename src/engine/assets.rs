@@ -289,10 +289,10 @@ pub fn registry(data: &DataConfig, repo_root: &Path) -> Result<Registry, EngineE
                     .unwrap_or_else(|| "twins".into());
                 let lock_path = dir.with_file_name(format!(".{name}.lock"));
                 let _lock = crate::io::lock(&lock_path, || {
-                    eprintln!(
+                    super::progress::say(&format!(
                         "waiting for another process writing the twins in {}",
                         dir.display()
-                    )
+                    ))
                 })
                 .map_err(|source| EngineError::Io {
                     path: lock_path.clone(),

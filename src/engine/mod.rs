@@ -5,7 +5,7 @@
 //! Rooms: [`assets`] (frozen parts), [`identity`] (what a job's results depend on), [`extract`] (images to features), [`features`] (features in
 //! memory), [`cache`] (shards on disk), [`store`] (the training set), [`train`] and
 //! [`checkpoints`], [`inference`] (adapters on features), [`evaluate`], [`outcome`] (the reported epoch, the
-//! routing summary), [`overlays`],
+//! routing summary), [`plan`] (what a job will do, priced by the estimate too), [`overlays`],
 //! [`budget`], [`progress`], [`cost`] (what a run will cost), and [`pipeline`], which runs a
 //! job through them. The engine reads configuration sections and writes into the directories
 //! `crate::experiment::layout` names; it knows nothing of sweeps or the command line.
@@ -23,6 +23,7 @@ pub mod inference;
 pub mod outcome;
 pub mod overlays;
 pub mod pipeline;
+pub mod plan;
 pub mod progress;
 pub mod store;
 pub mod train;

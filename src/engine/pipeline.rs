@@ -7,8 +7,12 @@
 //! last, so a killed run resumes from the last complete epoch with the exact optimizer state and
 //! the same shuffling, and ends with the same numbers as an uninterrupted one.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
+
+use burn::tensor::Device;
 
 use super::EngineError;
 use super::assets::{AssetSpec, Assets, shared_assets};
@@ -21,8 +25,9 @@ use super::identity::{JobIdentity, list, sample_list_hash};
 use super::inference::Prompts;
 use super::outcome;
 use super::overlays::write_overlays;
-use super::progress::Reporter;
-use super::store::{TrainSet, choose_store, memory_per_image};
+use super::plan::{Facts, JobPlan, Sizes};
+use super::progress::{self, Reporter};
+use super::store::TrainSet;
 use super::train::{self, TrainSpec};
 use crate::data::{Sample, SkippedFile};
 use crate::experiment::record::{
@@ -32,6 +37,7 @@ use crate::experiment::record::{
 use crate::experiment::{
     EpochSelection, Experiment, Job, Provenance, RunDir, RunMetrics, TrainDir, WorkDir,
 };
+use crate::model::MethodConfig;
 use crate::model::checkpoint::key_table;
 
 /// Everything a job is run with.
@@ -55,27 +61,6 @@ pub struct JobContext<'a> {
     pub quiet: bool,
 }
 
-/// The samples of `key`, checked against the digest the job's identity recorded before any
-/// work: a dataset that changed since then is an error, not a silently different result.
-fn list_checked(
-    assets: &Assets,
-    exp: &Experiment,
-    key: &str,
-    recorded: Option<&str>,
-) -> Result<(Vec<Sample>, Vec<SkippedFile>), EngineError> {
-    let (samples, skipped) = list(&assets.registry, exp, key)?;
-    let now = sample_list_hash(&samples);
-    if let Some(before) = recorded.filter(|b| *b != now) {
-        return Err(EngineError::Config {
-            what: format!("dataset {key}"),
-            message: format!(
-                "its image list changed while the sweep ran (digest {before} -> {now}); run the sweep again"
-            ),
-        });
-    }
-    Ok((samples, skipped))
-}
-
 fn log_skipped(run: &RunDir, skipped: &[SkippedFile]) -> Result<(), EngineError> {
     for s in skipped {
         run.log_line(&format!("skipped {}: {}", s.path.display(), s.reason))?;
@@ -83,230 +68,329 @@ fn log_skipped(run: &RunDir, skipped: &[SkippedFile]) -> Result<(), EngineError>
     Ok(())
 }
 
-/// Trains and evaluates one job (see the module docs).
+/// Trains and evaluates one job (see the module docs): its plan ([`JobPlan`]) is decided once,
+/// then run as phases - training (shared, resumable), one streamed evaluation of every planned
+/// checkpoint, the reported epoch, the record.
 pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
-    let (job, exp, run) = (cx.job, cx.exp, cx.run);
     let started = Instant::now();
-    let mut provenance = Provenance::capture(exp, job);
-    let device = crate::device::select(exp.device)?;
-    provenance.device =
-        crate::device::adapter_name(&device).unwrap_or_else(|| format!("{device:?}"));
-    say(run, &format!("loading assets ({})", exp.profile))?;
-    let assets = shared_assets(&AssetSpec::of(exp), cx.repo_root, &device)?;
-    let size = exp.data.image_size;
-    assets
-        .backbone
-        .check_input([1, 3, size, size], &exp.backbone.taps)
-        .map_err(|message| EngineError::Config {
-            what: "backbone.taps / data.image_size".into(),
-            message,
-        })?;
-    provenance.kernels = assets.backbone.kernels_name(&device).into();
-    provenance.embedded = assets.embedded;
-    provenance
-        .weights
-        .insert("backbone".into(), assets.backbone_id.clone());
-    provenance
-        .weights
-        .insert("text".into(), assets.text_id.clone());
-    let reporter = Reporter {
-        quiet: cx.quiet,
-        interval: exp.train.log_interval(),
-    };
-    let budget = Budget::resolve(exp.cache.memory_budget);
-    provenance.memory_budget = budget.bytes;
-    say(run, &budget.describe())?;
-    let shard_dir = cx.repo_root.join(&exp.cache.dir);
-    // Temporaries of shard writers killed earlier; an hour is far longer than any shard write,
-    // so a process writing now is never disturbed.
-    crate::io::sweep_temps(&shard_dir, std::time::Duration::from_secs(3600)).map_err(|source| {
-        EngineError::Io {
-            path: shard_dir.clone(),
-            source,
-        }
-    })?;
-    let extractor = |batch_size: usize, shards: Option<Shards>| Extractor {
-        assets: &assets,
-        taps: exp.backbone.taps.clone(),
-        size,
-        dtype: exp.cache.dtype,
-        batch_size,
-        skip_bad: exp.data.skip_bad,
-        shards,
-        device: device.clone(),
-    };
-
-    // Training (shared by every job of the same training key; skipped when complete).
-    let (train_samples, listing_skipped) = list_checked(
-        &assets,
-        exp,
-        &job.train,
-        cx.identity.samples("samples.train"),
-    )?;
-    log_skipped(run, &listing_skipped)?;
-    provenance
-        .samples
-        .insert("train".into(), sample_list_hash(&train_samples));
-    let dim = assets.backbone.config.hidden_size;
-    let train_ex = extractor(exp.train.extract_batch_size, None);
-    let store = choose_store(
-        exp.cache.train,
-        train_samples.len(),
-        memory_per_image(&train_ex),
-        budget.bytes,
-        cx.shared_features,
-    );
-    let train_ex = Extractor {
-        shards: (store == crate::experiment::TrainStore::Disk).then(|| Shards {
-            cache: ShardCache::new(&shard_dir),
-            write: true,
-        }),
-        ..train_ex
-    };
-    let text_dim = assets.text.model().config().projection_dim;
-    let method = job.method_config(exp, dim, text_dim);
-    {
-        let training = cx.training;
-        let _lock = training.lock(|| {
-            eprintln!(
-                "waiting for training {} (another process is running it)",
-                training.path.display()
-            )
-        })?;
-        training.prepare(&cx.identity.training, cx.force)?;
-        if train::is_complete(training, exp.train.epochs) {
-            provenance.feature_store = "none (training complete)".into();
-        } else {
-            provenance.feature_store = store_name(store).into();
-            say(
-                run,
-                &format!(
-                    "training features of {} ({} images) kept: {}",
-                    job.train,
-                    train_samples.len(),
-                    store_name(store)
-                ),
-            )?;
-            let t = Instant::now();
-            reset_peak_rss();
-            let passes = backbone_images(&assets);
-            let prompts = Prompts::for_samples(&train_samples, &assets.text, &reporter)?;
-            let mut progress = reporter.stage(
-                &format!("features {}", job.train),
-                "images",
-                train_samples.len() as u64,
-            );
-            let set = TrainSet::build(&train_samples, store, &train_ex, prompts, &mut progress)?;
-            progress.finish();
-            log_skipped(run, &set.skipped)?;
-            provenance
-                .timings
-                .insert("extract".into(), t.elapsed().as_secs_f64());
-            provenance
-                .peak_rss
-                .extend(peak_rss().map(|b| ("extract".into(), b)));
-            let passes = record_passes(&mut provenance, "extract", &assets, passes);
-            let t = Instant::now();
-            reset_peak_rss();
-            let spec = TrainSpec {
-                method: &method,
-                optim: &exp.optim,
-                train: &exp.train,
-                init_seed: exp.model.init_seed,
-                seed: job.seed,
-                label: job.train_key(),
-                reporter,
-            };
-            train::train(&spec, &set, training, &device)?;
-            provenance
-                .timings
-                .insert("train".into(), t.elapsed().as_secs_f64());
-            provenance
-                .peak_rss
-                .extend(peak_rss().map(|b| ("train".into(), b)));
-            record_passes(&mut provenance, "train", &assets, passes);
-        }
-    }
+    let mut job = Running::start(cx)?;
+    let train = job.listed(&cx.job.train, "samples.train", "train")?;
+    let target = job.listed(&cx.job.target, "samples.target", "target")?;
+    let plan = job.plan(&train, &target)?;
+    job.train(&plan, &train)?;
     // Read the training's checkpoints under its shared lock: a `--force` of another session
     // waits until this evaluation is done before it moves the training aside.
-    let _reading = cx.training.lock_shared(|| {
-        eprintln!(
-            "waiting for training {} (another process holds it)",
-            cx.training.path.display()
-        )
-    })?;
-    let epochs: Vec<EpochFile> = (0..=exp.train.epochs)
-        .map(|e| checkpoints::read_epoch(&cx.training.epoch(e)))
-        .collect::<Result<_, _>>()?;
+    let _reading = cx
+        .training
+        .lock_shared(|| say_waiting("another process holds", cx.training))?;
+    let evaluated = job.evaluate(&plan, target)?;
+    job.provenance
+        .timings
+        .insert("total".into(), started.elapsed().as_secs_f64());
+    job.record(evaluated)
+}
 
-    // One streamed pass of every checkpoint to evaluate over the target.
-    let t = Instant::now();
-    reset_peak_rss();
-    let passes = backbone_images(&assets);
-    let (target_samples, listing_skipped) = list_checked(
-        &assets,
-        exp,
-        &job.target,
-        cx.identity.samples("samples.target"),
-    )?;
-    log_skipped(run, &listing_skipped)?;
-    provenance
-        .samples
-        .insert("target".into(), sample_list_hash(&target_samples));
-    let target = TargetSet {
-        prompts: Prompts::for_samples(&target_samples, &assets.text, &reporter)?,
-        samples: target_samples,
-    };
-    let last = exp.train.epochs;
-    let mut to_eval: Vec<usize> = if exp.eval.every_epoch {
-        (1..=last).collect()
-    } else {
-        vec![last]
-    };
-    if exp.eval.untrained_baseline {
-        to_eval.insert(0, 0);
+/// A job between its phases: what every phase reads, and the provenance they fill in.
+struct Running<'a> {
+    cx: &'a JobContext<'a>,
+    device: Device,
+    assets: Arc<Assets>,
+    budget: Budget,
+    reporter: Reporter,
+    shard_dir: PathBuf,
+    method: MethodConfig,
+    provenance: Provenance,
+}
+
+/// What the evaluation phase hands to the record.
+struct Evaluated {
+    untrained: Option<Evaluation>,
+    all: Vec<Evaluation>,
+    best: Evaluation,
+    final_epoch: Evaluation,
+    routing: Option<Vec<RoutingRow>>,
+}
+
+impl<'a> Running<'a> {
+    /// Device, frozen assets and budget; the input shape checked against the backbone.
+    fn start(cx: &'a JobContext<'a>) -> Result<Self, EngineError> {
+        let exp = cx.exp;
+        let mut provenance = Provenance::capture(exp, cx.job);
+        let device = crate::device::select(exp.device)?;
+        provenance.device = crate::device::describe(&device);
+        say(cx.run, &format!("loading assets ({})", exp.profile))?;
+        let assets = shared_assets(&AssetSpec::of(exp), cx.repo_root, &device)?;
+        let size = exp.data.image_size;
+        let channels = assets.backbone.config.num_channels;
+        assets
+            .backbone
+            .check_input([1, channels, size, size], &exp.backbone.taps)
+            .map_err(|message| EngineError::Config {
+                what: "backbone.taps / data.image_size".into(),
+                message,
+            })?;
+        provenance.kernels = assets.backbone.kernels_name(&device).into();
+        provenance.embedded = assets.embedded;
+        let weights = [("backbone", &assets.backbone_id), ("text", &assets.text_id)];
+        for (k, v) in weights {
+            provenance.weights.insert(k.into(), v.clone());
+        }
+        let budget = Budget::resolve(exp.cache.memory_budget);
+        provenance.memory_budget = budget.bytes;
+        say(cx.run, &budget.describe())?;
+        let shard_dir = cx.repo_root.join(&exp.cache.dir);
+        // Temporaries of shard writers killed earlier; an hour is far longer than any shard
+        // write, so a process writing now is never disturbed.
+        crate::io::sweep_temps(&shard_dir, std::time::Duration::from_secs(3600)).map_err(
+            |source| EngineError::Io {
+                path: shard_dir.clone(),
+                source,
+            },
+        )?;
+        let dim = assets.backbone.config.hidden_size;
+        let text_dim = assets.text.model().config().projection_dim;
+        Ok(Running {
+            cx,
+            method: cx.job.method_config(exp, dim, text_dim),
+            reporter: Reporter {
+                quiet: cx.quiet,
+                interval: exp.train.log_interval(),
+            },
+            device,
+            assets,
+            budget,
+            shard_dir,
+            provenance,
+        })
     }
-    let models = to_eval
-        .iter()
-        .map(|&e| checkpoints::load_adapters(&cx.training.epoch(e), &device))
-        .collect::<Result<Vec<_>, _>>()?;
-    let eval_opts = EvalOptions {
-        batch_size: exp.eval.batch_size,
-        protocol: exp.protocol,
-        aupro: exp.eval.aupro.then_some(exp.eval.aupro_fpr_limit),
-        bootstrap: bootstrap_spec(exp),
-    };
-    // Shards written by a training on this set are read back (exact in f32); none are written.
-    let eval_ex = extractor(
-        exp.train.extract_batch_size,
-        shard_dir.is_dir().then(|| Shards {
-            cache: ShardCache::new(&shard_dir),
+
+    /// The samples of dataset `key` (checked against the identity's `part`), recorded as `what`.
+    fn listed(&mut self, key: &str, part: &str, what: &str) -> Result<Vec<Sample>, EngineError> {
+        let recorded = self.cx.identity.samples(part);
+        let (samples, skipped) = list(&self.assets.registry, self.cx.exp, key)?;
+        let now = sample_list_hash(&samples);
+        if let Some(before) = recorded.filter(|b| *b != now) {
+            return Err(EngineError::Config {
+                what: format!("dataset {key}"),
+                message: format!(
+                    "its image list changed while the sweep ran (digest {before} -> {now}); run the sweep again"
+                ),
+            });
+        }
+        log_skipped(self.cx.run, &skipped)?;
+        self.provenance.samples.insert(what.into(), now);
+        Ok(samples)
+    }
+
+    /// The job's plan, from what exists on disk now.
+    fn plan(&self, train: &[Sample], target: &[Sample]) -> Result<JobPlan, EngineError> {
+        let exp = self.cx.exp;
+        let extractor = self.extractor(None);
+        let train_shards = match train.first() {
+            Some(s) => ShardCache::new(&self.shard_dir)
+                .get(&extractor.key(s)?)?
+                .is_some(),
+            None => false,
+        };
+        let facts = Facts {
+            training_complete: train::is_complete(self.cx.training, exp.train.epochs),
+            train_shards,
+            target_shards: self.shard_dir.is_dir(),
+        };
+        let largest = target
+            .iter()
+            .fold(BTreeMap::<&str, usize>::new(), |mut m, s| {
+                *m.entry(&s.category).or_default() += 1;
+                m
+            });
+        let sizes = Sizes {
+            backbone: &self.assets.backbone.config,
+            text: self.assets.text.model().config(),
+            method: &self.method,
+            train_images: train.len(),
+            target_images: target.len(),
+            largest_category: largest.values().copied().max().unwrap_or(0),
+        };
+        let budget = self.budget.bytes;
+        Ok(JobPlan::new(
+            exp,
+            &sizes,
+            budget,
+            self.cx.shared_features,
+            facts,
+        ))
+    }
+
+    /// An extractor over the job's backbone, taps and size.
+    fn extractor(&self, shards: Option<Shards>) -> Extractor<'_> {
+        extractor(self.cx.exp, &self.assets, &self.device, shards)
+    }
+
+    /// The training phase, under the training's lock: nothing when it is complete (another job
+    /// may have finished it while this one waited), else its features and its epochs.
+    fn train(&mut self, plan: &JobPlan, samples: &[Sample]) -> Result<(), EngineError> {
+        let (cx, exp) = (self.cx, self.cx.exp);
+        let training = cx.training;
+        let _lock = training.lock(|| say_waiting("another process is running", training))?;
+        training.prepare(&cx.identity.training, cx.force)?;
+        if !plan.trains || train::is_complete(training, exp.train.epochs) {
+            self.provenance.feature_store = "none (training complete)".into();
+            return Ok(());
+        }
+        let store = store_name(plan.store);
+        self.provenance.feature_store = store.into();
+        let line = format!(
+            "training features of {} ({} images) kept: {store}",
+            cx.job.train,
+            samples.len()
+        );
+        say(cx.run, &line)?;
+        let t = phase_start(&self.assets);
+        let shards = plan.write_train_shards.then(|| Shards {
+            cache: ShardCache::new(&self.shard_dir),
+            write: true,
+        });
+        let extractor = extractor(exp, &self.assets, &self.device, shards);
+        let prompts = Prompts::for_samples(samples, &self.assets.text, &self.reporter)?;
+        let label = format!("features {}", cx.job.train);
+        let mut progress = self.reporter.stage(&label, "images", samples.len() as u64);
+        let set = TrainSet::build(samples, plan.store, &extractor, prompts, &mut progress)?;
+        progress.finish();
+        log_skipped(cx.run, &set.skipped)?;
+        let t = phase_end(&mut self.provenance, &self.assets, "extract", t);
+        let spec = TrainSpec {
+            method: &self.method,
+            optim: &exp.optim,
+            train: &exp.train,
+            init_seed: exp.model.init_seed,
+            seed: cx.job.seed,
+            label: cx.job.train_key(),
+            reporter: self.reporter,
+        };
+        train::train(&spec, &set, training, &self.device)?;
+        phase_end(&mut self.provenance, &self.assets, "train", t);
+        Ok(())
+    }
+
+    /// One streamed pass of every planned checkpoint over the target; the records of the
+    /// untrained, every trained, the best and the final epoch; the reported checkpoint's
+    /// routing weights and overlay maps.
+    fn evaluate(&mut self, plan: &JobPlan, samples: Vec<Sample>) -> Result<Evaluated, EngineError> {
+        let (cx, exp) = (self.cx, self.cx.exp);
+        let t = phase_start(&self.assets);
+        let target = TargetSet {
+            prompts: Prompts::for_samples(&samples, &self.assets.text, &self.reporter)?,
+            samples,
+        };
+        let models = plan
+            .checkpoints
+            .iter()
+            .map(|&e| checkpoints::load_adapters(&cx.training.epoch(e), &self.device))
+            .collect::<Result<Vec<_>, _>>()?;
+        let opts = EvalOptions {
+            batch_size: exp.eval.batch_size,
+            protocol: exp.protocol,
+            aupro: exp.eval.aupro.then_some(exp.eval.aupro_fpr_limit),
+            bootstrap: bootstrap_spec(exp),
+        };
+        // Shards written by a training on this set are read back (exact in f32); none written.
+        let shards = plan.target_from_shards.then(|| Shards {
+            cache: ShardCache::new(&self.shard_dir),
             write: false,
-        }),
-    );
-    let mut progress = reporter.stage(
-        &format!("eval {} x{} checkpoints", job.target, models.len()),
-        "images",
-        target.samples.len() as u64,
-    );
-    let spill = Spill {
-        dir: &run.path,
-        budget: budget.bytes,
-    };
-    let (evals, skipped) = evaluate(
-        &target,
-        &eval_ex,
-        &models,
-        &eval_opts,
-        &spill,
-        &mut progress,
-    )?;
-    progress.finish();
-    log_skipped(run, &skipped)?;
-    let mut evaluated: Vec<(usize, SetEvaluation)> = to_eval.into_iter().zip(evals).collect();
-    let spec = eval_opts.bootstrap.as_ref();
+        });
+        let extractor = self.extractor(shards);
+        let label = format!("eval {} x{} checkpoints", cx.job.target, models.len());
+        let mut progress = self
+            .reporter
+            .stage(&label, "images", target.samples.len() as u64);
+        let spill = Spill {
+            dir: &cx.run.path,
+            budget: self.budget.bytes,
+        };
+        let (evals, skipped) =
+            evaluate(&target, &extractor, &models, &opts, &spill, &mut progress)?;
+        progress.finish();
+        log_skipped(cx.run, &skipped)?;
+        let out = select(
+            exp,
+            plan,
+            evals,
+            opts.bootstrap.as_ref(),
+            &target,
+            cx.job.variant.dual(),
+        )?;
+        if let Some(rows) = &out.1 {
+            cx.run.write_routing(rows)?;
+        }
+        let reported = &models[out.2];
+        write_overlays(
+            cx.run,
+            reported,
+            &target,
+            &extractor,
+            exp.eval.maps_per_category,
+        )?;
+        phase_end(&mut self.provenance, &self.assets, "eval", t);
+        Ok(out.0)
+    }
+
+    /// The run's record.
+    fn record(self, ev: Evaluated) -> Result<RunMetrics, EngineError> {
+        let (cx, exp) = (self.cx, self.cx.exp);
+        let epochs: Vec<EpochFile> = (0..=exp.train.epochs)
+            .map(|e| checkpoints::read_epoch(&cx.training.epoch(e)))
+            .collect::<Result<_, _>>()?;
+        let records: Vec<EpochRecord> = epochs
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(e, file)| EpochRecord {
+                epoch: e,
+                loss: loss_record(&file.summary),
+                mean: ev.all.iter().find(|x| x.epoch == e).map(|x| x.mean.clone()),
+                seconds: file.seconds,
+            })
+            .collect();
+        let target_domain = self
+            .assets
+            .registry
+            .get(&cx.job.target)
+            .map(|s| s.domain.to_string())
+            .unwrap_or_default();
+        // Derived from the configuration: no need to read a checkpoint back to count them.
+        let trainable = key_table(&self.method).numel() as u64;
+        Ok(RunMetrics {
+            schema_version: SCHEMA_VERSION,
+            experiment: exp.name.clone(),
+            job: cx.job.clone(),
+            target_domain,
+            selection: exp.eval.selection,
+            final_epoch: ev.final_epoch,
+            best_epoch: ev.best,
+            untrained: ev.untrained,
+            epochs: records,
+            routing: ev.routing.as_deref().map(outcome::routing_summary),
+            provenance: self.provenance,
+            trainable_parameters: Some(trainable),
+        })
+    }
+}
+
+/// The records of the evaluated checkpoints (`plan.checkpoints`, in order), the epoch the run
+/// reports (`eval.selection`), its per-image routing weights (dual variants) and the index of
+/// its model among the evaluated ones.
+fn select(
+    exp: &Experiment,
+    plan: &JobPlan,
+    evals: Vec<SetEvaluation>,
+    spec: Option<&crate::metrics::BootstrapSpec>,
+    target: &TargetSet,
+    dual: bool,
+) -> Result<(Evaluated, Option<Vec<RoutingRow>>, usize), EngineError> {
+    let mut evaluated: Vec<(usize, SetEvaluation)> =
+        plan.checkpoints.iter().copied().zip(evals).collect();
     let as_record = |label: &str, (e, ev): &(usize, SetEvaluation)| ev.record(*e, label, spec);
-    let untrained = (exp.eval.untrained_baseline)
+    let untrained = (evaluated.first().map(|x| x.0) == Some(0))
         .then(|| evaluated.remove(0))
         .map(|x| as_record(UNTRAINED_SELECTION, &x))
         .transpose()?;
@@ -317,23 +401,20 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     let best = outcome::best_by_pixel_auroc(&all)
         .cloned()
         .unwrap_or_else(|| all[all.len() - 1].clone());
-    let final_epoch = as_record(
-        FINAL_SELECTION,
-        evaluated.last().expect("at least the final epoch"),
-    )?;
+    let last = evaluated.last().expect("at least the final epoch");
+    let final_epoch = as_record(FINAL_SELECTION, last)?;
     let reported_epoch = match exp.eval.selection {
         EpochSelection::ReferenceBest => best.epoch,
         EpochSelection::Final => final_epoch.epoch,
     };
-    let reported_index = evaluated
+    let index = evaluated
         .iter()
         .position(|(e, _)| *e == reported_epoch)
         .expect("reported epoch evaluated");
-    let reported = &evaluated[reported_index].1;
-
     // Routing weights of the reported checkpoint, per image (Table 4 and the histograms).
-    let routing = job.variant.dual().then(|| {
-        reported
+    let routing = dual.then(|| {
+        evaluated[index]
+            .1
             .images
             .iter()
             .map(|p| RoutingRow {
@@ -345,60 +426,63 @@ pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
             })
             .collect::<Vec<_>>()
     });
-    if let Some(rows) = &routing {
-        run.write_routing(rows)?;
-    }
-    let reported_model = &models[reported_index + usize::from(untrained.is_some())];
-    write_overlays(
-        run,
-        reported_model,
-        &target,
-        &eval_ex,
-        exp.eval.maps_per_category,
-    )?;
-    provenance
-        .timings
-        .insert("eval".into(), t.elapsed().as_secs_f64());
-    provenance
-        .peak_rss
-        .extend(peak_rss().map(|b| ("eval".into(), b)));
-    record_passes(&mut provenance, "eval", &assets, passes);
-    provenance
-        .timings
-        .insert("total".into(), started.elapsed().as_secs_f64());
-
-    let records: Vec<EpochRecord> = epochs
-        .iter()
-        .enumerate()
-        .skip(1)
-        .map(|(e, file)| EpochRecord {
-            epoch: e,
-            loss: loss_record(&file.summary),
-            mean: all.iter().find(|x| x.epoch == e).map(|x| x.mean.clone()),
-            seconds: file.seconds,
-        })
-        .collect();
-    let target_domain = assets
-        .registry
-        .get(&job.target)
-        .map(|s| s.domain.to_string())
-        .unwrap_or_default();
-    // Derived from the configuration: no need to read a checkpoint back to count parameters.
-    let trainable = key_table(&method).numel() as u64;
-    Ok(RunMetrics {
-        schema_version: SCHEMA_VERSION,
-        experiment: exp.name.clone(),
-        job: job.clone(),
-        target_domain,
-        selection: exp.eval.selection,
-        final_epoch,
-        best_epoch: best,
+    let model_index = index + usize::from(untrained.is_some());
+    let out = Evaluated {
         untrained,
-        epochs: records,
-        routing: routing.as_deref().map(outcome::routing_summary),
-        provenance,
-        trainable_parameters: Some(trainable),
-    })
+        all,
+        best,
+        final_epoch,
+        routing: routing.clone(),
+    };
+    Ok((out, routing, model_index))
+}
+
+/// An extractor over the job's backbone (`assets`), taps and size.
+fn extractor<'b>(
+    exp: &Experiment,
+    assets: &'b Assets,
+    device: &Device,
+    shards: Option<Shards>,
+) -> Extractor<'b> {
+    Extractor {
+        assets,
+        taps: exp.backbone.taps.clone(),
+        size: exp.data.image_size,
+        dtype: exp.cache.dtype,
+        batch_size: exp.train.extract_batch_size,
+        skip_bad: exp.data.skip_bad,
+        shards,
+        device: device.clone(),
+    }
+}
+
+/// Starts timing a phase: its clock and the backbone count at its start.
+fn phase_start(assets: &Assets) -> (Instant, u64) {
+    reset_peak_rss();
+    (Instant::now(), backbone_images(assets))
+}
+
+/// Records a phase's time, peak memory and backbone passes; returns the next phase's start.
+fn phase_end(
+    p: &mut Provenance,
+    assets: &Assets,
+    phase: &str,
+    (t, passes): (Instant, u64),
+) -> (Instant, u64) {
+    p.timings.insert(phase.into(), t.elapsed().as_secs_f64());
+    p.peak_rss.extend(peak_rss().map(|b| (phase.into(), b)));
+    let now = backbone_images(assets);
+    p.backbone_images
+        .insert(phase.into(), now.saturating_sub(passes));
+    phase_start(assets)
+}
+
+/// Waiting for another process's lock on `training`, said once.
+fn say_waiting(what: &str, training: &TrainDir) {
+    progress::say(&format!(
+        "waiting for training {} ({what} it)",
+        training.path.display()
+    ));
 }
 
 /// Images through the backbone so far in this process.
@@ -406,16 +490,6 @@ fn backbone_images(assets: &Assets) -> u64 {
     assets
         .backbone_images
         .load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Records the images that went through the backbone in `phase` (since `before`); returns the
-/// count now, the start of the next phase.
-fn record_passes(provenance: &mut Provenance, phase: &str, assets: &Assets, before: u64) -> u64 {
-    let now = backbone_images(assets);
-    provenance
-        .backbone_images
-        .insert(phase.into(), now.saturating_sub(before));
-    now
 }
 
 /// The bootstrap of `eval.bootstrap` (`None` with 0 replicates).
@@ -440,7 +514,7 @@ fn store_name(store: crate::experiment::TrainStore) -> &'static str {
 
 /// A milestone: on stderr and in the run's log.
 fn say(run: &RunDir, line: &str) -> Result<(), EngineError> {
-    eprintln!("{line}");
+    progress::say(line);
     Ok(run.log_line(line)?)
 }
 

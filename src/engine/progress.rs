@@ -73,6 +73,12 @@ pub struct Reporter {
     pub interval: Duration,
 }
 
+/// A milestone or a wait, one line on stderr: the one place the engine writes to the terminal
+/// besides the stages' own lines (a run directory's log gets the same line from its caller).
+pub fn say(line: &str) {
+    eprintln!("{line}");
+}
+
 impl Reporter {
     /// A stage of `total` `unit`s.
     pub fn stage(&self, label: &str, unit: &str, total: u64) -> Progress {

@@ -43,25 +43,6 @@ pub struct TrainSet<'a> {
     pub skipped: Vec<SkippedFile>,
 }
 
-/// The store `cache.train` asks for, resolved against the budget: `auto` keeps features in
-/// memory when `n` images of `per_image` bytes fit in `budget` and no other training of the
-/// sweep reads the same features (`shared`), else on disk: shards written by the first training
-/// are read back by the others (seeds, variants with the same taps), so the backbone runs once.
-pub fn choose_store(
-    kind: TrainStore,
-    n: usize,
-    per_image: u64,
-    budget: u64,
-    shared: bool,
-) -> TrainStore {
-    match kind {
-        TrainStore::Auto if shared => TrainStore::Disk,
-        TrainStore::Auto if (n as u64).saturating_mul(per_image) <= budget => TrainStore::Memory,
-        TrainStore::Auto => TrainStore::Disk,
-        k => k,
-    }
-}
-
 impl<'a> TrainSet<'a> {
     /// One pass over `samples` in batches: decodes every image (finding bad files) and keeps the
     /// masks; computes the features into memory or shards (`Memory`, `Disk`), or only checks
@@ -199,35 +180,4 @@ pub fn memory_per_image(extractor: &Extractor) -> u64 {
         h * w,
         extractor.dtype,
     ) + (extractor.size * extractor.size).div_ceil(8) as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auto_store_follows_the_budget() {
-        assert_eq!(
-            choose_store(TrainStore::Auto, 10, 100, 1000, false),
-            TrainStore::Memory
-        );
-        assert_eq!(
-            choose_store(TrainStore::Auto, 11, 100, 1000, false),
-            TrainStore::Disk
-        );
-        // Features other trainings read too go to disk once, even when they would fit.
-        assert_eq!(
-            choose_store(TrainStore::Auto, 10, 100, 1000, true),
-            TrainStore::Disk
-        );
-        for k in [TrainStore::Memory, TrainStore::Disk, TrainStore::Recompute] {
-            for shared in [false, true] {
-                assert_eq!(
-                    choose_store(k, usize::MAX, u64::MAX, 0, shared),
-                    k,
-                    "explicit choices stand"
-                );
-            }
-        }
-    }
 }

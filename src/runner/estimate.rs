@@ -12,9 +12,8 @@ use crate::data::{ListOptions, Registry, list_samples};
 use crate::engine::assets::{backbone_config, embedded_text_config};
 use crate::engine::budget::Budget;
 use crate::engine::cost::{self, BUILD_CPU, H200, Memory, Rates, Stage, Work};
-use crate::engine::features::bytes_per_image;
+use crate::engine::plan::{Facts, JobPlan, Sizes};
 use crate::engine::progress::clock;
-use crate::engine::store::choose_store;
 use crate::experiment::schema::{Experiment, format_bytes};
 use crate::experiment::{ExperimentDir, Job, LoadedExperiment, TrainStore, jobs};
 use crate::text::ClipTextConfig;
@@ -213,24 +212,7 @@ fn job_estimate(
     let backbone = backbone_config(&exp.backbone).unwrap_or_else(|_| DinoV3Config::vitl16());
     let text = text_config(exp);
     let method = job.method_config(exp, backbone.hidden_size, text.projection_dim);
-    let trains = seen.trained.insert(dir.training(job).path);
-    let tokens = (exp.data.image_size / backbone.patch_size).pow(2);
-    let per_image = bytes_per_image(
-        method.n_taps(),
-        backbone.hidden_size,
-        tokens,
-        exp.cache.dtype,
-    );
-    let store = choose_store(
-        exp.cache.train,
-        train.images,
-        per_image,
-        budget.bytes,
-        shared,
-    );
-    let epochs = exp.train.epochs;
-    // Shards a disk-stored training wrote are read back by later trainings on the same set and
-    // by evaluations of it (engine/pipeline.rs): those images cost no decode and no backbone.
+    // What earlier jobs of the sweep leave: a training done, shards of a disk-stored training.
     let shard_key = |key: &str| {
         format!(
             "{}|{}|{:?}|{}|{}",
@@ -241,18 +223,23 @@ fn job_estimate(
             key
         )
     };
-    let train_on_disk = seen.shards.contains(&shard_key(&job.train));
-    let (train_images, train_mpix) = match (trains, store) {
-        (false, _) => (0, 0.0),
-        (true, TrainStore::Recompute) => (train.images * epochs, train.mpix * (epochs + 1) as f64),
-        // Only a disk-stored training reads shards back (engine/pipeline.rs); in memory it extracts.
-        (true, TrainStore::Disk) if train_on_disk => (0, 0.0),
-        (true, _) => (train.images, train.mpix),
+    let facts = Facts {
+        training_complete: !seen.trained.insert(dir.training(job).path),
+        train_shards: seen.shards.contains(&shard_key(&job.train)),
+        target_shards: seen.shards.contains(&shard_key(&job.target)),
     };
-    if trains && store == TrainStore::Disk {
+    let sizes = Sizes {
+        backbone: &backbone,
+        text: &text,
+        method: &method,
+        train_images: train.images,
+        target_images: target.images,
+        largest_category: target.largest_category,
+    };
+    let plan = JobPlan::new(exp, &sizes, budget.bytes, shared, facts);
+    if plan.write_train_shards {
         seen.shards.insert(shard_key(&job.train));
     }
-    let target_on_disk = seen.shards.contains(&shard_key(&job.target));
     let weights = format!("{:?}", exp.text);
     let mut words = 0;
     for w in train.words.iter().chain(&target.words) {
@@ -260,48 +247,42 @@ fn job_estimate(
             words += 1;
         }
     }
-    let checkpoints =
-        if exp.eval.every_epoch { epochs } else { 1 } + usize::from(exp.eval.untrained_baseline);
     let s2 = (exp.data.image_size * exp.data.image_size) as f64;
+    // Decoding: once per backbone pass, plus once more for a recomputing store's mask pass.
+    let decodes =
+        plan.train_passes + usize::from(plan.store == TrainStore::Recompute && plan.trains);
+    let target_extracted = if plan.target_from_shards {
+        0
+    } else {
+        target.images
+    };
     let work = Work {
-        train_images,
-        train_mpix,
-        train_image_steps: if trains { train.images * epochs } else { 0 },
+        train_images: train.images * plan.train_passes,
+        train_mpix: train.mpix * decodes as f64,
+        train_image_steps: if plan.trains {
+            train.images * exp.train.epochs
+        } else {
+            0
+        },
         words,
         target_images: target.images,
-        target_extracted: if target_on_disk { 0 } else { target.images },
-        target_mpix: if target_on_disk { 0.0 } else { target.mpix },
-        checkpoints,
+        target_extracted,
+        target_mpix: if plan.target_from_shards {
+            0.0
+        } else {
+            target.mpix
+        },
+        checkpoints: plan.checkpoints.len(),
         target_pixels: target.images as f64 * s2,
     };
-    let store_bytes = if trains && store == TrainStore::Memory {
-        per_image * train.images as u64
-    } else {
-        0
-    };
-    let memory = cost::memory(
-        &backbone,
-        &text,
-        &method,
-        exp.train.extract_batch_size,
-        // A training step holds one micro-batch's activations.
-        exp.train
-            .batch_size
-            .min(exp.train.micro_batch)
-            .min(train.images.max(1)),
-        checkpoints,
-        store_bytes,
-        target.largest_category as f64 * s2,
-        budget.bytes,
-    );
     let stages = |r: &Rates| cost::stages(&backbone, &text, &method, &work, r);
     Ok(JobEstimate {
         label: format!("{}-{}/{job}", exp.name, exp.profile),
         cpu: stages(&BUILD_CPU),
         gpu: stages(&H200),
-        memory,
-        store,
-        trains,
+        memory: plan.memory,
+        store: plan.store,
+        trains: plan.trains,
     })
 }
 
