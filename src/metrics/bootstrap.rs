@@ -626,11 +626,14 @@ impl QuantilePicker {
     /// A subsample of a category with `normal` normal and `anomalous` anomalous pixels.
     pub(super) fn new(normal: u64, anomalous: u64) -> Self {
         let stride = |n: u64| (n.div_ceil(QUANTILE_SAMPLE as u64) as usize).max(1);
+        let (s_neg, s_pos) = (stride(normal), stride(anomalous));
+        // Exactly what will be picked (at most 2^20 a class): no growth past it.
+        let picked = |n: u64, s: usize| n.div_ceil(s as u64) as usize;
         Self {
-            stride: (stride(normal), stride(anomalous)),
+            stride: (s_neg, s_pos),
             seen: (0, 0),
-            neg: Vec::new(),
-            pos: Vec::new(),
+            neg: Vec::with_capacity(picked(normal, s_neg)),
+            pos: Vec::with_capacity(picked(anomalous, s_pos)),
         }
     }
 

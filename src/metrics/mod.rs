@@ -34,7 +34,10 @@ pub use bootstrap::{
 pub use ranking::{PixelMetrics, auroc, pixel_metrics};
 pub use ranking_stream::{RANKING_MIN_MEMORY, pixel_metrics_streamed, ranking_fixed_bytes};
 pub use source::{Chunk, MapSource, SliceSource};
-pub use stream::{StreamOptions, StreamedCategory, category_streamed, stream_fixed_bytes};
+pub use stream::{
+    MAX_RANKING_PASSES, StreamOptions, StreamedCategory, category_streamed, ranking_floor,
+    stream_fixed_bytes,
+};
 
 /// Input that no metric can be computed on. Each message says how to fix it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

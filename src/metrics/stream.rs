@@ -32,7 +32,7 @@ pub struct StreamOptions {
     pub bins: Option<usize>,
     /// Bytes the computation may hold (the source's own read buffers apart): the fixed part
     /// ([`stream_fixed_bytes`]), the rest to the ranking as working memory (at least
-    /// [`RANKING_MIN_MEMORY`]).
+    /// [`ranking_floor`]).
     pub memory: u64,
 }
 
@@ -50,6 +50,20 @@ pub struct StreamedCategory {
     pub passes: usize,
     /// The ranking's working memory, in bytes.
     pub ranking_memory: u64,
+}
+
+/// The ranking's working memory is about `4 x pixels / passes`; below this many passes' worth
+/// it takes that much anyway (see [`ranking_floor`]).
+pub const MAX_RANKING_PASSES: u64 = 64;
+
+/// The least working memory [`category_streamed`] gives the ranking for `pixels` pixels, whatever
+/// the budget: enough for about [`MAX_RANKING_PASSES`] passes (1/16 byte a pixel), and at least
+/// [`RANKING_MIN_MEMORY`]. A budget smaller than the fixed part plus this is exceeded by the
+/// difference: passes would otherwise multiply without bound (each reads the whole category).
+pub fn ranking_floor(pixels: u64) -> u64 {
+    (pixels * 4)
+        .div_ceil(MAX_RANKING_PASSES)
+        .max(RANKING_MIN_MEMORY as u64)
 }
 
 /// What [`category_streamed`] holds besides the ranking's working memory, for `k` maps of
@@ -126,7 +140,7 @@ pub fn category_streamed<S: MapSource>(
     let ranking_memory = opts
         .memory
         .saturating_sub(fixed)
-        .max(RANKING_MIN_MEMORY as u64);
+        .max(ranking_floor((k * h * w) as u64));
     let mut ranking =
         RankingPasses::new(h * w, usize::try_from(ranking_memory).unwrap_or(usize::MAX));
     let mut aupro = opts.aupro.map(|limit| AuproPasses::new(h, w, limit, false));
@@ -333,6 +347,10 @@ mod tests {
         assert!(
             stream_fixed_bytes((4, 8, 8), 2, 2, &none) < stream_fixed_bytes((4, 8, 8), 2, 2, &opts)
         );
+        // Below the fixed part, the ranking still gets enough for about 64 passes.
+        assert_eq!(ranking_floor(0), RANKING_MIN_MEMORY as u64);
+        let ksdd2 = 1000 * 512 * 512;
+        assert_eq!(ranking_floor(ksdd2), ksdd2 / 16);
     }
 
     #[test]
