@@ -401,15 +401,12 @@ impl CategoryMaps {
                 };
                 let buffers = chunk_images.min(*images).max(1) as u64 * hw * READ_BYTES_PER_PIXEL;
                 let memory = self.budget.saturating_sub(buffers);
-                let (metrics, replicates, passes) =
-                    category_metrics_streamed(category, &mut source, preds, opts, memory)?;
+                let scored = category_metrics_streamed(category, &mut source, preds, opts, memory)?;
                 let bytes_read = source.bytes_read;
                 drop(file);
                 Ok(Scored {
-                    metrics,
-                    replicates,
-                    passes,
                     bytes_read,
+                    ..scored
                 })
             }
         }
@@ -629,15 +626,15 @@ pub fn category_metrics(
 }
 
 /// [`category_metrics`] of maps and masks read from `source` in passes, holding at most
-/// `memory` bytes besides the source's buffers (bit-identical; see [`CategoryMaps`]). Also
-/// returns the number of passes.
+/// `memory` bytes besides the source's buffers (bit-identical; see [`CategoryMaps`]), with the
+/// number of passes (`bytes_read` is the source's to tell).
 fn category_metrics_streamed<S: MapSource>(
     category: &str,
     source: &mut S,
     preds: &[ImagePrediction],
     opts: &EvalOptions,
     memory: u64,
-) -> Result<(CategoryMetrics, Option<Vec<Values>>, usize), S::Error> {
+) -> Result<Scored, S::Error> {
     let (k, h, w) = source.shape();
     let (mut image_scores, image_labels) = image_scores(preds);
     if opts.protocol == Protocol::Reference && k * h * w > 0 {
@@ -650,11 +647,12 @@ fn category_metrics_streamed<S: MapSource>(
     };
     let out = metrics::category_streamed(source, &image_scores, &image_labels, &stream_opts)?;
     let metrics = metric_set(&out.image, &out.pixel, out.aupro);
-    Ok((
-        category_record(category, &image_labels, metrics),
-        replicates_of(category, out.sample, opts)?,
-        out.passes,
-    ))
+    Ok(Scored {
+        metrics: category_record(category, &image_labels, metrics),
+        replicates: replicates_of(category, out.sample, opts)?,
+        passes: out.passes,
+        bytes_read: 0,
+    })
 }
 
 /// The bins of the bootstrap sample, when one is drawn for these predictions.
@@ -789,7 +787,10 @@ mod tests {
         }
     }
 
-    fn bits(scored: &Scored) -> (Vec<Option<u64>>, Option<Vec<[Option<u64>; 6]>>) {
+    /// The bits of the six metrics and of the replicates.
+    type Bits = (Vec<Option<u64>>, Option<Vec<[Option<u64>; 6]>>);
+
+    fn bits(scored: &Scored) -> Bits {
         let m = &scored.metrics.metrics;
         let values = metrics::METRIC_NAMES
             .iter()

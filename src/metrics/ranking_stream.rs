@@ -18,7 +18,8 @@
 //!
 //! Every bucket is walked with the same `Walk`, from the same counts, over the same groups as in
 //! `pixel_metrics`, and the walks are added in the same order: every f64 operation is the same.
-//! Passes: 1 + about `4 x pixels / memory` (`docs/metrics.md`, "Categories larger than memory").
+//! Passes: 1 + at most about `4 x pixels / memory` (`docs/metrics.md`, "Categories larger than
+//! memory").
 
 use rayon::prelude::*;
 
@@ -337,11 +338,8 @@ impl Resolve {
 
     /// Walks the buckets of the pass just made; returns whether another pass is planned.
     fn resolve(&mut self) -> Result<bool, MetricsError> {
-        let next = self.planned.pop().map(Gathering::new);
-        let done = std::mem::replace(
-            &mut self.current,
-            next.unwrap_or_else(|| Gathering::new(Vec::new())),
-        );
+        // The next pass's buffers are made once these are released: one working set at a time.
+        let done = std::mem::replace(&mut self.current, Gathering::new(Vec::new()));
         for (u, unit) in done.units.iter().enumerate() {
             if let Unit::Gather { len, .. } = *unit
                 && done.cursor[u] != done.start[u] + len
@@ -399,7 +397,14 @@ impl Resolve {
                 self.carry = Some((unit.bucket(), walk));
             }
         }
-        Ok(!self.current.units.is_empty())
+        drop(items);
+        match self.planned.pop() {
+            Some(units) => {
+                self.current = Gathering::new(units);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }
 

@@ -9,8 +9,9 @@
 //! - pass 2: AUPRO's per-image histograms at its 200 thresholds, the bootstrap's histograms (or,
 //!   when it has more distinct scores than bins, its quantile subsample), the ranking's first
 //!   group of buckets;
-//! - further passes: the ranking's other groups of buckets (about `4 x pixels / memory` groups
-//!   in all), and the bootstrap's histograms after its subsample.
+//! - further passes: the ranking's other groups of buckets (at most about `4 x pixels / memory`
+//!   groups in all: a bucket costs `min(4 x its pixels, 1 MiB)`), and the bootstrap's histograms
+//!   after its subsample.
 //!
 //! So a category read once whole by the ranking takes 2 passes (3 when the bootstrap's bins are
 //! quantiles); `docs/metrics.md` ("Categories larger than memory") gives the I/O and time.
