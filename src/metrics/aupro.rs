@@ -13,7 +13,9 @@
 //! into that slot of its image's histogram, sum the images' histograms in image order (a fixed
 //! order: the value does not depend on the thread count) and read all 200 PRO/FPR values off
 //! suffix sums: one pass. The per-image histograms are kept by the bootstrap
-//! (`bootstrap.rs`), which sums them with resampling weights.
+//! (`bootstrap.rs`), which sums them with resampling weights. [`aupro_streamed`] computes the
+//! same from a [`MapSource`] in two passes (min and max, then the histograms), for categories
+//! larger than memory.
 
 use rayon::prelude::*;
 

@@ -25,7 +25,9 @@
 //! `(seed, stream, r)` alone, so values do not depend on the thread count, on other categories
 //! or on the order of evaluation, and a fixed `stream` per category gives every checkpoint the
 //! same resamples (common random numbers: checkpoints are compared on the same draws).
-//! `docs/metrics.md` ("Confidence intervals") gives the method, error bound and cost.
+//! `docs/metrics.md` ("Confidence intervals") gives the method, error bound and cost. For a
+//! category larger than memory the same parts are built from a `MapSource` a pass at a time
+//! (`bootstrap_stream.rs`, `stream.rs`).
 
 use rayon::prelude::*;
 
@@ -307,7 +309,7 @@ impl CategorySample {
     }
 }
 
-pub(super) fn validate(
+fn validate(
     pixels: &[f32],
     masks: &[u8],
     image_scores: &[f32],

@@ -129,6 +129,8 @@ pub fn category_streamed<S: MapSource>(
     }
     if let Some(bins) = opts.bins {
         check_bins(bins)?;
+        // The sample's per-image counts are u32: `CategorySample::new`'s bound on h*w (a valid
+        // FPR limit, so that only that bound is checked).
         check_parameters(h, w, 1.0)?;
     }
     let image = pixel_metrics(image_scores, image_labels)?;
