@@ -467,21 +467,42 @@ fn seeds_share_the_training_features() {
 }
 
 /// `cache.train` only says where training features live: memory, shards on disk and the
-/// backbone rerun every epoch train and evaluate to the same numbers.
+/// backbone rerun every epoch train and evaluate to the same numbers. So does a budget too small
+/// for any category's maps, which spills them and computes every metric from the files
+/// (docs/metrics.md, "Categories larger than memory").
 #[test]
-fn every_training_store_gives_the_same_numbers() {
+fn every_training_store_and_spilled_maps_give_the_same_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let mut results = Vec::new();
-    for store in ["memory", "disk", "recompute"] {
-        let runs = tmp.path().join(store);
+    for (name, store, budget) in [
+        ("memory", "memory", None),
+        ("disk", "disk", None),
+        ("recompute", "recompute", None),
+        ("spilled maps", "memory", Some("cache.memory_budget=1KiB")),
+    ] {
+        let runs = tmp.path().join(name.replace(' ', "-"));
         let set = format!("cache.train={store}");
-        let out = sweep(tmp.path(), &runs, "table4", &["--all", "--set", &set]);
-        let m = metrics(&runs.join("paper-smoke/full__visa__mvtec__s0"));
+        let mut extra = vec!["--all", "--set", &set];
+        if let Some(budget) = budget {
+            extra.extend(["--set", budget]);
+        }
+        let out = sweep(tmp.path(), &runs, "table4", &extra);
+        let run = runs.join("paper-smoke/full__visa__mvtec__s0");
+        let m = metrics(&run);
         assert_eq!(m.provenance.feature_store, store, "{out}");
-        results.push((store, numbers(&m)));
+        results.push((name, numbers(&m)));
+        let leftovers: Vec<_> = walkdir::WalkDir::new(&run)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".spill-"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{name}: spill files left: {leftovers:?}"
+        );
     }
-    for (store, n) in &results[1..] {
-        assert_eq!(n, &results[0].1, "{store} differs from memory");
+    for (name, n) in &results[1..] {
+        assert_eq!(n, &results[0].1, "{name} differs from memory");
     }
 }
 

@@ -27,8 +27,10 @@ fn random_suffix() -> u64 {
     h.finish()
 }
 
-/// Creates a fresh temporary sibling of `path` (exclusively: an existing name is never reused).
-fn create_temp(path: &Path) -> io::Result<(PathBuf, File)> {
+/// Creates a fresh temporary sibling of `path` (exclusively: an existing name is never reused),
+/// named so that [`sweep_temps`] removes it if its writer is killed. Also for scratch files that
+/// are never renamed into place (the evaluation's spilled maps).
+pub fn create_temp(path: &Path) -> io::Result<(PathBuf, File)> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

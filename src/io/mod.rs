@@ -13,7 +13,7 @@ pub mod pth;
 pub mod tensors;
 pub mod weights;
 
-pub use atomic::{sweep_temps, sync_dir, write_atomic, write_atomic_with, write_new};
+pub use atomic::{create_temp, sweep_temps, sync_dir, write_atomic, write_atomic_with, write_new};
 pub use dtype::FileDtype;
 pub use hash::{sha256_file, sha256_file_cached, sha256_hex};
 pub use host::{HostData, HostTensor};

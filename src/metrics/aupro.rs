@@ -13,10 +13,13 @@
 //! into that slot of its image's histogram, sum the images' histograms in image order (a fixed
 //! order: the value does not depend on the thread count) and read all 200 PRO/FPR values off
 //! suffix sums: one pass. The per-image histograms are kept by the bootstrap
-//! (`bootstrap.rs`), which sums them with resampling weights.
+//! (`bootstrap.rs`), which sums them with resampling weights. [`aupro_streamed`] computes the
+//! same from a [`MapSource`] in two passes (min and max, then the histograms), for categories
+//! larger than memory.
 
 use rayon::prelude::*;
 
+use super::source::{Chunk, MapSource, Passes, run_passes};
 use super::{MetricsError, first_bad_label, first_non_finite};
 
 /// Number of threshold steps in the reference (`max_step=200`).
@@ -46,13 +49,7 @@ pub fn aupro(
             });
         }
     }
-    if !(fpr_limit.is_finite() && fpr_limit > 0.0) {
-        return Err(MetricsError::Parameter {
-            what: "fpr_limit",
-            value: fpr_limit,
-            fix: "give a positive FPR limit (the reference uses 0.3)",
-        });
-    }
+    check_parameters(h, w, fpr_limit)?;
     if let Some((index, value)) = first_non_finite(maps, 0) {
         return Err(MetricsError::NonFinite {
             what: "maps",
@@ -65,13 +62,6 @@ pub fn aupro(
             what: "masks",
             index,
             value,
-        });
-    }
-    if h * w > u32::MAX as usize {
-        return Err(MetricsError::Parameter {
-            what: "h*w",
-            value: (h * w) as f64,
-            fix: "an image may have at most 2^32 - 1 pixels; split larger maps into tiles",
         });
     }
     if n == 0 {
@@ -106,7 +96,26 @@ impl ImageHistograms {
     /// The histograms of every `h x w` map of `maps` (validated by the caller) at thresholds
     /// `ths` (ascending; see [`thresholds`]). Parallel over images, deterministic.
     pub(super) fn new(maps: &[f32], masks: &[u8], h: usize, w: usize, ths: &[f64]) -> Self {
-        let slots = ths.len() + 1;
+        let mut out = Self::empty(ths);
+        out.extend(maps, masks, h, w, ths);
+        out
+    }
+
+    /// No image yet, at thresholds `ths`.
+    pub(super) fn empty(ths: &[f64]) -> Self {
+        Self {
+            slots: ths.len() + 1,
+            pro: Vec::new(),
+            neg: Vec::new(),
+            regions: Vec::new(),
+        }
+    }
+
+    /// Appends the histograms of the `h x w` maps of `maps` (the images after those already
+    /// held), at the thresholds this was made with: what [`ImageHistograms::new`] computes,
+    /// a chunk of images at a time.
+    pub(super) fn extend(&mut self, maps: &[f32], masks: &[u8], h: usize, w: usize, ths: &[f64]) {
+        let slots = self.slots;
         let per_image: Vec<(Vec<f64>, Vec<u32>, u32)> = maps
             .par_chunks(h * w)
             .zip(masks.par_chunks(h * w))
@@ -125,18 +134,11 @@ impl ImageHistograms {
                 (pro, neg, areas.len() as u32)
             })
             .collect();
-        let mut out = Self {
-            slots,
-            pro: Vec::with_capacity(per_image.len() * slots),
-            neg: Vec::with_capacity(per_image.len() * slots),
-            regions: Vec::with_capacity(per_image.len()),
-        };
         for (pro, neg, regions) in per_image {
-            out.pro.extend_from_slice(&pro);
-            out.neg.extend_from_slice(&neg);
-            out.regions.push(regions);
+            self.pro.extend_from_slice(&pro);
+            self.neg.extend_from_slice(&neg);
+            self.regions.push(regions);
         }
-        out
     }
 
     /// Heap bytes held.
@@ -225,11 +227,18 @@ fn area_under_pro(pro_hist: &[f64], neg_hist: &[u64], regions: u64, fpr_limit: f
 /// compares the float32 maps with them in float64. `None` where numpy raises (delta == 0).
 /// Verified against numpy on 20,000 random ranges by `scripts/gen_metrics.py --check-arange`.
 pub(crate) fn thresholds(maps: &[f32], steps: usize) -> Option<Vec<f64>> {
-    let (lo, hi) = maps
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
+    let (lo, hi) = min_max(maps, (f32::INFINITY, f32::NEG_INFINITY));
+    thresholds_between(lo, hi, steps)
+}
+
+/// The float32 min and max of `maps` and of the running `(min, max)` `from`: folded in order, so
+/// that maps read a chunk at a time give the values of the whole.
+fn min_max(maps: &[f32], from: (f32, f32)) -> (f32, f32) {
+    maps.iter().fold(from, |(a, b), &v| (a.min(v), b.max(v)))
+}
+
+/// [`thresholds`] of maps whose float32 min and max are `lo` and `hi`.
+fn thresholds_between(lo: f32, hi: f32, steps: usize) -> Option<Vec<f64>> {
     let delta = (hi - lo) / steps as f32;
     // Written so that NaN (non-finite scores) gives None too.
     if delta.is_nan() || delta <= 0.0 {
@@ -288,9 +297,188 @@ pub(crate) fn label_regions(mask: &[u8], h: usize, w: usize) -> (Vec<u32>, Vec<u
     (labels, areas)
 }
 
+/// AUPRO of the maps and masks of `source`, read in two passes (min and max, then the per-image
+/// histograms), holding the histograms (`images x 201 x 12` bytes) and one chunk's region labels:
+/// bit-identical to [`aupro`] on the same maps. `None` where `aupro` gives `None`.
+pub fn aupro_streamed<S: MapSource>(
+    source: &mut S,
+    fpr_limit: f64,
+) -> Result<Option<f64>, S::Error> {
+    let (k, h, w) = source.shape();
+    check_parameters(h, w, fpr_limit)?;
+    if k * h * w == 0 {
+        return Ok(None);
+    }
+    let mut passes = AuproPasses::new(h, w, fpr_limit, true);
+    run_passes(source, &mut [&mut passes])?;
+    Ok(passes.finish().0)
+}
+
+/// The parameter checks of [`aupro`].
+pub(super) fn check_parameters(h: usize, w: usize, fpr_limit: f64) -> Result<(), MetricsError> {
+    if !(fpr_limit.is_finite() && fpr_limit > 0.0) {
+        return Err(MetricsError::Parameter {
+            what: "fpr_limit",
+            value: fpr_limit,
+            fix: "give a positive FPR limit (the reference uses 0.3)",
+        });
+    }
+    if h * w > u32::MAX as usize {
+        return Err(MetricsError::Parameter {
+            what: "h*w",
+            value: (h * w) as f64,
+            fix: "an image may have at most 2^32 - 1 pixels; split larger maps into tiles",
+        });
+    }
+    Ok(())
+}
+
+/// AUPRO as one metric of shared passes: pass 1 folds the min and max (and, with `validate`,
+/// checks the maps and masks as [`aupro`] does), pass 2 builds the per-image histograms at the
+/// thresholds between them.
+pub(super) struct AuproPasses {
+    h: usize,
+    w: usize,
+    fpr_limit: f64,
+    validate: bool,
+    stage: AuproStage,
+}
+
+enum AuproStage {
+    Range {
+        lo: f32,
+        hi: f32,
+    },
+    Histograms {
+        ths: Vec<f64>,
+        hists: ImageHistograms,
+    },
+    /// The histograms, `None` without thresholds (all maps equal).
+    Done(Option<ImageHistograms>),
+}
+
+impl AuproPasses {
+    pub(super) fn new(h: usize, w: usize, fpr_limit: f64, validate: bool) -> Self {
+        Self {
+            h,
+            w,
+            fpr_limit,
+            validate,
+            stage: AuproStage::Range {
+                lo: f32::INFINITY,
+                hi: f32::NEG_INFINITY,
+            },
+        }
+    }
+
+    /// AUPRO and the per-image histograms it was computed from (kept by the bootstrap).
+    pub(super) fn finish(self) -> (Option<f64>, Option<ImageHistograms>) {
+        match self.stage {
+            AuproStage::Done(Some(hists)) => (hists.aupro(None, self.fpr_limit), Some(hists)),
+            _ => (None, None),
+        }
+    }
+}
+
+impl Passes for AuproPasses {
+    fn wants_pass(&self) -> bool {
+        !matches!(self.stage, AuproStage::Done(_))
+    }
+
+    fn chunk(&mut self, chunk: &Chunk<'_>) -> Result<(), MetricsError> {
+        match &mut self.stage {
+            AuproStage::Range { lo, hi } => {
+                if self.validate {
+                    let offset = chunk.first_image * self.h * self.w;
+                    if let Some((index, value)) = first_non_finite(chunk.scores, offset) {
+                        return Err(MetricsError::NonFinite {
+                            what: "maps",
+                            index,
+                            value,
+                        });
+                    }
+                    if let Some((index, value)) = first_bad_label(chunk.masks, offset) {
+                        return Err(MetricsError::Label {
+                            what: "masks",
+                            index,
+                            value,
+                        });
+                    }
+                }
+                (*lo, *hi) = min_max(chunk.scores, (*lo, *hi));
+            }
+            AuproStage::Histograms { ths, hists } => {
+                hists.extend(chunk.scores, chunk.masks, self.h, self.w, ths);
+            }
+            AuproStage::Done(_) => {}
+        }
+        Ok(())
+    }
+
+    fn end_pass(&mut self) -> Result<(), MetricsError> {
+        let stage = std::mem::replace(&mut self.stage, AuproStage::Done(None));
+        self.stage = match stage {
+            AuproStage::Range { lo, hi } => match thresholds_between(lo, hi, AUPRO_STEPS) {
+                Some(ths) => AuproStage::Histograms {
+                    hists: ImageHistograms::empty(&ths),
+                    ths,
+                },
+                None => AuproStage::Done(None),
+            },
+            AuproStage::Histograms { hists, .. } => AuproStage::Done(Some(hists)),
+            done => done,
+        };
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::source::SliceSource;
     use super::*;
+
+    #[test]
+    fn streamed_aupro_is_bit_identical() {
+        let (k, h, w) = (7, 9, 11);
+        let mut rng = crate::rng::SplitMix64(5);
+        let mut maps = Vec::new();
+        let mut masks = Vec::new();
+        for i in 0..k {
+            let (y0, x0) = (rng.below(5), rng.below(6));
+            for y in 0..h {
+                for x in 0..w {
+                    let m = i % 2 == 1 && (y0..y0 + 3).contains(&y) && (x0..x0 + 4).contains(&x);
+                    // Ties: scores on a grid of 40 levels.
+                    maps.push((rng.below(40) as f32 + if m { 15.0 } else { 0.0 }) * 0.05);
+                    masks.push(m as u8);
+                }
+            }
+        }
+        let want = aupro(&maps, &masks, k, h, w, 0.3).unwrap();
+        assert!(want.is_some());
+        for chunk in [1, 3, 7] {
+            let mut source = SliceSource::new(&maps, &masks, (k, h, w), chunk).unwrap();
+            let got = aupro_streamed(&mut source, 0.3).unwrap();
+            assert_eq!(
+                got.map(f64::to_bits),
+                want.map(f64::to_bits),
+                "chunk {chunk}"
+            );
+        }
+        // Undefined and bad input as `aupro`.
+        let flat = vec![0.5f32; maps.len()];
+        let mut source = SliceSource::new(&flat, &masks, (k, h, w), 2).unwrap();
+        assert_eq!(aupro_streamed(&mut source, 0.3).unwrap(), None);
+        let mut bad = masks.clone();
+        bad[100] = 3;
+        let mut source = SliceSource::new(&maps, &bad, (k, h, w), 2).unwrap();
+        assert!(matches!(
+            aupro_streamed(&mut source, 0.3),
+            Err(MetricsError::Label { index: 100, .. })
+        ));
+        let mut source = SliceSource::new(&maps, &masks, (k, h, w), 2).unwrap();
+        assert!(aupro_streamed(&mut source, -1.0).is_err());
+    }
 
     #[test]
     fn exceeded_equals_binary_search() {

@@ -25,7 +25,9 @@
 //! `(seed, stream, r)` alone, so values do not depend on the thread count, on other categories
 //! or on the order of evaluation, and a fixed `stream` per category gives every checkpoint the
 //! same resamples (common random numbers: checkpoints are compared on the same draws).
-//! `docs/metrics.md` ("Confidence intervals") gives the method, error bound and cost.
+//! `docs/metrics.md` ("Confidence intervals") gives the method, error bound and cost. For a
+//! category larger than memory the same parts are built from a `MapSource` a pass at a time
+//! (`bootstrap_stream.rs`, `stream.rs`).
 
 use rayon::prelude::*;
 
@@ -59,9 +61,9 @@ const PIXEL_F1MAX: usize = 5;
 
 /// Anomalous and normal pixels each contribute at most this many scores (an evenly strided
 /// subsample) to the quantiles that place the bin edges: the sort stays small at any size.
-const QUANTILE_SAMPLE: usize = 1 << 20;
+pub(super) const QUANTILE_SAMPLE: usize = 1 << 20;
 /// Images per task when looking for the distinct scores of a category.
-const DISTINCT_CHUNK_IMAGES: usize = 8;
+pub(super) const DISTINCT_CHUNK_IMAGES: usize = 8;
 
 /// How the intervals are drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,7 +109,7 @@ fn check_level(level: f64) -> Result<(), MetricsError> {
     }
 }
 
-fn check_bins(bins: usize) -> Result<(), MetricsError> {
+pub(super) fn check_bins(bins: usize) -> Result<(), MetricsError> {
     if (2..=u32::MAX as usize).contains(&bins) {
         Ok(())
     } else {
@@ -182,16 +184,36 @@ impl CategorySample {
         let k = image_scores.len();
         validate(pixels, masks, image_scores, image_labels, h, w, aupro_limit)?;
         check_bins(bins)?;
-        let images = ImageGroups::new(image_scores, image_labels);
         let pixels_binned = PixelBins::new(pixels, masks, k, h * w, bins);
         let aupro = match aupro_limit {
             Some(limit) if k > 0 && h * w > 0 => thresholds(pixels, AUPRO_STEPS)
                 .map(|ths| (ImageHistograms::new(pixels, masks, h, w, &ths), limit)),
             _ => None,
         };
+        Self::assemble(
+            image_scores,
+            image_labels,
+            pixels_binned,
+            aupro,
+            aupro_limit,
+            exact,
+        )
+    }
+
+    /// The sample from its parts, computed from the category's maps by [`CategorySample::new`]
+    /// or a pass at a time (`bootstrap_stream.rs`), and the check of `exact` against them.
+    pub(super) fn assemble(
+        image_scores: &[f32],
+        image_labels: &[u8],
+        pixels: PixelBins,
+        aupro: Option<(ImageHistograms, f64)>,
+        aupro_limit: Option<f64>,
+        exact: Values,
+    ) -> Result<Self, MetricsError> {
+        let k = image_scores.len();
         let mut sample = Self {
-            images,
-            pixels: pixels_binned,
+            images: ImageGroups::new(image_scores, image_labels),
+            pixels,
             aupro,
             exact,
             shift: [0.0; 6],
@@ -411,7 +433,7 @@ impl ImageGroups {
 /// Counts over a contiguous range of bins: `counts[j]` is bin `lo + j` (the bins outside hold
 /// none), so an image without anomalous pixels costs nothing.
 #[derive(Debug, Clone, Default)]
-struct BinRange {
+pub(super) struct BinRange {
     lo: u32,
     counts: Vec<u32>,
 }
@@ -442,54 +464,42 @@ impl BinRange {
 
 /// The pixel scores of a category reduced to per-image histograms over score bins.
 #[derive(Debug, Clone)]
-struct PixelBins {
+pub(super) struct PixelBins {
     /// Lower edge (order key) of each bin, ascending; with `exact`, the distinct scores.
-    edges: Vec<u32>,
+    pub(super) edges: Vec<u32>,
     /// One bin per distinct score: the walk over bins is the exact one.
-    exact: bool,
+    pub(super) exact: bool,
     /// Per image: normal and anomalous pixels per bin.
-    normal: Vec<BinRange>,
-    anomalous: Vec<BinRange>,
+    pub(super) normal: Vec<BinRange>,
+    pub(super) anomalous: Vec<BinRange>,
 }
 
 impl PixelBins {
     fn new(pixels: &[f32], masks: &[u8], k: usize, hw: usize, bins: usize) -> Self {
         if hw == 0 {
-            return Self {
-                edges: Vec::new(),
-                exact: true,
-                normal: vec![BinRange::default(); k],
-                anomalous: vec![BinRange::default(); k],
-            };
+            return Self::without_pixels(k);
         }
         let (edges, exact) = match distinct_keys(pixels, hw, bins) {
             Some(keys) => (keys, true),
             None => (quantile_edges(pixels, masks, hw, bins), false),
         };
         let index = BinIndex::new(&edges);
-        let nb = edges.len();
-        let (normal, anomalous): (Vec<BinRange>, Vec<BinRange>) = pixels
-            .par_chunks(hw)
-            .zip(masks.par_chunks(hw))
-            .map(|(map, mask)| {
-                let mut neg = vec![0u32; nb];
-                let mut pos = vec![0u32; nb];
-                for (&v, &m) in map.iter().zip(mask) {
-                    let b = index.bin(order_key(v));
-                    if m == 0 {
-                        neg[b] += 1;
-                    } else {
-                        pos[b] += 1;
-                    }
-                }
-                (BinRange::from_dense(&neg), BinRange::from_dense(&pos))
-            })
-            .unzip();
+        let (normal, anomalous) = image_bins(pixels, masks, hw, &index);
         Self {
             edges,
             exact,
             normal,
             anomalous,
+        }
+    }
+
+    /// The bins of `k` images without pixels.
+    pub(super) fn without_pixels(k: usize) -> Self {
+        Self {
+            edges: Vec::new(),
+            exact: true,
+            normal: vec![BinRange::default(); k],
+            anomalous: vec![BinRange::default(); k],
         }
     }
 
@@ -520,31 +530,67 @@ impl PixelBins {
     }
 }
 
-/// The sorted distinct order keys of the pixels if there are at most `cap` of them, else `None`
-/// (found out early: each task stops at its `cap + 1`-th distinct score).
-fn distinct_keys(pixels: &[f32], hw: usize, cap: usize) -> Option<Vec<u32>> {
-    let per_task: Vec<Vec<u32>> = pixels
-        .par_chunks(hw * DISTINCT_CHUNK_IMAGES)
-        .map(|chunk| {
-            let mut keys: Vec<u32> = Vec::new();
-            let mut last = None;
-            for &v in chunk {
-                let key = order_key(v);
-                if last == Some(key) {
-                    continue;
-                }
-                last = Some(key);
-                if let Err(at) = keys.binary_search(&key) {
-                    if keys.len() == cap {
-                        return None;
-                    }
-                    keys.insert(at, key);
+/// Per image of `pixels` (`hw` each): its normal and anomalous pixels per bin of `index`.
+pub(super) fn image_bins(
+    pixels: &[f32],
+    masks: &[u8],
+    hw: usize,
+    index: &BinIndex,
+) -> (Vec<BinRange>, Vec<BinRange>) {
+    let nb = index.edges.len();
+    pixels
+        .par_chunks(hw)
+        .zip(masks.par_chunks(hw))
+        .map(|(map, mask)| {
+            let mut neg = vec![0u32; nb];
+            let mut pos = vec![0u32; nb];
+            for (&v, &m) in map.iter().zip(mask) {
+                let b = index.bin(order_key(v));
+                if m == 0 {
+                    neg[b] += 1;
+                } else {
+                    pos[b] += 1;
                 }
             }
-            Some(keys)
+            (BinRange::from_dense(&neg), BinRange::from_dense(&pos))
         })
+        .unzip()
+}
+
+/// The sorted distinct order keys of the pixels if there are at most `cap` of them, else `None`
+/// (found out early: each task stops at its `cap + 1`-th distinct score).
+pub(super) fn distinct_keys(pixels: &[f32], hw: usize, cap: usize) -> Option<Vec<u32>> {
+    let per_task: Vec<Vec<u32>> = pixels
+        .par_chunks((hw * DISTINCT_CHUNK_IMAGES).max(1))
+        .map(|chunk| distinct_in(chunk, cap))
         .collect::<Option<_>>()?;
-    let mut all: Vec<u32> = per_task.concat();
+    merge_distinct(Vec::new(), per_task, cap)
+}
+
+/// The sorted distinct order keys of `chunk`, `None` past `cap` of them.
+pub(super) fn distinct_in(chunk: &[f32], cap: usize) -> Option<Vec<u32>> {
+    let mut keys: Vec<u32> = Vec::new();
+    let mut last = None;
+    for &v in chunk {
+        let key = order_key(v);
+        if last == Some(key) {
+            continue;
+        }
+        last = Some(key);
+        if let Err(at) = keys.binary_search(&key) {
+            if keys.len() == cap {
+                return None;
+            }
+            keys.insert(at, key);
+        }
+    }
+    Some(keys)
+}
+
+/// `known` (sorted distinct keys) with the keys of `more` added, `None` past `cap` of them.
+pub(super) fn merge_distinct(known: Vec<u32>, more: Vec<Vec<u32>>, cap: usize) -> Option<Vec<u32>> {
+    let mut all: Vec<u32> = known;
+    all.extend(more.into_iter().flatten());
     all.sort_unstable();
     all.dedup();
     (all.len() <= cap).then_some(all)
@@ -560,45 +606,91 @@ fn distinct_keys(pixels: &[f32], hw: usize, cap: usize) -> Option<Vec<u32>> {
 /// threshold: at most `p_b` fewer true positives, no more false positives), so about 1/bins and
 /// 4/bins, whatever the normal pixels do. The normal half only makes the usual error smaller.
 fn quantile_edges(pixels: &[f32], masks: &[u8], hw: usize, bins: usize) -> Vec<u32> {
-    let anomalous_per_image: Vec<usize> = masks
-        .par_chunks(hw)
-        .map(|m| m.iter().map(|&v| v as usize).sum())
-        .collect();
-    let anomalous: usize = anomalous_per_image.iter().sum();
-    let normal = pixels.len() - anomalous;
-    let stride = |n: usize| n.div_ceil(QUANTILE_SAMPLE).max(1);
-    let (s_neg, s_pos) = (stride(normal), stride(anomalous));
-    // Index of each image's first pixel of each class in the category's pixel order.
-    let mut starts = Vec::with_capacity(anomalous_per_image.len());
-    let (mut at_neg, mut at_pos) = (0usize, 0usize);
-    for (i, &a) in anomalous_per_image.iter().enumerate() {
-        starts.push((i, at_neg, at_pos));
-        at_neg += hw - a;
-        at_pos += a;
+    let anomalous: usize = masks.par_iter().map(|&v| v as usize).sum();
+    let mut picker = QuantilePicker::new((pixels.len() - anomalous) as u64, anomalous as u64);
+    picker.pick(pixels, masks, hw);
+    picker.edges(bins)
+}
+
+/// The evenly strided subsample of each class's scores that [`quantile_edges`] places the bin
+/// edges at, taken a run of whole images at a time, in image order.
+#[derive(Debug, Clone)]
+pub(super) struct QuantilePicker {
+    /// Every `stride`-th pixel of its class is picked: (normal, anomalous).
+    stride: (usize, usize),
+    /// Pixels of each class seen so far.
+    seen: (usize, usize),
+    neg: Vec<u32>,
+    pos: Vec<u32>,
+}
+
+impl QuantilePicker {
+    /// A subsample of a category with `normal` normal and `anomalous` anomalous pixels.
+    pub(super) fn new(normal: u64, anomalous: u64) -> Self {
+        let stride = |n: u64| (n.div_ceil(QUANTILE_SAMPLE as u64) as usize).max(1);
+        let (s_neg, s_pos) = (stride(normal), stride(anomalous));
+        // Exactly what will be picked (at most 2^20 a class): no growth past it.
+        let picked = |n: u64, s: usize| n.div_ceil(s as u64) as usize;
+        Self {
+            stride: (s_neg, s_pos),
+            seen: (0, 0),
+            neg: Vec::with_capacity(picked(normal, s_neg)),
+            pos: Vec::with_capacity(picked(anomalous, s_pos)),
+        }
     }
-    let picked: Vec<(Vec<u32>, Vec<u32>)> = starts
-        .into_par_iter()
-        .map(|(i, mut j_neg, mut j_pos)| {
-            let (mut neg, mut pos) = (Vec::new(), Vec::new());
-            let range = i * hw..(i + 1) * hw;
-            for (&v, &m) in pixels[range.clone()].iter().zip(&masks[range]) {
-                if m == 0 {
-                    if j_neg.is_multiple_of(s_neg) {
-                        neg.push(order_key(v));
+
+    /// Picks from the next images, `hw` pixels each (parallel over images).
+    pub(super) fn pick(&mut self, pixels: &[f32], masks: &[u8], hw: usize) {
+        let (s_neg, s_pos) = self.stride;
+        let anomalous_per_image: Vec<usize> = masks
+            .par_chunks(hw.max(1))
+            .map(|m| m.iter().map(|&v| v as usize).sum())
+            .collect();
+        // Index of each image's first pixel of each class in the category's pixel order.
+        let mut starts = Vec::with_capacity(anomalous_per_image.len());
+        let (mut at_neg, mut at_pos) = self.seen;
+        for (i, &a) in anomalous_per_image.iter().enumerate() {
+            starts.push((i, at_neg, at_pos));
+            at_neg += hw - a;
+            at_pos += a;
+        }
+        self.seen = (at_neg, at_pos);
+        let picked: Vec<(Vec<u32>, Vec<u32>)> = starts
+            .into_par_iter()
+            .map(|(i, mut j_neg, mut j_pos)| {
+                let (mut neg, mut pos) = (Vec::new(), Vec::new());
+                let range = i * hw..(i + 1) * hw;
+                for (&v, &m) in pixels[range.clone()].iter().zip(&masks[range]) {
+                    if m == 0 {
+                        if j_neg.is_multiple_of(s_neg) {
+                            neg.push(order_key(v));
+                        }
+                        j_neg += 1;
+                    } else {
+                        if j_pos.is_multiple_of(s_pos) {
+                            pos.push(order_key(v));
+                        }
+                        j_pos += 1;
                     }
-                    j_neg += 1;
-                } else {
-                    if j_pos.is_multiple_of(s_pos) {
-                        pos.push(order_key(v));
-                    }
-                    j_pos += 1;
                 }
-            }
-            (neg, pos)
-        })
-        .collect();
-    let mut neg: Vec<u32> = picked.iter().flat_map(|(n, _)| n.iter().copied()).collect();
-    let mut pos: Vec<u32> = picked.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+                (neg, pos)
+            })
+            .collect();
+        for (neg, pos) in picked {
+            self.neg.extend(neg);
+            self.pos.extend(pos);
+        }
+    }
+
+    /// The bin edges at the quantiles of the subsample (see [`quantile_edges`]).
+    pub(super) fn edges(self, bins: usize) -> Vec<u32> {
+        let (mut neg, mut pos) = (self.neg, self.pos);
+        quantiles_to_edges(&mut neg, &mut pos, bins)
+    }
+}
+
+/// The edges of [`quantile_edges`] from the picked keys of each class.
+fn quantiles_to_edges(neg: &mut [u32], pos: &mut [u32], bins: usize) -> Vec<u32> {
     neg.sort_unstable();
     pos.sort_unstable();
     let (nb_neg, nb_pos) = match (neg.is_empty(), pos.is_empty()) {
@@ -620,19 +712,22 @@ fn quantile_edges(pixels: &[f32], masks: &[u8], hw: usize, bins: usize) -> Vec<u
 
 /// Bin lookup for an order key: the bin is the last edge at or below the key. A table over the
 /// high 16 bits of the key narrows the search to the edges sharing them (usually none or one).
-struct BinIndex<'e> {
-    edges: &'e [u32],
+pub(super) struct BinIndex {
+    edges: Vec<u32>,
     /// `start[h]`: number of edges whose high 16 bits are below `h` (65,537 entries).
     start: Vec<u32>,
 }
 
-impl<'e> BinIndex<'e> {
+impl BinIndex {
     /// `edges` ascending, the first at or below every key to look up.
-    fn new(edges: &'e [u32]) -> Self {
+    pub(super) fn new(edges: &[u32]) -> Self {
         let start = (0..=1usize << 16)
             .map(|h| edges.partition_point(|&e| ((e >> 16) as usize) < h) as u32)
             .collect();
-        Self { edges, start }
+        Self {
+            edges: edges.to_vec(),
+            start,
+        }
     }
 
     #[inline]

@@ -1,4 +1,4 @@
-//! Evaluation metrics on plain slices: no burn, no I/O.
+//! Evaluation metrics on plain slices (or chunks of them): no burn, no I/O.
 //!
 //! Every metric equals its reference definition (`docs/metrics.md` traces each one):
 //! - [`pixel_metrics`]: AUROC = scikit-learn `roc_auc_score`, AP = `average_precision_score`,
@@ -9,7 +9,10 @@
 //!   FPR limit, rescale, trapezoid);
 //! - [`mean_defined`]: the category mean, skipping undefined values like the reference's `nanmean`;
 //! - [`CategorySample`], [`replicates`], [`intervals`]: bootstrap confidence intervals of a
-//!   category's six metrics (and of their mean), resampling whole test images.
+//!   category's six metrics (and of their mean), resampling whole test images;
+//! - [`category_streamed`] (and [`pixel_metrics_streamed`], [`aupro_streamed`]): all of the above
+//!   for a category larger than memory, read in passes from a [`MapSource`] (the engine's spill
+//!   files) with bounded memory, bit-identical to the in-memory functions.
 //!
 //! A metric that the reference would report as NaN (one class only, no positive pixel) is `None`
 //! here: "undefined", never NaN and never a panic. Bad input (length mismatch, NaN score, a label
@@ -17,14 +20,24 @@
 
 mod aupro;
 mod bootstrap;
+mod bootstrap_stream;
 mod ranking;
+mod ranking_stream;
+mod source;
+mod stream;
 
-pub use aupro::{AUPRO_FPR_LIMIT, AUPRO_STEPS, aupro};
+pub use aupro::{AUPRO_FPR_LIMIT, AUPRO_STEPS, aupro, aupro_streamed};
 pub use bootstrap::{
     BootstrapSpec, CategorySample, Intervals, METRIC_NAMES, Values, intervals, mean_replicates,
     replicates, resample, stream_of,
 };
 pub use ranking::{PixelMetrics, auroc, pixel_metrics};
+pub use ranking_stream::{RANKING_MIN_MEMORY, pixel_metrics_streamed, ranking_fixed_bytes};
+pub use source::{Chunk, MapSource, SliceSource};
+pub use stream::{
+    MAX_RANKING_PASSES, StreamOptions, StreamedCategory, category_streamed, ranking_floor,
+    stream_fixed_bytes,
+};
 
 /// Input that no metric can be computed on. Each message says how to fix it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

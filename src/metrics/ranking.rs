@@ -37,14 +37,14 @@ pub struct PixelMetrics {
 }
 
 /// Buckets are the high 16 bits of the order key; the low 16 bits are resolved inside a bucket.
-const LOW_BITS: u32 = 16;
-const BUCKETS: usize = 1 << (32 - LOW_BITS);
-const LOW_MASK: u32 = (1 << LOW_BITS) - 1;
+pub(super) const LOW_BITS: u32 = 16;
+pub(super) const BUCKETS: usize = 1 << (32 - LOW_BITS);
+pub(super) const LOW_MASK: u32 = (1 << LOW_BITS) - 1;
 /// A bucket holding more items than this is counted with a histogram over its 2^16 low keys
 /// (O(len + 65536)); a smaller one is sorted (O(len log len)).
-const DENSE_MIN: usize = 1 << 13;
+pub(super) const DENSE_MIN: usize = 1 << 13;
 /// Inputs shorter than this are processed as one chunk (thread start-up would dominate).
-const PARALLEL_MIN: usize = 1 << 18;
+pub(super) const PARALLEL_MIN: usize = 1 << 18;
 
 /// AUROC, AP and F1-max (with its threshold) of `scores` against 0/1 `labels`, in one pass.
 pub fn pixel_metrics(scores: &[f32], labels: &[u8]) -> Result<PixelMetrics, MetricsError> {
@@ -77,7 +77,7 @@ fn key_value(key: u32) -> f32 {
 
 /// Running state of the descending walk over distinct scores, for one bucket or the whole input.
 #[derive(Debug, Clone, Copy)]
-struct Walk {
+pub(super) struct Walk {
     /// Positives / negatives strictly above the next group.
     tp: u64,
     fp: u64,
@@ -90,7 +90,7 @@ struct Walk {
 }
 
 impl Walk {
-    fn new(tp: u64, fp: u64) -> Self {
+    pub(super) fn new(tp: u64, fp: u64) -> Self {
         Self {
             tp,
             fp,
@@ -103,7 +103,7 @@ impl Walk {
     /// One distinct score (order key `key`) held by `tp_g` positives and `fp_g` negatives; called
     /// in descending score order. `positives` is the total (0 = no precision/recall).
     #[inline]
-    fn group(&mut self, key: u32, tp_g: u64, fp_g: u64, positives: u64) {
+    pub(super) fn group(&mut self, key: u32, tp_g: u64, fp_g: u64, positives: u64) {
         self.auroc2 += fp_g as u128 * (2 * self.tp + tp_g) as u128;
         let prev_tp = self.tp;
         self.tp += tp_g;
@@ -126,14 +126,16 @@ impl Walk {
 }
 
 /// Per-chunk bucket counts: `total[b]` pixels and `pos[b]` positives with high key bits `b`.
-struct ChunkCounts {
-    total: Vec<u32>,
-    pos: Vec<u32>,
+pub(super) struct ChunkCounts {
+    pub(super) total: Vec<u32>,
+    pub(super) pos: Vec<u32>,
     /// First invalid element (non-finite score or label > 1) of the chunk.
-    invalid: Option<usize>,
+    pub(super) invalid: Option<usize>,
 }
 
-fn count_chunk(scores: &[f32], labels: &[u8], offset: usize) -> ChunkCounts {
+/// Bucket counts of `scores` / `labels` (fewer than 2^32 of them), whose first element has index
+/// `offset` in the whole input.
+pub(super) fn count_chunk(scores: &[f32], labels: &[u8], offset: usize) -> ChunkCounts {
     let mut total = vec![0u32; BUCKETS];
     let mut pos = vec![0u32; BUCKETS];
     let mut invalid = None;
@@ -150,6 +152,23 @@ fn count_chunk(scores: &[f32], labels: &[u8], offset: usize) -> ChunkCounts {
         total,
         pos,
         invalid,
+    }
+}
+
+/// The error for input element `index` (score `score`, label `label`), found invalid by
+/// [`count_chunk`]: a non-finite score is reported before a bad label.
+pub(super) fn invalid_at(score: f32, label: u8, index: usize) -> MetricsError {
+    match first_non_finite(&[score], index) {
+        Some((index, value)) => MetricsError::NonFinite {
+            what: "scores",
+            index,
+            value,
+        },
+        None => MetricsError::Label {
+            what: "labels",
+            index,
+            value: label,
+        },
     }
 }
 
@@ -195,18 +214,7 @@ fn sorted_pass(
         .map(|(c, (s, l))| count_chunk(s, l, c * chunk_len))
         .collect();
     if let Some(i) = counts.iter().filter_map(|c| c.invalid).min() {
-        return Err(match first_non_finite(&scores[i..=i], i) {
-            Some((index, value)) => MetricsError::NonFinite {
-                what: "scores",
-                index,
-                value,
-            },
-            None => MetricsError::Label {
-                what: "labels",
-                index: i,
-                value: labels[i],
-            },
-        });
+        return Err(invalid_at(scores[i], labels[i], i));
     }
     let mut bucket_total = vec![0u64; BUCKETS];
     let mut bucket_pos = vec![0u64; BUCKETS];
@@ -293,17 +301,18 @@ fn sorted_pass(
     Ok(totals.metrics(positives, negatives))
 }
 
-/// The bucket walks combined, highest bucket first. Shared by [`sorted_pass`] and [`GroupWalk`]
-/// so that both sum the f64 AP in the same order (bucket partial sums added in turn).
+/// The bucket walks combined, highest bucket first. Shared by [`sorted_pass`], [`GroupWalk`] and
+/// the streamed ranking (`ranking_stream.rs`) so that all sum the f64 AP in the same order
+/// (bucket partial sums added in turn).
 #[derive(Debug, Default)]
-struct Totals {
+pub(super) struct Totals {
     auroc2: u128,
     ap: f64,
     best: Option<(f64, u32)>,
 }
 
 impl Totals {
-    fn add(&mut self, w: &Walk) {
+    pub(super) fn add(&mut self, w: &Walk) {
         self.auroc2 += w.auroc2;
         self.ap += w.ap;
         if let Some((f, k)) = w.best
@@ -315,7 +324,7 @@ impl Totals {
         }
     }
 
-    fn metrics(&self, positives: u64, negatives: u64) -> PixelMetrics {
+    pub(super) fn metrics(&self, positives: u64, negatives: u64) -> PixelMetrics {
         let both = positives > 0 && negatives > 0;
         let (p, q) = (positives as f64, negatives as f64);
         PixelMetrics {
@@ -384,7 +393,7 @@ impl GroupWalk {
 }
 
 /// Walks one bucket's distinct scores in descending order.
-fn walk_bucket(
+pub(super) fn walk_bucket(
     bucket: u32,
     items: &mut [u32],
     mut walk: Walk,
