@@ -200,7 +200,7 @@ fn make_run(
     );
     let map =
         ava_dino::io::HostTensor::f32(vec![h, w], (0..h * w).map(|i| (i % w) as f32).collect());
-    rd.write_map("alpha", "img1", img, gt, map).unwrap();
+    rd.write_map("alpha", "img1", img, gt, map, 1).unwrap();
     rd.finish(&m).unwrap();
     rd
 }
