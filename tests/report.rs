@@ -200,7 +200,7 @@ fn make_run(
     );
     let map =
         ava_dino::io::HostTensor::f32(vec![h, w], (0..h * w).map(|i| (i % w) as f32).collect());
-    rd.write_map("alpha", "img1", img, gt, map).unwrap();
+    rd.write_map("alpha", "img1", img, gt, map, 1).unwrap();
     rd.finish(&m).unwrap();
     rd
 }
@@ -515,6 +515,47 @@ fn tables_charts_and_check_from_hand_made_runs() {
     let loss = std::fs::read_to_string(charts.join("loss_full__visa__s1.svg")).unwrap();
     assert!(loss.contains("rev 0123456789+dirty.feedfacecafebeef | cpu: Test CPU"));
 
+    // The page: every table, the drill-down of every run, the gallery with label and score,
+    // inline charts without any URL, the smoke banner; the LaTeX beside each table.
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    for n in 1..=4 {
+        assert!(page.contains(&format!("id=\"grid-table{n}\"")), "table{n}");
+        let tex = std::fs::read_to_string(out.join(format!("table{n}.tex"))).unwrap();
+        assert!(
+            tex.contains("\\toprule") && tex.contains("\\bottomrule"),
+            "table{n}.tex"
+        );
+    }
+    assert!(!page.contains("http://") && !page.contains("https://"));
+    assert!(!page.contains("<script"));
+    assert!(
+        page.contains("<strong>Profile smoke: these numbers say nothing about the paper.</strong>")
+    );
+    // 14 runs under 7 trainings (full on visa, seed 0, feeds 8 targets).
+    assert_eq!(page.matches("<details class=\"run\"").count(), 14);
+    assert_eq!(page.matches("<details class=\"training\"").count(), 7);
+    assert!(page.contains("id=\"grid-per_category-full__visa__btad__s0\""));
+    // The map written by make_run: label 1, scores 0..15 along x (max 15).
+    assert!(
+        page.contains("<img src=\"charts/overlays/full__visa__mvtec__s0/alpha__img1.png\""),
+        "gallery"
+    );
+    assert!(
+        page.contains("<span class=\"tag anomalous\">anomalous</span> alpha / img1 &middot; image score 15.000"),
+        "gallery caption"
+    );
+    // Provenance: weights, timings, peak memory per run; a routing chart per routed run.
+    assert!(page.contains("<th scope=\"row\">peak memory</th>"));
+    assert!(page.contains("<th scope=\"row\">timings</th><td>total 1.0 s</td>"));
+    assert!(page.contains("aria-label=\"Routing weights: full__visa__mvtec__s0\""));
+    assert!(!page.contains("aria-label=\"Routing weights: single_adapter__visa__mvtec__s0\""));
+    // No baseline beside the page: nothing is flagged, and the legend says why.
+    assert!(!page.contains("class=\"flag\" title"));
+    assert!(page.contains("no regression check for profile smoke beside this page"));
+    // Charts carry the caveat under their title.
+    let svg = std::fs::read_to_string(charts.join("loss_full__visa__s0.svg")).unwrap();
+    assert!(svg.contains("smoke profile: these numbers say nothing about the paper"));
+
     // Regression check: blessing the current numbers passes; a moved number fails.
     let baseline = check::bless(&tables, "smoke", check::Tolerances::SMOKE);
     assert!(check::check_baseline(&tables, &baseline).passed());
@@ -556,6 +597,50 @@ fn tables_charts_and_check_from_hand_made_runs() {
     let text = r.render_all();
     assert_eq!(text.lines().count(), r.compared() + 1, "{text}");
     assert!(text.contains("ok      table1/mvtec/image_auroc"), "{text}");
+}
+
+#[test]
+fn the_full_profile_page_has_no_banner_and_flags_cells_outside_the_published_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs_root = dir.path().join("runs");
+    make_run(&runs_root, Variant::Full, "visa", "mvtec", 0, 0.80);
+    make_run(&runs_root, Variant::Full, "visa", "mvtec", 1, 0.90);
+    make_run(&runs_root, Variant::Full, "visa", "ksdd2", 0, 0.82);
+    let (runs, _) = report::collect_runs(&runs_root).unwrap();
+    let out = dir.path().join("results/full");
+    report::write_report(
+        &runs,
+        &published(),
+        &[TableKind::Table1],
+        EpochSelection::ReferenceBest,
+        "full",
+        &out,
+    )
+    .unwrap();
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(!page.contains("class=\"banner\""));
+    assert!(page.contains("what <code>cargo xtask check --profile full</code> fails on"));
+    // mvtec I-AUROC: 85.0 with the hull [77, 94] holds the published 93.5; ksdd2's 82.0 has
+    // no interval and is 14 points off the published 96.2: flagged.
+    let row = |name: &str| {
+        let start = page
+            .find(&format!("<tr><td class=\"txt\">{name}</td>"))
+            .unwrap_or_else(|| panic!("row {name}"));
+        page[start..start + page[start..].find("</tr>").unwrap()].to_string()
+    };
+    let mvtec = row("mvtec");
+    assert!(
+        mvtec.contains("<td class=\"gs\"><span class=\"v\">85.0</span> <span class=\"sd\">&plusmn;&nbsp;7.1</span><span class=\"iv\">[77.0, 94.0]</span></td>"),
+        "{mvtec}"
+    );
+    let ksdd2 = row("ksdd2");
+    assert!(
+        ksdd2.contains("<td class=\"gs out\"><span class=\"v\">82.0</span><span class=\"flag\""),
+        "{ksdd2}"
+    );
+    // Charts of the full profile carry no caveat.
+    let svg = std::fs::read_to_string(out.join("charts/loss_full__visa__s0.svg")).unwrap();
+    assert!(!svg.contains("say nothing about the paper"));
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! `ava-dino collect`: gather finished run directories into Tables 1-4, per-category tables
-//! and charts under `results/<profile>/`.
+//! `ava-dino collect`: gather finished run directories into Tables 1-4, per-category tables,
+//! charts and the HTML page (`index.html`) under `results/<profile>/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for t in &tables {
         println!("{}", out.join(format!("{}.md", t.name())).display());
     }
+    println!("{}", out.join("index.html").display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -18,7 +18,7 @@ use ava_dino::engine::overlays::hwc;
 use ava_dino::engine::progress::Reporter;
 use ava_dino::experiment::record::now_rfc3339;
 use ava_dino::experiment::{RunDir, RunMetrics};
-use ava_dino::report::charts::jet;
+use ava_dino::report::charts::viridis;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -149,7 +149,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The resized image and, beside it, the map (min-max normalized) in jet blended over the image.
+/// The resized image and, beside it, the map (min-max normalized) in viridis blended over the
+/// image.
 fn write_overlay(image: &Path, size: usize, map: &[f32], out: &Path) -> anyhow::Result<()> {
     let rgb = ava_dino::data::load_image_u8(image, size)?;
     let rgb = hwc(rgb.as_u8().expect("u8 image"), size);
@@ -165,7 +166,7 @@ fn write_overlay(image: &Path, size: usize, map: &[f32], out: &Path) -> anyhow::
             let px = [rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]];
             canvas.put_pixel(x as u32, y as u32, image::Rgb(px));
             let v = ((map[i] - lo) / (hi - lo).max(1e-12)) as f64;
-            let (r, g, b) = jet(v);
+            let (r, g, b) = viridis(v);
             let blend = |a: u8, c: u8| ((a as u16 + c as u16) / 2) as u8;
             canvas.put_pixel(
                 (size + x) as u32,

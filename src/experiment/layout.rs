@@ -424,8 +424,9 @@ impl RunDir {
     }
 
     /// Saves one anomaly map for the overlay charts: `maps/<category>/<name>.safetensors` with
-    /// `image` u8 [H, W, 3] (the resized input), `gt` u8 [H, W] (0/1) and `map` f32 [H, W]
-    /// (the pixel anomaly score).
+    /// `image` u8 [H, W, 3] (the resized input), `gt` u8 [H, W] (0/1), `map` f32 [H, W]
+    /// (the pixel anomaly score) and `label` u8 [1] (1 = anomalous: the image's label, which a
+    /// mask does not always show, e.g. a defect too small to survive the resize).
     pub fn write_map(
         &self,
         category: &str,
@@ -433,6 +434,7 @@ impl RunDir {
         image: HostTensor,
         gt: HostTensor,
         map: HostTensor,
+        label: u8,
     ) -> Result<PathBuf, RunDirError> {
         let path = self
             .maps()
@@ -442,6 +444,7 @@ impl RunDir {
         f.insert("image", image);
         f.insert("gt", gt);
         f.insert("map", map);
+        f.insert("label", HostTensor::u8(vec![1], vec![label]));
         f.write(&path).map_err(|e| RunDirError::Parse {
             path: path.clone(),
             message: e.to_string(),

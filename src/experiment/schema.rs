@@ -546,7 +546,8 @@ pub struct EvalConfig {
     pub aupro_fpr_limit: f64,
     /// Compute AUPRO (slow on large categories).
     pub aupro: bool,
-    /// Anomaly maps saved per category for the overlay charts.
+    /// Anomaly maps saved per category for the overlay charts and the report's gallery (half
+    /// anomalous, half normal).
     pub maps_per_category: usize,
     /// Confidence intervals of every metric (docs/metrics.md, "Confidence intervals").
     pub bootstrap: BootstrapConfig,

@@ -1,9 +1,14 @@
 //! Charts (plotters, PNG and SVG): routing-weight distributions of normal vs anomalous images,
 //! ours vs published per dataset, training loss curves, and anomaly-map overlays.
 //!
-//! Every chart carries, below its title, a small provenance line (revision, device, kernels,
-//! threads, dtypes: `TableMeta::provenance_line`), so a picture cut out of a report still says
-//! which code and machine made it.
+//! Every chart carries, below its title, the profile's caveat when the profile is not `full` (in
+//! vermillion: a smoke chart must not pass for a paper result) and a small provenance line
+//! (revision, device, kernels, threads, dtypes: `TableMeta::provenance_line`), so a picture cut
+//! out of a report still says which code and machine made it.
+//!
+//! Colours are the Okabe-Ito palette ([`okabe_ito`]), which readers with any common colour-vision
+//! deficiency can tell apart; anomaly maps use viridis ([`viridis`]), not jet. Each chart's SVG
+//! text is returned too ([`Drawn`]), so the HTML page inlines the same drawing.
 //!
 //! Text needs a font: plotters' `ab_glyph` backend draws with fonts registered at run time, so
 //! DejaVu Sans (embedded by the `dejavu` crate) is registered under "sans-serif" before any
@@ -16,8 +21,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::gallery::SavedMap;
 use crate::experiment::EpochRecord;
-use crate::io::TensorFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChartError {
@@ -25,8 +30,36 @@ pub enum ChartError {
     Draw { path: PathBuf, message: String },
     #[error("chart font: {0}")]
     Font(String),
-    #[error("overlay from {path}: {message}")]
-    Map { path: PathBuf, message: String },
+}
+
+/// The Okabe-Ito palette (Okabe and Ito, "Color Universal Design", 2008), without its black.
+pub mod okabe_ito {
+    use plotters::style::RGBColor;
+
+    pub const ORANGE: RGBColor = RGBColor(0xE6, 0x9F, 0x00);
+    pub const SKY_BLUE: RGBColor = RGBColor(0x56, 0xB4, 0xE9);
+    pub const BLUISH_GREEN: RGBColor = RGBColor(0x00, 0x9E, 0x73);
+    pub const YELLOW: RGBColor = RGBColor(0xF0, 0xE4, 0x42);
+    pub const BLUE: RGBColor = RGBColor(0x00, 0x72, 0xB2);
+    pub const VERMILLION: RGBColor = RGBColor(0xD5, 0x5E, 0x00);
+    pub const REDDISH_PURPLE: RGBColor = RGBColor(0xCC, 0x79, 0xA7);
+}
+
+/// What a chart says above its plot.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Heading<'a> {
+    pub title: &'a str,
+    /// The profile's caveat, drawn in vermillion under the title (`None` for `full`).
+    pub caveat: Option<&'a str>,
+    /// Revision, device, kernels, threads, dtypes (nothing when empty).
+    pub provenance: &'a str,
+}
+
+/// A drawn chart: the files written and, for vector charts, the SVG text.
+#[derive(Debug, Clone, Default)]
+pub struct Drawn {
+    pub files: Vec<PathBuf>,
+    pub svg: Option<String>,
 }
 
 const FONT: &str = "sans-serif";
@@ -53,27 +86,41 @@ type DrawResult = Result<(), Box<dyn std::error::Error>>;
 /// Height of the provenance line under a title, in pixels.
 const PROVENANCE_PX: u32 = 16;
 
-/// Draws `title` and, under it in small grey type, `provenance` (nothing when empty); returns
-/// the area left for the chart.
+/// Height of the caveat line under a title, in pixels.
+const CAVEAT_PX: u32 = 18;
+
+/// Draws the heading's title, its caveat (bold, vermillion) and its provenance (small, grey),
+/// each line only when it is not empty; returns the area left for the chart.
 fn titled<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    title: &str,
+    heading: &Heading,
     title_px: u32,
-    provenance: &str,
 ) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
-    let area = root.titled(title, (FONT, title_px))?;
-    if provenance.is_empty() {
+    let mut area = root.titled(heading.title, (FONT, title_px))?;
+    let centred = Pos::new(HPos::Center, VPos::Top);
+    if let Some(caveat) = heading.caveat.filter(|c| !c.is_empty()) {
+        let (line, rest) = area.split_vertically(CAVEAT_PX);
+        let (w, _) = line.dim_in_pixel();
+        let style = TextStyle::from((FONT, 13, FontStyle::Bold))
+            .color(&okabe_ito::VERMILLION)
+            .pos(centred);
+        line.draw_text(caveat, &style, (w as i32 / 2, 0))?;
+        area = rest;
+    }
+    if heading.provenance.is_empty() {
         return Ok(area);
     }
     let (line, rest) = area.split_vertically(PROVENANCE_PX);
     let (w, _) = line.dim_in_pixel();
     let grey = BLACK.mix(0.6);
-    let style = TextStyle::from((FONT, 11))
-        .color(&grey)
-        .pos(Pos::new(HPos::Center, VPos::Top));
-    line.draw_text(provenance, &style, (w as i32 / 2, 0))?;
+    let style = TextStyle::from((FONT, 11)).color(&grey).pos(centred);
+    line.draw_text(heading.provenance, &style, (w as i32 / 2, 0))?;
     Ok(rest)
 }
+
+/// Light mesh lines kept per axis: plotters draws one SVG element per line, and ten per axis
+/// tripled the size of a chart inlined into the HTML page for no reading gained.
+const LIGHT_LINES: usize = 1;
 
 fn prepare(stem: &Path) -> Result<(PathBuf, PathBuf), ChartError> {
     register_fonts()?;
@@ -100,7 +147,7 @@ fn save(
     svg: Option<(&Path, String)>,
     size: (u32, u32),
     rgb: Vec<u8>,
-) -> Result<Vec<PathBuf>, ChartError> {
+) -> Result<Drawn, ChartError> {
     let img = image::RgbImage::from_raw(size.0, size.1, rgb).expect("buffer sized for the image");
     let mut bytes = Vec::new();
     img.write_to(
@@ -111,15 +158,18 @@ fn save(
         path: png.to_path_buf(),
         message: e.to_string(),
     })?;
-    let mut files = vec![(png, bytes)];
-    files.extend(svg.map(|(path, text)| (path, text.into_bytes())));
+    let mut files = vec![(png, bytes.as_slice())];
+    files.extend(svg.as_ref().map(|(path, text)| (*path, text.as_bytes())));
     for (path, data) in &files {
         crate::io::write_atomic(path, data).map_err(|e| ChartError::Draw {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
     }
-    Ok(files.into_iter().map(|(p, _)| p.to_path_buf()).collect())
+    Ok(Drawn {
+        files: files.iter().map(|(p, _)| p.to_path_buf()).collect(),
+        svg: svg.map(|(_, text)| text),
+    })
 }
 
 /// Draws `$body` (an expression using the drawing area `$a`) twice, into an RGB buffer and an
@@ -168,86 +218,117 @@ pub fn histogram(values: &[f64], bins: usize) -> Vec<usize> {
 /// Histogram of the anomaly routing weight `w_a` for normal and anomalous test images.
 pub fn routing_histogram(
     stem: &Path,
-    title: &str,
-    provenance: &str,
+    heading: &Heading,
     normal: &[f64],
     anomalous: &[f64],
-) -> Result<Vec<PathBuf>, ChartError> {
-    const BINS: usize = 20;
-    let (hn, ha) = (histogram(normal, BINS), histogram(anomalous, BINS));
-    let ymax = hn.iter().chain(&ha).copied().max().unwrap_or(1).max(1) as f64 * 1.1;
-    fn body<DB: DrawingBackend>(
-        root: DrawingArea<DB, Shift>,
-        (title, provenance): (&str, &str),
-        hn: &[usize],
-        ha: &[usize],
-        ymax: f64,
-        n: (usize, usize),
-    ) -> DrawResult
-    where
-        DB::ErrorType: 'static,
+) -> Result<Drawn, ChartError> {
+    let h = RoutingBins::new(normal, anomalous);
+    png_and_svg!(stem, ROUTING_SIZE, |a| routing_body(a, heading, &h))
+}
+
+/// [`routing_histogram`] as SVG text only, written nowhere (a run's own histogram on the page).
+pub fn routing_histogram_svg(
+    heading: &Heading,
+    normal: &[f64],
+    anomalous: &[f64],
+) -> Result<String, ChartError> {
+    register_fonts()?;
+    let h = RoutingBins::new(normal, anomalous);
+    let mut svg = String::new();
     {
-        root.fill(&WHITE)?;
-        let area = titled(&root, title, 20, provenance)?;
-        let mut chart = ChartBuilder::on(&area)
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..1f64, 0f64..ymax)?;
-        chart
-            .configure_mesh()
-            .x_desc("anomaly routing weight w_a (mean over taps)")
-            .y_desc("test images")
-            .label_style((FONT, 13))
-            .draw()?;
-        let w = 1.0 / hn.len() as f64;
-        for (counts, color, label) in [
-            (hn, BLUE, format!("normal (n={})", n.0)),
-            (ha, RED, format!("anomalous (n={})", n.1)),
-        ] {
-            chart
-                .draw_series(counts.iter().enumerate().map(|(i, &c)| {
-                    Rectangle::new(
-                        [(i as f64 * w, 0.0), ((i + 1) as f64 * w, c as f64)],
-                        color.mix(0.45).filled(),
-                    )
-                }))?
-                .label(label)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.mix(0.45).filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperMiddle)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-        Ok(())
+        let a = SVGBackend::with_string(&mut svg, ROUTING_SIZE).into_drawing_area();
+        routing_body(a, heading, &h).map_err(draw_err(Path::new("(inline svg)")))?;
     }
-    let n = (normal.len(), anomalous.len());
-    png_and_svg!(stem, (800, 500), |a| body(
-        a,
-        (title, provenance),
-        &hn,
-        &ha,
-        ymax,
-        n
-    ))
+    Ok(svg)
+}
+
+const ROUTING_SIZE: (u32, u32) = (800, 500);
+
+/// The two histograms of a routing chart.
+struct RoutingBins {
+    normal: Vec<usize>,
+    anomalous: Vec<usize>,
+    n: (usize, usize),
+    ymax: f64,
+}
+
+impl RoutingBins {
+    fn new(normal: &[f64], anomalous: &[f64]) -> RoutingBins {
+        const BINS: usize = 20;
+        let (hn, ha) = (histogram(normal, BINS), histogram(anomalous, BINS));
+        let ymax = hn.iter().chain(&ha).copied().max().unwrap_or(1).max(1) as f64 * 1.1;
+        RoutingBins {
+            normal: hn,
+            anomalous: ha,
+            n: (normal.len(), anomalous.len()),
+            ymax,
+        }
+    }
+}
+
+fn routing_body<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    heading: &Heading,
+    h: &RoutingBins,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let area = titled(&root, heading, 20)?;
+    let mut chart = ChartBuilder::on(&area)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..1f64, 0f64..h.ymax)?;
+    chart
+        .configure_mesh()
+        .max_light_lines(LIGHT_LINES)
+        .x_desc("anomaly routing weight w_a (softmax output, 0-1; mean over taps)")
+        .y_desc("test images (count)")
+        .label_style((FONT, 13))
+        .draw()?;
+    let w = 1.0 / h.normal.len() as f64;
+    for (counts, color, label) in [
+        (&h.normal, okabe_ito::BLUE, format!("normal (n={})", h.n.0)),
+        (
+            &h.anomalous,
+            okabe_ito::VERMILLION,
+            format!("anomalous (n={})", h.n.1),
+        ),
+    ] {
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, &c)| {
+                Rectangle::new(
+                    [(i as f64 * w, 0.0), ((i + 1) as f64 * w, c as f64)],
+                    color.mix(0.55).filled(),
+                )
+            }))?
+            .label(label)
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.mix(0.55).filled())
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperMiddle)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
 
 /// Grouped bars: ours vs published per dataset, for one metric (percent).
 pub fn ours_vs_published(
     stem: &Path,
-    title: &str,
-    provenance: &str,
+    heading: &Heading,
     rows: &[(String, Option<f64>, Option<f64>)],
-) -> Result<Vec<PathBuf>, ChartError> {
+) -> Result<Drawn, ChartError> {
     fn body<DB: DrawingBackend>(
         root: DrawingArea<DB, Shift>,
-        (title, provenance): (&str, &str),
+        heading: &Heading,
         rows: &[(String, Option<f64>, Option<f64>)],
     ) -> DrawResult
     where
@@ -255,7 +336,7 @@ pub fn ours_vs_published(
     {
         root.fill(&WHITE)?;
         let n = rows.len().max(1);
-        let area = titled(&root, title, 20, provenance)?;
+        let area = titled(&root, heading, 20)?;
         let mut chart = ChartBuilder::on(&area)
             .margin(12)
             .x_label_area_size(50)
@@ -275,10 +356,15 @@ pub fn ours_vs_published(
                     String::new()
                 }
             })
-            .y_desc("percent")
+            .max_light_lines(LIGHT_LINES)
+            .x_desc("target dataset")
+            .y_desc("score (%)")
             .label_style((FONT, 12))
             .draw()?;
-        for (k, color, label) in [(0usize, BLUE, "ours"), (1, GREEN, "paper (AVA-DINO)")] {
+        for (k, color, label) in [
+            (0usize, okabe_ito::BLUE, "ours"),
+            (1, okabe_ito::ORANGE, "paper (AVA-DINO)"),
+        ] {
             let bars = rows.iter().enumerate().filter_map(move |(i, r)| {
                 let v = if k == 0 { r.1 } else { r.2 }?;
                 let x0 = i as f64 + 0.1 + 0.4 * k as f64;
@@ -302,19 +388,18 @@ pub fn ours_vs_published(
     }
     // x labels are placed at n*2+1 evenly spaced points 0, 0.5, 1, ...: the formatter keeps the
     // half-integers, which are the slot centres.
-    png_and_svg!(stem, (900, 500), |a| body(a, (title, provenance), rows))
+    png_and_svg!(stem, (900, 500), |a| body(a, heading, rows))
 }
 
 /// Training loss per epoch: total and the four weighted parts.
 pub fn loss_curves(
     stem: &Path,
-    title: &str,
-    provenance: &str,
+    heading: &Heading,
     epochs: &[EpochRecord],
-) -> Result<Vec<PathBuf>, ChartError> {
+) -> Result<Drawn, ChartError> {
     fn body<DB: DrawingBackend>(
         root: DrawingArea<DB, Shift>,
-        (title, provenance): (&str, &str),
+        heading: &Heading,
         epochs: &[EpochRecord],
     ) -> DrawResult
     where
@@ -336,7 +421,7 @@ pub fn loss_curves(
             .fold(0.0f64, f64::max)
             .max(1e-6)
             * 1.1;
-        let area = titled(&root, title, 20, provenance)?;
+        let area = titled(&root, heading, 20)?;
         let mut chart = ChartBuilder::on(&area)
             .margin(12)
             .x_label_area_size(40)
@@ -344,17 +429,18 @@ pub fn loss_curves(
             .build_cartesian_2d(0f64..last, 0f64..ymax)?;
         chart
             .configure_mesh()
-            .x_desc("epoch")
-            .y_desc("mean training loss")
+            .max_light_lines(LIGHT_LINES)
+            .x_desc("epoch (passes over the training set)")
+            .y_desc("weighted loss, mean over the epoch's steps (no unit)")
             .label_style((FONT, 13))
             .draw()?;
         type Part = (&'static str, RGBColor, fn(&EpochRecord) -> f64);
         let parts: [Part; 5] = [
             ("total", BLACK, |e| e.loss.total),
-            ("L_aware", BLUE, |e| e.loss.aware),
-            ("L_seg", RED, |e| e.loss.seg),
-            ("L_global", GREEN, |e| e.loss.global),
-            ("L_route", MAGENTA, |e| e.loss.route),
+            ("L_aware", okabe_ito::ORANGE, |e| e.loss.aware),
+            ("L_seg", okabe_ito::SKY_BLUE, |e| e.loss.seg),
+            ("L_global", okabe_ito::BLUISH_GREEN, |e| e.loss.global),
+            ("L_route", okabe_ito::REDDISH_PURPLE, |e| e.loss.route),
         ];
         for (label, color, get) in parts {
             chart
@@ -376,51 +462,45 @@ pub fn loss_curves(
         root.present()?;
         Ok(())
     }
-    png_and_svg!(stem, (800, 500), |a| body(a, (title, provenance), epochs))
+    png_and_svg!(stem, (800, 500), |a| body(a, heading, epochs))
 }
 
-/// Jet colour map on [0, 1].
-pub fn jet(v: f64) -> (u8, u8, u8) {
-    let v = v.clamp(0.0, 1.0);
-    let c = |x: f64| (255.0 * (1.5 - (4.0 * v - x).abs()).clamp(0.0, 1.0)) as u8;
-    (c(3.0), c(2.0), c(1.0))
+/// Viridis (matplotlib's default colour map: perceptually uniform, readable with the common
+/// colour-vision deficiencies and in grey) on [0, 1], interpolated linearly between nine of its
+/// colours; NaN reads as 0.
+pub fn viridis(v: f64) -> (u8, u8, u8) {
+    const STOPS: [(f64, f64, f64); 9] = [
+        (68.0, 1.0, 84.0),
+        (72.0, 40.0, 120.0),
+        (62.0, 74.0, 137.0),
+        (49.0, 104.0, 142.0),
+        (38.0, 130.0, 142.0),
+        (31.0, 158.0, 137.0),
+        (53.0, 183.0, 121.0),
+        (109.0, 205.0, 89.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
+    let x = v * (STOPS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(STOPS.len() - 2);
+    let t = x - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let mix = |p: f64, q: f64| (p + (q - p) * t).round() as u8;
+    (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
 /// Image | ground truth | heat map over the image, from a map saved by `RunDir::write_map`.
 /// The heat map is min-max normalized per image. PNG only (a raster picture).
-pub fn overlay(
-    map_file: &Path,
-    stem: &Path,
-    title: &str,
-    provenance: &str,
-) -> Result<Vec<PathBuf>, ChartError> {
-    let bad = |message: String| ChartError::Map {
-        path: map_file.to_path_buf(),
-        message,
-    };
-    let f = TensorFile::read(map_file).map_err(|e| bad(e.to_string()))?;
-    let image = f.u8("image", 3).map_err(|e| bad(e.to_string()))?;
-    let gt = f.u8("gt", 2).map_err(|e| bad(e.to_string()))?;
-    let map = f.f32("map", 2).map_err(|e| bad(e.to_string()))?;
-    let (h, w) = (image.shape[0], image.shape[1]);
-    if image.shape[2] != 3 || gt.shape != [h, w] || map.shape != [h, w] {
-        return Err(bad(format!(
-            "shapes image {:?}, gt {:?}, map {:?}; expected [H,W,3], [H,W], [H,W]",
-            image.shape, gt.shape, map.shape
-        )));
-    }
-    let (img, gtv, mv) = (
-        image.as_u8().expect("u8"),
-        gt.as_u8().expect("u8"),
-        map.as_f32().expect("f32"),
-    );
+pub fn overlay(saved: &SavedMap, stem: &Path, heading: &Heading) -> Result<Drawn, ChartError> {
+    let (h, w) = saved.size;
+    let (img, gtv, mv) = (&saved.image, &saved.gt, &saved.map);
     let (lo, hi) = mv
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
             (a.min(v), b.max(v))
         });
     let span = (hi - lo).max(1e-12);
-    // Downsample large maps so the SVG stays small (one rectangle per drawn pixel).
+    // Downsample large maps: one rectangle per drawn pixel.
     let step = (h.max(w) / 128).max(1);
     let (dh, dw) = (h / step, w / step);
     let mut panels = vec![vec![(0u8, 0u8, 0u8); dh * dw]; 3];
@@ -430,7 +510,7 @@ pub fn overlay(
             let p = (sy * w + sx) * 3;
             let rgb = (img[p], img[p + 1], img[p + 2]);
             let g = if gtv[sy * w + sx] > 0 { 255 } else { 0 };
-            let (r, gg, b) = jet(f64::from((mv[sy * w + sx] - lo) / span));
+            let (r, gg, b) = viridis(f64::from((mv[sy * w + sx] - lo) / span));
             let mix = |a: u8, b: u8| (0.5 * f64::from(a) + 0.5 * f64::from(b)) as u8;
             panels[0][y * dw + x] = rgb;
             panels[1][y * dw + x] = (g, g, g);
@@ -439,7 +519,7 @@ pub fn overlay(
     }
     fn body<DB: DrawingBackend>(
         root: DrawingArea<DB, Shift>,
-        (title, provenance): (&str, &str),
+        heading: &Heading,
         panels: &[Vec<(u8, u8, u8)>],
         dh: usize,
         dw: usize,
@@ -448,7 +528,7 @@ pub fn overlay(
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE)?;
-        let areas = titled(&root, title, 16, provenance)?.split_evenly((1, 3));
+        let areas = titled(&root, heading, 16)?.split_evenly((1, 3));
         for ((area, panel), label) in
             areas
                 .iter()
@@ -467,11 +547,67 @@ pub fn overlay(
         root.present()?;
         Ok(())
     }
-    png_and_svg!(png_only stem, (3 * 260, 316), |a| body(
-        a,
-        (title, provenance),
-        &panels,
-        dh,
-        dw
+    // The caveat's line comes on top of the height, so the panels stay square.
+    let caveat = if heading.caveat.is_some() {
+        CAVEAT_PX
+    } else {
+        0
+    };
+    png_and_svg!(png_only stem, (3 * 260, 316 + caveat), |a| body(
+        a, heading, &panels, dh, dw
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viridis_runs_from_purple_to_yellow_getting_lighter() {
+        assert_eq!(viridis(0.0), (68, 1, 84));
+        assert_eq!(viridis(1.0), (253, 231, 37));
+        assert_eq!(viridis(0.5), (38, 130, 142));
+        assert_eq!(viridis(f64::NAN), viridis(0.0));
+        assert_eq!(viridis(7.0), viridis(1.0));
+        // Lightness rises with the value: the map reads in grey too (jet's does not).
+        let luma = |(r, g, b): (u8, u8, u8)| 0.299 * r as f64 + 0.587 * g as f64 + 0.114 * b as f64;
+        let l: Vec<f64> = (0..=100).map(|i| luma(viridis(i as f64 / 100.0))).collect();
+        assert!(l.windows(2).all(|w| w[1] >= w[0] - 0.5), "{l:?}");
+    }
+
+    #[test]
+    fn a_chart_names_its_units_colours_and_caveat() {
+        let heading = Heading {
+            title: "Routing weights: r",
+            caveat: Some("smoke profile: these numbers say nothing about the paper"),
+            provenance: "rev abc",
+        };
+        let svg = routing_histogram_svg(&heading, &[0.1, 0.2], &[0.8]).unwrap();
+        for text in [
+            "Routing weights: r",
+            "smoke profile: these numbers say nothing about the paper",
+            "rev abc",
+            "test images (count)",
+            "anomaly routing weight w_a (softmax output, 0-1; mean over taps)",
+            "normal (n=2)",
+            "anomalous (n=1)",
+        ] {
+            assert!(svg.contains(text), "{text}");
+        }
+        // Okabe-Ito blue and vermillion for the two groups; the caveat in vermillion too.
+        for colour in ["#0072B2", "#D55E00"] {
+            assert!(svg.contains(colour), "{colour}");
+        }
+        // Without a caveat (profile full) there is no such line.
+        let full = routing_histogram_svg(
+            &Heading {
+                caveat: None,
+                ..heading
+            },
+            &[0.1],
+            &[0.8],
+        )
+        .unwrap();
+        assert!(!full.contains("say nothing"));
+    }
 }

@@ -221,6 +221,18 @@ pub fn read_tables(dir: &Path) -> Result<Vec<TableJson>, CheckError> {
     Ok(out)
 }
 
+/// Reads a smoke baseline (`results/smoke/baseline.json`).
+pub fn read_baseline(path: &Path) -> Result<Baseline, CheckError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| CheckError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// Every cell with a published number is compared; a missing number of ours is a mismatch. A
 /// cell with an interval is outside when the published value lies outside our interval widened
 /// by the tolerance on both sides; a cell without one (runs made before intervals existed) when

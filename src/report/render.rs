@@ -1,5 +1,6 @@
-//! A report table and its three renderings: Markdown (for people), CSV through polars (for
-//! spreadsheets and dataframes) and JSON (for `cargo xtask check`).
+//! A report table and its three data renderings: Markdown (for people), CSV through polars (for
+//! spreadsheets and dataframes) and JSON (for `cargo xtask check`); and what the printed
+//! renderings (`latex`, `html`) share: the settings as lines, column groups, the best values.
 
 use std::path::{Path, PathBuf};
 
@@ -75,10 +76,41 @@ pub struct TableMeta {
 }
 
 impl TableMeta {
-    /// The code and the machine behind the table, two Markdown list lines (nothing for a field
-    /// no run recorded, as in runs made before it existed).
-    fn provenance_markdown(&self) -> String {
-        let mut s = String::new();
+    /// `assets`, or `–` when no run said.
+    pub fn assets_or_dash(&self) -> &str {
+        if self.assets.is_empty() {
+            "–"
+        } else {
+            &self.assets
+        }
+    }
+
+    /// The settings, the provenance and the notes as plain lines, after the "numbers from" line
+    /// (which each rendering emphasises its own way): what Markdown lists above the table and
+    /// LaTeX and HTML print under it, so the three say the same. A provenance field no run
+    /// recorded (runs made before it existed) gives no line.
+    pub fn lines(&self) -> Vec<String> {
+        let join = |v: &[String]| {
+            if v.is_empty() {
+                "–".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let nums = |v: &[usize]| join(&v.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        let mut lines = vec![
+            format!(
+                "image size: {}; protocol: {}; text activation: {}",
+                nums(&self.image_size),
+                join(&self.protocol),
+                join(&self.activation)
+            ),
+            format!("epoch selection: {}", self.selection),
+            format!(
+                "seeds: {}",
+                join(&self.seeds.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+            ),
+        ];
         let mut code = Vec::new();
         if !self.git_revision.is_empty() {
             code.push(format!("harness revision {}", self.git_revision.join(", ")));
@@ -87,13 +119,14 @@ impl TableMeta {
             code.push(format!("code digest {}", self.code.join(", ")));
         }
         if !code.is_empty() {
-            s.push_str(&format!("- {}\n", code.join("; ")));
+            lines.push(code.join("; "));
         }
         let compute = self.compute_parts();
         if !compute.is_empty() {
-            s.push_str(&format!("- computed on {}\n", compute.join("; ")));
+            lines.push(format!("computed on {}", compute.join("; ")));
         }
-        s
+        lines.extend(self.notes.iter().cloned());
+        lines
     }
 
     /// `device ...`, `kernels ...`, `threads ...`, `dtypes ...`: the parts that are known.
@@ -163,6 +196,10 @@ pub struct CheckCell {
     /// below it.
     #[serde(default)]
     pub granularity: Option<f64>,
+    /// Where the cell sits in [`Table::rows`] (row, column), so a rendering can mark it; not
+    /// written (the check reads cells by key).
+    #[serde(skip)]
+    pub at: Option<(usize, usize)>,
 }
 
 impl CheckCell {
@@ -181,7 +218,14 @@ impl CheckCell {
             std: ours.std,
             n_seeds: ours.n_seeds,
             granularity,
+            at: None,
         }
+    }
+
+    /// The same cell, placed at (`row`, `column`) of its table.
+    pub fn at(mut self, row: usize, column: usize) -> CheckCell {
+        self.at = Some((row, column));
+        self
     }
 
     /// Our interval, when the cell has one.
@@ -204,6 +248,32 @@ pub struct EstimateColumns {
     pub seeds: bool,
 }
 
+/// Which values a table's printed renderings (LaTeX, HTML) set in bold as the best: the highest
+/// among the numbers that compete. Differences (`Cell::Delta`), counts and text never compete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Best {
+    /// Nothing competes (Table 4's routing weights describe two groups; per-category rows are
+    /// categories, not methods).
+    None,
+    /// Rows are methods (Tables 2 and 3): the best value of each column.
+    PerColumn,
+    /// Methods are columns (Table 1: ours, untrained, the paper and the baselines side by side in
+    /// one block per metric): the best value of each row within each block of
+    /// [`Table::layout`].
+    PerRowInBlock,
+}
+
+impl Best {
+    /// The rule in words, for the notes of a printed table.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            Best::None => None,
+            Best::PerColumn => Some("bold: the best value of each column"),
+            Best::PerRowInBlock => Some("bold: the best method of each dataset and metric"),
+        }
+    }
+}
+
 /// A finished table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
@@ -222,6 +292,18 @@ pub struct Table {
     pub key_columns: usize,
     /// The CSV and JSON columns of each estimate column.
     pub estimate_columns: EstimateColumns,
+    /// Which values are set in bold where a rendering can ([`Table::best_cells`]).
+    pub best: Best,
+}
+
+/// A group of columns as printed renderings head them: the key columns (no title), then one
+/// group per [`Block`] of the layout (its title over its columns), then any column no block
+/// names (no title). A table without a layout is one untitled group of every column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnGroup {
+    pub title: Option<String>,
+    /// (index into [`Table::columns`], the name to print: the block's prefix removed).
+    pub columns: Vec<(usize, String)>,
 }
 
 /// One Markdown block of a wide table: a heading and the columns it shows (their names with
@@ -259,6 +341,96 @@ pub enum TableError {
 }
 
 impl Table {
+    /// The (row, column) positions holding the best value under [`Table::best`]. Values are
+    /// compared as printed (rounded to `decimals`), so a tie on the page is bold twice.
+    pub fn best_cells(&self) -> std::collections::BTreeSet<(usize, usize)> {
+        let mut out = std::collections::BTreeSet::new();
+        let value = |i: usize, j: usize| -> Option<i64> {
+            let v = match self.rows.get(i)?.get(j)? {
+                Cell::Num(v) => *v,
+                Cell::Estimate(e) => e.value,
+                _ => None,
+            }?;
+            let scale = 10f64.powi(self.decimals as i32);
+            v.is_finite().then(|| (v * scale).round() as i64)
+        };
+        let mut mark = |group: Vec<(usize, usize)>| {
+            let best = group.iter().filter_map(|&(i, j)| value(i, j)).max();
+            if let Some(b) = best {
+                out.extend(group.into_iter().filter(|&(i, j)| value(i, j) == Some(b)));
+            }
+        };
+        match self.best {
+            Best::None => {}
+            Best::PerColumn => {
+                for j in 0..self.columns.len() {
+                    mark((0..self.rows.len()).map(|i| (i, j)).collect());
+                }
+            }
+            Best::PerRowInBlock => {
+                for i in 0..self.rows.len() {
+                    for b in &self.layout {
+                        mark(b.columns.iter().map(|&j| (i, j)).collect());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The column groups of [`ColumnGroup`], in printing order; every column appears once.
+    pub fn column_groups(&self) -> Vec<ColumnGroup> {
+        let named = |j: usize, prefix: &str| {
+            let name = &self.columns[j];
+            (j, name.strip_prefix(prefix).unwrap_or(name).to_string())
+        };
+        if self.layout.is_empty() {
+            return vec![ColumnGroup {
+                title: None,
+                columns: (0..self.columns.len()).map(|j| named(j, "")).collect(),
+            }];
+        }
+        let keys = self.key_columns.min(self.columns.len());
+        let mut seen: std::collections::BTreeSet<usize> = (0..keys).collect();
+        let mut groups = vec![ColumnGroup {
+            title: None,
+            columns: (0..keys).map(|j| named(j, "")).collect(),
+        }];
+        for b in &self.layout {
+            let columns: Vec<(usize, String)> = b
+                .columns
+                .iter()
+                .filter(|&&j| j < self.columns.len() && seen.insert(j))
+                .map(|&j| named(j, &b.prefix))
+                .collect();
+            if !columns.is_empty() {
+                groups.push(ColumnGroup {
+                    title: Some(b.title.clone()),
+                    columns,
+                });
+            }
+        }
+        let rest: Vec<(usize, String)> = (0..self.columns.len())
+            .filter(|j| !seen.contains(j))
+            .map(|j| named(j, ""))
+            .collect();
+        if !rest.is_empty() {
+            groups.push(ColumnGroup {
+                title: None,
+                columns: rest,
+            });
+        }
+        groups.retain(|g| !g.columns.is_empty());
+        groups
+    }
+
+    /// Whether column `j` holds text (left-aligned) rather than numbers.
+    pub fn is_text_column(&self, j: usize) -> bool {
+        self.rows
+            .iter()
+            .any(|r| matches!(r.get(j), Some(Cell::Text(_))))
+    }
+
     /// Columns and rows as CSV and JSON have them: every estimate column expanded into the
     /// value and the columns of [`EstimateColumns`], so dataframes get numbers, not strings.
     pub fn flat(&self) -> (Vec<String>, Vec<Vec<Cell>>) {
@@ -379,38 +551,14 @@ impl Table {
 
     pub fn to_markdown(&self) -> String {
         let m = &self.meta;
-        let join = |v: &[String]| {
-            if v.is_empty() {
-                "–".to_string()
-            } else {
-                v.join(", ")
-            }
-        };
-        let nums = |v: &[usize]| join(&v.iter().map(|x| x.to_string()).collect::<Vec<_>>());
         let mut s = format!("## {}\n\n", self.title);
         s.push_str(&format!(
             "- numbers from: **{}** (profile `{}`)\n",
-            if m.assets.is_empty() {
-                "–"
-            } else {
-                &m.assets
-            },
+            m.assets_or_dash(),
             m.profile
         ));
-        s.push_str(&format!(
-            "- image size: {}; protocol: {}; text activation: {}\n",
-            nums(&m.image_size),
-            join(&m.protocol),
-            join(&m.activation)
-        ));
-        s.push_str(&format!("- epoch selection: {}\n", m.selection));
-        s.push_str(&format!(
-            "- seeds: {}\n",
-            join(&m.seeds.iter().map(|x| x.to_string()).collect::<Vec<_>>())
-        ));
-        s.push_str(&m.provenance_markdown());
-        for n in &m.notes {
-            s.push_str(&format!("- {n}\n"));
+        for line in m.lines() {
+            s.push_str(&format!("- {line}\n"));
         }
         if self.layout.is_empty() {
             let all: Vec<usize> = (0..self.columns.len()).collect();
@@ -538,6 +686,7 @@ mod tests {
             layout: Vec::new(),
             key_columns: 0,
             estimate_columns: columns,
+            best: Best::PerColumn,
         }
     }
 
@@ -604,6 +753,43 @@ mod tests {
         );
         assert_eq!(json.rows[1][2], serde_json::Value::Null);
         assert_eq!(json.rows[2][2], serde_json::json!("n/a"));
+    }
+
+    #[test]
+    fn column_groups_and_best_values() {
+        let mut t = table(
+            two(),
+            EstimateColumns {
+                interval: true,
+                seeds: true,
+            },
+        );
+        // No layout: one untitled group of every column.
+        let g = t.column_groups();
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].title, None);
+        assert_eq!(g[0].columns.len(), 3);
+        // Best per column: ours 50.0 (row b) beats 45.0; paper 90.0 is alone; n/a never competes.
+        assert_eq!(t.best_cells(), [(1, 1), (0, 2)].into());
+        // A tie as printed (45.04 and 45.0 both print 45.0) is bold twice.
+        t.rows[1][1] = Cell::Num(Some(45.04));
+        t.rows[0][1] = Cell::Num(Some(45.0));
+        assert!(t.best_cells().contains(&(0, 1)) && t.best_cells().contains(&(1, 1)));
+        // Keys, then a block (its prefix removed), then the columns no block names.
+        t.key_columns = 1;
+        t.layout = vec![Block {
+            title: "I-AUROC".into(),
+            prefix: "I-AUROC ".into(),
+            columns: vec![2],
+        }];
+        let g = t.column_groups();
+        let titles: Vec<Option<&str>> = g.iter().map(|g| g.title.as_deref()).collect();
+        assert_eq!(titles, [None, Some("I-AUROC"), None]);
+        assert_eq!(g[0].columns, [(0, "dataset".to_string())]);
+        assert_eq!(g[1].columns, [(2, "paper".to_string())]);
+        assert_eq!(g[2].columns, [(1, "I-AUROC ours".to_string())]);
+        t.best = Best::None;
+        assert!(t.best_cells().is_empty());
     }
 
     #[test]

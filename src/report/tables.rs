@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::collect::CollectedRun;
 use super::estimate::Estimate;
 use super::published::{BASELINES, OURS, Published};
-use super::render::{Block, Cell, CheckCell, EstimateColumns, Table, TableMeta};
+use super::render::{Best, Block, Cell, CheckCell, EstimateColumns, Table, TableMeta};
 use crate::experiment::{EpochSelection, Evaluation, MetricSet, Variant};
 
 /// Tables 1-3: a cell is a mean over seeds with an interval.
@@ -323,6 +323,7 @@ pub fn table1(input: &ReportInput) -> Table {
                     Cell::Num(v)
                 }
             };
+            let ours_column = row.len();
             row.push(if undefined {
                 Cell::NotDefined
             } else {
@@ -339,13 +340,11 @@ pub fn table1(input: &ReportInput) -> Table {
                 row.push(cell(input.published.value(b, t, metric)));
             }
             if !undefined {
-                cells.push(input.check_cell(
-                    format!("table1/{t}/{metric}"),
-                    &runs,
-                    metric,
-                    &ours,
-                    paper,
-                ));
+                cells.push(
+                    input
+                        .check_cell(format!("table1/{t}/{metric}"), &runs, metric, &ours, paper)
+                        .at(rows.len(), ours_column),
+                );
             }
         }
         rows.push(row);
@@ -378,6 +377,7 @@ pub fn table1(input: &ReportInput) -> Table {
         layout,
         key_columns: 2,
         estimate_columns: SEEDS_AND_INTERVALS,
+        best: Best::PerRowInBlock,
     }
 }
 
@@ -418,6 +418,7 @@ pub fn table2(input: &ReportInput) -> Table {
         for (metric, _) in MAIN_METRICS {
             let ours = input.ours(&runs, metric);
             let paper = paper_row.and_then(|p| p.get(metric));
+            let ours_column = row.len();
             row.push(Cell::Estimate(ours));
             row.push(Cell::Delta(delta(
                 ours.value,
@@ -428,13 +429,17 @@ pub fn table2(input: &ReportInput) -> Table {
                 paper,
                 base_paper.and_then(|p| p.get(metric)),
             )));
-            cells.push(input.check_cell(
-                format!("table2/{key}/{metric}"),
-                &runs,
-                metric,
-                &ours,
-                paper,
-            ));
+            cells.push(
+                input
+                    .check_cell(
+                        format!("table2/{key}/{metric}"),
+                        &runs,
+                        metric,
+                        &ours,
+                        paper,
+                    )
+                    .at(rows.len(), ours_column),
+            );
         }
         rows.push(row);
     }
@@ -470,6 +475,7 @@ pub fn table2(input: &ReportInput) -> Table {
         layout,
         key_columns: 1,
         estimate_columns: SEEDS_AND_INTERVALS,
+        best: Best::PerColumn,
     }
 }
 
@@ -502,18 +508,23 @@ pub fn table3(input: &ReportInput) -> Table {
         for (metric, _) in &MAIN_METRICS[..2] {
             let ours = input.ours(&runs, metric);
             let paper = paper_row.and_then(|p| p.get(metric));
+            let ours_column = row.len();
             row.extend([
                 Cell::Estimate(ours),
                 Cell::Num(paper),
                 Cell::Delta(delta(ours.value, paper)),
             ]);
-            cells.push(input.check_cell(
-                format!("table3/{key}/{metric}"),
-                &runs,
-                metric,
-                &ours,
-                paper,
-            ));
+            cells.push(
+                input
+                    .check_cell(
+                        format!("table3/{key}/{metric}"),
+                        &runs,
+                        metric,
+                        &ours,
+                        paper,
+                    )
+                    .at(rows.len(), ours_column),
+            );
         }
         rows.push(row);
     }
@@ -532,6 +543,7 @@ pub fn table3(input: &ReportInput) -> Table {
         layout: Vec::new(),
         key_columns: 0,
         estimate_columns: SEEDS_AND_INTERVALS,
+        best: Best::PerColumn,
     }
 }
 
@@ -574,6 +586,13 @@ pub fn table4(input: &ReportInput) -> Table {
             paper.and_then(|p| p.w_normal),
             paper.and_then(|p| p.w_anomaly),
         );
+        // Routing weights rank no images: no swap granularity.
+        cells.push(
+            CheckCell::new(format!("table4/{key}/w_normal"), &wn, pn, None).at(rows.len(), 2),
+        );
+        cells.push(
+            CheckCell::new(format!("table4/{key}/w_anomaly"), &wa, pa, None).at(rows.len(), 4),
+        );
         rows.push(vec![
             Cell::Text(label.into()),
             Cell::Int(count as i64),
@@ -582,19 +601,6 @@ pub fn table4(input: &ReportInput) -> Table {
             Cell::Estimate(wa),
             Cell::Num(pa),
         ]);
-        // Routing weights rank no images: no swap granularity.
-        cells.push(CheckCell::new(
-            format!("table4/{key}/w_normal"),
-            &wn,
-            pn,
-            None,
-        ));
-        cells.push(CheckCell::new(
-            format!("table4/{key}/w_anomaly"),
-            &wa,
-            pa,
-            None,
-        ));
     }
     let mut notes = vec![format!(
         "target {ABLATION_TARGET}; routing weights of the reported checkpoint, averaged over taps, then over the images of each group (and over seeds)"
@@ -629,6 +635,7 @@ pub fn table4(input: &ReportInput) -> Table {
             interval: false,
             seeds: true,
         },
+        best: Best::None,
     }
 }
 
@@ -674,16 +681,19 @@ pub fn per_category(input: &ReportInput, run: &CollectedRun) -> Table {
     mean_row.extend(means.iter().map(|e| Cell::Estimate(*e)));
     rows.push(mean_row);
     let job = run.job();
+    let mean_row = rows.len() - 1;
     let cells = MetricSet::NAMES
         .iter()
         .zip(&means)
-        .map(|(n, e)| {
+        .enumerate()
+        .map(|(k, (n, e))| {
             CheckCell::new(
                 format!("per_category/{}/mean/{n}", job.dir_name()),
                 e,
                 None,
                 swap_granularity(&[eval], n),
             )
+            .at(mean_row, 3 + k)
         })
         .collect();
     let mut notes = vec![
@@ -727,6 +737,7 @@ pub fn per_category(input: &ReportInput, run: &CollectedRun) -> Table {
             interval: true,
             seeds: false,
         },
+        best: Best::None,
     }
 }
 
