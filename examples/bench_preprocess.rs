@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use ava_dino::data::preprocess::{load_image, load_mask};
+use ava_dino::data::preprocess::{Normalize, load_image, load_mask};
 use rayon::prelude::*;
 
 /// User + system CPU time of this process in milliseconds (Linux; 0 elsewhere).
@@ -60,7 +60,7 @@ fn main() {
             pool.install(|| {
                 files
                     .par_iter()
-                    .for_each(|p| drop(load_image(p, size).unwrap()))
+                    .for_each(|p| drop(load_image(p, size, &Normalize::IMAGENET).unwrap()))
             });
             let (s, cpu) = (t.elapsed().as_secs_f64(), (cpu_ms() - c) / n as f64);
             println!(

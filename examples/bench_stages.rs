@@ -10,10 +10,10 @@
 
 use std::time::Instant;
 
-use ava_dino::backbone::{DinoV3, DinoV3Config};
+use ava_dino::backbone::{Backbone, Spec};
 use ava_dino::data::load_image;
 use ava_dino::data::synth::{Counts, Resolution, SynthOptions, write_with};
-use ava_dino::engine::cost::{adapter_flops, backbone_flops, text_flops};
+use ava_dino::engine::cost::{adapter_flops, text_flops};
 use ava_dino::model::{AvaDino, Batch, MethodConfig, OptimConfig, Trainer};
 use ava_dino::text::prompts::run_shapes;
 use ava_dino::text::{ClipText, ClipTextConfig, TextFeatureCache, Tokenizer};
@@ -82,7 +82,7 @@ fn main() {
         ] {
             let p = dir.path().join(rel);
             let s = time(reps.max(5), || {
-                load_image(&p, 512).unwrap();
+                load_image(&p, 512, &ava_dino::image::Normalize::IMAGENET).unwrap();
             });
             println!("{what}: {:.1} ms/image, {:.3} s/Mpix", s * 1e3, s / mpix);
             rates.push(("decode_s_per_mpix", s / mpix));
@@ -90,14 +90,14 @@ fn main() {
     }
 
     if run("backbone") {
-        let cfg = DinoV3Config::vitl16();
-        let model = DinoV3::random(&cfg, 0, &device);
+        let spec = Spec::paper();
+        let model = Backbone::random(&spec, 0, &device);
         let x = Tensor::<4>::random([1, 3, 512, 512], Distribution::Normal(0.0, 1.0), &device);
         let s = time(reps, || {
             let taps = model.forward_taps(x.clone(), &[5, 11, 17, 23]);
             let _ = taps[3].patches.clone().sum().into_scalar::<f32>();
         });
-        let gf = backbone_flops(&cfg, 512, 23) / 1e9;
+        let gf = spec.shape().flops(512, 23) / 1e9;
         println!(
             "backbone ViT-L/16 512px: {s:.2} s/image, {:.0} GFLOP/s",
             gf / s

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ava_dino::data::preprocess::{decode_luma, load_batch};
+use ava_dino::data::preprocess::{Normalize, decode_luma, load_batch};
 use ava_dino::data::synth::{SynthSummary, write_all};
 use ava_dino::data::{ListOptions, Protocol, Registry, Sample, list_samples};
 
@@ -241,7 +241,7 @@ fn batch_loader_keeps_order_and_reports_bad_files() {
     let tmp = tempfile::tempdir().unwrap();
     let (reg, _) = twins(tmp.path());
     let samples = list_samples(&reg, "btad", Protocol::Reference, &ListOptions::default()).unwrap();
-    let (ok, skipped) = load_batch(&samples, 32, false).unwrap();
+    let (ok, skipped) = load_batch(&samples, 32, &Normalize::IMAGENET, false).unwrap();
     assert_eq!(ok.len(), samples.len());
     assert!(skipped.is_empty());
     for (k, (i, img, mask)) in ok.iter().enumerate() {
@@ -255,9 +255,11 @@ fn batch_loader_keeps_order_and_reports_bad_files() {
     let bad = &samples[1].image;
     let bytes = std::fs::read(bad).unwrap();
     std::fs::write(bad, &bytes[..bytes.len() / 3]).unwrap();
-    let err = load_batch(&samples, 32, false).unwrap_err().to_string();
+    let err = load_batch(&samples, 32, &Normalize::IMAGENET, false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&bad.display().to_string()), "{err}");
-    let (ok, skipped) = load_batch(&samples, 32, true).unwrap();
+    let (ok, skipped) = load_batch(&samples, 32, &Normalize::IMAGENET, true).unwrap();
     assert_eq!(ok.len(), samples.len() - 1);
     assert_eq!(skipped.len(), 1);
     assert_eq!(&skipped[0].path, bad);

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ava_dino::data::Sample;
-use ava_dino::data::preprocess::load_batch;
+use ava_dino::data::preprocess::{Normalize, load_batch};
 use ava_dino::image::decode::decode_image;
 
 mod common;
@@ -116,13 +116,14 @@ fn crafted_inputs_fail_fast_with_one_error_naming_the_file() {
 
     // Batch loader: with --skip-bad every file is listed, without it the first one is the error.
     let samples: Vec<Sample> = files.iter().map(|f| sample(f)).collect();
-    let (ok, skipped) = load_batch(&samples, 64, true).expect("skip_bad never fails");
+    let (ok, skipped) =
+        load_batch(&samples, 64, &Normalize::IMAGENET, true).expect("skip_bad never fails");
     assert!(ok.is_empty());
     assert_eq!(skipped.len(), files.len());
     for (s, f) in skipped.iter().zip(&files) {
         assert_eq!(&s.path, f);
     }
-    let err = load_batch(&samples, 64, false).unwrap_err();
+    let err = load_batch(&samples, 64, &Normalize::IMAGENET, false).unwrap_err();
     assert_eq!(err.path(), Some(files[0].as_path()));
 
     // Binary: exit code, exactly one `error:` line naming the file, under a second. The image

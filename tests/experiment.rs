@@ -579,11 +579,7 @@ fn the_estimate_counts_a_backbone_pass_only_where_no_shards_answer() {
             .find(|s| s.name == "backbone")
             .map_or(0.0, |s| s.flops)
     };
-    let per_image = ava_dino::engine::cost::backbone_flops(
-        &ava_dino::backbone::DinoV3Config::vitl16(),
-        512,
-        23,
-    );
+    let per_image = ava_dino::backbone::Spec::paper().shape().flops(512, 23);
     let images: Vec<f64> = e.jobs.iter().map(|j| backbone(j) / per_image).collect();
     assert!(e.jobs.len() >= 2, "{images:?}");
     // VisA's 2,162 and MVTec-AD's 1,725 official test images, then MVTec-AD alone.

@@ -15,7 +15,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use ava_dino::data::preprocess::{IMAGENET_STD, load_image, load_image_u8, load_mask};
+use ava_dino::data::preprocess::{Normalize, load_image, load_image_u8, load_mask};
 use common::parity::contract::Scratch;
 use common::parity::{Case, Dtype, Report, Tolerance, cases};
 
@@ -129,7 +129,11 @@ fn read_inputs(report: &mut Report, case: &Case) -> Option<Inputs> {
 
 fn check_case(report: &mut Report, case: &Case) {
     let unit = 1.0 / 255.0 + 1e-6;
-    let std_min = IMAGENET_STD.iter().copied().fold(f32::MAX, f32::min) as f64;
+    let std_min = Normalize::IMAGENET
+        .std
+        .iter()
+        .copied()
+        .fold(f32::MAX, f32::min) as f64;
     let Some(inp) = read_inputs(report, case) else {
         return;
     };
@@ -172,7 +176,7 @@ fn check_case(report: &mut Report, case: &Case) {
         }
     }
     if let Some(w) = report.required(case, &want, "pixel_values", Dtype::F32, &chw) {
-        match load_image(&inp.image, s) {
+        match load_image(&inp.image, s, &Normalize::IMAGENET) {
             Ok(got) => {
                 report.close(
                     case,

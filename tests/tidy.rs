@@ -361,3 +361,28 @@ fn rooms_import_only_lower_floors_and_files_never_each_other() {
     }
     fail_if_any("the house's floor rule (ARCHITECTURE.md)", bad);
 }
+
+/// The backbone seam: outside `src/backbone/`, the code sees `Spec`, `Backbone` and `Shape`,
+/// never a concrete model (ARCHITECTURE.md, "A backbone").
+#[test]
+fn no_concrete_backbone_outside_its_room() {
+    let bad: Vec<String> = files(&["src"], &["rs"])
+        .into_iter()
+        .filter(|p| !p.starts_with(root().join("src/backbone")))
+        .flat_map(|p| {
+            let text = code_of(&read(&p));
+            ["DinoV3", "DinoV3Config"]
+                .into_iter()
+                .filter(|name| {
+                    text.match_indices(name).any(|(i, _)| {
+                        let after = text[i + name.len()..].chars().next();
+                        !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                            || *name == "DinoV3Config"
+                    })
+                })
+                .map(|name| format!("{} names `{name}`", p.display()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    fail_if_any("concrete backbone types outside src/backbone/", bad);
+}

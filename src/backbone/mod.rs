@@ -8,7 +8,8 @@
 //!   bit-identical instruction-set variants chosen by `AVA_DINO_CPU_KERNELS`;
 //! - [`load`]: the key table, HF / Meta weights mapped onto it, random weights, HF directory
 //!   export;
-//! - [`precision`]: the compute dtype (`f32|bf16|f16`) and the cast of a loaded model.
+//! - [`precision`]: the compute dtype (`f32|bf16|f16`) and the cast of a loaded model;
+//! - the seam ([`Spec`], [`Backbone`], [`Shape`]): all that rooms outside see of a backbone.
 
 use std::path::PathBuf;
 
@@ -18,12 +19,14 @@ mod forward;
 pub mod load;
 pub mod precision;
 pub mod rope;
+mod seam;
 pub mod vit;
 
 pub use config::DinoV3Config;
 pub use cpu::{Isa, Kernels, KernelsError, effective_kernels};
 pub use load::{load_backbone, save_hf_dir};
 pub use precision::{Precision, PrecisionError};
+pub use seam::{Backbone, Shape, Spec};
 pub use vit::{DinoV3, TapFeatures};
 
 /// Why a backbone could not be loaded. Every message names the file and says what to fix.

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use ava_dino::backbone::{DinoV3, Precision, load_backbone};
+use ava_dino::backbone::{Backbone, Precision};
 use burn::tensor::{Device, Distribution, Tensor};
 
 use super::common::DeviceArg;
@@ -51,7 +51,7 @@ pub struct Args {
 ///
 /// Each forward's deepest CLS feature feeds a running sum that is read at the end, so no forward
 /// can be skipped by a lazy backend and the read waits for all of them.
-fn timed_forwards(model: &DinoV3, pixels: &Tensor<4>, taps: &[usize], n: usize) -> f64 {
+fn timed_forwards(model: &Backbone, pixels: &Tensor<4>, taps: &[usize], n: usize) -> f64 {
     let device = pixels.device();
     let start = Instant::now();
     let mut acc = Tensor::<1>::zeros([1], &device);
@@ -71,10 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let device: Device = args.device.select()?;
     let adapter = ava_dino::device::adapter_name(&device).unwrap_or_else(|| "burn flex".into());
-    let model = load_backbone(&args.backbone, &device)
+    let model = Backbone::load(&args.backbone, &device)
         .with_context(|| format!("loading {}", args.backbone.display()))?
         .with_precision(args.dtype)?;
-    let dims = [args.batch, model.config.num_channels, args.size, args.size];
+    let dims = [args.batch, model.shape().channels, args.size, args.size];
     if let Err(e) = model.check_input(dims, &args.taps) {
         bail!("--batch/--size/--taps: {e}");
     }

@@ -87,6 +87,6 @@ const SIDE: usize = 512;
 /// The reference preprocessing (PIL-exact antialiased bilinear resize to 512, ImageNet mean/std)
 /// as a `[1, 3, 512, 512]` batch.
 fn load_image(path: &Path, device: &Device) -> anyhow::Result<Tensor<4>> {
-    let pixels = ava_dino::data::load_image(path, SIDE)?;
+    let pixels = ava_dino::data::load_image(path, SIDE, &ava_dino::image::Normalize::IMAGENET)?;
     Ok(pixels.to_tensor::<3>(device).unsqueeze::<4>())
 }

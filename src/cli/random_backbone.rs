@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ava_dino::backbone::{DinoV3, DinoV3Config, save_hf_dir};
+use ava_dino::backbone::{Backbone, Spec};
 use burn::tensor::Device;
 
 #[derive(Debug, clap::Args)]
@@ -21,13 +21,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = match args.preset.as_str() {
-        "vitl16" => DinoV3Config::vitl16(),
-        "tiny" => DinoV3Config::like_vitl16(64, 4, 4, 16, 4),
-        other => anyhow::bail!("--preset {other}: expected vitl16 or tiny"),
+    let Some(spec) = Spec::preset(&args.preset) else {
+        anyhow::bail!("--preset {}: expected vitl16 or tiny", args.preset);
     };
-    let model = DinoV3::random(&config, args.seed, &Device::flex());
-    save_hf_dir(&model, &args.out)?;
+    let model = Backbone::random(&spec, args.seed, &Device::flex());
+    model.save_hf_dir(&args.out)?;
     eprintln!(
         "random-backbone: {} seed {} -> {}",
         args.preset,

@@ -12,12 +12,9 @@ use rayon::prelude::*;
 use super::{DataError, Sample};
 use crate::io::HostTensor;
 
-pub use crate::image::{Pixels, decode_luma, decode_rgb, dimensions, resize_bilinear_u8};
-
-/// ImageNet channel means used by the reference's `Normalize`.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet channel standard deviations used by the reference's `Normalize`.
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+pub use crate::image::{
+    Normalize, Pixels, decode_luma, decode_rgb, dimensions, resize_bilinear_u8,
+};
 
 /// Pillow-exact resize of a decoded image to `size x size`.
 pub fn resize_square(p: &Pixels, size: usize) -> Pixels {
@@ -44,23 +41,24 @@ pub fn load_image_u8(path: &Path, size: usize) -> Result<HostTensor, DataError> 
     Ok(HostTensor::u8(vec![3, size, size], chw))
 }
 
-/// The model input: `[3, S, S]` f32, `(u8 / 255 - mean) / std` computed in f32 as torchvision does.
-pub fn load_image(path: &Path, size: usize) -> Result<HostTensor, DataError> {
+/// The model input: `[3, S, S]` f32, `(u8 / 255 - mean) / std` computed in f32 as torchvision
+/// does, with the backbone's normalisation `norm`.
+pub fn load_image(path: &Path, size: usize, norm: &Normalize) -> Result<HostTensor, DataError> {
     let raw = load_image_u8(path, size)?;
     let n = size * size;
     let v = raw.as_u8().expect("u8 tensor");
     let out: Vec<f32> = v
         .iter()
         .enumerate()
-        .map(|(i, &x)| normalize(x, i / n))
+        .map(|(i, &x)| normalize(x, i / n, norm))
         .collect();
     Ok(HostTensor::f32(vec![3, size, size], out))
 }
 
 /// One normalized channel value, exactly `ToTensor` then `Normalize` in f32.
 #[inline]
-pub fn normalize(v: u8, channel: usize) -> f32 {
-    (v as f32 / 255.0 - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+pub fn normalize(v: u8, channel: usize, norm: &Normalize) -> f32 {
+    (v as f32 / 255.0 - norm.mean[channel]) / norm.std[channel]
 }
 
 /// The binary ground truth `[S, S]` u8 (0/1): `convert("L")`, Pillow resize, `v / 255 > threshold`
@@ -92,21 +90,23 @@ pub struct SkippedFile {
 /// One loaded sample: its index in the input slice, image `[3,S,S]` f32 and mask `[S,S]` u8.
 pub type Loaded = (usize, HostTensor, HostTensor);
 
-fn load_one(s: &Sample, size: usize) -> Result<Loaded, DataError> {
-    let image = load_image(&s.image, size)?;
+fn load_one(s: &Sample, size: usize, norm: &Normalize) -> Result<Loaded, DataError> {
+    let image = load_image(&s.image, size, norm)?;
     let mask = load_mask(s.mask.as_deref(), size, s.mask_threshold)?;
     Ok((0, image, mask))
 }
 
 /// [`load_one`] with any panic (ours or a dependency's) turned into an error naming the image,
 /// so that one bad file cannot take down the parallel batch.
-fn load_one_guarded(s: &Sample, size: usize) -> Result<Loaded, DataError> {
-    crate::image::guard::catch("preprocessing", || load_one(s, size)).unwrap_or_else(|reason| {
-        Err(DataError::Decode {
-            path: s.image.clone(),
-            reason,
-        })
-    })
+fn load_one_guarded(s: &Sample, size: usize, norm: &Normalize) -> Result<Loaded, DataError> {
+    crate::image::guard::catch("preprocessing", || load_one(s, size, norm)).unwrap_or_else(
+        |reason| {
+            Err(DataError::Decode {
+                path: s.image.clone(),
+                reason,
+            })
+        },
+    )
 }
 
 /// Decodes and preprocesses `samples` in parallel (rayon), keeping input order.
@@ -117,11 +117,12 @@ fn load_one_guarded(s: &Sample, size: usize) -> Result<Loaded, DataError> {
 pub fn load_batch(
     samples: &[Sample],
     size: usize,
+    norm: &Normalize,
     skip_bad: bool,
 ) -> Result<(Vec<Loaded>, Vec<SkippedFile>), DataError> {
     let results: Vec<Result<Loaded, DataError>> = samples
         .par_iter()
-        .map(|s| load_one_guarded(s, size))
+        .map(|s| load_one_guarded(s, size, norm))
         .collect();
     let mut ok = Vec::with_capacity(samples.len());
     let mut skipped = Vec::new();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use burn::tensor::Device;
 
 use super::EngineError;
-use crate::backbone::{DinoV3, DinoV3Config, Precision, load_backbone};
+use crate::backbone::{Backbone, Precision, Spec};
 use crate::data::{Registry, synth};
 use crate::device::Backend;
 use crate::experiment::schema::{
@@ -21,7 +21,7 @@ use crate::text::{ClipText, ClipTextConfig, TextFeatureCache, load_text_encoder}
 /// Everything frozen that a job reads.
 pub struct Assets {
     pub registry: Registry,
-    pub backbone: DinoV3,
+    pub backbone: Backbone,
     /// `sha256:<hex>` of the weights file, or `embedded:<shape>:<seed>`, with `@bf16` / `@f16`
     /// appended when the backbone computes in that dtype: part of every feature shard's key, so
     /// features of different precisions never mix (f32 keys are unchanged).
@@ -58,20 +58,12 @@ fn resolve(source: &Source, what: &str) -> Result<Option<PathBuf>, EngineError> 
     })
 }
 
-/// The backbone's configuration without loading its weights (the embedded shape, or the
-/// `config.json` beside real weights): enough to check taps and image size before any work.
-pub fn backbone_config(cfg: &BackboneConfig) -> Result<DinoV3Config, EngineError> {
+/// The backbone without its weights (the embedded shape, or the architecture beside real
+/// weights): enough to check taps and image size, and to price a run, before any work.
+pub fn backbone_spec(cfg: &BackboneConfig) -> Result<Spec, EngineError> {
     match resolve(&cfg.weights, "DINOv3 weights")? {
-        None => Ok(embedded_config(cfg)),
-        Some(path) => {
-            // The weights file the loader would pick, and the config beside it.
-            let file = if path.is_dir() {
-                crate::backbone::load::weights_in_dir(&path)?
-            } else {
-                path
-            };
-            Ok(crate::backbone::load::config_for(&file)?)
-        }
+        None => Ok(embedded_spec(cfg)),
+        Some(path) => Ok(Spec::from_weights(&path)?),
     }
 }
 
@@ -146,9 +138,9 @@ fn precision_id(weights_id: String, precision: Precision) -> String {
     }
 }
 
-fn embedded_config(cfg: &BackboneConfig) -> DinoV3Config {
+fn embedded_spec(cfg: &BackboneConfig) -> Spec {
     let e = &cfg.embedded;
-    DinoV3Config::like_vitl16(e.dim, e.depth, e.heads, e.patch, 4)
+    Spec::embedded(e.dim, e.depth, e.heads, e.patch)
 }
 
 impl<'a> AssetSpec<'a> {
@@ -210,9 +202,9 @@ impl Assets {
         let backbone = match resolve(&spec.backbone.weights, "DINOv3 weights")? {
             None => {
                 let e = &spec.backbone.embedded;
-                DinoV3::random(&embedded_config(spec.backbone), e.seed, device)
+                Backbone::random(&embedded_spec(spec.backbone), e.seed, device)
             }
-            Some(path) => load_backbone(&path, device)?,
+            Some(path) => Backbone::load(&path, device)?,
         };
         let precision = spec.backbone.dtype;
         let backbone = backbone

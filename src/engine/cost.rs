@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use crate::backbone::DinoV3Config;
+use crate::backbone::Shape;
 use crate::model::MethodConfig;
 use crate::text::prompts::run_shapes;
 use crate::text::{ClipTextConfig, Tokenizer};
@@ -56,18 +56,6 @@ pub const H200: Rates = Rates {
     decode_s_per_mpix: 0.018 / 8.0,
     metric_ns_per_pixel: 12.8 / 8.0,
 };
-
-/// Forward FLOPs of the backbone on one `size` px image up to block `deepest` (0-based).
-pub fn backbone_flops(cfg: &DinoV3Config, size: usize, deepest: usize) -> f64 {
-    let grid = (size / cfg.patch_size).pow(2) as f64;
-    let n = grid + 1.0 + cfg.num_register_tokens as f64;
-    let d = cfg.hidden_size as f64;
-    let mlp = cfg.intermediate_size as f64;
-    let patch = 2.0 * grid * (cfg.num_channels * cfg.patch_size * cfg.patch_size) as f64 * d;
-    // qkv (3D) + proj (D) + two MLP products + the two attention products.
-    let block = 2.0 * n * d * (4.0 * d) + 2.0 * 2.0 * n * d * mlp + 2.0 * 2.0 * n * n * d;
-    patch + block * (deepest + 1).min(cfg.num_hidden_layers) as f64
-}
 
 /// Forward FLOPs of the text tower over batches of `[rows, positions]` (the shapes
 /// [`run_shapes`] gives: a batch runs only up to its longest prompt's end-of-text token).
@@ -148,15 +136,15 @@ pub struct Stage {
 /// What the stages of one job cost: per-image FLOPs from the configuration, `work` counts,
 /// `rates` seconds.
 pub fn stages(
-    backbone: &DinoV3Config,
+    backbone: &Shape,
     text: &ClipTextConfig,
     method: &MethodConfig,
     work: &Work,
     rates: &Rates,
 ) -> Vec<Stage> {
     let deepest = method.taps.iter().copied().max().unwrap_or(0);
-    let tokens = (method.map_size / backbone.patch_size).pow(2);
-    let fwd = backbone_flops(backbone, method.map_size, deepest);
+    let tokens = backbone.patches(method.map_size);
+    let fwd = backbone.flops(method.map_size, deepest);
     let adapters = adapter_flops(method, tokens);
     let images = (work.train_images + work.target_extracted) as f64;
     let stage = |name, flops: f64, gflops: f64| Stage {
@@ -212,7 +200,7 @@ pub struct Memory {
 /// in memory (0 for `disk`/`recompute`), `category_pixels` the largest category's map pixels.
 #[allow(clippy::too_many_arguments)]
 pub fn memory(
-    backbone: &DinoV3Config,
+    backbone: &Shape,
     text: &ClipTextConfig,
     method: &MethodConfig,
     extract_batch: usize,
@@ -223,14 +211,14 @@ pub fn memory(
     budget: u64,
 ) -> Memory {
     let f = 4u64;
-    let d = backbone.hidden_size as u64;
-    let layers = backbone.num_hidden_layers as u64;
-    let mlp = backbone.intermediate_size as u64;
+    let d = backbone.width as u64;
+    let layers = backbone.depth as u64;
+    let mlp = backbone.mlp as u64;
     let backbone_params = layers * (4 * d * d + 2 * d * mlp) + d * 1024;
     let w = text.hidden_size as u64;
     let text_params = text.num_hidden_layers as u64 * 12 * w * w + text.vocab_size as u64 * w;
-    let tokens = ((method.map_size / backbone.patch_size).pow(2) + 5) as u64;
-    let heads = backbone.num_attention_heads as u64;
+    let tokens = (backbone.patches(method.map_size) + backbone.prefix_tokens) as u64;
+    let heads = backbone.heads as u64;
     // Widest activations of a backbone batch: the MLP hidden and one block's attention scores.
     let backbone_act = extract_batch as u64 * tokens * (mlp * 2 + heads * tokens) * f;
     let adapter_params = crate::model::checkpoint::key_table(method).numel() as u64;
@@ -254,14 +242,15 @@ pub fn memory(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backbone::Spec;
 
     #[test]
     fn vitl16_at_512_is_the_paper_budget() {
         // About 0.73 TFLOP per image for the 24 blocks of ViT-L/16 at 512 px.
-        let f = backbone_flops(&DinoV3Config::vitl16(), 512, 23);
+        let f = Spec::paper().shape().flops(512, 23);
         assert!((f / 1e12 - 0.73).abs() < 0.02, "{f}");
         // The taps stop at block 23: a model tapped at 11 runs half the blocks.
-        let half = backbone_flops(&DinoV3Config::vitl16(), 512, 11);
+        let half = Spec::paper().shape().flops(512, 11);
         assert!((half / f - 0.5).abs() < 0.01);
         // 420 prompts of all 77 positions through 12 layers of width 768: about 5.6 TFLOP.
         let cfg = ClipTextConfig::vitl14_336();
@@ -286,7 +275,7 @@ mod tests {
             ..Default::default()
         };
         let s = stages(
-            &DinoV3Config::vitl16(),
+            &Spec::paper().shape(),
             &ClipTextConfig::vitl14_336(),
             &m,
             &work,
@@ -295,7 +284,7 @@ mod tests {
         let backbone = s.iter().find(|x| x.name == "backbone").unwrap();
         assert!((backbone.seconds - 15.0 * 0.727e12 / 127e9).abs() / backbone.seconds < 0.02);
         let h200 = stages(
-            &DinoV3Config::vitl16(),
+            &Spec::paper().shape(),
             &ClipTextConfig::vitl14_336(),
             &m,
             &work,

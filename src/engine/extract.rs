@@ -14,8 +14,8 @@ use crate::data::{Sample, SkippedFile, load_batch, load_mask};
 use crate::experiment::FeatureDtype;
 
 /// What the preprocessing does to an image before the backbone (part of the shard key).
-fn preprocessing_id(size: usize) -> String {
-    format!("pil-bilinear-antialias-{size}+imagenet-norm")
+fn preprocessing_id(size: usize, norm: &crate::image::Normalize) -> String {
+    format!("pil-bilinear-antialias-{size}+{}", norm.id())
 }
 
 /// Shards on disk: read when present, written after a backbone pass when `write`.
@@ -70,7 +70,7 @@ pub fn features_of(done: &[Extracted]) -> Vec<&ImageFeatures> {
 impl Extractor<'_> {
     /// Token grid of the patch features.
     pub fn grid(&self) -> [usize; 2] {
-        let p = self.assets.backbone.config.patch_size;
+        let p = self.assets.backbone.shape().patch;
         [self.size / p, self.size / p]
     }
 
@@ -79,7 +79,7 @@ impl Extractor<'_> {
         Ok(FeatureKey {
             weights: self.assets.backbone_id.clone(),
             image: ImageId::of_file(&sample.image, false)?,
-            preprocessing: preprocessing_id(self.size),
+            preprocessing: preprocessing_id(self.size, &self.assets.backbone.shape().normalize),
             taps: self.taps.clone(),
             dtype: self.dtype,
             compute: self.assets.features_compute.clone(),
@@ -119,7 +119,12 @@ impl Extractor<'_> {
             }
         }
         let miss_samples: Vec<Sample> = misses.iter().map(|&i| samples[i].clone()).collect();
-        let (loaded, skipped) = load_batch(&miss_samples, self.size, self.skip_bad)?;
+        let (loaded, skipped) = load_batch(
+            &miss_samples,
+            self.size,
+            &self.assets.backbone.shape().normalize,
+            self.skip_bad,
+        )?;
         for batch in loaded.chunks(self.batch_size.max(1)) {
             let features: Vec<Option<ImageFeatures>> = match want {
                 Want::MasksOnly => batch.iter().map(|_| None).collect(),

@@ -121,7 +121,7 @@ impl<'a> Running<'a> {
         say(cx.run, &format!("loading assets ({})", exp.profile))?;
         let assets = shared_assets(&AssetSpec::of(exp), cx.repo_root, &device)?;
         let size = exp.data.image_size;
-        let channels = assets.backbone.config.num_channels;
+        let channels = assets.backbone.shape().channels;
         assets
             .backbone
             .check_input([1, channels, size, size], &exp.backbone.taps)
@@ -147,7 +147,7 @@ impl<'a> Running<'a> {
                 source,
             },
         )?;
-        let dim = assets.backbone.config.hidden_size;
+        let dim = assets.backbone.shape().width;
         let text_dim = assets.text.model().config().projection_dim;
         Ok(Running {
             cx,
@@ -203,8 +203,9 @@ impl<'a> Running<'a> {
                 *m.entry(&s.category).or_default() += 1;
                 m
             });
+        let shape = self.assets.backbone.shape();
         let sizes = Sizes {
-            backbone: &self.assets.backbone.config,
+            backbone: &shape,
             text: self.assets.text.model().config(),
             method: &self.method,
             train_images: train.len(),

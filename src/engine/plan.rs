@@ -6,7 +6,7 @@
 //! A plan depends on what exists when the job starts ([`Facts`]): the engine reads those from
 //! disk, the estimate from what the earlier jobs of the sweep will have left.
 
-use crate::backbone::DinoV3Config;
+use crate::backbone::Shape;
 use crate::engine::cost::{self, Memory};
 use crate::engine::features::bytes_per_image;
 use crate::experiment::{Experiment, TrainStore};
@@ -27,7 +27,7 @@ pub struct Facts {
 /// The sizes a plan depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes<'a> {
-    pub backbone: &'a DinoV3Config,
+    pub backbone: &'a Shape,
     pub text: &'a ClipTextConfig,
     /// The method the job trains (`Job::method_config`).
     pub method: &'a MethodConfig,
@@ -65,11 +65,10 @@ impl JobPlan {
     /// the same training features.
     pub fn new(exp: &Experiment, sizes: &Sizes, budget: u64, shared: bool, facts: Facts) -> Self {
         let (backbone, method) = (sizes.backbone, sizes.method);
-        let grid = exp.data.image_size / backbone.patch_size;
         let per_image = bytes_per_image(
             method.n_taps(),
-            backbone.hidden_size,
-            grid * grid,
+            backbone.width,
+            backbone.patches(exp.data.image_size),
             exp.cache.dtype,
         ) + (exp.data.image_size * exp.data.image_size).div_ceil(8) as u64;
         let store = choose_store(
@@ -184,7 +183,7 @@ mod tests {
             profile: crate::experiment::Profile::Smoke,
             ..Default::default()
         };
-        let backbone = DinoV3Config::like_vitl16(64, 8, 4, 16, 4);
+        let backbone = crate::backbone::Spec::embedded(64, 8, 4, 16).shape();
         let text = ClipTextConfig::vitl14_336();
         let method = MethodConfig {
             dim: 64,

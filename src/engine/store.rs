@@ -56,7 +56,7 @@ impl<'a> TrainSet<'a> {
         progress: &mut Progress,
     ) -> Result<Self, EngineError> {
         let grid = extractor.grid();
-        let dim = extractor.assets.backbone.config.hidden_size;
+        let dim = extractor.assets.backbone.shape().width;
         let n_taps = extractor.taps.len();
         let want = match store {
             TrainStore::Recompute => Want::MasksOnly,
@@ -176,7 +176,7 @@ pub fn memory_per_image(extractor: &Extractor) -> u64 {
     let [h, w] = extractor.grid();
     bytes_per_image(
         extractor.taps.len(),
-        extractor.assets.backbone.config.hidden_size,
+        extractor.assets.backbone.shape().width,
         h * w,
         extractor.dtype,
     ) + (extractor.size * extractor.size).div_ceil(8) as u64

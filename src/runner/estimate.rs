@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::backbone::DinoV3Config;
+use crate::backbone::Spec;
 use crate::data::synth::{self, Resolution};
 use crate::data::{ListOptions, Registry, list_samples};
-use crate::engine::assets::{backbone_config, embedded_text_config};
+use crate::engine::assets::{backbone_spec, embedded_text_config};
 use crate::engine::budget::Budget;
 use crate::engine::cost::{self, BUILD_CPU, H200, Memory, Rates, Stage, Work};
 use crate::engine::plan::{Facts, JobPlan, Sizes};
@@ -209,9 +209,11 @@ fn job_estimate(
     seen: &mut Seen,
 ) -> Result<JobEstimate, String> {
     // Without the weights at hand, the paper's backbone.
-    let backbone = backbone_config(&exp.backbone).unwrap_or_else(|_| DinoV3Config::vitl16());
+    let backbone = backbone_spec(&exp.backbone)
+        .unwrap_or_else(|_| Spec::paper())
+        .shape();
     let text = text_config(exp);
-    let method = job.method_config(exp, backbone.hidden_size, text.projection_dim);
+    let method = job.method_config(exp, backbone.width, text.projection_dim);
     // What earlier jobs of the sweep leave: a training done, shards of a disk-stored training.
     let shard_key = |key: &str| {
         format!(

@@ -17,7 +17,7 @@ pub mod slurm;
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::assets::backbone_config;
+use crate::engine::assets::backbone_spec;
 use crate::engine::{EngineError, JobContext, JobIdentity, job_identity, run_job};
 use crate::experiment::schema::Experiment;
 use crate::experiment::{ExperimentDir, Job, LoadedExperiment, RunDirError, WorkDir};
@@ -173,10 +173,13 @@ pub fn validate(exp: &Experiment, jobs: &[Job]) -> Result<(), SweepError> {
             job: job.to_string(),
             message,
         };
-        let backbone = backbone_config(&cfg.backbone).map_err(|e| invalid(e.to_string()))?;
+        let backbone = backbone_spec(&cfg.backbone).map_err(|e| invalid(e.to_string()))?;
         let size = cfg.data.image_size;
         backbone
-            .check_input([1, backbone.num_channels, size, size], &cfg.backbone.taps)
+            .check_input(
+                [1, backbone.shape().channels, size, size],
+                &cfg.backbone.taps,
+            )
             .map_err(|m| {
                 invalid(format!(
                     "backbone.taps {:?} / data.image_size {size}: {m}",
