@@ -367,11 +367,7 @@ fn cli_lists_emits_and_refuses_missing_assets() {
 
     // Full profile with no assets: one message listing everything, before any work.
     let registry = dir.path().join("datasets.toml");
-    std::fs::write(
-        &registry,
-        "[datasets.mvtec]\nroot = \"MVTecAD\"\n[datasets.visa]\nroot = \"VisA\"\n",
-    )
-    .unwrap();
+    std::fs::copy(root().join("datasets.toml"), &registry).unwrap();
     let registry_set = format!("data.registry={}", registry.display());
     let out = Command::new(env!("CARGO_BIN_EXE_ava-dino"))
         .args([
@@ -416,9 +412,11 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
     let runs = dir.path().to_str().unwrap();
     let l = load_experiment(&exp_file("table2.yaml"), Some(Profile::Smoke), &[]).unwrap();
     let jobs = experiment::jobs(&l.experiment);
-    // Job 1 finished earlier (its DONE marker is there): skipped without touching the engine.
+    // Job 1 finished earlier under the identity the sweep asks for (its fingerprint and DONE are
+    // there): skipped without touching the engine.
     let rd = ExperimentDir::new(dir.path(), &l.experiment).run(&jobs[1]);
-    std::fs::create_dir_all(&rd.path).unwrap();
+    let identity = ava_dino::engine::job_identity(&jobs[1], &l.experiment, &root()).unwrap();
+    rd.prepare(&identity.run, None).unwrap();
     std::fs::write(rd.done_marker(), "x").unwrap();
     let out = ava(&[
         "sweep",
@@ -508,10 +506,10 @@ fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
         "train.epochs=1",
     ]);
     assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("different configuration"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("train.epochs: 2 -> 1") && err.contains("nothing was run"),
+        "{err}"
     );
 }
 

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ava_dino::device::Backend;
+use ava_dino::experiment::schema::SlurmConfig;
 use ava_dino::experiment::{self, ExperimentDir, Profile, load_experiment};
-use ava_dino::runner::slurm::{self, Needs, Overrides, Plan, Settings};
+use ava_dino::runner::slurm::{self, Needs, Plan};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -141,9 +142,9 @@ fn the_script_submits_the_array_then_collect_and_runs_each_task_with_paths_intac
         task_args: task_args.clone(),
         collect_args: collect_args.clone(),
     };
-    let settings = Settings::resolve(
+    let settings = slurm::resolve(
         &Default::default(),
-        &Overrides {
+        &SlurmConfig {
             partition: Some("debug".into()),
             extra: vec!["--constraint=avx512".into()],
             ..Default::default()
@@ -369,7 +370,7 @@ fn slurm_settings_do_not_change_a_jobs_identity() {
         ],
     )
     .unwrap();
-    assert_eq!(with.experiment.slurm.partition, "gpu");
+    assert_eq!(with.experiment.slurm.partition.as_deref(), Some("gpu"));
     let jobs = experiment::jobs(&plain.experiment);
     assert_eq!(jobs, experiment::jobs(&with.experiment));
     let yaml = |exp: &experiment::Experiment, job: &experiment::Job| {

@@ -71,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .out
         .unwrap_or_else(|| PathBuf::from("results").join(&profile));
     let tables = if args.tables.is_empty() {
-        default_tables(&runs)
+        report::tables::tables_fed_by(&runs)
     } else {
         args.tables
     };
@@ -91,24 +91,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     println!("{}", out.join("index.html").display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Tables whose defining runs are present.
-fn default_tables(runs: &[report::CollectedRun]) -> Vec<TableKind> {
-    use ava_dino::experiment::Variant;
-    let has = |v: Variant| runs.iter().any(|r| r.job().variant == v);
-    let mut t = vec![TableKind::Table1];
-    if has(Variant::SingleAdapter)
-        || has(Variant::LearnableRouting)
-        || has(Variant::TextRoutingNoLroute)
-    {
-        t.push(TableKind::Table2);
-    }
-    if has(Variant::LastLayer) {
-        t.push(TableKind::Table3);
-    }
-    if runs.iter().any(|r| r.metrics.routing.is_some()) {
-        t.push(TableKind::Table4);
-    }
-    t
 }

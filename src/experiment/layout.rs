@@ -103,7 +103,16 @@ impl Identity {
     pub fn differences(&self, dir: &Path) -> Result<Vec<String>, RunDirError> {
         let fp = dir.join("fingerprint");
         if !fp.is_file() {
-            return Ok(Vec::new());
+            // Finished or trained work that records no identity was not made by this harness's
+            // sweep: never reused as ours.
+            let made = dir.join("DONE").exists() || dir.join("checkpoints").exists();
+            return Ok(if made {
+                vec![format!(
+                    "fingerprint: none (made by hand or by a harness that wrote none) -> format {FINGERPRINT_FORMAT}"
+                )]
+            } else {
+                Vec::new()
+            });
         }
         let text = std::fs::read_to_string(&fp).map_err(io(&fp))?;
         let found: BTreeMap<&str, &str> = text
@@ -693,6 +702,13 @@ mod tests {
             d[0].starts_with("fingerprint: written by an earlier version"),
             "{d:?}"
         );
+        // Finished work without any fingerprint is not ours either; an empty directory is new.
+        std::fs::remove_file(td.fingerprint_file()).unwrap();
+        let fresh = identity("a: 1\n", "r1", None);
+        assert!(fresh.differences(&td.path).unwrap().is_empty());
+        std::fs::write(td.path.join("DONE"), "x").unwrap();
+        let d = fresh.differences(&td.path).unwrap();
+        assert!(d[0].starts_with("fingerprint: none"), "{d:?}");
     }
 
     #[test]

@@ -773,78 +773,96 @@ impl<'de> Deserialize<'de> for MemoryBudget {
     }
 }
 
-/// Slurm settings for `ava-dino sweep ... --emit slurm` (see `runner::slurm`). Command-line flags
-/// of the same names win. Empty strings and zeros mean "derive it" (from the device, profile,
-/// memory budget and time estimate). They never change results: `Job::config` resets them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Slurm settings for `ava-dino sweep ... --emit slurm` (see `runner::slurm`): the experiment's
+/// `slurm:` section and, with the same names, the command line's flags, which win. Unset values
+/// are derived (from the device, profile, memory budget and time estimate). They never change
+/// results: `Job::config` resets them. The one declaration of these fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
+#[command(
+    next_help_heading = "Slurm script (with --emit slurm; each wins over the YAML's slurm: section)"
+)]
 pub struct SlurmConfig {
-    /// `--partition` (empty: the cluster's default partition).
+    /// Partition (`#SBATCH --partition`; unset: the cluster's default).
+    #[arg(long)]
     #[serde(deserialize_with = "slurm_text")]
-    pub partition: String,
-    /// `--account` (empty: the user's default account).
+    pub partition: Option<String>,
+    /// Account to charge (unset: the user's default).
+    #[arg(long)]
     #[serde(deserialize_with = "slurm_text")]
-    pub account: String,
-    /// `--qos` (empty: the default QoS).
+    pub account: Option<String>,
+    /// Quality of service (unset: the default).
+    #[arg(long)]
     #[serde(deserialize_with = "slurm_text")]
-    pub qos: String,
-    /// Wall-time limit of each array task in a Slurm format: `90` (minutes), `02:00:00`,
-    /// `1-12:00:00` (empty: derived from the time estimate).
+    pub qos: Option<String>,
+    /// Time limit of each task: minutes (`90`), `HH:MM:SS` or `D-HH:MM:SS` (unset: from the
+    /// time estimate).
+    #[arg(long)]
     #[serde(deserialize_with = "slurm_text")]
-    pub time: String,
-    /// CPUs per array task (0: derived from the profile and device).
-    pub cpus_per_task: usize,
-    /// Memory per array task in Slurm's format: `16G`, `16000M` (empty: memory budget + fixed costs).
+    pub time: Option<String>,
+    /// CPUs per task (unset or 0 in YAML: from the profile and device).
+    #[arg(long)]
+    #[serde(deserialize_with = "slurm_count")]
+    pub cpus_per_task: Option<usize>,
+    /// Memory per task: `16G`, `16000M` (unset: memory budget + fixed costs).
+    #[arg(long)]
     #[serde(deserialize_with = "slurm_text")]
-    pub mem: String,
-    /// At most this many array tasks at once (`--array=0-N%8`); 0: no limit.
-    pub max_parallel: usize,
-    /// More `#SBATCH` options, one per entry (`--constraint=avx512`), written after the derived
-    /// ones (so they win) and passed to the collect job too.
+    pub mem: Option<String>,
+    /// At most N tasks at once (`--array=0-N%8`; 0: no limit; unset: 8).
+    #[arg(long, value_name = "N")]
+    pub max_parallel: Option<usize>,
+    /// More `#SBATCH` options, written after the derived ones (so they win) and passed to the
+    /// collect job too: `--sbatch=--constraint=avx512` (repeatable); the command line's come
+    /// after the YAML's.
+    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
     pub extra: Vec<String>,
 }
 
-impl Default for SlurmConfig {
-    fn default() -> Self {
-        SlurmConfig {
-            partition: String::new(),
-            account: String::new(),
-            qos: String::new(),
-            time: String::new(),
-            cpus_per_task: 0,
-            mem: String::new(),
-            max_parallel: 8,
-            extra: Vec::new(),
-        }
-    }
-}
-
 impl SlurmConfig {
-    /// Whether every field has its default (the section is then left out of serialized YAML).
+    /// Whether nothing is set (the section is then left out of serialized YAML).
     pub fn is_unset(&self) -> bool {
         *self == SlurmConfig::default()
     }
+
+    /// The first flag set, if any (they mean nothing without `--emit slurm`).
+    pub fn first_set(&self) -> Option<&'static str> {
+        [
+            ("--partition", self.partition.is_some()),
+            ("--account", self.account.is_some()),
+            ("--qos", self.qos.is_some()),
+            ("--time", self.time.is_some()),
+            ("--cpus-per-task", self.cpus_per_task.is_some()),
+            ("--mem", self.mem.is_some()),
+            ("--max-parallel", self.max_parallel.is_some()),
+            ("--sbatch", !self.extra.is_empty()),
+        ]
+        .into_iter()
+        .find_map(|(flag, set)| set.then_some(flag))
+    }
 }
 
-/// A Slurm name or size is text: a YAML number (`account: 0123`) would lose what was written
-/// (the leading zero), so it is refused with the fix rather than converted.
-fn slurm_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+/// A Slurm name or size is text (empty: unset): a YAML number (`account: 0123`) would lose what
+/// was written (the leading zero), so it is refused with the fix rather than converted.
+fn slurm_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     struct Text;
     impl serde::de::Visitor<'_> for Text {
-        type Value = String;
+        type Value = Option<String>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("text")
         }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_string())
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<String>, E> {
+            Ok((!v.is_empty()).then(|| v.to_string()))
         }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<String>, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Option<String>, E> {
             Err(quote_it(v))
         }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Option<String>, E> {
             Err(quote_it(v))
         }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Option<String>, E> {
             Err(quote_it(v))
         }
     }
@@ -855,6 +873,11 @@ fn slurm_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         ))
     }
     d.deserialize_any(Text)
+}
+
+/// A count where 0 means unset (derived).
+fn slurm_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    Ok(Option::<usize>::deserialize(d)?.filter(|&n| n > 0))
 }
 
 /// The grid: variants x (training set, targets) x seeds.

@@ -397,6 +397,37 @@ pub const TABLE2_ROWS: [(Variant, &str, &str); 4] = [
     (Variant::Full, "full", "Full AVA-DINO"),
 ];
 
+/// The rows of Table 3: the last-layer ablation beside the full model.
+pub const TABLE3_ROWS: [(Variant, &str, &str); 2] = [
+    (Variant::LastLayer, "last_layer", "Last layer only"),
+    (Variant::Full, "multi_layer", "Multi-layer (4 taps)"),
+];
+
+/// The tables some of `runs` feed: Table 1 always (its rows are the full model's), Table 2 when
+/// an ablation of its rows is present, Table 3 with the last-layer variant, Table 4 when a run
+/// recorded routing weights. The one place that maps variants to tables.
+pub fn tables_fed_by(runs: &[CollectedRun]) -> Vec<crate::experiment::TableKind> {
+    use crate::experiment::TableKind;
+    let has = |v: Variant| runs.iter().any(|r| r.job().variant == v);
+    let mut t = vec![TableKind::Table1];
+    if TABLE2_ROWS
+        .iter()
+        .any(|&(v, _, _)| v != Variant::Full && has(v))
+    {
+        t.push(TableKind::Table2);
+    }
+    if TABLE3_ROWS
+        .iter()
+        .any(|&(v, _, _)| v != Variant::Full && has(v))
+    {
+        t.push(TableKind::Table3);
+    }
+    if runs.iter().any(|r| r.metrics.routing.is_some()) {
+        t.push(TableKind::Table4);
+    }
+    t
+}
+
 /// Table 2: the ablation rows on MVTec-AD with deltas to the single-adapter row.
 pub fn table2(input: &ReportInput) -> Table {
     let mut columns = vec!["variant".to_string()];
@@ -490,10 +521,7 @@ pub fn table3(input: &ReportInput) -> Table {
     let mut rows = Vec::new();
     let mut cells = Vec::new();
     let mut used = Vec::new();
-    for (variant, key, label) in [
-        (Variant::LastLayer, "last_layer", "Last layer only"),
-        (Variant::Full, "multi_layer", "Multi-layer (4 taps)"),
-    ] {
+    for (variant, key, label) in TABLE3_ROWS {
         let runs = input.runs_of(variant, ABLATION_TARGET);
         used.extend(runs.iter().copied());
         let taps: BTreeSet<String> = runs

@@ -267,6 +267,25 @@ pub fn run_one(
     Ok(JobOutcome::Finished)
 }
 
+/// Where a job stands in `exp_dir`: `done`, `partial` (a training with complete epochs),
+/// `started` (its run directory exists) or `pending`.
+pub fn status(exp_dir: &ExperimentDir, job: &Job) -> &'static str {
+    let rd = exp_dir.run(job);
+    if rd.is_done() {
+        "done"
+    } else if exp_dir
+        .training(job)
+        .latest_complete()
+        .is_some_and(|e| e > 0)
+    {
+        "partial"
+    } else if rd.path.exists() {
+        "started"
+    } else {
+        "pending"
+    }
+}
+
 /// The job at `index`, or a clear error naming the valid range.
 pub fn job_at(jobs: &[Job], index: usize) -> Result<&Job, SweepError> {
     jobs.get(index).ok_or(SweepError::IndexOutOfRange {

@@ -11,7 +11,7 @@
 //! twice; doing it on the login node needs no `sbatch` on the compute nodes and holds no
 //! allocation while waiting. `sbatch FILE` still works and runs the array alone.
 //!
-//! Resources are derived from the run ([`Needs`]) unless the user sets them ([`Settings`]: the
+//! Resources are derived from the run ([`Needs`]) unless the user sets them ([`SlurmConfig`]: the
 //! command line over the experiment's `slurm:` section):
 //! - a GPU (`--gres=gpu:1`) only for a GPU device (`wgpu`, `vulkan`, `cuda`);
 //! - CPUs per task from the profile and device ([`default_cpus`] says why);
@@ -24,6 +24,7 @@
 //! this file writes the script. It turns plain values into text: it runs nothing and knows no
 //! engine.
 
+pub mod emit;
 mod resources;
 mod settings;
 
@@ -34,7 +35,9 @@ pub use resources::{
     Needs, PROCESS_BYTES, Resources, TimeEstimate, default_cpus, default_memory_budget,
     default_time_s, format_mem, format_time, is_gpu, resources, time_limit_s,
 };
-pub use settings::{Overrides, Settings};
+pub use settings::{DEFAULT_MAX_PARALLEL, resolve};
+
+use crate::experiment::schema::SlurmConfig;
 
 /// Resources of the collect job. Measured on the smoke profile: 25 MB peak RSS, under a second;
 /// it reads only `metrics.json`, CSVs and a few saved maps, so full runs stay far below this.
@@ -54,6 +57,12 @@ pub enum SlurmError {
     },
     #[error("the experiment has no jobs: there is nothing to submit")]
     NoJobs,
+    #[error(
+        "estimating the jobs' cost for the Slurm resources: {0}; give --mem and --time to do without the estimate"
+    )]
+    Estimate(String),
+    #[error("path {path} is not valid UTF-8; a job script cannot name it faithfully, rename it")]
+    NotUtf8 { path: String },
 }
 
 /// Everything the script is made of, as plain values.
@@ -77,13 +86,14 @@ pub struct Plan {
 }
 
 /// The script (see the module documentation for how it is used).
-pub fn script(plan: &Plan, settings: &Settings, res: &Resources) -> Result<String, SlurmError> {
+pub fn script(plan: &Plan, settings: &SlurmConfig, res: &Resources) -> Result<String, SlurmError> {
     if plan.n_jobs == 0 {
         return Err(SlurmError::NoJobs);
     }
     let job_name = format!("ava-{}-{}", plan.name, plan.profile);
     check_word("the job name", &job_name)?;
-    let throttle = match settings.max_parallel {
+    let max_parallel = settings.max_parallel.unwrap_or(DEFAULT_MAX_PARALLEL);
+    let throttle = match max_parallel {
         0 => String::new(),
         n => format!("%{n}"),
     };
@@ -98,7 +108,7 @@ pub fn script(plan: &Plan, settings: &Settings, res: &Resources) -> Result<Strin
     sbatch.push(format!("--cpus-per-task={}", res.cpus));
     sbatch.push(format!("--mem={}", res.mem));
     sbatch.push(format!("--time={}", res.time));
-    let shared = settings.shared_options();
+    let shared = settings::shared_options(settings);
     sbatch.extend(shared.iter().cloned());
 
     let collect_opts: Vec<String> = [
@@ -118,7 +128,7 @@ pub fn script(plan: &Plan, settings: &Settings, res: &Resources) -> Result<Strin
         shell_quote(&plan.program),
         shell_words(&plan.collect_args)
     );
-    let parallel = match settings.max_parallel {
+    let parallel = match max_parallel {
         0 => "no limit on tasks running at once".to_string(),
         n => format!("at most {n} tasks at once"),
     };
@@ -255,7 +265,6 @@ fn comment_safe(p: &str) -> String {
 mod tests {
     use super::*;
     use crate::device::Backend;
-    use crate::experiment::schema::SlurmConfig;
 
     pub(super) fn needs(backend: Backend, profile: Profile) -> Needs {
         // `cache.memory_budget: auto`, no tensors besides the features (the process's 256 MiB
@@ -284,11 +293,11 @@ mod tests {
         }
     }
 
-    pub(super) fn settings(cli: &Overrides) -> Settings {
-        Settings::resolve(&SlurmConfig::default(), cli).unwrap()
+    pub(super) fn settings(cli: &SlurmConfig) -> SlurmConfig {
+        resolve(&SlurmConfig::default(), cli).unwrap()
     }
 
-    pub(super) fn render(needs: &Needs, s: &Settings) -> String {
+    pub(super) fn render(needs: &Needs, s: &SlurmConfig) -> String {
         script(&plan(), s, &resources(needs, s)).unwrap()
     }
 
@@ -301,7 +310,7 @@ mod tests {
 
     #[test]
     fn cpu_smoke_profile_asks_for_no_gpu_and_fits_a_two_core_node() {
-        let s = settings(&Overrides::default());
+        let s = settings(&SlurmConfig::default());
         let text = render(&needs(Backend::Cpu, Profile::Smoke), &s);
         assert_eq!(
             sbatch_lines(&text),
@@ -321,7 +330,7 @@ mod tests {
 
     #[test]
     fn gpu_devices_ask_for_one_gpu() {
-        let s = settings(&Overrides::default());
+        let s = settings(&SlurmConfig::default());
         for backend in [Backend::Wgpu, Backend::Vulkan, Backend::Cuda] {
             let text = render(&needs(backend, Profile::Full), &s);
             let lines = sbatch_lines(&text);
@@ -338,7 +347,7 @@ mod tests {
 
     #[test]
     fn user_settings_appear_and_win_over_derived_values() {
-        let cli = Overrides {
+        let cli = SlurmConfig {
             partition: Some("debug".into()),
             account: Some("proj42".into()),
             qos: Some("normal".into()),
@@ -419,7 +428,7 @@ mod tests {
     fn comments_cannot_break_out_into_commands() {
         let mut p = plan();
         p.workdir = "/tmp/x\nrm -rf ~".into();
-        let s = settings(&Overrides::default());
+        let s = settings(&SlurmConfig::default());
         let text = script(&p, &s, &resources(&needs(Backend::Cpu, Profile::Smoke), &s)).unwrap();
         assert!(
             text.contains("# Jobs run in /tmp/x?rm -rf ~ with"),
@@ -432,7 +441,7 @@ mod tests {
     fn an_empty_sweep_is_refused() {
         let mut p = plan();
         p.n_jobs = 0;
-        let s = settings(&Overrides::default());
+        let s = settings(&SlurmConfig::default());
         let r = resources(&needs(Backend::Cpu, Profile::Smoke), &s);
         assert_eq!(script(&p, &s, &r), Err(SlurmError::NoJobs));
     }
@@ -443,9 +452,9 @@ mod tests {
             memory_budget: Some(8 << 30),
             ..needs(Backend::Cpu, Profile::Full)
         };
-        let s = settings(&Overrides {
+        let s = settings(&SlurmConfig {
             mem: Some("8G".into()),
-            ..Overrides::default()
+            ..SlurmConfig::default()
         });
         let text = render(&n, &s);
         assert!(

@@ -1,9 +1,9 @@
 //! The resources of one array task: derived from the run (device, profile, memory budget, the
 //! cost model's fixed memory and time) unless the user set them.
 
-use super::Settings;
 use crate::device::Backend;
 use crate::experiment::schema::Profile;
+use crate::experiment::schema::SlurmConfig;
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -127,7 +127,7 @@ pub fn format_mem(bytes: u64) -> String {
 }
 
 /// The task's resources: the user's settings where given, else derived from `needs`.
-pub fn resources(needs: &Needs, s: &Settings) -> Resources {
+pub fn resources(needs: &Needs, s: &SlurmConfig) -> Resources {
     let gpu = is_gpu(needs.backend);
     let mut warnings = Vec::new();
     let mut why = vec![if gpu {
@@ -199,7 +199,7 @@ pub fn resources(needs: &Needs, s: &Settings) -> Resources {
 /// allocation, "half of the memory available" would read the node's memory, not the task's.
 fn memory(
     needs: &Needs,
-    s: &Settings,
+    s: &SlurmConfig,
     why: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> (String, Option<u64>) {
@@ -276,7 +276,6 @@ fn mem_bytes(mem: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Overrides;
     use super::super::tests::{needs, settings};
     use super::*;
 
@@ -289,7 +288,7 @@ mod tests {
             seconds: 3600,
             measured: true,
         });
-        let r = resources(&n, &settings(&Overrides::default()));
+        let r = resources(&n, &settings(&SlurmConfig::default()));
         // 4 GiB + 1 byte rounds up to the next MiB.
         assert_eq!(r.mem, "4097M");
         // The tasks read the configured budget from the experiment.
@@ -303,7 +302,7 @@ mod tests {
             seconds: DAY,
             measured: true,
         });
-        let r = resources(&n, &settings(&Overrides::default()));
+        let r = resources(&n, &settings(&SlurmConfig::default()));
         assert_eq!(r.time, "1-12:10:00");
         assert!(r.warnings[0].contains("over 24 h"), "{:?}", r.warnings);
     }
@@ -312,12 +311,12 @@ mod tests {
     fn an_auto_budget_is_fixed_for_the_tasks() {
         let n = needs(Backend::Cpu, Profile::Smoke);
         // Derived memory: the profile's default budget, which every task is given.
-        let r = resources(&n, &settings(&Overrides::default()));
+        let r = resources(&n, &settings(&SlurmConfig::default()));
         assert_eq!((r.mem.as_str(), r.task_budget), ("1280M", Some(GIB)));
         // The user's memory: half of it, as `auto` means half of what is available.
-        let mem = |m: &str| Overrides {
+        let mem = |m: &str| SlurmConfig {
             mem: Some(m.into()),
-            ..Overrides::default()
+            ..SlurmConfig::default()
         };
         let r = resources(&n, &settings(&mem("16G")));
         assert_eq!((r.mem.as_str(), r.task_budget), ("16G", Some(8 * GIB)));

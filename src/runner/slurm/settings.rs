@@ -4,106 +4,88 @@
 use super::SlurmError;
 use crate::experiment::schema::SlurmConfig;
 
-/// Settings given on the command line; each one set wins over the experiment's `slurm:` section.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Overrides {
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    pub qos: Option<String>,
-    pub time: Option<String>,
-    pub cpus_per_task: Option<usize>,
-    pub mem: Option<String>,
-    pub max_parallel: Option<usize>,
-    /// Appended after the YAML's `extra` lines (a later `#SBATCH` line wins in sbatch).
-    pub extra: Vec<String>,
-}
+/// The default of `max_parallel`: at most this many array tasks at once.
+pub const DEFAULT_MAX_PARALLEL: usize = 8;
 
-/// The user's settings, resolved (command line over YAML) and checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    pub qos: Option<String>,
-    /// A Slurm time limit, as given.
-    pub time: Option<String>,
-    pub cpus_per_task: Option<usize>,
-    /// A Slurm memory size, as given.
-    pub mem: Option<String>,
-    /// 0: no limit.
-    pub max_parallel: usize,
-    pub extra: Vec<String>,
-}
-
-impl Settings {
-    /// Command line over YAML; every value is checked and a bad one named with its origin
-    /// (`--time` or `slurm.time`).
-    pub fn resolve(yaml: &SlurmConfig, cli: &Overrides) -> Result<Settings, SlurmError> {
-        type Check = fn(&str, &str) -> Result<(), SlurmError>;
-        let text = |flag: &str, cli: &Option<String>, key: &str, yaml: &str, check: Check| {
+/// The user's settings: the command line's (`cli`) over the experiment's (`yaml`), every value
+/// checked and a bad one named with its origin (`--time` or `slurm.time`); `max_parallel` is
+/// always set (its default [`DEFAULT_MAX_PARALLEL`]).
+pub fn resolve(yaml: &SlurmConfig, cli: &SlurmConfig) -> Result<SlurmConfig, SlurmError> {
+    type Check = fn(&str, &str) -> Result<(), SlurmError>;
+    let text =
+        |flag: &str, cli: &Option<String>, key: &str, yaml: &Option<String>, check: Check| {
             pick_text(flag, cli, key, yaml)
                 .map(|(origin, v)| check(&origin, &v).map(|()| v))
                 .transpose()
         };
-        let cpus_per_task = cli
-            .cpus_per_task
-            .map(|n| ("--cpus-per-task", n))
-            .or((yaml.cpus_per_task > 0).then_some(("slurm.cpus_per_task", yaml.cpus_per_task)))
-            .map(|(origin, n)| match n {
-                0 => Err(invalid(origin, "0", "a task needs at least 1 CPU")),
-                n => Ok(n),
-            })
-            .transpose()?;
-        let yaml_extra = yaml.extra.iter().map(|e| ("slurm.extra", e));
-        let cli_extra = cli.extra.iter().map(|e| ("--sbatch", e));
-        let extra = yaml_extra
-            .chain(cli_extra)
-            .map(|(origin, e)| check_extra(origin, e).map(|()| e.clone()))
-            .collect::<Result<_, _>>()?;
-        Ok(Settings {
-            partition: text(
-                "--partition",
-                &cli.partition,
-                "slurm.partition",
-                &yaml.partition,
-                check_word,
-            )?,
-            account: text(
-                "--account",
-                &cli.account,
-                "slurm.account",
-                &yaml.account,
-                check_word,
-            )?,
-            qos: text("--qos", &cli.qos, "slurm.qos", &yaml.qos, check_word)?,
-            time: text("--time", &cli.time, "slurm.time", &yaml.time, check_time)?,
-            cpus_per_task,
-            mem: text("--mem", &cli.mem, "slurm.mem", &yaml.mem, check_mem)?,
-            max_parallel: cli.max_parallel.unwrap_or(yaml.max_parallel),
-            extra,
+    let cpus_per_task = cli
+        .cpus_per_task
+        .map(|n| ("--cpus-per-task", n))
+        .or(yaml.cpus_per_task.map(|n| ("slurm.cpus_per_task", n)))
+        .map(|(origin, n)| match n {
+            0 => Err(invalid(origin, "0", "a task needs at least 1 CPU")),
+            n => Ok(n),
         })
-    }
-
-    /// Options both jobs share: where and under whose name they run, and the user's extra lines.
-    pub(super) fn shared_options(&self) -> Vec<String> {
-        let named = [
-            ("partition", &self.partition),
-            ("account", &self.account),
-            ("qos", &self.qos),
-        ];
-        named
-            .into_iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| format!("--{k}={v}")))
-            .chain(self.extra.iter().cloned())
-            .collect()
-    }
+        .transpose()?;
+    let yaml_extra = yaml.extra.iter().map(|e| ("slurm.extra", e));
+    let cli_extra = cli.extra.iter().map(|e| ("--sbatch", e));
+    let extra = yaml_extra
+        .chain(cli_extra)
+        .map(|(origin, e)| check_extra(origin, e).map(|()| e.clone()))
+        .collect::<Result<_, _>>()?;
+    Ok(SlurmConfig {
+        partition: text(
+            "--partition",
+            &cli.partition,
+            "slurm.partition",
+            &yaml.partition,
+            check_word,
+        )?,
+        account: text(
+            "--account",
+            &cli.account,
+            "slurm.account",
+            &yaml.account,
+            check_word,
+        )?,
+        qos: text("--qos", &cli.qos, "slurm.qos", &yaml.qos, check_word)?,
+        time: text("--time", &cli.time, "slurm.time", &yaml.time, check_time)?,
+        cpus_per_task,
+        mem: text("--mem", &cli.mem, "slurm.mem", &yaml.mem, check_mem)?,
+        max_parallel: Some(
+            cli.max_parallel
+                .or(yaml.max_parallel)
+                .unwrap_or(DEFAULT_MAX_PARALLEL),
+        ),
+        extra,
+    })
 }
 
-/// The command line's value when given, else the YAML's when not empty, with its origin.
-fn pick_text(flag: &str, cli: &Option<String>, key: &str, yaml: &str) -> Option<(String, String)> {
-    match cli {
-        Some(v) => Some((flag.to_string(), v.clone())),
-        None if !yaml.is_empty() => Some((key.to_string(), yaml.to_string())),
-        None => None,
+/// Options both jobs share: where and under whose name they run, and the user's extra lines.
+pub(super) fn shared_options(s: &SlurmConfig) -> Vec<String> {
+    let named = [
+        ("partition", &s.partition),
+        ("account", &s.account),
+        ("qos", &s.qos),
+    ];
+    named
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("--{k}={v}")))
+        .chain(s.extra.iter().cloned())
+        .collect()
+}
+
+/// The command line's value when given, else the YAML's, with its origin.
+fn pick_text(
+    flag: &str,
+    cli: &Option<String>,
+    key: &str,
+    yaml: &Option<String>,
+) -> Option<(String, String)> {
+    match (cli, yaml) {
+        (Some(v), _) => Some((flag.to_string(), v.clone())),
+        (None, Some(v)) => Some((key.to_string(), v.clone())),
+        (None, None) => None,
     }
 }
 
@@ -190,80 +172,80 @@ mod tests {
     #[test]
     fn command_line_wins_over_yaml() {
         let yaml = SlurmConfig {
-            partition: "from-yaml".into(),
-            account: "yaml-account".into(),
-            time: "30".into(),
-            cpus_per_task: 3,
-            max_parallel: 2,
+            partition: Some("from-yaml".into()),
+            account: Some("yaml-account".into()),
+            time: Some("30".into()),
+            cpus_per_task: Some(3),
+            max_parallel: Some(2),
             extra: vec!["--constraint=yaml".into()],
             ..SlurmConfig::default()
         };
-        let cli = Overrides {
+        let cli = SlurmConfig {
             partition: Some("from-cli".into()),
             cpus_per_task: Some(5),
             extra: vec!["--constraint=cli".into()],
-            ..Overrides::default()
+            ..SlurmConfig::default()
         };
-        let s = Settings::resolve(&yaml, &cli).unwrap();
+        let s = resolve(&yaml, &cli).unwrap();
         assert_eq!(s.partition.as_deref(), Some("from-cli"));
         assert_eq!(s.account.as_deref(), Some("yaml-account"));
         assert_eq!(s.time.as_deref(), Some("30"));
         assert_eq!(s.cpus_per_task, Some(5));
-        assert_eq!(s.max_parallel, 2);
+        assert_eq!(s.max_parallel, Some(2));
         // Both extra lists, the command line's last (sbatch keeps the last of a repeated option).
         assert_eq!(s.extra, ["--constraint=yaml", "--constraint=cli"]);
-        let only_yaml = Settings::resolve(&yaml, &Overrides::default()).unwrap();
+        let only_yaml = resolve(&yaml, &SlurmConfig::default()).unwrap();
         assert_eq!(only_yaml.partition.as_deref(), Some("from-yaml"));
         assert_eq!(only_yaml.cpus_per_task, Some(3));
     }
 
     #[test]
     fn bad_settings_are_named_with_their_origin() {
-        let err = |cli: Overrides| Settings::resolve(&SlurmConfig::default(), &cli).unwrap_err();
-        let msg = err(Overrides {
+        let err = |cli: SlurmConfig| resolve(&SlurmConfig::default(), &cli).unwrap_err();
+        let msg = err(SlurmConfig {
             time: Some("2h".into()),
-            ..Overrides::default()
+            ..SlurmConfig::default()
         })
         .to_string();
         assert!(msg.starts_with("--time `2h`: is not a Slurm time"), "{msg}");
-        let msg = err(Overrides {
+        let msg = err(SlurmConfig {
             mem: Some("16GB".into()),
-            ..Overrides::default()
+            ..SlurmConfig::default()
         })
         .to_string();
         assert!(msg.contains("--mem `16GB`") && msg.contains("16G"), "{msg}");
-        let msg = err(Overrides {
+        let msg = err(SlurmConfig {
             partition: Some("gpu a100".into()),
-            ..Overrides::default()
+            ..SlurmConfig::default()
         })
         .to_string();
         assert!(
             msg.contains("--partition `gpu a100`: must be one word"),
             "{msg}"
         );
-        let msg = err(Overrides {
+        let msg = err(SlurmConfig {
             extra: vec!["#SBATCH --exclusive".into()],
-            ..Overrides::default()
+            ..SlurmConfig::default()
         })
         .to_string();
         assert!(msg.contains("--sbatch"), "{msg}");
-        let msg = err(Overrides {
+        let msg = err(SlurmConfig {
             extra: vec!["constraint=avx512".into()],
-            ..Overrides::default()
+            ..SlurmConfig::default()
         })
         .to_string();
         assert!(msg.contains("one sbatch option"), "{msg}");
-        let msg = err(Overrides {
+        let msg = err(SlurmConfig {
             cpus_per_task: Some(0),
-            ..Overrides::default()
+            ..SlurmConfig::default()
         })
         .to_string();
         assert!(msg.contains("--cpus-per-task `0`"), "{msg}");
         let yaml = SlurmConfig {
-            qos: "high\nnext".into(),
+            qos: Some("high\nnext".into()),
             ..SlurmConfig::default()
         };
-        let msg = Settings::resolve(&yaml, &Overrides::default())
+        let msg = resolve(&yaml, &SlurmConfig::default())
             .unwrap_err()
             .to_string();
         assert!(msg.starts_with("slurm.qos `high\nnext`"), "{msg}");
