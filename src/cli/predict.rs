@@ -18,7 +18,6 @@ use ava_dino::engine::overlays::hwc;
 use ava_dino::engine::progress::Reporter;
 use ava_dino::experiment::record::now_rfc3339;
 use ava_dino::experiment::{RunDir, RunMetrics};
-use ava_dino::report::charts::viridis;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -154,33 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn write_overlay(image: &Path, size: usize, map: &[f32], out: &Path) -> anyhow::Result<()> {
     let rgb = ava_dino::data::load_image_u8(image, size)?;
     let rgb = hwc(rgb.as_u8().expect("u8 image"), size);
-    let (lo, hi) = map
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-            (l.min(v), h.max(v))
-        });
-    let mut canvas = image::RgbImage::new(2 * size as u32, size as u32);
-    for y in 0..size {
-        for x in 0..size {
-            let i = y * size + x;
-            let px = [rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]];
-            canvas.put_pixel(x as u32, y as u32, image::Rgb(px));
-            let v = ((map[i] - lo) / (hi - lo).max(1e-12)) as f64;
-            let (r, g, b) = viridis(v);
-            let blend = |a: u8, c: u8| ((a as u16 + c as u16) / 2) as u8;
-            canvas.put_pixel(
-                (size + x) as u32,
-                y as u32,
-                image::Rgb([blend(px[0], r), blend(px[1], g), blend(px[2], b)]),
-            );
-        }
-    }
-    let mut bytes = Vec::new();
-    canvas
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
+    let bytes = ava_dino::report::charts::side_by_side_png(&rgb, map, size)
         .with_context(|| format!("{}: encoding PNG", out.display()))?;
     match ava_dino::io::write_new(out, &bytes) {
         Ok(()) => Ok(()),

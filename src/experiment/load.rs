@@ -297,6 +297,8 @@ pub fn apply_override(tree: &mut Value, text: &str) -> Result<(), ExperimentErro
         slot = obj.get_mut(part).expect("checked above");
     }
     // Numbers given to string fields (e.g. a path `2024`) stay strings.
+    let unset = slot.is_null();
+    let scalar = matches!(value, Value::Number(_) | Value::Bool(_));
     let value = match (&*slot, value) {
         (Value::String(_), Value::Number(_) | Value::Bool(_)) => {
             Value::String(raw.trim().to_string())
@@ -306,6 +308,19 @@ pub fn apply_override(tree: &mut Value, text: &str) -> Result<(), ExperimentErro
     *slot = value;
     // Type-check now so the error names this override, not the merged tree.
     if let Err(e) = serde_json::from_value::<Experiment>(tree.clone()) {
+        // An unset optional text field (`slurm.account=0123`) takes the value as written.
+        if unset && scalar {
+            let mut slot = &mut *tree;
+            for part in key.split('.') {
+                slot = slot
+                    .get_mut(part)
+                    .expect("the path exists: it was just set");
+            }
+            *slot = Value::String(raw.trim().to_string());
+            if serde_json::from_value::<Experiment>(tree.clone()).is_ok() {
+                return Ok(());
+            }
+        }
         return Err(ExperimentError::OverrideType {
             text: text.into(),
             message: e.to_string(),

@@ -465,6 +465,42 @@ pub fn loss_curves(
     png_and_svg!(stem, (800, 500), |a| body(a, heading, epochs))
 }
 
+/// A `size x size` RGB image (`rgb`, interleaved) and, beside it, its anomaly `map` min-max
+/// scaled through [`viridis`] and blended half over the image, as a PNG (`predict`'s overlays).
+pub fn side_by_side_png(
+    rgb: &[u8],
+    map: &[f32],
+    size: usize,
+) -> Result<Vec<u8>, image::ImageError> {
+    let (lo, hi) = map
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let mut canvas = image::RgbImage::new(2 * size as u32, size as u32);
+    for y in 0..size {
+        for x in 0..size {
+            let i = y * size + x;
+            let px = [rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]];
+            canvas.put_pixel(x as u32, y as u32, image::Rgb(px));
+            let v = ((map[i] - lo) / (hi - lo).max(1e-12)) as f64;
+            let (r, g, b) = viridis(v);
+            let blend = |a: u8, c: u8| ((a as u16 + c as u16) / 2) as u8;
+            canvas.put_pixel(
+                (size + x) as u32,
+                y as u32,
+                image::Rgb([blend(px[0], r), blend(px[1], g), blend(px[2], b)]),
+            );
+        }
+    }
+    let mut bytes = Vec::new();
+    canvas.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )?;
+    Ok(bytes)
+}
+
 /// Viridis (matplotlib's default colour map: perceptually uniform, readable with the common
 /// colour-vision deficiencies and in grey) on [0, 1], interpolated linearly between nine of its
 /// colours; NaN reads as 0.
