@@ -27,15 +27,9 @@ pub struct MetricSet {
 }
 
 impl MetricSet {
-    /// Metric names in the order of `published.toml` and of every table.
-    pub const NAMES: [&'static str; 6] = [
-        "image_auroc",
-        "image_ap",
-        "image_f1max",
-        "pixel_auroc",
-        "pixel_aupro",
-        "pixel_f1max",
-    ];
+    /// Metric names in the order of `published.toml` and of every table (the metrics room's
+    /// order, which the bootstrap replicates follow).
+    pub const NAMES: [&'static str; 6] = crate::metrics::METRIC_NAMES;
 
     pub fn get(&self, name: &str) -> Option<f64> {
         match name {
