@@ -436,7 +436,7 @@ fn every_cpu_kernel_variant_gives_the_same_runs() {
 /// Two seeds of one training set read the features the first one extracted: the backbone runs
 /// once over the training images, not once per seed, and each seed still trains on its own.
 #[test]
-fn seeds_share_the_training_features() {
+fn seeds_share_the_training_and_target_features() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     sweep(
@@ -459,6 +459,10 @@ fn seeds_share_the_training_features() {
     assert!(extracted(&s0).is_some_and(|n| n > 0), "{:?}", s0.provenance);
     assert_eq!(extracted(&s1), Some(0), "{:?}", s1.provenance);
     assert_eq!(s1.provenance.feature_store, "disk");
+    // The target too: the first seed writes its features, the second reads them back.
+    let evaluated = |m: &RunMetrics| m.provenance.backbone_images.get("eval").copied();
+    assert!(evaluated(&s0).is_some_and(|n| n > 0), "{:?}", s0.provenance);
+    assert_eq!(evaluated(&s1), Some(0), "{:?}", s1.provenance);
     assert_ne!(
         numbers(&s0),
         numbers(&s1),

@@ -11,6 +11,24 @@ pub struct DeviceArg {
     pub device: Backend,
 }
 
+/// `--device` of the commands that run an experiment: its `device` key from the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceOverride {
+    /// Backend to run on, over the experiment's `device` key (the same as `--set device=NAME`):
+    /// cpu, wgpu, vulkan, cuda.
+    #[arg(long, value_name = "NAME", value_parser = parse_backend)]
+    pub device: Option<Backend>,
+}
+
+impl DeviceOverride {
+    /// `overrides` with `device=NAME` appended (the last override of a key wins).
+    pub fn with(&self, overrides: &[String]) -> Vec<String> {
+        let mut all = overrides.to_vec();
+        all.extend(self.device.map(|d| format!("device={d}")));
+        all
+    }
+}
+
 fn parse_backend(s: &str) -> Result<Backend, String> {
     s.parse()
 }

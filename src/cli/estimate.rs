@@ -7,6 +7,8 @@ use anyhow::Context;
 use ava_dino::experiment::{self, Profile};
 use ava_dino::runner::estimate::estimate;
 
+use super::common::DeviceOverride;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Experiment files (jobs listed by several count once).
@@ -18,13 +20,16 @@ pub struct Args {
     /// Override a key in every experiment: `--set train.epochs=2` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub device: DeviceOverride,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let overrides = args.device.with(&args.overrides);
     let loaded = args
         .experiments
         .iter()
-        .map(|p| experiment::load_experiment(p, args.profile, &args.overrides))
+        .map(|p| experiment::load_experiment(p, args.profile, &overrides))
         .collect::<Result<Vec<_>, _>>()?;
     print_estimate(&loaded)?;
     Ok(ExitCode::SUCCESS)

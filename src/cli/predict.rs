@@ -5,6 +5,7 @@
 //! `--out-dir`) that mirrors the input paths (`good/000.png` -> `good/000.png.anomaly.png`), and
 //! an existing file is never overwritten. One JSON object per image on stdout.
 
+use super::common::DeviceOverride;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -37,6 +38,9 @@ pub struct Args {
     /// `<run>/predict/<time>/`; existing files are never overwritten.
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// Backend to run on (default: the run's `device`).
+    #[command(flatten)]
+    pub device: DeviceOverride,
 }
 
 /// The images to score, each with its path relative to the input (its name for a single file).
@@ -95,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(d) => d.clone(),
         None => rd.path.join("predict").join(now_rfc3339().replace(':', "")),
     };
-    let device = ava_dino::device::select(exp.device)?;
+    let device = ava_dino::device::select(args.device.device.unwrap_or(exp.device))?;
     let model = load_adapters(&rd.training(&metrics.job).epoch(epoch), &device)?;
     let repo_root = std::env::current_dir().context("reading the current directory")?;
     let assets = shared_assets(&AssetSpec::of(&exp), &repo_root, &device)?;

@@ -1,5 +1,6 @@
 //! `ava-dino sweep`: list, run (one by index, or all) or emit a Slurm array for an experiment.
 
+use super::common::DeviceOverride;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,18 +20,24 @@ pub struct Args {
     /// Override a key: `--set train.epochs=2` (repeatable; the value is YAML).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    #[command(flatten)]
+    pub device: DeviceOverride,
     /// Root of the run directories.
     #[arg(long, default_value = "runs", env = "AVA_DINO_RUNS")]
     pub runs: PathBuf,
     /// Print the jobs (index, run directory, status) and exit.
-    #[arg(long, conflicts_with_all = ["task_index", "all", "emit"])]
+    #[arg(long, conflicts_with_all = ["task_index", "all", "emit", "job"])]
     pub list: bool,
     /// Run job I (default: $SLURM_ARRAY_TASK_ID or $JOB_COMPLETION_INDEX).
     #[arg(long, value_name = "I")]
     pub task_index: Option<usize>,
     /// Run every job, one after the other.
-    #[arg(long, conflicts_with_all = ["task_index", "emit"])]
+    #[arg(long, conflicts_with_all = ["task_index", "emit", "job"])]
     pub all: bool,
+    /// Run the job of this name (as `--list` prints it, e.g. `full__visa__ksdd2__s0`;
+    /// repeatable).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["task_index", "emit"])]
+    pub job: Vec<String>,
     /// Write a job-array script for a scheduler to stdout (`slurm`): run it with `bash FILE`,
     /// it submits the array and a collect job that waits for it.
     #[arg(long, value_name = "KIND", value_parser = ["slurm"])]
@@ -60,7 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let (None, Some(flag)) = (&args.emit, args.slurm.first_set()) {
         anyhow::bail!("{flag} sets the Slurm script; add --emit slurm (or drop {flag})");
     }
-    let loaded = experiment::load_experiment(&args.experiment, args.profile, &args.overrides)?;
+    // `--device` is one more override: the Slurm tasks get it too.
+    let overrides = args.device.with(&args.overrides);
+    let loaded = experiment::load_experiment(&args.experiment, args.profile, &overrides)?;
     let exp = &loaded.experiment;
     let jobs = experiment::jobs(exp);
     if args.print_config {
@@ -93,7 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let req = slurm::emit::Request {
             experiment_file: &args.experiment,
             runs: &args.runs,
-            overrides: &args.overrides,
+            overrides: &overrides,
             force: args.force,
             cli: &args.slurm,
             workdir: std::env::current_dir().context("reading the current directory")?,
@@ -112,13 +121,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (0..jobs.len()).collect()
     } else if let Some(i) = args.task_index {
         vec![i]
+    } else if !args.job.is_empty() {
+        args.job
+            .iter()
+            .map(|name| {
+                jobs.iter()
+                    .position(|j| j.to_string() == *name)
+                    .ok_or_else(|| {
+                        let names: Vec<String> = jobs.iter().map(|j| j.to_string()).collect();
+                        anyhow::anyhow!(
+                            "--job {name}: no such job in {}; its jobs: {}",
+                            args.experiment.display(),
+                            names.join(", ")
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?
     } else if let Some(i) = experiment::task_index_from_env() {
         vec![i.map_err(anyhow::Error::msg)?]
     } else if args.check_assets {
         (0..jobs.len()).collect()
     } else {
         anyhow::bail!(
-            "choose what to do: --list, --task-index I (or set SLURM_ARRAY_TASK_ID), --all, --emit slurm or --check-assets"
+            "choose what to do: --list, --task-index I (or set SLURM_ARRAY_TASK_ID), --job NAME, --all, --emit slurm or --check-assets"
         );
     };
     let chosen: Vec<_> = selected

@@ -1,35 +1,50 @@
-//! The memory budget: a bound on the memory that grows with the number of images (training
-//! features, a category's anomaly maps during evaluation). Fixed costs - the backbone's weights,
-//! one batch's activations, the evaluated checkpoints - come on top and do not grow with the
-//! dataset (docs/scale.md gives them at full size).
+//! The memory budget: a bound on what a job holds besides its fixed costs - one batch's
+//! activations (a backbone batch or a training micro-batch), then the data that grows with the
+//! number of images (training features, a category's anomaly maps during evaluation). The fixed
+//! costs - weights of the backbone, the text tower and the evaluated checkpoints, and the
+//! process itself - come on top (`engine::cost::Memory`; docs/scale.md gives them at full size).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::experiment::MemoryBudget;
 use crate::experiment::schema::format_bytes;
+
+/// What `auto` assumes is available where the system does not say.
+const UNKNOWN_AVAILABLE: u64 = 16 << 30;
+/// The smallest `auto` budget: below it, spilling everything is slower than swapping a little.
+const MIN_AUTO: u64 = 256 << 20;
 
 /// A resolved budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     pub bytes: u64,
-    /// `Some(available)` when the budget is `auto`: half of what was available.
+    /// How an `auto` budget was derived; `None` when the configuration gave bytes.
+    pub auto: Option<Auto>,
+}
+
+/// The facts an `auto` budget is derived from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Auto {
+    /// Memory available to the process (cgroup limits included), `None` where unreadable.
     pub available: Option<u64>,
+    /// The job's fixed costs (weights, checkpoints, the process).
+    pub fixed: u64,
 }
 
 impl Budget {
-    /// `cfg` as bytes; `auto` reads the memory available now (`MemAvailable` of
-    /// `/proc/meminfo`; 8 GiB assumed where that cannot be read).
-    pub fn resolve(cfg: MemoryBudget) -> Budget {
+    /// `cfg` as bytes. `auto` is three quarters of what the memory `available` to the process
+    /// (see [`available_at_start`]) leaves after the job's `fixed` costs - the quarter left over
+    /// absorbs the cost model's error and the page cache - and at least 256 MiB; 16 GiB is
+    /// assumed available where that cannot be read.
+    pub fn resolve(cfg: MemoryBudget, available: Option<u64>, fixed: u64) -> Budget {
         match cfg {
-            MemoryBudget::Bytes(bytes) => Budget {
-                bytes,
-                available: None,
-            },
+            MemoryBudget::Bytes(bytes) => Budget { bytes, auto: None },
             MemoryBudget::Auto => {
-                let available = mem_available().unwrap_or(16 << 30);
+                let room = available.unwrap_or(UNKNOWN_AVAILABLE).saturating_sub(fixed);
                 Budget {
-                    bytes: available / 2,
-                    available: Some(available),
+                    bytes: (room / 4 * 3).max(MIN_AUTO),
+                    auto: Some(Auto { available, fixed }),
                 }
             }
         }
@@ -37,15 +52,30 @@ impl Budget {
 
     /// One line for the log.
     pub fn describe(&self) -> String {
-        match self.available {
+        match self.auto {
             Some(a) => format!(
-                "memory budget {} (auto: half of the {} available)",
+                "memory budget {} (auto: 3/4 of the {} available{} after {} of weights, \
+                 checkpoints and process; set cache.memory_budget to choose)",
                 format_bytes(self.bytes),
-                format_bytes(a)
+                format_bytes(a.available.unwrap_or(UNKNOWN_AVAILABLE)),
+                if a.available.is_some() {
+                    ""
+                } else {
+                    " (assumed: /proc/meminfo unreadable)"
+                },
+                format_bytes(a.fixed)
             ),
             None => format!("memory budget {}", format_bytes(self.bytes)),
         }
     }
+}
+
+/// [`mem_available`] read once, the first time it is asked (before a process loads any
+/// weights): every job of the process derives its `auto` budget from the same figure, which
+/// the job's own fixed costs then come out of.
+pub fn available_at_start() -> Option<u64> {
+    static AT_START: OnceLock<Option<u64>> = OnceLock::new();
+    *AT_START.get_or_init(mem_available)
 }
 
 /// The memory this process may still take: `MemAvailable` of `/proc/meminfo`, lowered to what
@@ -161,10 +191,12 @@ mod tests {
     }
 
     #[test]
-    fn configured_budgets_are_exact_and_auto_is_half_of_available() {
+    fn configured_budgets_are_exact_and_auto_leaves_room_for_the_fixed_costs() {
+        let gib = 1u64 << 30;
         assert_eq!(
-            Budget::resolve(MemoryBudget::parse("1GiB").unwrap()).bytes,
-            1 << 30
+            Budget::resolve(MemoryBudget::parse("1GiB").unwrap(), Some(gib), 8 * gib).bytes,
+            gib,
+            "a configured budget is what it says, whatever is available"
         );
         assert_eq!(
             MemoryBudget::parse("1.5G").unwrap(),
@@ -176,9 +208,22 @@ mod tests {
         );
         assert!(MemoryBudget::parse("8 parsecs").is_err());
         assert!(MemoryBudget::parse("0").is_err());
-        let auto = Budget::resolve(MemoryBudget::Auto);
-        let available = auto.available.expect("auto records what was available");
-        assert_eq!(auto.bytes, available / 2);
+        // 24 GiB available, 4 GiB fixed: three quarters of the 20 GiB left.
+        let auto = Budget::resolve(MemoryBudget::Auto, Some(24 * gib), 4 * gib);
+        assert_eq!(auto.bytes, 15 * gib);
+        assert!(auto.bytes + 4 * gib < 24 * gib);
         assert!(auto.describe().contains("auto"), "{}", auto.describe());
+        // Fixed costs above what is available: the floor (the estimate warns).
+        let tight = Budget::resolve(MemoryBudget::Auto, Some(gib), 2 * gib);
+        assert_eq!(tight.bytes, MIN_AUTO);
+        // Unreadable: 16 GiB assumed, and the line says so.
+        let unknown = Budget::resolve(MemoryBudget::Auto, None, 0);
+        assert_eq!(unknown.bytes, 12 * gib);
+        assert!(
+            unknown.describe().contains("assumed"),
+            "{}",
+            unknown.describe()
+        );
+        assert_eq!(available_at_start(), available_at_start());
     }
 }

@@ -186,57 +186,73 @@ pub fn stages(
     ]
 }
 
-/// Memory a job holds at its peak, split into what is fixed and what grows with the data.
+/// What a process holds besides the tensors the cost model counts: the binary, the allocator's
+/// slack, thread stacks, decoded images. A whole smoke job peaks at 92 MB (release build).
+pub const PROCESS_BYTES: u64 = 256 << 20;
+
+/// Memory a job holds at its peak: what is fixed (outside `cache.memory_budget`) and what the
+/// budget bounds (one batch's activations, then the data: features or a category's maps).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Memory {
-    /// Backbone and text weights, the evaluated checkpoints, one batch's activations.
+    /// Backbone and text weights, the evaluated checkpoints, [`PROCESS_BYTES`].
     pub fixed: u64,
-    /// Training features in memory, or a category's maps (bounded by the budget).
+    /// The widest batch's activations: a backbone batch or a training micro-batch.
+    pub activations: u64,
+    /// Training features in memory, or a category's maps (what the budget leaves).
     pub data: u64,
 }
 
-/// The peak memory of a job (see [`Memory`]); `train_batch` is the samples of one training
-/// forward/backward pass (the micro-batch), `store_bytes` is what the training store holds
-/// in memory (0 for `disk`/`recompute`), `category_pixels` the largest category's map pixels.
-#[allow(clippy::too_many_arguments)]
-pub fn memory(
+impl Memory {
+    /// The expected peak resident size of the process.
+    pub fn peak(&self) -> u64 {
+        self.fixed + self.activations + self.data
+    }
+}
+
+/// The fixed part of [`Memory`]: weights of the backbone, the text tower and `checkpoints`
+/// adapters, plus [`PROCESS_BYTES`]; none of it shrinks with the budget.
+pub fn fixed_memory(
     backbone: &Shape,
     text: &ClipTextConfig,
     method: &MethodConfig,
-    extract_batch: usize,
-    train_batch: usize,
     checkpoints: usize,
-    store_bytes: u64,
-    category_pixels: f64,
-    budget: u64,
-) -> Memory {
+) -> u64 {
     let f = 4u64;
     let d = backbone.width as u64;
-    let layers = backbone.depth as u64;
-    let mlp = backbone.mlp as u64;
-    let backbone_params = layers * (4 * d * d + 2 * d * mlp) + d * 1024;
+    let backbone_params =
+        backbone.depth as u64 * (4 * d * d + 2 * d * backbone.mlp as u64) + d * 1024;
     let w = text.hidden_size as u64;
     let text_params = text.num_hidden_layers as u64 * 12 * w * w + text.vocab_size as u64 * w;
+    let adapter_params = crate::model::checkpoint::key_table(method).numel() as u64;
+    (backbone_params + text_params + checkpoints as u64 * adapter_params) * f + PROCESS_BYTES
+}
+
+/// The activations part of [`Memory`]: the wider of a backbone batch of `extract_batch` images
+/// and a training pass over `train_batch` images (the micro-batch) with its AdamW moments.
+pub fn activation_memory(
+    backbone: &Shape,
+    method: &MethodConfig,
+    extract_batch: usize,
+    train_batch: usize,
+) -> u64 {
+    let f = 4u64;
+    let d = backbone.width as u64;
     let tokens = (backbone.patches(method.map_size) + backbone.prefix_tokens) as u64;
-    let heads = backbone.heads as u64;
     // Widest activations of a backbone batch: the MLP hidden and one block's attention scores.
-    let backbone_act = extract_batch as u64 * tokens * (mlp * 2 + heads * tokens) * f;
+    let backbone_act = extract_batch as u64
+        * tokens
+        * (backbone.mlp as u64 * 2 + backbone.heads as u64 * tokens)
+        * f;
     let adapter_params = crate::model::checkpoint::key_table(method).numel() as u64;
     let s2 = (method.map_size * method.map_size) as u64;
     // A training step keeps every tap's adapter activations for the backward pass and ~10
-    // maps per image at full resolution; AdamW keeps two moments per parameter.
+    // maps per image at full resolution; AdamW keeps two moments per parameter (and the
+    // gradients).
     let train_act = train_batch as u64
         * (method.n_taps() as u64 * tokens * (d + method.bottleneck as u64) * 6 + 10 * s2)
         * f
         + 3 * adapter_params * f;
-    let fixed = (backbone_params + text_params) * f
-        + checkpoints as u64 * adapter_params * f
-        + backbone_act.max(train_act);
-    let maps = (category_pixels as u64) * (4 * checkpoints as u64 + 1);
-    Memory {
-        fixed,
-        data: store_bytes.max(maps.min(budget)),
-    }
+    backbone_act.max(train_act)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use burn::tensor::Device;
 
 use super::EngineError;
 use super::assets::{AssetSpec, Assets, shared_assets};
-use super::budget::{Budget, peak_rss, reset_peak_rss};
+use super::budget::{available_at_start, peak_rss, reset_peak_rss};
 use super::cache::ShardCache;
 use super::checkpoints::{self, EpochFile, EpochSummary};
 use super::evaluate::{EvalOptions, SetEvaluation, Spill, TargetSet, evaluate};
@@ -54,9 +54,10 @@ pub struct JobContext<'a> {
     /// The `--force` session making new directories, if any (recorded in the training's
     /// fingerprint: other tasks of the same session keep it).
     pub force: Option<&'a str>,
-    /// Other trainings of the sweep read the same training features (seeds, variants with the
-    /// same taps): `cache.train: auto` then keeps them on disk, extracted once for all.
-    pub shared_features: bool,
+    /// Features other jobs of the sweep read too (seeds, variants with the same taps): the
+    /// training's (`cache.train: auto` then keeps them on disk, extracted once for all) and the
+    /// target's (written to shards by the first job, read back by the others).
+    pub sharing: crate::experiment::Sharing,
     /// No progress bars (log lines only).
     pub quiet: bool,
 }
@@ -95,7 +96,8 @@ struct Running<'a> {
     cx: &'a JobContext<'a>,
     device: Device,
     assets: Arc<Assets>,
-    budget: Budget,
+    /// Memory available to the process before it loaded anything (the `auto` budget's base).
+    available: Option<u64>,
     reporter: Reporter,
     shard_dir: PathBuf,
     method: MethodConfig,
@@ -115,6 +117,8 @@ impl<'a> Running<'a> {
     /// Device, frozen assets and budget; the input shape checked against the backbone.
     fn start(cx: &'a JobContext<'a>) -> Result<Self, EngineError> {
         let exp = cx.exp;
+        // Read before the weights load: the job's fixed costs come out of it.
+        let available = available_at_start();
         let mut provenance = Provenance::capture(exp, cx.job);
         let device = crate::device::select(exp.device)?;
         provenance.device = crate::device::describe(&device);
@@ -135,9 +139,6 @@ impl<'a> Running<'a> {
         for (k, v) in weights {
             provenance.weights.insert(k.into(), v.clone());
         }
-        let budget = Budget::resolve(exp.cache.memory_budget);
-        provenance.memory_budget = budget.bytes;
-        say(cx.run, &budget.describe())?;
         let shard_dir = cx.repo_root.join(&exp.cache.dir);
         // Temporaries of shard writers killed earlier; an hour is far longer than any shard
         // write, so a process writing now is never disturbed.
@@ -158,7 +159,7 @@ impl<'a> Running<'a> {
             },
             device,
             assets,
-            budget,
+            available,
             shard_dir,
             provenance,
         })
@@ -183,7 +184,7 @@ impl<'a> Running<'a> {
     }
 
     /// The job's plan, from what exists on disk now.
-    fn plan(&self, train: &[Sample], target: &[Sample]) -> Result<JobPlan, EngineError> {
+    fn plan(&mut self, train: &[Sample], target: &[Sample]) -> Result<JobPlan, EngineError> {
         let exp = self.cx.exp;
         let extractor = self.extractor(None);
         let train_shards = match train.first() {
@@ -212,14 +213,14 @@ impl<'a> Running<'a> {
             target_images: target.len(),
             largest_category: largest.values().copied().max().unwrap_or(0),
         };
-        let budget = self.budget.bytes;
-        Ok(JobPlan::new(
-            exp,
-            &sizes,
-            budget,
-            self.cx.shared_features,
-            facts,
-        ))
+        let plan = JobPlan::new(exp, &sizes, self.available, self.cx.sharing, facts);
+        self.provenance.memory_budget = plan.budget.bytes;
+        self.provenance.expected_peak = plan.memory.peak();
+        say(self.cx.run, &plan.budget.describe())?;
+        if let Some(w) = plan.budget_warning() {
+            say(self.cx.run, &format!("warning: {w}"))?;
+        }
+        Ok(plan)
     }
 
     /// An extractor over the job's backbone, taps and size.
@@ -294,10 +295,11 @@ impl<'a> Running<'a> {
             aupro: exp.eval.aupro.then_some(exp.eval.aupro_fpr_limit),
             bootstrap: bootstrap_spec(exp),
         };
-        // Shards written by a training on this set are read back (exact in f32); none written.
-        let shards = plan.target_from_shards.then(|| Shards {
+        // Shards written by a training on this set or by another job evaluating it are read
+        // back (exact in f32); written when other jobs of the sweep evaluate this target too.
+        let shards = (plan.target_from_shards || plan.write_target_shards).then(|| Shards {
             cache: ShardCache::new(&self.shard_dir),
-            write: false,
+            write: plan.write_target_shards,
         });
         let extractor = self.extractor(shards);
         let label = format!("eval {} x{} checkpoints", cx.job.target, models.len());
@@ -306,7 +308,7 @@ impl<'a> Running<'a> {
             .stage(&label, "images", target.samples.len() as u64);
         let spill = Spill {
             dir: &cx.run.path,
-            budget: self.budget.bytes,
+            budget: plan.data_budget,
         };
         let (evals, skipped) =
             evaluate(&target, &extractor, &models, &opts, &spill, &mut progress)?;

@@ -7,9 +7,12 @@
 //! disk, the estimate from what the earlier jobs of the sweep will have left.
 
 use crate::backbone::Shape;
+use crate::engine::budget::Budget;
 use crate::engine::cost::{self, Memory};
+use crate::engine::evaluate::in_memory_bytes;
 use crate::engine::features::bytes_per_image;
-use crate::experiment::{Experiment, TrainStore};
+use crate::experiment::schema::format_bytes;
+use crate::experiment::{Experiment, Sharing, TrainStore};
 use crate::model::MethodConfig;
 use crate::text::ClipTextConfig;
 
@@ -53,18 +56,57 @@ pub struct JobPlan {
     pub checkpoints: Vec<usize>,
     /// Target features are read back from shards where present (else computed).
     pub target_from_shards: bool,
+    /// Target features computed here are written to shards: other jobs of the sweep evaluate
+    /// the same target with the same taps (seeds, variants) and read them back.
+    pub write_target_shards: bool,
     /// Bytes one training image's features take in memory (all taps, CLS and patches, mask).
     pub per_image: u64,
+    /// `cache.memory_budget`, resolved.
+    pub budget: Budget,
+    /// What the budget leaves for the data (training features, a category's maps) after one
+    /// batch's activations.
+    pub data_budget: u64,
     /// Memory the job holds at its peak.
     pub memory: Memory,
 }
 
 impl JobPlan {
     /// The plan of a job of configuration `exp` (`Job::config` with the caller's cache
-    /// settings) under a budget of `budget` bytes; `shared`: other trainings of the sweep read
-    /// the same training features.
-    pub fn new(exp: &Experiment, sizes: &Sizes, budget: u64, shared: bool, facts: Facts) -> Self {
+    /// settings), its budget resolved against the memory `available` to the process
+    /// ([`crate::engine::budget::available_at_start`]); `shared`: other trainings of the sweep
+    /// read the same training features, or evaluate the same target (`sharing`).
+    pub fn new(
+        exp: &Experiment,
+        sizes: &Sizes,
+        available: Option<u64>,
+        sharing: Sharing,
+        facts: Facts,
+    ) -> Self {
         let (backbone, method) = (sizes.backbone, sizes.method);
+        let trains = !facts.training_complete;
+        let epochs = exp.train.epochs;
+        let mut checkpoints: Vec<usize> = if exp.eval.every_epoch {
+            (1..=epochs).collect()
+        } else {
+            vec![epochs]
+        };
+        if exp.eval.untrained_baseline {
+            checkpoints.insert(0, 0);
+        }
+        let fixed = cost::fixed_memory(backbone, sizes.text, method, checkpoints.len());
+        let budget = Budget::resolve(exp.cache.memory_budget, available, fixed);
+        let activations = cost::activation_memory(
+            backbone,
+            method,
+            exp.train.extract_batch_size,
+            // A training step holds one micro-batch's activations.
+            exp.train
+                .batch_size
+                .min(exp.train.micro_batch)
+                .min(sizes.train_images.max(1)),
+        );
+        // The data gets what one batch's activations leave of the budget.
+        let data_budget = budget.bytes.saturating_sub(activations);
         let per_image = bytes_per_image(
             method.n_taps(),
             backbone.width,
@@ -75,46 +117,22 @@ impl JobPlan {
             exp.cache.train,
             sizes.train_images,
             per_image,
-            budget,
-            shared,
+            data_budget,
+            sharing.training,
         );
-        let trains = !facts.training_complete;
-        let epochs = exp.train.epochs;
         let train_passes = match (trains, store) {
             (false, _) => 0,
             (true, TrainStore::Recompute) => epochs,
             (true, TrainStore::Disk) if facts.train_shards => 0,
             (true, _) => 1,
         };
-        let mut checkpoints: Vec<usize> = if exp.eval.every_epoch {
-            (1..=epochs).collect()
-        } else {
-            vec![epochs]
-        };
-        if exp.eval.untrained_baseline {
-            checkpoints.insert(0, 0);
-        }
-        let s2 = (exp.data.image_size * exp.data.image_size) as f64;
         let store_bytes = if trains && store == TrainStore::Memory {
             per_image * sizes.train_images as u64
         } else {
             0
         };
-        let memory = cost::memory(
-            backbone,
-            sizes.text,
-            method,
-            exp.train.extract_batch_size,
-            // A training step holds one micro-batch's activations.
-            exp.train
-                .batch_size
-                .min(exp.train.micro_batch)
-                .min(sizes.train_images.max(1)),
-            checkpoints.len(),
-            store_bytes,
-            sizes.largest_category as f64 * s2,
-            budget,
-        );
+        let pixels = (sizes.largest_category * exp.data.image_size * exp.data.image_size) as u64;
+        let maps = in_memory_bytes(pixels, checkpoints.len());
         JobPlan {
             store,
             trains,
@@ -122,9 +140,30 @@ impl JobPlan {
             write_train_shards: store == TrainStore::Disk,
             checkpoints,
             target_from_shards: facts.target_shards,
+            write_target_shards: sharing.target,
             per_image,
-            memory,
+            budget,
+            data_budget,
+            memory: Memory {
+                fixed,
+                activations,
+                data: store_bytes.max(maps.min(data_budget)),
+            },
         }
+    }
+
+    /// Why the budget cannot hold what it promises, if it cannot: one batch's activations
+    /// already exceed it.
+    pub fn budget_warning(&self) -> Option<String> {
+        (self.memory.activations > self.budget.bytes).then(|| {
+            format!(
+                "one batch's activations (about {}) exceed the memory budget ({}): the job will \
+                 hold more than the budget; lower train.micro_batch or train.extract_batch_size, \
+                 or raise cache.memory_budget",
+                format_bytes(self.memory.activations),
+                format_bytes(self.budget.bytes)
+            )
+        })
     }
 }
 
@@ -197,7 +236,13 @@ mod tests {
             target_images: 50,
             largest_category: 10,
         };
-        let fresh = JobPlan::new(&exp, &sizes, 1 << 40, false, Facts::default());
+        let fresh = JobPlan::new(
+            &exp,
+            &sizes,
+            Some(1 << 40),
+            Sharing::default(),
+            Facts::default(),
+        );
         assert_eq!(fresh.store, TrainStore::Memory);
         assert!(fresh.trains && !fresh.write_train_shards);
         assert_eq!(fresh.train_passes, 1);
@@ -209,8 +254,11 @@ mod tests {
         let shared = JobPlan::new(
             &exp,
             &sizes,
-            1 << 40,
-            true,
+            Some(1 << 40),
+            Sharing {
+                training: true,
+                target: false,
+            },
             Facts {
                 train_shards: true,
                 ..Facts::default()
@@ -221,8 +269,8 @@ mod tests {
         let done = JobPlan::new(
             &exp,
             &sizes,
-            1 << 40,
-            false,
+            Some(1 << 40),
+            Sharing::default(),
             Facts {
                 training_complete: true,
                 target_shards: true,
@@ -232,5 +280,25 @@ mod tests {
         assert!(!done.trains && done.target_from_shards);
         assert_eq!(done.train_passes, 0);
         assert!(done.memory.data <= fresh.memory.data);
+        // The budget holds one batch's activations first; the data gets what they leave.
+        assert_eq!(fresh.budget_warning(), None);
+        assert_eq!(
+            fresh.data_budget,
+            fresh.budget.bytes - fresh.memory.activations
+        );
+        let tight = Experiment {
+            cache: crate::experiment::schema::CacheConfig {
+                memory_budget: crate::experiment::MemoryBudget::Bytes(1024),
+                ..Default::default()
+            },
+            ..exp.clone()
+        };
+        let plan = JobPlan::new(&tight, &sizes, None, Sharing::default(), Facts::default());
+        assert_eq!((plan.data_budget, plan.memory.data), (0, 0));
+        assert_eq!(plan.store, TrainStore::Disk);
+        let w = plan
+            .budget_warning()
+            .expect("activations above the budget are said");
+        assert!(w.contains("train.micro_batch"), "{w}");
     }
 }

@@ -67,6 +67,15 @@ impl Job {
         e
     }
 
+    /// The configuration the job runs with: [`Job::config`] plus the caller's cache settings
+    /// (where features live and the memory budget change no number, so they are not part of
+    /// the identity, but they decide what the job holds).
+    pub fn run_config(&self, exp: &Experiment) -> Experiment {
+        let mut e = self.config(exp);
+        e.cache = exp.cache.clone();
+        e
+    }
+
     /// [`Job::config`] with the target and evaluation settings removed: what identifies the
     /// training, which every target trained from the same (variant, training set, seed) shares.
     pub fn train_config(&self, exp: &Experiment) -> Experiment {
@@ -149,6 +158,31 @@ pub fn shares_training_features(jobs: &[Job], exp: &Experiment, job: &Job) -> bo
             && j.train_key() != job.train_key()
             && j.variant.taps(&exp.backbone.taps) == taps
     })
+}
+
+/// What a job shares with the other jobs of its sweep: features the backbone computes once and
+/// every job reads back from shards on disk (the backbone is frozen; features are a function of
+/// the image, the backbone, the taps and the precision).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sharing {
+    /// Another training reads the same training features ([`shares_training_features`]).
+    pub training: bool,
+    /// Another job evaluates the same target with the same taps (other seeds, other variants):
+    /// the target's features are written to shards by the first and read by the others.
+    pub target: bool,
+}
+
+impl Sharing {
+    /// `job`'s sharing within the sweep `jobs` of experiment `exp`.
+    pub fn of(jobs: &[Job], exp: &Experiment, job: &Job) -> Sharing {
+        let taps = job.variant.taps(&exp.backbone.taps);
+        Sharing {
+            training: shares_training_features(jobs, exp, job),
+            target: jobs.iter().any(|j| {
+                j.target == job.target && j != job && j.variant.taps(&exp.backbone.taps) == taps
+            }),
+        }
+    }
 }
 
 /// The task index of this process: `--task-index`, else `SLURM_ARRAY_TASK_ID`, else

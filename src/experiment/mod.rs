@@ -11,7 +11,7 @@ pub mod preflight;
 pub mod record;
 pub mod schema;
 
-pub use job::{Job, jobs, shares_training_features, task_index_from_env};
+pub use job::{Job, Sharing, jobs, shares_training_features, task_index_from_env};
 pub use layout::{
     CheckpointDir, ExperimentDir, Identity, RunDir, RunDirError, TrainDir, WorkDir, short_hash,
 };

@@ -293,6 +293,10 @@ pub struct Provenance {
     /// budget in bytes.
     pub feature_store: String,
     pub memory_budget: u64,
+    /// The peak resident memory the cost model expected for the job (`engine::cost::Memory`),
+    /// in bytes; compare with `peak_rss` (docs/scale.md).
+    #[serde(default)]
+    pub expected_peak: u64,
     /// Peak resident memory of each phase (`extract`, `train`, `eval`), in bytes (Linux).
     pub peak_rss: BTreeMap<String, u64>,
     /// Images that went through the backbone in each phase (`extract`, `train`, `eval`);

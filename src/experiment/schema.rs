@@ -601,9 +601,11 @@ impl Default for EvalConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Bound on the memory that grows with the number of images (training features, a
-    /// category's anomaly maps during evaluation): a size (`8GiB`, `512MiB`, bytes) or `auto`,
-    /// half of the memory available when the job starts (printed in the log).
+    /// Bound on what a job holds besides its weights: one batch's activations, and the memory
+    /// that grows with the number of images (training features, a category's anomaly maps
+    /// during evaluation): a size (`8GiB`, `512MiB`, bytes) or `auto`, 3/4 of what the memory
+    /// available to the process (cgroup limits included) leaves after the job's weights and
+    /// checkpoints (printed in the log and by `estimate`).
     pub memory_budget: MemoryBudget,
     /// Training features: `auto` (in memory when they fit the budget, else on disk), `memory`,
     /// `disk` (shards under `dir`, read back batch by batch), or `recompute` (the backbone runs

@@ -10,12 +10,12 @@ use crate::backbone::Spec;
 use crate::data::synth::{self, Resolution};
 use crate::data::{ListOptions, Registry, list_samples};
 use crate::engine::assets::{backbone_spec, embedded_text_config};
-use crate::engine::budget::Budget;
+use crate::engine::budget::available_at_start;
 use crate::engine::cost::{self, BUILD_CPU, H200, Memory, Rates, Stage, Work};
 use crate::engine::plan::{Facts, JobPlan, Sizes};
 use crate::engine::progress::clock;
 use crate::experiment::schema::{Experiment, format_bytes};
-use crate::experiment::{ExperimentDir, Job, LoadedExperiment, TrainStore, jobs};
+use crate::experiment::{ExperimentDir, Job, LoadedExperiment, Sharing, TrainStore, jobs};
 use crate::text::ClipTextConfig;
 
 /// Images of one dataset as a job would read them.
@@ -118,6 +118,8 @@ pub struct JobEstimate {
     pub cpu: Vec<Stage>,
     pub gpu: Vec<Stage>,
     pub memory: Memory,
+    /// `cache.memory_budget`, resolved (bytes).
+    pub budget: u64,
     pub store: TrainStore,
     pub trains: bool,
 }
@@ -143,18 +145,18 @@ pub fn estimate(experiments: &[LoadedExperiment], repo_root: &Path) -> Result<Es
     let mut seen_runs = BTreeSet::new();
     let mut seen = Seen::default();
     let mut infos: BTreeMap<(String, String), DatasetInfo> = BTreeMap::new();
-    let budget = |e: &Experiment| Budget::resolve(e.cache.memory_budget);
+    let available = available_at_start();
     for loaded in experiments {
         let base = &loaded.experiment;
         let all = jobs(base);
         for job in &all {
             let job = job.clone();
-            let shared = crate::experiment::shares_training_features(&all, base, &job);
+            let sharing = Sharing::of(&all, base, &job);
             let dir = ExperimentDir::new(Path::new("runs"), base);
             if !seen_runs.insert(dir.run(&job).path) {
                 continue;
             }
-            let exp = job.config(base);
+            let exp = job.run_config(base);
             let mut info = |key: &str| -> Result<DatasetInfo, String> {
                 let k = (
                     serde_json::to_string(&exp.data).unwrap_or_default(),
@@ -179,8 +181,8 @@ pub fn estimate(experiments: &[LoadedExperiment], repo_root: &Path) -> Result<Es
                 &job,
                 &dir,
                 (&train, &target),
-                &budget(base),
-                shared,
+                available,
+                sharing,
                 &mut seen,
             )?);
         }
@@ -204,8 +206,8 @@ fn job_estimate(
     job: &Job,
     dir: &ExperimentDir,
     (train, target): (&DatasetInfo, &DatasetInfo),
-    budget: &Budget,
-    shared: bool,
+    available: Option<u64>,
+    sharing: Sharing,
     seen: &mut Seen,
 ) -> Result<JobEstimate, String> {
     // Without the weights at hand, the paper's backbone.
@@ -238,9 +240,12 @@ fn job_estimate(
         target_images: target.images,
         largest_category: target.largest_category,
     };
-    let plan = JobPlan::new(exp, &sizes, budget.bytes, shared, facts);
+    let plan = JobPlan::new(exp, &sizes, available, sharing, facts);
     if plan.write_train_shards {
         seen.shards.insert(shard_key(&job.train));
+    }
+    if plan.write_target_shards {
+        seen.shards.insert(shard_key(&job.target));
     }
     let weights = format!("{:?}", exp.text);
     let mut words = 0;
@@ -283,6 +288,7 @@ fn job_estimate(
         cpu: stages(&BUILD_CPU),
         gpu: stages(&H200),
         memory: plan.memory,
+        budget: plan.budget.bytes,
         store: plan.store,
         trains: plan.trains,
     })
@@ -303,11 +309,7 @@ impl Estimate {
 
     /// The largest peak memory of any job.
     pub fn peak(&self) -> u64 {
-        self.jobs
-            .iter()
-            .map(|j| j.memory.fixed + j.memory.data)
-            .max()
-            .unwrap_or(0)
+        self.jobs.iter().map(|j| j.memory.peak()).max().unwrap_or(0)
     }
 
     /// A Markdown report: per job and stage, then totals, the dominant stage and the notes.
@@ -333,10 +335,13 @@ impl Estimate {
                 }
             }
             s.push_str(&format!(
-                "| {} | peak memory | | {} fixed + {} data ({} training store{}) | |\n",
+                "| {} | peak memory | | {} = {} fixed + {} activations + {} data (budget {}; {} training store{}) | |\n",
                 j.label,
+                format_bytes(j.memory.peak()),
                 format_bytes(j.memory.fixed),
+                format_bytes(j.memory.activations),
                 format_bytes(j.memory.data),
+                format_bytes(j.budget),
                 match j.store {
                     TrainStore::Memory => "memory",
                     TrainStore::Disk => "disk",
@@ -364,7 +369,7 @@ impl Estimate {
                 format_bytes(self.peak())
             ));
         }
-        if let Some(free) = crate::engine::budget::mem_available()
+        if let Some(free) = available_at_start()
             && self.peak() > free
         {
             // The fixed part (weights, a backbone batch, a training batch's activations) does

@@ -66,8 +66,8 @@ pub struct Planned {
     pub index: usize,
     pub job: Job,
     pub identity: JobIdentity,
-    /// Another training of the sweep reads the same training features.
-    pub shared_features: bool,
+    /// Features the job shares with other jobs of the sweep.
+    pub sharing: crate::experiment::Sharing,
 }
 
 /// The identities of the jobs at `indices` (of the sweep's `jobs`), before any work. Writes the
@@ -88,12 +88,12 @@ pub fn plan(
                     job: job.to_string(),
                     source: Box::new(source),
                 })?;
-            let shared_features = crate::experiment::shares_training_features(jobs, exp, &job);
+            let sharing = crate::experiment::Sharing::of(jobs, exp, &job);
             Ok(Planned {
                 index,
                 job,
                 identity,
-                shared_features,
+                sharing,
             })
         })
         .collect()
@@ -229,9 +229,7 @@ pub fn run_one(
         }
         .into());
     }
-    // The job runs with its identifying configuration plus the caller's cache settings.
-    let mut exp = job.config(&loaded.experiment);
-    exp.cache = loaded.experiment.cache.clone();
+    let exp = job.run_config(&loaded.experiment);
     run.prepare(&planned.identity.run, opts.force.as_deref())?;
     run.write_overrides(&loaded.overrides)?;
     run.log_line(&format!(
@@ -249,7 +247,7 @@ pub fn run_one(
         repo_root: &opts.repo_root,
         identity: &planned.identity,
         force: opts.force.as_deref(),
-        shared_features: planned.shared_features,
+        sharing: planned.sharing,
         quiet: opts.quiet,
     };
     let metrics = match run_job(&cx) {

@@ -79,6 +79,10 @@ enum Cmd {
     /// budget and unbounded; prints peak memory per phase and checks the budgeted runs' numbers
     /// equal the unbounded ones (docs/scale.md).
     BenchMemory {
+        /// Which runs: `scale` (Table 4's job at two dataset sizes) or `big-category` (a KSDD2
+        /// twin of 1,000 images evaluated under 2 GiB and 20 GiB).
+        #[arg(long, value_enum, default_value = "scale")]
+        case: MemoryCase,
         /// Backbone blocks (the taps are the first four).
         #[arg(long, default_value_t = 4)]
         depth: usize,
@@ -241,109 +245,187 @@ fn reproduce(
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_memory(depth: usize, epochs: usize, runs: &Path) -> anyhow::Result<ExitCode> {
+/// The runs of `cargo xtask bench-memory` (see [`memory_runs`]).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum MemoryCase {
+    Scale,
+    BigCategory,
+}
+
+/// One run of the memory benchmark: a job of an experiment file under a budget.
+struct MemoryRun {
+    /// The series it belongs to (runs of a series must give the same metrics).
+    series: String,
+    /// Its row label and run directory name.
+    label: String,
+    experiment: &'static str,
+    /// The job's directory under the runs directory, and its name for `--job`.
+    job: &'static str,
+    budget: &'static str,
+    sets: Vec<String>,
+}
+
+/// The runs of `cargo xtask bench-memory`: `scale` (Table 4's job at 1 and 6 images per category,
+/// budgeted and unbounded: memory bounded by the budget, not the dataset) and `big-category`
+/// (issue 20's job: VisA twin at 6 per category, batch 64, evaluated on a KSDD2 twin of 1,000
+/// images, under 2 GiB and 20 GiB).
+fn memory_runs(case: MemoryCase, depth: usize, epochs: usize, runs: &Path) -> Vec<MemoryRun> {
+    let common = |twins: &str| {
+        vec![
+            format!("data.synthetic.dir={}", runs.join(twins).display()),
+            format!("backbone.embedded.depth={depth}"),
+            "backbone.taps=[0,1,2,3]".to_string(),
+            format!("train.epochs={epochs}"),
+            format!("cache.dir={}", runs.join("cache/features").display()),
+        ]
+    };
+    let mut out = Vec::new();
+    match case {
+        MemoryCase::Scale => {
+            for per_category in [1usize, 6] {
+                for (label, budget, store) in
+                    [("1GiB", "1GiB", "auto"), ("unbounded", "1TiB", "memory")]
+                {
+                    let mut sets = common(&format!("twins-{per_category}"));
+                    sets.extend([
+                        format!("data.synthetic.per_category={per_category}"),
+                        // A batch both sizes fill: a training batch's activations grow with
+                        // the batch (up to `train.batch_size`), not with the data; with the
+                        // default 64, 12 images make a batch of 12 and 72 a batch of 64, and
+                        // the comparison would measure the batch instead of the dataset.
+                        "train.batch_size=8".into(),
+                        format!("cache.train={store}"),
+                    ]);
+                    out.push(MemoryRun {
+                        series: format!("{per_category} image(s)/category"),
+                        label: format!("{per_category}x-{label}"),
+                        experiment: "experiments/table4.yaml",
+                        job: "full__visa__mvtec__s0",
+                        budget,
+                        sets,
+                    });
+                }
+            }
+        }
+        MemoryCase::BigCategory => {
+            for budget in ["2GiB", "20GiB"] {
+                let mut sets = common("twins-big");
+                sets.extend([
+                    "data.synthetic.per_category=6".to_string(),
+                    "data.synthetic.per_dataset.ksdd2=1000".into(),
+                    // The small text tower: the memory under test is the data's.
+                    "text.embedded.width=64".into(),
+                    "text.embedded.layers=2".into(),
+                    "text.embedded.heads=4".into(),
+                    "text.embedded.embed_dim=32".into(),
+                ]);
+                out.push(MemoryRun {
+                    series: "KSDD2 twin of 1,000 images".into(),
+                    label: format!("ksdd2-1000-{budget}"),
+                    experiment: "experiments/table1.yaml",
+                    job: "full__visa__ksdd2__s0",
+                    budget,
+                    sets,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn bench_memory(
+    case: MemoryCase,
+    depth: usize,
+    epochs: usize,
+    runs: &Path,
+) -> anyhow::Result<ExitCode> {
     let root = project_root();
     let bin = build(&root, false, "")?;
     let mut rows = Vec::new();
     let mut numbers = std::collections::BTreeMap::new();
-    for per_category in [1usize, 6] {
-        for (label, budget, store) in [("1GiB", "1GiB", "auto"), ("unbounded", "1TiB", "memory")] {
-            let dir = runs.join(format!("{per_category}x-{label}"));
-            let sets = [
-                format!("data.synthetic.per_category={per_category}"),
-                format!(
-                    "data.synthetic.dir={}",
-                    runs.join(format!("twins-{per_category}")).display()
-                ),
-                format!("backbone.embedded.depth={depth}"),
-                "backbone.taps=[0,1,2,3]".into(),
-                format!("train.epochs={epochs}"),
-                // A batch both sizes fill: a training batch's activations grow with the batch
-                // (up to `train.batch_size`, 64 by default: ~12 GB), not with the data; with
-                // the default, 12 images make a batch of 12 and 72 a batch of 64, and the
-                // comparison would measure the batch instead of the dataset.
-                "train.batch_size=8".into(),
-                format!("cache.memory_budget={budget}"),
-                format!("cache.train={store}"),
-                format!("cache.dir={}", runs.join("cache/features").display()),
-            ];
-            let mut a: Vec<String> = [
-                "sweep",
-                "experiments/table4.yaml",
-                "--profile",
-                "rehearsal",
-                "--all",
-                "--quiet",
-                "--runs",
-            ]
+    for run in memory_runs(case, depth, epochs, runs) {
+        let dir = runs.join(&run.label);
+        let mut a: Vec<String> = ["sweep", run.experiment, "--profile", "rehearsal"]
             .iter()
             .map(|s| s.to_string())
             .collect();
-            a.push(dir.display().to_string());
-            for s in sets {
-                a.push("--set".into());
-                a.push(s);
-            }
-            let t = Instant::now();
-            let code = ava(&bin, &root, &a)?;
-            if code != 0 {
-                bail!("the {per_category}x {label} run failed (exit {code})");
-            }
-            let wall = t.elapsed().as_secs_f64();
-            let path = root
-                .join(&dir)
-                .join("paper-rehearsal/full__visa__mvtec__s0/metrics.json");
-            let m: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-            )?;
-            let p = &m["provenance"];
-            let gib = |k: &str| p["peak_rss"][k].as_f64().unwrap_or(f64::NAN) / (1u64 << 30) as f64;
-            let peak = ["extract", "train", "eval"]
-                .iter()
-                .map(|k| gib(k))
-                .fold(0.0, f64::max);
-            rows.push(format!(
-                "| {per_category} | {label} | {} | {:.2} | {:.2} | {:.2} | {peak:.2} | {wall:.0} |",
-                p["feature_store"].as_str().unwrap_or("?"),
-                gib("extract"),
-                gib("train"),
-                gib("eval"),
-            ));
-            let key: Vec<String> = [
-                "untrained",
-                "best_epoch",
-                "final_epoch",
-                "routing",
-                "epochs",
-            ]
+        a.extend([
+            "--job".into(),
+            run.job.into(),
+            "--quiet".into(),
+            "--runs".into(),
+        ]);
+        a.push(dir.display().to_string());
+        for s in run
+            .sets
             .iter()
-            .map(|k| {
-                let mut v = m[*k].clone();
-                if let Some(a) = v.as_array_mut() {
-                    for e in a {
-                        e.as_object_mut().map(|o| o.remove("seconds"));
-                    }
-                }
-                v.to_string()
-            })
-            .collect();
-            numbers
-                .entry(per_category)
-                .or_insert_with(Vec::new)
-                .push((label, key));
+            .cloned()
+            .chain([format!("cache.memory_budget={}", run.budget)])
+        {
+            a.push("--set".into());
+            a.push(s);
         }
+        let t = Instant::now();
+        let code = ava(&bin, &root, &a)?;
+        if code != 0 {
+            bail!("the {} run failed (exit {code})", run.label);
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let path = root
+            .join(&dir)
+            .join(format!("paper-rehearsal/{}/metrics.json", run.job));
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        )?;
+        let p = &m["provenance"];
+        let gib = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN) / (1u64 << 30) as f64;
+        let phase = |k: &str| gib(&p["peak_rss"][k]);
+        let peak = ["extract", "train", "eval"]
+            .iter()
+            .map(|k| phase(k))
+            .fold(0.0, f64::max);
+        let expected = gib(&p["expected_peak"]);
+        rows.push(format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {peak:.2} | {expected:.2} | {:+.0} % | {wall:.0} |",
+            run.series,
+            run.budget,
+            p["feature_store"].as_str().unwrap_or("?"),
+            phase("extract"),
+            phase("train"),
+            phase("eval"),
+            100.0 * (peak / expected - 1.0),
+        ));
+        let key: Vec<String> = [
+            "untrained",
+            "best_epoch",
+            "final_epoch",
+            "routing",
+            "epochs",
+        ]
+        .iter()
+        .map(|k| {
+            let mut v = m[*k].clone();
+            if let Some(a) = v.as_array_mut() {
+                for e in a {
+                    e.as_object_mut().map(|o| o.remove("seconds"));
+                }
+            }
+            v.to_string()
+        })
+        .collect();
+        numbers.entry(run.series).or_insert_with(Vec::new).push(key);
     }
     println!(
-        "| images/category | budget | training store | peak extract GiB | peak train GiB | peak eval GiB | peak GiB | wall s |\n|---|---|---|---|---|---|---|---|"
+        "| series | budget | training store | peak extract GiB | peak train GiB | peak eval GiB | peak GiB | estimated peak GiB | measured vs estimated | wall s |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in &rows {
         println!("{r}");
     }
     let mut ok = true;
-    for (n, runs) in &numbers {
-        let same = runs.windows(2).all(|w| w[0].1 == w[1].1);
+    for (series, runs) in &numbers {
+        let same = runs.windows(2).all(|w| w[0] == w[1]);
         println!(
-            "{n} image(s)/category: budgeted and unbounded metrics {}",
+            "{series}: metrics under every budget {}",
             if same { "identical" } else { "DIFFER" }
         );
         ok &= same;
@@ -391,10 +473,11 @@ fn main() -> ExitCode {
             debug,
         } => check(profile, bless, debug),
         Cmd::BenchMemory {
+            case,
             depth,
             epochs,
             runs,
-        } => bench_memory(depth, epochs, &runs),
+        } => bench_memory(case, depth, epochs, &runs),
     };
     match result {
         Ok(code) => code,

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Needs, Plan, SlurmError, TimeEstimate, is_gpu, resolve, resources, script};
+use super::{
+    Needs, PROCESS_BYTES, Plan, SlurmError, TimeEstimate, is_gpu, resolve, resources, script,
+};
 use crate::experiment::schema::SlurmConfig;
 use crate::experiment::{ExperimentDir, Job, LoadedExperiment, MemoryBudget};
 
@@ -115,7 +117,8 @@ fn job_costs(
         let mut alone = loaded.clone();
         alone.experiment.sweep = job.config(&loaded.experiment).sweep;
         for j in crate::runner::estimate::estimate(&[alone], repo_root)?.jobs {
-            fixed = fixed.max(j.memory.fixed);
+            // `resources` adds the process itself on top.
+            fixed = fixed.max(j.memory.fixed.saturating_sub(PROCESS_BYTES));
             let stages = if gpu { &j.gpu } else { &j.cpu };
             seconds = seconds.max(stages.iter().map(|s| s.seconds).sum());
         }

@@ -9,19 +9,20 @@ const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 const DAY: u64 = 86_400;
 
-/// What a task holds besides the tensors the cost model counts: the binary, the allocator's
-/// slack, thread stacks, decoded images. A whole smoke job peaks at 92 MB (release build).
-pub const PROCESS_BYTES: u64 = 256 * MIB;
+use crate::engine::budget::Budget;
+pub use crate::engine::cost::PROCESS_BYTES;
+use crate::experiment::MemoryBudget;
 
 /// What the run needs, from the experiment and the cost model; no user choice in here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Needs {
     pub backend: Backend,
     pub profile: Profile,
-    /// `cache.memory_budget` in bytes; `None` when it is `auto` (half of the memory available).
+    /// `cache.memory_budget` in bytes; `None` when it is `auto` (derived from the memory
+    /// available).
     pub memory_budget: Option<u64>,
-    /// Tensor bytes the largest job holds besides its features (weights, checkpoints, one
-    /// batch's activations); [`PROCESS_BYTES`] is added on top.
+    /// Tensor bytes the largest job holds outside its budget (weights, checkpoints; one batch's
+    /// activations are inside the budget); [`PROCESS_BYTES`] is added on top.
     pub fixed_bytes: u64,
     /// The slowest job's estimated wall time; `None`: a generous profile default.
     pub time_estimate: Option<TimeEstimate>,
@@ -195,8 +196,9 @@ pub fn resources(needs: &Needs, s: &SlurmConfig) -> Resources {
     }
 }
 
-/// `--mem`, and the budget tasks must be given when `cache.memory_budget` is `auto`: inside an
-/// allocation, "half of the memory available" would read the node's memory, not the task's.
+/// `--mem`, and the budget tasks must be given when `cache.memory_budget` is `auto`: the task's
+/// memory is known here, so every task gets the same budget (`auto`'s rule applied to `--mem`)
+/// whatever the node has free when it starts.
 fn memory(
     needs: &Needs,
     s: &SlurmConfig,
@@ -225,17 +227,20 @@ fn memory(
         (Some(m), None) => match mem_bytes(m) {
             0 => {
                 why.push(format!(
-                    "memory: {m} (set by the user: the whole node; cache.memory_budget auto, half \
-                     of what the node has available)"
+                    "memory: {m} (set by the user: the whole node; cache.memory_budget auto, 3/4 \
+                     of what the node has available after the fixed costs)"
                 ));
                 (m.clone(), None)
             }
             asked => {
+                let budget = Budget::resolve(MemoryBudget::Auto, Some(asked), fixed).bytes;
                 why.push(format!(
-                    "memory: {m} (set by the user; cache.memory_budget auto: half of it, {} MiB)",
-                    mib(asked / 2)
+                    "memory: {m} (set by the user; cache.memory_budget auto: 3/4 of what the \
+                     fixed costs ({} MiB) leave, {} MiB)",
+                    mib(fixed),
+                    mib(budget)
                 ));
-                (m.clone(), Some(asked / 2))
+                (m.clone(), Some(budget))
             }
         },
         (None, budget) => {
@@ -252,8 +257,8 @@ fn memory(
             };
             let m = format_mem(budget + fixed);
             why.push(format!(
-                "memory: {m} = feature budget {} MiB ({source}) + fixed costs {} MiB (weights, \
-                 checkpoints, one batch, the process)",
+                "memory: {m} = memory budget {} MiB ({source}; features, maps and one batch's \
+                 activations) + fixed costs {} MiB (weights, checkpoints, the process)",
                 mib(budget),
                 mib(fixed),
             ));
@@ -295,7 +300,7 @@ mod tests {
         assert_eq!(r.task_budget, None);
         // 1 h x 1.5 + 10 min.
         assert_eq!(r.time, "01:40:00");
-        assert!(r.why.iter().any(|w| w.contains("(cache.memory_budget)")));
+        assert!(r.why.iter().any(|w| w.contains("(cache.memory_budget;")));
         assert!(r.warnings.is_empty());
         // A limit over a day is said: many partitions refuse it.
         n.time_estimate = Some(TimeEstimate {
@@ -313,15 +318,19 @@ mod tests {
         // Derived memory: the profile's default budget, which every task is given.
         let r = resources(&n, &settings(&SlurmConfig::default()));
         assert_eq!((r.mem.as_str(), r.task_budget), ("1280M", Some(GIB)));
-        // The user's memory: half of it, as `auto` means half of what is available.
+        // The user's memory: `auto`'s rule applied to it, 3/4 of what the fixed costs (here
+        // only the process) leave.
         let mem = |m: &str| SlurmConfig {
             mem: Some(m.into()),
             ..SlurmConfig::default()
         };
         let r = resources(&n, &settings(&mem("16G")));
-        assert_eq!((r.mem.as_str(), r.task_budget), ("16G", Some(8 * GIB)));
+        assert_eq!(
+            (r.mem.as_str(), r.task_budget),
+            ("16G", Some((16 * GIB - PROCESS_BYTES) / 4 * 3))
+        );
         let r = resources(&n, &settings(&mem("3000")));
-        assert_eq!(r.task_budget, Some(1500 * MIB));
+        assert_eq!(r.task_budget, Some((3000 * MIB - PROCESS_BYTES) / 4 * 3));
         // `--mem=0` is the whole node: `auto` stays `auto`.
         let r = resources(&n, &settings(&mem("0")));
         assert_eq!(r.task_budget, None);
