@@ -118,6 +118,18 @@ pub fn text_id(cfg: &TextConfig) -> Result<String, EngineError> {
     }
 }
 
+/// The text tower's projection width without loading it (from the embedded shape or the
+/// weights' config file): what the adapters' text projection reads.
+pub fn text_projection_dim(cfg: &TextConfig) -> Result<usize, EngineError> {
+    match resolve(&cfg.weights, "CLIP weights")? {
+        None => Ok(cfg.embedded.embed_dim),
+        Some(path) => {
+            let (_, config) = crate::text::load::weights_and_config(&path)?;
+            Ok(ClipTextConfig::from_file(&config)?.projection_dim)
+        }
+    }
+}
+
 /// The shape of the embedded random CLIP text tower (CLIP's switches, the configured sizes).
 pub fn embedded_text_config(e: &EmbeddedText) -> ClipTextConfig {
     ClipTextConfig {

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod features;
 pub mod identity;
 pub mod inference;
+pub mod init;
 pub mod outcome;
 pub mod overlays;
 pub mod pipeline;
