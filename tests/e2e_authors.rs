@@ -205,3 +205,129 @@ fn training_starts_from_a_checkpoint_in_either_format() {
         );
     }
 }
+
+/// `ava-dino evaluate` of `files` on MVTec-AD with the tiny settings and `sets` into `out`.
+fn evaluate(tmp: &Path, files: &[&Path], out: &Path, sets: &[String]) -> (bool, String) {
+    let table = root().join("experiments/table4.yaml");
+    let mut args = vec![
+        "evaluate".to_string(),
+        "--experiment".into(),
+        table.display().to_string(),
+        "--profile".into(),
+        "smoke".into(),
+        "--target".into(),
+        "mvtec".into(),
+        "--quiet".into(),
+        "--out".into(),
+        out.display().to_string(),
+        "--checkpoint".into(),
+    ];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ava(tmp, &args, sets)
+}
+
+/// The numbers of an evaluation as JSON text: equal text is equal bits (serde_json writes the
+/// shortest form that reads back to the same f64).
+fn exact(ev: &ava_dino::experiment::record::Evaluation) -> String {
+    serde_json::to_string(&(&ev.per_category, &ev.mean, &ev.mean_interval)).unwrap()
+}
+
+#[test]
+fn evaluate_reproduces_a_runs_metrics_from_its_own_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let (ok, out) = sweep(tmp.path(), &runs, &[]);
+    assert!(ok, "{out}");
+    let run = metrics(&runs);
+    let (best, last) = (&run.best_epoch, &run.final_epoch);
+    let theirs = |e: usize| checkpoint(&runs, e).join(format!("epoch_{}.pth", e - 1));
+    let ours = checkpoint(&runs, last.epoch).join("adapters.safetensors");
+    let mut files = vec![theirs(last.epoch), ours.clone()];
+    if best.epoch != last.epoch {
+        files.push(theirs(best.epoch));
+    }
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let dir = tmp.path().join("eval");
+    let (ok, printed) = evaluate(tmp.path(), &refs, &dir, &[]);
+    assert!(ok, "{printed}");
+
+    let record: ava_dino::experiment::record::CheckpointsRecord =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(record.checkpoints.len(), files.len());
+    let last_label = format!("epoch_{}.pth", last.epoch - 1);
+    let ours_label = format!("epoch_{:03}/adapters.safetensors", last.epoch);
+    for (c, want) in record.checkpoints.iter().zip([last, last, best]) {
+        assert_eq!(exact(&c.evaluation), exact(want), "{}", c.label);
+        assert_eq!(c.evaluation.epoch, want.epoch, "{}", c.label);
+        assert!(c.sha256.starts_with("sha256:"));
+    }
+    assert_eq!(record.checkpoints[0].label, last_label);
+    assert_eq!(record.checkpoints[1].label, ours_label);
+
+    // The table test.py prints, per checkpoint.
+    let mean = &last.mean;
+    let f = |v: Option<f64>| v.map_or("nan".to_string(), |v| format!("{v:.5}"));
+    let mean_line = format!(
+        "  MEAN                      P-AUROC: {}  I-AUROC: {}  F1: {}",
+        f(mean.pixel_auroc),
+        f(mean.image_auroc),
+        f(mean.pixel_f1max)
+    );
+    for label in [&last_label, &ours_label] {
+        let head = format!("Dataset: mvtec  |  Checkpoint: {label}");
+        let table = printed.split(&head).nth(1).expect(&head);
+        assert!(
+            table.contains(&mean_line),
+            "`{mean_line}` missing:\n{printed}"
+        );
+    }
+    let c = &last.per_category[0];
+    let row = format!("  {:<25} P-AUROC: {}", c.category, f(c.metrics.pixel_auroc));
+    assert!(printed.contains(&row), "`{row}` missing:\n{printed}");
+
+    // per_category.csv and overlays, as in a run directory.
+    let csv = std::fs::read_to_string(dir.join("per_category.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with(&format!("{last_label},"))),
+        "{csv}"
+    );
+    for label in [last_label.clone(), ours_label.replace('/', "__")] {
+        let maps = dir.join(&label).join("maps");
+        assert!(
+            std::fs::read_dir(&maps).is_ok_and(|mut d| d.next().is_some()),
+            "{maps:?}"
+        );
+    }
+
+    // Wrong files: one line naming the file and what is wrong, before any backbone work (the
+    // output folder is made only once the backbone is loaded).
+    let notes = tmp.path().join("notes.pth");
+    std::fs::write(&notes, "not a checkpoint").unwrap();
+    let pth = theirs(last.epoch);
+    let cases: [(&[&Path], &[&str], &str); 3] = [
+        (
+            &[&pth, &notes],
+            &[],
+            "notes.pth: neither a PyTorch checkpoint",
+        ),
+        (&[&pth], &["model.bottleneck=16"], "tensor `"),
+        (&[&pth], &["backbone.taps=[3]"], "unexpected tensors"),
+    ];
+    for (i, (files, sets, want)) in cases.into_iter().enumerate() {
+        let out = tmp.path().join(format!("wrong{i}"));
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let (ok, printed) = evaluate(tmp.path(), files, &out, &sets);
+        assert!(
+            !ok && printed.contains(want),
+            "`{want}` missing:\n{printed}"
+        );
+        let file = files.last().unwrap().file_name().unwrap().to_string_lossy();
+        assert!(
+            printed.contains(&*file),
+            "the file is not named:\n{printed}"
+        );
+        assert!(!out.exists(), "work began before the files were checked");
+    }
+}

@@ -13,6 +13,7 @@
 pub mod assets;
 pub mod budget;
 pub mod cache;
+pub mod checkpoint_files;
 pub mod checkpoints;
 pub mod cost;
 pub mod evaluate;

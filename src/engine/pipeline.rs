@@ -446,7 +446,7 @@ fn select(
 }
 
 /// An extractor over the job's backbone (`assets`), taps and size.
-fn extractor<'b>(
+pub(super) fn extractor<'b>(
     exp: &Experiment,
     assets: &'b Assets,
     device: &Device,
@@ -501,7 +501,7 @@ fn backbone_images(assets: &Assets) -> u64 {
 }
 
 /// The bootstrap of `eval.bootstrap` (`None` with 0 replicates).
-fn bootstrap_spec(exp: &Experiment) -> Option<crate::metrics::BootstrapSpec> {
+pub(super) fn bootstrap_spec(exp: &Experiment) -> Option<crate::metrics::BootstrapSpec> {
     let b = &exp.eval.bootstrap;
     (b.replicates > 0).then_some(crate::metrics::BootstrapSpec {
         replicates: b.replicates,
