@@ -118,15 +118,13 @@ pub fn text_id(cfg: &TextConfig) -> Result<String, EngineError> {
     }
 }
 
-/// The text tower's projection width without loading it (from the embedded shape or the
-/// weights' config file): what the adapters' text projection reads.
+/// The text tower's projection width without building it (from the embedded shape, the weights'
+/// `config.json`, or the weights' shapes when there is none): what the adapters' text projection
+/// reads.
 pub fn text_projection_dim(cfg: &TextConfig) -> Result<usize, EngineError> {
     match resolve(&cfg.weights, "CLIP weights")? {
         None => Ok(cfg.embedded.embed_dim),
-        Some(path) => {
-            let (_, config) = crate::text::load::weights_and_config(&path)?;
-            Ok(ClipTextConfig::from_file(&config)?.projection_dim)
-        }
+        Some(path) => Ok(crate::text::load::config_of(&path)?.projection_dim),
     }
 }
 
