@@ -44,9 +44,7 @@ fn problem(cfg: &MethodConfig, device: &Device) -> Batch {
     let dir = Tensor::<2>::from_data(normal(vec![1, d], 1.0), device);
     let shift = y.clone().reshape([B, 1]) * dir.clone().mul_scalar(2.0);
     let cls = (0..cfg.n_taps())
-        .map(|_| {
-            Tensor::<2>::from_data(normal(vec![B, d], 1.0), device) + shift.clone()
-        })
+        .map(|_| Tensor::<2>::from_data(normal(vec![B, d], 1.0), device) + shift.clone())
         .collect();
     // Mask: the top-left quarter of the map for anomalous samples; patches of that region shifted.
     let mut mask = vec![0f32; B * s * s];
