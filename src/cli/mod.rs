@@ -10,6 +10,7 @@ mod collect;
 mod common;
 mod datasets;
 mod estimate;
+mod evaluate;
 mod features;
 mod metrics;
 mod predict;
@@ -33,6 +34,8 @@ enum Command {
     Features(features::Args),
     /// AUROC, AP, F1-max (+ threshold) and AUPRO of one safetensors file, as one JSON object.
     Metrics(metrics::Args),
+    /// Evaluate checkpoint files (the authors' epoch_N.pth or ours) on a target, as a run does.
+    Evaluate(evaluate::Args),
     /// Score your own images with a trained run: image score, routing weights, heat-map overlay.
     Predict(predict::Args),
     /// Print CLIP token ids (one JSON array of 77 per text).
@@ -63,6 +66,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Features(args) => features::run(args),
         Command::Metrics(args) => metrics::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Text(args) => text::run(args),

@@ -7,10 +7,12 @@
 
 pub mod check;
 pub mod layouts;
+pub mod mt19937;
 pub mod preprocess;
 pub mod pyrandom;
 pub mod registry;
 pub mod synth;
+pub mod torch_order;
 
 use std::path::{Path, PathBuf};
 

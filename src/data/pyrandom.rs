@@ -1,10 +1,11 @@
 //! Python's `random.seed(int)` + `random.shuffle` (MT19937), needed to reproduce the reference's
 //! seeded Kvasir split bit for bit.
 
-/// CPython's Mersenne Twister state.
+use super::mt19937::{Mt19937, N};
+
+/// CPython's `random.Random` (its Mersenne Twister, seeded CPython's way).
 pub struct PyRandom {
-    mt: [u32; 624],
-    index: usize,
+    mt: Mt19937,
 }
 
 impl PyRandom {
@@ -19,69 +20,39 @@ impl PyRandom {
                 break;
             }
         }
-        let mut r = Self {
-            mt: [0; 624],
-            index: 624,
-        };
-        r.init_genrand(19_650_218);
-        let n = 624usize;
+        let mut mt = Mt19937::init_genrand(19_650_218);
+        let st = mt.state_mut();
         let (mut i, mut j) = (1usize, 0usize);
-        for _ in 0..n.max(key.len()) {
-            let prev = r.mt[i - 1] ^ (r.mt[i - 1] >> 30);
-            r.mt[i] = (r.mt[i] ^ prev.wrapping_mul(1_664_525))
+        for _ in 0..N.max(key.len()) {
+            let prev = st[i - 1] ^ (st[i - 1] >> 30);
+            st[i] = (st[i] ^ prev.wrapping_mul(1_664_525))
                 .wrapping_add(key[j])
                 .wrapping_add(j as u32);
             i += 1;
             j += 1;
-            if i >= n {
-                r.mt[0] = r.mt[n - 1];
+            if i >= N {
+                st[0] = st[N - 1];
                 i = 1;
             }
             if j >= key.len() {
                 j = 0;
             }
         }
-        for _ in 0..n - 1 {
-            let prev = r.mt[i - 1] ^ (r.mt[i - 1] >> 30);
-            r.mt[i] = (r.mt[i] ^ prev.wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
+        for _ in 0..N - 1 {
+            let prev = st[i - 1] ^ (st[i - 1] >> 30);
+            st[i] = (st[i] ^ prev.wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
             i += 1;
-            if i >= n {
-                r.mt[0] = r.mt[n - 1];
+            if i >= N {
+                st[0] = st[N - 1];
                 i = 1;
             }
         }
-        r.mt[0] = 0x8000_0000;
-        r
-    }
-
-    fn init_genrand(&mut self, s: u32) {
-        self.mt[0] = s;
-        for i in 1..624 {
-            self.mt[i] = 1_812_433_253u32
-                .wrapping_mul(self.mt[i - 1] ^ (self.mt[i - 1] >> 30))
-                .wrapping_add(i as u32);
-        }
-        self.index = 624;
+        st[0] = 0x8000_0000;
+        Self { mt }
     }
 
     fn next_u32(&mut self) -> u32 {
-        if self.index >= 624 {
-            for k in 0..624 {
-                let y = (self.mt[k] & 0x8000_0000) | (self.mt[(k + 1) % 624] & 0x7fff_ffff);
-                let mut v = self.mt[(k + 397) % 624] ^ (y >> 1);
-                if y & 1 != 0 {
-                    v ^= 0x9908_b0df;
-                }
-                self.mt[k] = v;
-            }
-            self.index = 0;
-        }
-        let mut y = self.mt[self.index];
-        self.index += 1;
-        y ^= y >> 11;
-        y ^= (y << 7) & 0x9d2c_5680;
-        y ^= (y << 15) & 0xefc6_0000;
-        y ^ (y >> 18)
+        self.mt.next_u32()
     }
 
     /// `random._randbelow(n)` for `1 <= n < 2^32` (rejection sampling on `getrandbits(bit_length(n))`).

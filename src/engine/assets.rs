@@ -118,6 +118,16 @@ pub fn text_id(cfg: &TextConfig) -> Result<String, EngineError> {
     }
 }
 
+/// The text tower's projection width without building it (from the embedded shape, the weights'
+/// `config.json`, or the weights' shapes when there is none): what the adapters' text projection
+/// reads.
+pub fn text_projection_dim(cfg: &TextConfig) -> Result<usize, EngineError> {
+    match resolve(&cfg.weights, "CLIP weights")? {
+        None => Ok(cfg.embedded.embed_dim),
+        Some(path) => Ok(crate::text::load::config_of(&path)?.projection_dim),
+    }
+}
+
 /// The shape of the embedded random CLIP text tower (CLIP's switches, the configured sizes).
 pub fn embedded_text_config(e: &EmbeddedText) -> ClipTextConfig {
     ClipTextConfig {

@@ -93,6 +93,9 @@ pub fn job_identity(
         ("weights.text".to_string(), text_id(&config.text)?),
         ("samples.train".to_string(), train_samples),
     ]);
+    if let Some(path) = &config.train.init {
+        parts.insert("weights.init".to_string(), super::init::init_id(path)?);
+    }
     let yaml = |e: &Experiment| serde_saphyr::to_string(e).expect("the schema serializes to YAML");
     let training = Identity {
         config: yaml(&job.train_config(exp)),

@@ -13,6 +13,7 @@
 pub mod assets;
 pub mod budget;
 pub mod cache;
+pub mod checkpoint_files;
 pub mod checkpoints;
 pub mod cost;
 pub mod evaluate;
@@ -20,6 +21,7 @@ pub mod extract;
 pub mod features;
 pub mod identity;
 pub mod inference;
+pub mod init;
 pub mod outcome;
 pub mod overlays;
 pub mod pipeline;

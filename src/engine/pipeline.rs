@@ -122,6 +122,12 @@ impl<'a> Running<'a> {
         let mut provenance = Provenance::capture(exp, cx.job);
         let device = crate::device::select(exp.device)?;
         provenance.device = crate::device::describe(&device);
+        if let Some(path) = &exp.train.init {
+            // A wrong file is one error before any backbone work.
+            let method = super::init::method_config_unloaded(cx.job, exp)?;
+            super::init::load(&method, path, &device)?;
+            say(cx.run, &format!("training starts from {}", path.display()))?;
+        }
         say(cx.run, &format!("loading assets ({})", exp.profile))?;
         let assets = shared_assets(&AssetSpec::of(exp), cx.repo_root, &device)?;
         let size = exp.data.image_size;
@@ -266,6 +272,7 @@ impl<'a> Running<'a> {
             train: &exp.train,
             init_seed: exp.model.init_seed,
             seed: cx.job.seed,
+            init: exp.train.init.as_deref(),
             label: cx.job.train_key(),
             reporter: self.reporter,
         };
@@ -441,7 +448,7 @@ fn select(
 }
 
 /// An extractor over the job's backbone (`assets`), taps and size.
-fn extractor<'b>(
+pub(super) fn extractor<'b>(
     exp: &Experiment,
     assets: &'b Assets,
     device: &Device,
@@ -496,7 +503,7 @@ fn backbone_images(assets: &Assets) -> u64 {
 }
 
 /// The bootstrap of `eval.bootstrap` (`None` with 0 replicates).
-fn bootstrap_spec(exp: &Experiment) -> Option<crate::metrics::BootstrapSpec> {
+pub(super) fn bootstrap_spec(exp: &Experiment) -> Option<crate::metrics::BootstrapSpec> {
     let b = &exp.eval.bootstrap;
     (b.replicates > 0).then_some(crate::metrics::BootstrapSpec {
         replicates: b.replicates,

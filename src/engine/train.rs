@@ -4,7 +4,9 @@
 //! Mirrors the reference `train.py`: a DataLoader with `shuffle=True` and `drop_last=False` over
 //! the auxiliary dataset, one optimizer update per batch, the LR schedule stepped after each
 //! update. The reference sets no seed; we shuffle with a seeded generator so runs repeat exactly
-//! (and a resumed run continues with the order it would have had).
+//! (and a resumed run continues with the order it would have had): our own (`train.shuffle:
+//! seeded`) or PyTorch's, reproduced (`torch`, the order of `train.py` run under
+//! `torch.manual_seed(seed)`; docs/fidelity.md).
 
 use std::time::Instant;
 
@@ -14,9 +16,10 @@ use super::EngineError;
 use super::checkpoints::{self, EpochFile, EpochSummary};
 use super::progress::Reporter;
 use super::store::TrainSet;
+use crate::data::torch_order;
 use crate::experiment::TrainDir;
 use crate::experiment::WorkDir;
-use crate::experiment::schema::TrainConfig;
+use crate::experiment::schema::{Shuffle, TrainConfig};
 use crate::model::{AvaDino, LossValues, MethodConfig, OptimConfig, Trainer};
 use crate::rng::SplitMix64;
 
@@ -29,6 +32,25 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
         order.swap(i, j);
     }
     order
+}
+
+/// The order of epoch `epoch` (0-based) under `train.shuffle`.
+pub fn order_of(
+    shuffle: Shuffle,
+    n: usize,
+    seed: u64,
+    epoch: usize,
+) -> Result<Vec<usize>, EngineError> {
+    Ok(match shuffle {
+        Shuffle::None => (0..n).collect(),
+        Shuffle::Seeded => epoch_order(n, seed, epoch),
+        Shuffle::Torch => {
+            torch_order::epoch_order(n, seed, epoch).map_err(|e| EngineError::Config {
+                what: "train.shuffle".into(),
+                message: e.to_string(),
+            })?
+        }
+    })
 }
 
 /// Updates per epoch with `drop_last=False`.
@@ -81,6 +103,8 @@ pub struct TrainSpec<'a> {
     pub init_seed: u64,
     /// The job's seed (initialization and shuffling).
     pub seed: u64,
+    /// `train.init`: the adapters to start from instead of seeded random ones.
+    pub init: Option<&'a std::path::Path>,
     /// Shown in progress lines.
     pub label: String,
     pub reporter: Reporter,
@@ -107,8 +131,13 @@ pub fn train(
     let latest = dir.latest_complete();
     let mut trainer = match latest {
         None => {
-            let seed = spec.init_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ spec.seed;
-            let model = AvaDino::try_new(spec.method, seed, &ad)?;
+            let model = match spec.init {
+                Some(path) => super::init::load(spec.method, path, &ad)?,
+                None => {
+                    let seed = spec.init_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ spec.seed;
+                    AvaDino::try_new(spec.method, seed, &ad)?
+                }
+            };
             let trainer = Trainer::new(model, spec.optim.clone(), warmup_steps);
             checkpoints::save(&dir.epoch(0), &trainer, &EpochFile::default())?;
             trainer
@@ -137,11 +166,7 @@ pub fn train(
     );
     for epoch in start..=epochs {
         let t = Instant::now();
-        let order: Vec<usize> = if spec.train.shuffle {
-            epoch_order(n, spec.seed, epoch - 1)
-        } else {
-            (0..n).collect()
-        };
+        let order = order_of(spec.train.shuffle, n, spec.seed, epoch - 1)?;
         let summary = run_epoch(
             &mut trainer,
             data,

@@ -74,6 +74,8 @@ pub fn load_experiment(
     let mut tree = serde_json::to_value(Experiment::default()).expect("the schema serializes");
     // The unset `slurm` section is left out of serialized YAML; list it so `--set slurm.x=` works.
     tree["slurm"] = serde_json::to_value(SlurmConfig::default()).expect("the schema serializes");
+    // So is an unset `train.init`.
+    tree["train"]["init"] = Value::Null;
     merge(&mut tree, file_tree);
 
     let profile = profile.unwrap_or(file_typed.profile);
@@ -448,5 +450,37 @@ mod tests {
         let mut base = serde_json::json!({"a": {"b": 1, "c": 2}, "d": 3});
         merge(&mut base, serde_json::json!({"a": {"c": 5}}));
         assert_eq!(base, serde_json::json!({"a": {"b": 1, "c": 5}, "d": 3}));
+    }
+
+    #[test]
+    fn shuffle_and_init_overrides() {
+        use crate::experiment::schema::Shuffle;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("e.yaml");
+        let text = "name: t\nsweep:\n  variants: [full]\n  runs:\n    - train: visa\n      targets: [mvtec]\n  seeds: [0]\n";
+        std::fs::write(&file, text).unwrap();
+        let load = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            load_experiment(&file, None, &sets).map(|l| l.experiment.train)
+        };
+        for (v, want) in [
+            ("torch", Shuffle::Torch),
+            ("seeded", Shuffle::Seeded),
+            ("true", Shuffle::Seeded),
+            ("false", Shuffle::None),
+        ] {
+            let t = load(&[&format!("train.shuffle={v}")]).unwrap();
+            assert_eq!(t.shuffle, want, "{v}");
+        }
+        let err = load(&["train.shuffle=random"]).unwrap_err().to_string();
+        assert!(err.contains("seeded (or true), torch or false"), "{err}");
+        let t = load(&["train.init=/x/epoch_0.pth"]).unwrap();
+        assert_eq!(t.init, Some(PathBuf::from("/x/epoch_0.pth")));
+        // The values that existed before `torch` serialize as before: old runs keep their identity.
+        let yaml = serde_saphyr::to_string(&load(&[]).unwrap()).unwrap();
+        assert!(
+            yaml.contains("shuffle: true") && !yaml.contains("init"),
+            "{yaml}"
+        );
     }
 }

@@ -401,40 +401,75 @@ impl RunMetrics {
 
     /// `per_category.csv`: one row per (evaluation, category) plus a mean row per evaluation.
     pub fn per_category_csv(&self) -> String {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        let mut header = vec!["selection", "epoch", "category", "n_normal", "n_anomalous"];
-        header.extend(MetricSet::NAMES);
-        w.write_record(&header).expect("in memory");
         let mut evals = vec![&self.best_epoch, &self.final_epoch];
         evals.extend(self.untrained.as_ref());
-        for e in evals {
-            let rows = e.per_category.iter().map(|c| {
-                (
-                    c.category.as_str(),
-                    Some((c.n_normal, c.n_anomalous)),
-                    &c.metrics,
-                )
-            });
-            for (cat, counts, m) in rows.chain(std::iter::once(("mean", None, &e.mean))) {
-                let (nn, na) = counts
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .unwrap_or_default();
-                let mut record = vec![
-                    e.selection.clone(),
-                    e.epoch.to_string(),
-                    cat.to_string(),
-                    nn,
-                    na,
-                ];
-                record.extend(
-                    MetricSet::NAMES
-                        .map(|n| m.get(n).map(|v| format!("{v:.6}")).unwrap_or_default()),
-                );
-                w.write_record(&record).expect("in memory");
-            }
-        }
-        String::from_utf8(w.into_inner().expect("in memory")).expect("UTF-8 fields")
+        per_category_csv(&evals)
     }
+}
+
+/// `per_category.csv` of `evals`: one row per (evaluation, category) plus a mean row per
+/// evaluation, each labelled by its `selection` (a run's selection rule, or the checkpoint file
+/// `ava-dino evaluate` read) and epoch.
+pub fn per_category_csv(evals: &[&Evaluation]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["selection", "epoch", "category", "n_normal", "n_anomalous"];
+    header.extend(MetricSet::NAMES);
+    w.write_record(&header).expect("in memory");
+    for e in evals {
+        let rows = e.per_category.iter().map(|c| {
+            (
+                c.category.as_str(),
+                Some((c.n_normal, c.n_anomalous)),
+                &c.metrics,
+            )
+        });
+        for (cat, counts, m) in rows.chain(std::iter::once(("mean", None, &e.mean))) {
+            let (nn, na) = counts
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .unwrap_or_default();
+            let mut record = vec![
+                e.selection.clone(),
+                e.epoch.to_string(),
+                cat.to_string(),
+                nn,
+                na,
+            ];
+            record.extend(
+                MetricSet::NAMES.map(|n| m.get(n).map(|v| format!("{v:.6}")).unwrap_or_default()),
+            );
+            w.write_record(&record).expect("in memory");
+        }
+    }
+    String::from_utf8(w.into_inner().expect("in memory")).expect("UTF-8 fields")
+}
+
+/// `metrics.json` of `ava-dino evaluate`: checkpoint files evaluated on one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointsRecord {
+    pub schema_version: u32,
+    pub variant: String,
+    pub target: String,
+    /// One per file, in the order given.
+    pub checkpoints: Vec<CheckpointRecord>,
+    /// Files left out under `data.skip_bad`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    /// The resolved configuration's digest (`config.resolved.yaml` beside this file).
+    pub config: String,
+    pub created: String,
+}
+
+/// One evaluated checkpoint file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// The file's name (`epoch_2.pth`, `epoch_003/adapters.safetensors`).
+    pub label: String,
+    pub file: String,
+    /// `sha256:<hex>` of the file.
+    pub sha256: String,
+    /// Its `selection` is the label; its `epoch` the one the name gives (`epoch_K.pth` is
+    /// epoch K+1; 0 when the name gives none).
+    pub evaluation: Evaluation,
 }
 
 /// Writes `routing.csv` rows.

@@ -479,8 +479,15 @@ pub struct TrainConfig {
     pub micro_batch: usize,
     /// 20 as in the README (the reference scripts use 10).
     pub epochs: usize,
-    /// Seeded shuffling of the training set each epoch (the reference shuffles without a seed).
-    pub shuffle: bool,
+    /// The order of the training set each epoch: `seeded` (or `true`; the reference shuffles
+    /// without a seed), `torch` (PyTorch's own order under `torch.manual_seed(seed)`) or `false`
+    /// (file order).
+    pub shuffle: Shuffle,
+    /// Adapters the training starts from instead of seeded random ones: the authors'
+    /// `epoch_N.pth` or our `adapters.safetensors` (docs/fidelity.md). Its SHA-256 is part of
+    /// the run's identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     /// Batch size of the frozen-backbone feature extraction.
     pub extract_batch_size: usize,
     /// Off a terminal, a progress line at least every this many seconds (extraction, training
@@ -494,7 +501,8 @@ impl Default for TrainConfig {
             batch_size: 64,
             micro_batch: 8,
             epochs: 20,
-            shuffle: true,
+            shuffle: Shuffle::Seeded,
+            init: None,
             extract_batch_size: 16,
             log_interval_s: 30.0,
         }
@@ -505,6 +513,55 @@ impl TrainConfig {
     /// [`TrainConfig::log_interval_s`] as a duration (at least 10 ms).
     pub fn log_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.log_interval_s.max(0.01))
+    }
+}
+
+/// `train.shuffle`: how each epoch orders the training set.
+///
+/// `seeded` and `false` serialize as the booleans they were before `torch` existed, so the
+/// resolved YAML of earlier runs (part of their identity) is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shuffle {
+    /// File order every epoch (`false`).
+    None,
+    /// Fisher-Yates from the crate's SplitMix64, seeded by the job seed and the epoch (`true`).
+    #[default]
+    Seeded,
+    /// What `torch.utils.data.DataLoader(..., shuffle=True)` yields after
+    /// `torch.manual_seed(seed)` (`crate::data::torch_order`).
+    Torch,
+}
+
+impl Serialize for Shuffle {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Shuffle::None => s.serialize_bool(false),
+            Shuffle::Seeded => s.serialize_bool(true),
+            Shuffle::Torch => s.serialize_str("torch"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Shuffle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(false) => Ok(Shuffle::None),
+            Raw::Flag(true) => Ok(Shuffle::Seeded),
+            Raw::Text(t) => match t.as_str() {
+                "seeded" | "true" => Ok(Shuffle::Seeded),
+                "torch" => Ok(Shuffle::Torch),
+                "false" | "none" => Ok(Shuffle::None),
+                _ => Err(serde::de::Error::custom(format!(
+                    "train.shuffle must be seeded (or true), torch or false, not `{t}`"
+                ))),
+            },
+        }
     }
 }
 

@@ -394,6 +394,21 @@ impl AvaDino {
         )?)
     }
 
+    /// Reads a checkpoint in either format into a model of `config`: the reference's
+    /// `epoch_N.pth` (a `torch.save` zip) or our safetensors (`adapters.safetensors`; its embedded
+    /// config is not needed). The format is told by the file's first bytes, not its name; a file
+    /// of neither, or with other keys or shapes than `config` has, is one error naming it.
+    pub fn load_checkpoint(
+        config: &MethodConfig,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, CheckpointError> {
+        match CheckpointFormat::of(path)? {
+            CheckpointFormat::Pth => Self::load_reference_pth(config, path, device),
+            CheckpointFormat::Safetensors => Self::load_named(config, path, device),
+        }
+    }
+
     /// Reads a reference `epoch_N.pth` into a model of `config` (which fixes tap count and dims).
     pub fn load_reference_pth(
         config: &MethodConfig,
@@ -402,5 +417,38 @@ impl AvaDino {
     ) -> Result<Self, CheckpointError> {
         let tensors = read_pth(path)?;
         from_named(config, &tensors, path, device)
+    }
+}
+
+/// The two checkpoint formats [`AvaDino::load_checkpoint`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointFormat {
+    /// `torch.save`'s zip archive (the reference's `epoch_N.pth`).
+    Pth,
+    /// safetensors: an 8-byte little-endian header length, then a JSON header.
+    Safetensors,
+}
+
+impl CheckpointFormat {
+    /// The format of `path`, from its first nine bytes.
+    pub fn of(path: &Path) -> Result<Self, CheckpointError> {
+        use std::io::Read;
+        let invalid = |reason: String| CheckpointError::Invalid {
+            path: path.into(),
+            reason,
+        };
+        let mut head = Vec::with_capacity(9);
+        std::fs::File::open(path)
+            .and_then(|f| f.take(9).read_to_end(&mut head))
+            .map_err(|e| invalid(format!("cannot read: {e}")))?;
+        if head.starts_with(b"PK\x03\x04") {
+            return Ok(CheckpointFormat::Pth);
+        }
+        if head.len() == 9 && head[8] == b'{' {
+            return Ok(CheckpointFormat::Safetensors);
+        }
+        Err(invalid(
+            "neither a PyTorch checkpoint (the authors' epoch_N.pth, a torch.save zip) nor a safetensors file (our adapters.safetensors)".into(),
+        ))
     }
 }

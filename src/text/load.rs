@@ -106,6 +106,20 @@ pub fn load_text_encoder(
     ClipText::from_hf_tensors(config, activation, tensors, hash, &weights, device)
 }
 
+/// The configuration [`load_text_encoder`] would use for `path`: its `config.json`, or (without
+/// one) the one inferred from the weights, which are then read.
+pub fn config_of(path: &Path) -> Result<ClipTextConfig, TextError> {
+    let (weights, config_path) = weights_and_config(path)?;
+    if config_path.is_file() {
+        return ClipTextConfig::from_file(&config_path);
+    }
+    let raw = read_weights(&weights).map_err(|e| match e {
+        WeightsError::Pth(PthError::TorchScript { path }) => TextError::TorchScript { path },
+        other => TextError::Weights(other),
+    })?;
+    infer_config(&to_hf_layout(raw.tensors, &weights)?, &weights)
+}
+
 /// Keys that belong to other parts of a CLIP checkpoint (vision tower, logit scale, JIT extras).
 fn ignored(key: &str) -> bool {
     key.starts_with("vision_model.")
@@ -371,6 +385,15 @@ mod tests {
         assert!(
             got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5),
             "{got:?} {want:?}"
+        );
+        // What the loader would use, without building the model: from config.json or inferred.
+        assert_eq!(
+            &config_of(&oa.join("ViT-L-14-336px.safetensors")).unwrap(),
+            m.config()
+        );
+        assert_eq!(
+            config_of(&sub.join("clip.safetensors")).unwrap(),
+            ClipTextConfig::from_file(&sub.join("config.json")).unwrap()
         );
     }
 
