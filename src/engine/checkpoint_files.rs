@@ -9,7 +9,8 @@ use burn::tensor::Device;
 
 use super::EngineError;
 use super::assets::{AssetSpec, shared_assets};
-use super::budget::Budget;
+use super::budget::{Budget, available_at_start};
+use super::cost;
 use super::evaluate::{EvalOptions, Spill, TargetSet, evaluate};
 use super::inference::Prompts;
 use super::init::method_config_unloaded;
@@ -147,9 +148,18 @@ pub fn evaluate_checkpoints(
         path: spec.out.to_path_buf(),
         source,
     })?;
+    // The budget as a job's: the fixed costs come out of `auto`, one backbone batch's
+    // activations out of the budget; the maps get the rest.
+    let shape = assets.backbone.shape();
+    let Some(method) = models.first().map(|m| &m.config) else {
+        return Ok((Vec::new(), skipped));
+    };
+    let fixed = cost::fixed_memory(&shape, assets.text.model().config(), method, models.len());
+    let budget = Budget::resolve(exp.cache.memory_budget, available_at_start(), fixed);
+    let activations = cost::activation_memory(&shape, method, exp.train.extract_batch_size, 0);
     let spill = Spill {
         dir: spec.out,
-        budget: Budget::resolve(exp.cache.memory_budget).bytes,
+        budget: budget.bytes.saturating_sub(activations),
     };
     let label = format!("eval {} x{} checkpoints", spec.job.target, models.len());
     let mut progress = spec
