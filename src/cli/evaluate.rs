@@ -7,6 +7,7 @@
 //! `config.resolved.yaml` and one overlay folder per checkpoint into `--out`, and prints per
 //! checkpoint the table the authors' `test.py` prints.
 
+use super::common::DeviceOverride;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,17 +50,15 @@ pub struct Args {
     /// Output folder (created; one that already holds a metrics.json is refused).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Device (`cpu`, `cuda`, ...): the same as `--set device=D`.
-    #[arg(long)]
-    pub device: Option<String>,
+    #[command(flatten)]
+    pub device: DeviceOverride,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut overrides = args.overrides.clone();
-    overrides.extend(args.device.iter().map(|d| format!("device={d}")));
+    let overrides = args.device.with(&args.overrides);
     let loaded = experiment::load_experiment(&args.experiment, args.profile, &overrides)?;
     let job = Job {
         variant: args.variant,
