@@ -203,6 +203,18 @@ pub fn shared_assets(
 }
 
 impl Assets {
+    /// Checks that the backbone takes `exp`'s image size and taps, before any image is read.
+    pub fn check_input(&self, exp: &Experiment) -> Result<(), EngineError> {
+        let size = exp.data.image_size;
+        let channels = self.backbone.shape().channels;
+        self.backbone
+            .check_input([1, channels, size, size], &exp.backbone.taps)
+            .map_err(|message| EngineError::Config {
+                what: "backbone.taps / data.image_size".into(),
+                message,
+            })
+    }
+
     pub fn prepare(
         spec: &AssetSpec,
         repo_root: &Path,

@@ -117,15 +117,7 @@ pub fn evaluate_checkpoints(
 ) -> Result<(Vec<CheckpointResult>, Vec<SkippedFile>), EngineError> {
     let exp = spec.exp;
     let assets = shared_assets(&AssetSpec::of(exp), spec.repo_root, device)?;
-    let size = exp.data.image_size;
-    let channels = assets.backbone.shape().channels;
-    assets
-        .backbone
-        .check_input([1, channels, size, size], &exp.backbone.taps)
-        .map_err(|message| EngineError::Config {
-            what: "backbone.taps / data.image_size".into(),
-            message,
-        })?;
+    assets.check_input(exp)?;
     let opts = ListOptions {
         categories: spec.categories.to_vec(),
         skip_bad: exp.data.skip_bad,

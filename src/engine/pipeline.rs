@@ -130,15 +130,7 @@ impl<'a> Running<'a> {
         }
         say(cx.run, &format!("loading assets ({})", exp.profile))?;
         let assets = shared_assets(&AssetSpec::of(exp), cx.repo_root, &device)?;
-        let size = exp.data.image_size;
-        let channels = assets.backbone.shape().channels;
-        assets
-            .backbone
-            .check_input([1, channels, size, size], &exp.backbone.taps)
-            .map_err(|message| EngineError::Config {
-                what: "backbone.taps / data.image_size".into(),
-                message,
-            })?;
+        assets.check_input(exp)?;
         provenance.kernels = assets.backbone.kernels_name(&device).into();
         provenance.embedded = assets.embedded;
         let weights = [("backbone", &assets.backbone_id), ("text", &assets.text_id)];
