@@ -400,14 +400,12 @@ fn micro_batches_accumulate_to_the_whole_batch() {
     };
     let (whole, v_whole, w_whole) = run(&[0, B]);
     // The plain pass: one backward of the batch's total loss.
-    let out = model.forward(&batch.cls, &batch.patches, batch.grid, batch.text.clone());
-    let losses = model.losses(&out, batch.labels.clone(), batch.masks.clone());
+    let (losses, _, plain) = model.loss_and_grads(&batch, None);
     assert_eq!(
         losses.values(),
         v_whole,
         "one micro-batch is the plain pass"
     );
-    let plain = burn::optim::GradientsParams::from_grads(losses.total.backward(), &model);
     assert_eq!(gradient_values(&model, &plain), whole);
     for bounds in [&[0, 1, 2, 3, 4][..], &[0, 3, 4], &[0, 2, 4]] {
         let (g, v, w) = run(bounds);
@@ -445,6 +443,73 @@ fn micro_batches_accumulate_to_the_whole_batch() {
                 (x - y).abs() < 1e-6,
                 "{bounds:?}: routing weights {w:?} vs {w_whole:?}"
             );
+        }
+    }
+}
+
+/// The CPU kernels' patch branch (host forward and backward, gradients fed back into burn's
+/// graph) gives burn's losses, outputs and gradients, for every variant, for a whole batch and
+/// for a micro-batch's share: the same function in another summation order.
+#[test]
+fn cpu_kernels_give_burns_losses_and_gradients() {
+    use ava_dino::backbone::cpu::Kernels;
+    let device = Device::flex().autodiff();
+    let vec = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
+    for variant in [
+        Variant::Full,
+        Variant::SingleAdapter,
+        Variant::LearnableRouting,
+        Variant::TextRoutingNoLroute,
+    ] {
+        let cfg = tiny(variant);
+        let batch = problem(&cfg, &device);
+        let model = AvaDino::new(&cfg, 11, &device);
+        assert!(model.fused_isa(&batch.patches, Kernels::Auto).is_some());
+        for share in [None, Some(0.25)] {
+            let (lb, ob, gb) = model.loss_and_grads_on(&batch, share, Kernels::Burn);
+            let (lf, of, gf) = model.loss_and_grads_on(&batch, share, Kernels::Auto);
+            let (vb, vf) = (lb.values(), lf.values());
+            for (name, x, y) in [
+                ("aware", vf.aware, vb.aware),
+                ("seg", vf.seg, vb.seg),
+                ("global", vf.global, vb.global),
+                ("route", vf.route, vb.route),
+                ("total", vf.total, vb.total),
+            ] {
+                assert!(
+                    (x - y).abs() <= 2e-6 * y.abs().max(1.0),
+                    "{variant:?} {share:?} loss {name}: {x} vs burn {y}"
+                );
+            }
+            let maps = |o: &ava_dino::model::MethodOutput| {
+                let [b, c, s1, s2] = o.maps.dims();
+                vec(o.maps.clone().reshape([b * c * s1 * s2]))
+            };
+            let worst_map = maps(&of)
+                .iter()
+                .zip(maps(&ob))
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst_map < 1e-6, "{variant:?} maps differ by {worst_map}");
+            let (gf, gb) = (gradient_values(&model, &gf), gradient_values(&model, &gb));
+            assert_eq!(gf.len(), gb.len());
+            let mut reached = 0;
+            for (i, (a, b)) in gf.iter().zip(&gb).enumerate() {
+                assert_eq!(a.is_some(), b.is_some(), "{variant:?} parameter {i}");
+                let (Some(a), Some(b)) = (a, b) else { continue };
+                reached += 1;
+                let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+                assert!(scale > 0.0, "{variant:?} parameter {i}: zero gradient");
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+                    / scale;
+                assert!(
+                    worst < 1e-4,
+                    "{variant:?} {share:?} parameter {i}: gradients differ by {worst:e} (relative)"
+                );
+            }
+            assert!(reached >= 10, "{variant:?}: only {reached} gradients");
         }
     }
 }

@@ -5,7 +5,14 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Int, Tensor};
 
+use burn::optim::GradientsParams;
+use burn::tensor::{DType, Device, TensorData};
+
 use super::adapter::{Adapter, linear_t};
+use super::fused;
+use super::optim::Batch;
+use crate::backbone::cpu::host::HostF32;
+use crate::backbone::cpu::{Isa, Kernels};
 use super::config::MethodConfig;
 use super::heads::{aacm, cross_modal_map, global_logits, l2_normalize, pair_prompts};
 use super::loss;
@@ -250,11 +257,33 @@ impl AvaDino {
         text: Tensor<3>,
     ) -> Result<MethodOutput, ModelError> {
         let b = self.check(cls, patches, grid, &text)?;
-        let c = &self.config;
-        let (e, l) = (c.text_dim, c.n_taps());
-        let device = text.device();
-        let wp = self.text_projection.val();
+        let r = self.route(cls, text, b);
+        // The CPU kernels record no graph: on an autodiff device the forward stays burn's
+        // (training on the CPU kernels goes through `loss_and_grads`).
+        let fused = self
+            .fused_isa(patches, Kernels::configured())
+            .filter(|_| !patches[0].device().is_autodiff());
+        let (maps, aacm) = match fused {
+            Some(isa) => {
+                let sh = self.shapes(b, grid);
+                let host = HostInputs::new(self, patches, &r);
+                let m = fused::forward(isa, &sh, &host.heads());
+                let device = patches[0].device();
+                (
+                    map_tensor(m.maps, &sh, &device),
+                    map_tensor(m.aacm, &sh, &device),
+                )
+            }
+            None => self.maps_burn(patches, grid, &r),
+        };
+        Ok(self.assemble(b, r, maps, aacm))
+    }
 
+    /// The text side, the routing and the CLS branch: everything but the patch branch.
+    fn route(&self, cls: &[Tensor<2>], text: Tensor<3>, b: usize) -> Routed {
+        let c = &self.config;
+        let e = c.text_dim;
+        let wp = self.text_projection.val();
         let t_n = text.clone().narrow(2, 0, 1).reshape([b, e]);
         let t_a = text.narrow(2, 1, 1).reshape([b, e]);
         let a0 = self.prompt[0].hidden(t_n.clone());
@@ -264,14 +293,9 @@ impl AvaDino {
         let text_proj = linear_t(adjusted.swap_dims(1, 2), wp.clone());
         // Routing uses Wp on the raw text features.
         let (tn_proj, ta_proj) = (linear_t(t_n, wp.clone()), linear_t(t_a, wp));
-        let up = Upsampler::new(grid, c.map_size, &device);
-
-        let mut maps = Vec::with_capacity(l);
-        let mut aacms = Vec::with_capacity(l);
-        let mut globals = Vec::with_capacity(l);
-        let mut tap_weights = Vec::with_capacity(l);
-        for t in 0..l {
-            let (x, p) = (cls[t].clone(), patches[t].clone());
+        let mut taps = Vec::with_capacity(c.n_taps());
+        for (t, x) in cls.iter().enumerate() {
+            let x = x.clone();
             let w = if !c.variant.dual() {
                 None
             } else if let Some(gate) = self.gates.get(t) {
@@ -289,24 +313,42 @@ impl AvaDino {
                 &self.cls_normal[t],
                 w.clone().map(|w| (&self.cls_anomaly[t], w)),
             );
+            let global = global_logits(cls_f.clone(), text_proj.clone());
+            taps.push(RoutedTap { w, cls_f, global });
+        }
+        Routed { text_proj, taps }
+    }
+
+    /// The patch branch on burn's ops: tap-averaged cross-modal maps and AACM `[B, 2, S, S]`.
+    fn maps_burn(
+        &self,
+        patches: &[Tensor<3>],
+        grid: [usize; 2],
+        r: &Routed,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let up = Upsampler::new(grid, self.config.map_size, &patches[0].device());
+        let mut maps = Vec::with_capacity(patches.len());
+        let mut aacms = Vec::with_capacity(patches.len());
+        for (t, (p, tap)) in patches.iter().zip(&r.taps).enumerate() {
             let p_f = self.fuse(
-                p,
+                p.clone(),
                 &self.patch_normal[t],
-                w.clone().map(|w| (&self.patch_anomaly[t], w)),
+                tap.w.clone().map(|w| (&self.patch_anomaly[t], w)),
             );
-            maps.push(cross_modal_map(p_f.clone(), text_proj.clone(), &up));
-            aacms.push(aacm(p_f, cls_f.clone(), &up));
-            globals.push(global_logits(cls_f, text_proj.clone()));
-            if let Some(w) = w {
-                tap_weights.push(w);
-            }
+            maps.push(cross_modal_map(p_f.clone(), r.text_proj.clone(), &up));
+            aacms.push(aacm(p_f, tap.cls_f.clone(), &up));
         }
         let mean4 = |v: Vec<Tensor<4>>| Tensor::stack::<5>(v, 0).mean_dim(0).squeeze_dim::<4>(0);
-        let maps = mean4(maps);
-        let aacm = mean4(aacms);
-        let global = Tensor::stack::<3>(globals, 0)
+        (mean4(maps), mean4(aacms))
+    }
+
+    /// Tap averages of the routed parts, with the maps, as the output.
+    fn assemble(&self, b: usize, r: Routed, maps: Tensor<4>, aacm: Tensor<4>) -> MethodOutput {
+        let device = maps.device();
+        let global = Tensor::stack::<3>(r.taps.iter().map(|t| t.global.clone()).collect(), 0)
             .mean_dim(0)
             .squeeze_dim::<2>(0);
+        let tap_weights: Vec<Tensor<2>> = r.taps.into_iter().filter_map(|t| t.w).collect();
         let (w_normal, w_anomaly) = if tap_weights.is_empty() {
             (Tensor::ones([b], &device), Tensor::zeros([b], &device))
         } else {
@@ -320,7 +362,7 @@ impl AvaDino {
         };
         let [_, _, s1, s2] = maps.dims();
         let anomaly_map = maps.clone().narrow(1, 1, 1).reshape([b, s1, s2]);
-        Ok(MethodOutput {
+        MethodOutput {
             anomaly_map,
             maps,
             aacm,
@@ -328,19 +370,34 @@ impl AvaDino {
             w_normal,
             w_anomaly,
             tap_weights,
-        })
+        }
     }
 
-    /// The reference losses. `labels` `[B]` (0 normal, 1 anomalous), `masks` `[B, S, S]`
-    /// (binarized here at `> 0.5` as `ava_dino_forward` does).
-    pub fn losses(&self, out: &MethodOutput, labels: Tensor<1, Int>, masks: Tensor<3>) -> Losses {
+    /// The instruction set of the CPU kernels when the patch branch runs on them: features on
+    /// the flex device (with or without autodiff) in f32, parameters in f32, and
+    /// `kernels` (the process's is `AVA_DINO_CPU_KERNELS`, the backbone's switch) not `burn`.
+    pub fn fused_isa(&self, patches: &[Tensor<3>], kernels: Kernels) -> Option<Isa> {
+        let Kernels::Cpu(isa) = kernels.resolved() else {
+            return None;
+        };
+        let p = patches.first()?;
+        let f32s = p.dtype() == DType::F32 && self.text_projection.val().dtype() == DType::F32;
+        (f32s && p.device().inner() == Device::flex()).then_some(isa)
+    }
+
+    fn shapes(&self, b: usize, grid: [usize; 2]) -> fused::Shapes {
+        fused::Shapes {
+            batch: b,
+            grid,
+            dim: self.config.dim,
+            bottleneck: self.config.bottleneck,
+            map: self.config.map_size,
+        }
+    }
+
+    /// Losses from the loss terms, weighted as the configuration says.
+    fn combine(&self, aware: Tensor<1>, seg: Tensor<1>, global: Tensor<1>, route: Tensor<1>) -> Losses {
         let w = &self.config.loss_weights;
-        let m = masks.greater_elem(0.5).float();
-        let y = labels.float();
-        let aware = loss::map_loss(out.aacm.clone(), m.clone());
-        let seg = loss::map_loss(out.maps.clone(), m);
-        let global = loss::cross_entropy(out.global.clone(), y.clone());
-        let route = loss::routing(out.w_normal.clone(), out.w_anomaly.clone(), y);
         let mut total = aware.clone().mul_scalar(w.aware)
             + seg.clone().mul_scalar(w.seg)
             + global.clone().mul_scalar(w.global);
@@ -354,6 +411,198 @@ impl AvaDino {
             global,
             route,
             total,
+        }
+    }
+
+    /// The losses of a batch and the gradients of `share x` the objective, with the detached
+    /// output. On the CPU kernels (see [`AvaDino::fused_isa`]) the patch branch and the map
+    /// losses run forward and backward in host memory ([`fused::train`]); their gradients
+    /// reach burn's graph of the small rest (text side, routing, CLS branch, global and routing
+    /// losses) as `Σ ⟨x, ∂/∂x⟩` terms on the values they read, so one backward pass gives those
+    /// parameters' gradients. Elsewhere it is burn's forward and backward.
+    ///
+    /// `share`: `None` for a whole batch (the objective itself), `Some(f)` for a micro-batch.
+    pub fn loss_and_grads(
+        &self,
+        batch: &Batch,
+        share: Option<f64>,
+    ) -> (Losses, MethodOutput, GradientsParams) {
+        self.loss_and_grads_on(batch, share, Kernels::configured())
+    }
+
+    /// [`AvaDino::loss_and_grads`] on the implementation `kernels` chooses (tests compare the
+    /// two in one process).
+    pub fn loss_and_grads_on(
+        &self,
+        batch: &Batch,
+        share: Option<f64>,
+        kernels: Kernels,
+    ) -> (Losses, MethodOutput, GradientsParams) {
+        let (cls, patches, grid) = (&batch.cls, &batch.patches, batch.grid);
+        let scale = |t: Tensor<1>| match share {
+            Some(f) => t.mul_scalar(f),
+            None => t,
+        };
+        let Some(isa) = self.fused_isa(patches, kernels) else {
+            let out = self.forward(cls, patches, grid, batch.text.clone());
+            let losses = self.losses(&out, batch.labels.clone(), batch.masks.clone());
+            let grads = scale(losses.total.clone()).backward();
+            let grads = GradientsParams::from_grads(grads, self);
+            return (losses.detach(), out.detach(), grads);
+        };
+        let b = self.check(cls, patches, grid, &batch.text).unwrap_or_else(|e| panic!("{e}"));
+        let r = self.route(cls, batch.text.clone(), b);
+        let sh = self.shapes(b, grid);
+        let f = share.unwrap_or(1.0) as f32;
+        let lw = &self.config.loss_weights;
+        let masks = HostF32::new(batch.masks.clone());
+        let host = HostInputs::new(self, patches, &r);
+        let (m, g) = fused::train(
+            isa,
+            &sh,
+            &host.heads(),
+            &fused::Targets {
+                masks: masks.f32(),
+                aware: (lw.aware * f as f64) as f32,
+                seg: (lw.seg * f as f64) as f32,
+            },
+        );
+        drop(host);
+        let device = batch.text.device();
+        let inner = device.clone().inner();
+        let y = batch.labels.clone().float();
+        let out = self.assemble(
+            b,
+            r.clone(),
+            map_tensor(m.maps, &sh, &inner).autodiff(),
+            map_tensor(m.aacm, &sh, &inner).autodiff(),
+        );
+        let global = loss::cross_entropy(out.global.clone(), y.clone());
+        let route = loss::routing(out.w_normal.clone(), out.w_anomaly.clone(), y);
+        let value = |v: f32| Tensor::<1>::from_data(TensorData::new(vec![v], [1]), &device);
+        let losses = self.combine(value(g.aware), value(g.seg), global, route);
+        // The host gradients enter the graph as constants: Σ ⟨x, g⟩ has gradient g at x.
+        let inner_product = |x: Tensor<3>, gr: Vec<f32>| -> Tensor<1> {
+            let dims = x.dims();
+            (x * Tensor::<3>::from_data(TensorData::new(gr, dims), &device)).sum()
+        };
+        let rw = self.config.route_weight();
+        let mut small = losses.global.clone().mul_scalar(lw.global);
+        if rw != 0.0 {
+            small = small + losses.route.clone().mul_scalar(rw);
+        }
+        let mut objective = scale(small);
+        objective = objective + inner_product(r.text_proj.clone(), g.text);
+        let mut adapter_grads = Vec::new();
+        for (t, (tap, tg)) in r.taps.iter().zip(g.taps).enumerate() {
+            let d = tap.cls_f.dims();
+            objective = objective + inner_product(tap.cls_f.clone().reshape([d[0], d[1], 1]), tg.cls);
+            adapter_grads.push((&self.patch_normal[t], tg.normal));
+            if let (Some(w), Some((ag, dw))) = (&tap.w, tg.anomaly) {
+                let d = w.dims();
+                objective = objective + inner_product(w.clone().reshape([d[0], d[1], 1]), dw);
+                adapter_grads.push((&self.patch_anomaly[t], ag));
+            }
+        }
+        let mut grads = GradientsParams::from_grads(objective.backward(), self);
+        for (a, ag) in adapter_grads {
+            let reg = |grads: &mut GradientsParams, p: &Param<Tensor<2>>, v: Vec<f32>| {
+                let dims = p.val().dims();
+                grads.register(p.id, Tensor::<2>::from_data(TensorData::new(v, dims), &inner));
+            };
+            reg(&mut grads, &a.fc1, ag.fc1);
+            reg(&mut grads, &a.fc2, ag.fc2);
+        }
+        (losses.detach(), out.detach(), grads)
+    }
+
+    /// The reference losses. `labels` `[B]` (0 normal, 1 anomalous), `masks` `[B, S, S]`
+    /// (binarized here at `> 0.5` as `ava_dino_forward` does).
+    pub fn losses(&self, out: &MethodOutput, labels: Tensor<1, Int>, masks: Tensor<3>) -> Losses {
+        let m = masks.greater_elem(0.5).float();
+        let y = labels.float();
+        let aware = loss::map_loss(out.aacm.clone(), m.clone());
+        let seg = loss::map_loss(out.maps.clone(), m);
+        let global = loss::cross_entropy(out.global.clone(), y.clone());
+        let route = loss::routing(out.w_normal.clone(), out.w_anomaly.clone(), y);
+        self.combine(aware, seg, global, route)
+    }
+}
+
+/// One tap's routed parts: routing weights `[B, 2]` (dual variants), fused normalised CLS
+/// `[B, D]`, global logits `[B, 2]`.
+#[derive(Debug, Clone)]
+struct RoutedTap {
+    w: Option<Tensor<2>>,
+    cls_f: Tensor<2>,
+    global: Tensor<2>,
+}
+
+/// Everything of a forward but the patch branch.
+#[derive(Debug, Clone)]
+struct Routed {
+    /// `T~` transposed, `[B, 2, D]`.
+    text_proj: Tensor<3>,
+    taps: Vec<RoutedTap>,
+}
+
+/// `[B, 2, S, S]` from host values.
+fn map_tensor(v: Vec<f32>, sh: &fused::Shapes, device: &Device) -> Tensor<4> {
+    Tensor::from_data(
+        TensorData::new(v, [sh.batch, 2, sh.map, sh.map]),
+        device,
+    )
+}
+
+/// The host values the CPU kernels read (borrowed from flex's storage where possible).
+struct HostInputs {
+    text: HostF32,
+    patches: Vec<HostF32>,
+    normal: Vec<[HostF32; 2]>,
+    anomaly: Vec<[HostF32; 2]>,
+    w: Vec<HostF32>,
+    cls: Vec<HostF32>,
+}
+
+impl HostInputs {
+    fn new(model: &AvaDino, patches: &[Tensor<3>], r: &Routed) -> Self {
+        let weights = |a: &Adapter| [HostF32::new(a.fc1.val()), HostF32::new(a.fc2.val())];
+        let dual = r.taps.iter().all(|t| t.w.is_some()) && model.config.variant.dual();
+        Self {
+            text: HostF32::new(r.text_proj.clone()),
+            patches: patches.iter().map(|p| HostF32::new(p.clone())).collect(),
+            normal: model.patch_normal.iter().map(weights).collect(),
+            anomaly: if dual {
+                model.patch_anomaly.iter().map(weights).collect()
+            } else {
+                Vec::new()
+            },
+            w: r
+                .taps
+                .iter()
+                .filter_map(|t| t.w.clone().map(HostF32::new))
+                .collect(),
+            cls: r.taps.iter().map(|t| HostF32::new(t.cls_f.clone())).collect(),
+        }
+    }
+
+    fn heads(&self) -> fused::Heads<'_> {
+        fn aw(w: &[HostF32; 2]) -> fused::AdapterW<'_> {
+            fused::AdapterW {
+                fc1: w[0].f32(),
+                fc2: w[1].f32(),
+            }
+        }
+        fused::Heads {
+            text: self.text.f32(),
+            taps: (0..self.patches.len())
+                .map(|t| fused::TapIn {
+                    patches: self.patches[t].f32(),
+                    normal: aw(&self.normal[t]),
+                    anomaly: self.anomaly.get(t).map(|a| (aw(a), self.w[t].f32())),
+                    cls: self.cls[t].f32(),
+                })
+                .collect(),
         }
     }
 }

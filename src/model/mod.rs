@@ -8,6 +8,7 @@
 pub mod adapter;
 pub mod checkpoint;
 pub mod config;
+pub mod fused;
 pub mod heads;
 pub mod loss;
 pub mod method;

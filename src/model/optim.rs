@@ -124,19 +124,12 @@ impl Trainer {
 
     /// One update; returns the losses and the outputs of the forward before it (detached).
     pub fn step_with_output(&mut self, batch: &Batch) -> (Losses, MethodOutput) {
-        let out = self
-            .model
-            .forward(&batch.cls, &batch.patches, batch.grid, batch.text.clone());
-        let losses = self
-            .model
-            .losses(&out, batch.labels.clone(), batch.masks.clone());
-        let grads = losses.total.backward();
-        let grads = GradientsParams::from_grads(grads, &self.model);
+        let (losses, out, grads) = self.model.loss_and_grads(batch, None);
         let lr = self.next_lr();
         // Modules are shallow handles: the clone costs nothing and the step returns the new one.
         self.model = self.optim.step(lr, self.model.clone(), grads);
         self.steps_done += 1;
-        (losses.detach(), out.detach())
+        (losses, out)
     }
 
     /// One update over a batch of `total` samples handed over as micro-batches (their sizes sum
@@ -216,18 +209,11 @@ pub fn accumulated_gradients<E>(
         let batch = batch?;
         let size = batch.labels.dims()[0];
         seen += size;
-        let out = model.forward(&batch.cls, &batch.patches, batch.grid, batch.text.clone());
-        let losses = model.losses(&out, batch.labels.clone(), batch.masks.clone());
         let share = size as f64 / total as f64;
-        let objective = if size == total {
-            losses.total.clone()
-        } else {
-            losses.total.clone().mul_scalar(share)
-        };
-        acc.accumulate(
-            model,
-            GradientsParams::from_grads(objective.backward(), model),
-        );
+        // A single micro-batch holding the whole batch is the objective itself (weight 1 never
+        // applied).
+        let (losses, out, grads) = model.loss_and_grads(&batch, (size != total).then_some(share));
+        acc.accumulate(model, grads);
         let v = losses.values();
         for (s, x) in sums
             .iter_mut()

@@ -5,20 +5,30 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// 1-D interpolation matrix `[out, in]` of `align_corners=True` bilinear resampling.
-/// Computed in f32 like PyTorch's CPU kernel (`scale = (in-1)/(out-1)`, `src = scale * o`).
-pub fn interp_matrix(input: usize, output: usize) -> Vec<f32> {
-    let mut r = vec![0f32; output * input];
+/// Per output index `o`, the two inputs it blends and the weight of the second:
+/// `out[o] = (1 - f)·in[i0] + f·in[i1]` (`align_corners=True`). Computed in f32 like PyTorch's
+/// CPU kernel (`scale = (in-1)/(out-1)`, `src = scale * o`). One definition for the matrix form
+/// below and the CPU kernels' direct form ([`super::fused`]).
+pub fn blend_weights(input: usize, output: usize) -> Vec<(usize, usize, f32)> {
     let scale = if output > 1 {
         (input as f32 - 1.0) / (output as f32 - 1.0)
     } else {
         0.0
     };
-    for o in 0..output {
-        let src = scale * o as f32;
-        let i0 = (src.floor() as usize).min(input - 1);
-        let i1 = (i0 + 1).min(input - 1);
-        let f = src - i0 as f32;
+    (0..output)
+        .map(|o| {
+            let src = scale * o as f32;
+            let i0 = (src.floor() as usize).min(input - 1);
+            let i1 = (i0 + 1).min(input - 1);
+            (i0, i1, src - i0 as f32)
+        })
+        .collect()
+}
+
+/// 1-D interpolation matrix `[out, in]` of `align_corners=True` bilinear resampling.
+pub fn interp_matrix(input: usize, output: usize) -> Vec<f32> {
+    let mut r = vec![0f32; output * input];
+    for (o, (i0, i1, f)) in blend_weights(input, output).into_iter().enumerate() {
         r[o * input + i0] += 1.0 - f;
         r[o * input + i1] += f;
     }

@@ -66,10 +66,37 @@ thread_local! {
     static APACK: Cell<AlignedBuf> = Cell::default();
 }
 
-/// Packs `a` (`m x k`, row stride `lda`) as `KC` blocks of `MR`-row panels `[kc][MR]`: block
-/// `k0` starts at `k0·mpad`, its panel `i0` at `i0·kc` further; rows past `m` are zero. One
-/// broadcast stream per tile instead of six rows a multiple of 4 KiB apart (L1 set conflicts).
-pub fn pack_a(a: &[f32], lda: usize, m: usize, k: usize, dst: &mut [f32]) {
+/// A matrix operand read in place with two strides: element `(i, j)` at `data[i·rs + j·cs]`.
+/// A row-major matrix with row stride `ld` is [`View::rows`]; the transpose of one is
+/// [`View::transposed`] (the backward products `dW = dYᵀ·X` read `dY` that way, with no copy).
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> View<'a> {
+    /// Row-major, row stride `ld`.
+    pub fn rows(data: &'a [f32], ld: usize) -> Self {
+        Self { data, rs: ld, cs: 1 }
+    }
+
+    /// The transpose of a row-major matrix with row stride `ld`: `(i, j)` is its `(j, i)`.
+    pub fn transposed(data: &'a [f32], ld: usize) -> Self {
+        Self { data, rs: 1, cs: ld }
+    }
+
+    /// Whether `rows x cols` elements lie inside `data`.
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || self.data.len() > (rows - 1) * self.rs + (cols - 1) * self.cs
+    }
+}
+
+/// Packs `a` (`m x k`) as `KC` blocks of `MR`-row panels `[kc][MR]`: block `k0` starts at
+/// `k0·mpad`, its panel `i0` at `i0·kc` further; rows past `m` are zero. One broadcast stream
+/// per tile instead of six rows a multiple of 4 KiB apart (L1 set conflicts).
+pub fn pack_a(a: View, m: usize, k: usize, dst: &mut [f32]) {
     let mpad = m.div_ceil(MR) * MR;
     for (kb, block) in dst[..k * mpad].chunks_mut(KC * mpad).enumerate() {
         let k0 = kb * KC;
@@ -78,33 +105,50 @@ pub fn pack_a(a: &[f32], lda: usize, m: usize, k: usize, dst: &mut [f32]) {
             .par_chunks_exact_mut(kc * MR)
             .enumerate()
             .for_each(|(ip, panel)| {
-                for (r, row) in (ip * MR..ip * MR + MR).enumerate() {
-                    if row < m {
-                        let src = &a[row * lda + k0..row * lda + k0 + kc];
-                        for (kk, &v) in src.iter().enumerate() {
+                let rows = m.saturating_sub(ip * MR).min(MR);
+                if a.cs == 1 {
+                    // Row-major: each row's k run is contiguous.
+                    for r in 0..rows {
+                        let at = (ip * MR + r) * a.rs + k0;
+                        for (kk, &v) in a.data[at..at + kc].iter().enumerate() {
                             panel[kk * MR + r] = v;
                         }
-                    } else {
-                        for kk in 0..kc {
-                            panel[kk * MR + r] = 0.0;
+                    }
+                } else {
+                    // Transposed: a k step's MR rows are contiguous.
+                    for kk in 0..kc {
+                        let at = (ip * MR) * a.rs + (k0 + kk) * a.cs;
+                        for r in 0..rows {
+                            panel[kk * MR + r] = a.data[at + r * a.rs];
                         }
+                    }
+                }
+                for r in rows..MR {
+                    for kk in 0..kc {
+                        panel[kk * MR + r] = 0.0;
                     }
                 }
             });
     }
 }
 
-/// Packs rows `k0..k0+kc`, columns `j0..j0+nc` of row-major `b` (`n` columns) into
-/// `ceil(nc/NR)` panels `[kc][NR]`, zero-filling columns past `n`.
-pub fn pack_b(b: &[f32], n: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+/// Packs rows `k0..k0+kc`, columns `j0..j0+nc` of `b` (`n` columns) into `ceil(nc/NR)` panels
+/// `[kc][NR]`, zero-filling columns past `n`.
+pub fn pack_b(b: View, n: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
     let panels = nc.div_ceil(NR);
     for p in 0..panels {
         let c0 = j0 + p * NR;
         let w = n.saturating_sub(c0).min(NR);
         let panel = &mut dst[p * kc * NR..(p + 1) * kc * NR];
         for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-            let src = (k0 + kk) * n + c0;
-            row[..w].copy_from_slice(&b[src..src + w]);
+            let src = (k0 + kk) * b.rs + c0 * b.cs;
+            if b.cs == 1 {
+                row[..w].copy_from_slice(&b.data[src..src + w]);
+            } else {
+                for (j, v) in row[..w].iter_mut().enumerate() {
+                    *v = b.data[src + j * b.cs];
+                }
+            }
             row[w..].fill(0.0);
         }
     }
@@ -132,25 +176,43 @@ pub fn gemm(
     ldo: usize,
     epilogue: Epilogue,
 ) {
+    assert!(lda >= k, "gemm: stride {lda} below k={k}");
+    gemm_view(
+        isa,
+        m,
+        k,
+        n,
+        View::rows(a, lda),
+        View::rows(b, n),
+        out,
+        ldo,
+        epilogue,
+    );
+}
+
+/// [`gemm`] with both operands read through [`View`]s (transposed or strided, in place).
+///
+/// # Panics
+/// As [`gemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_view(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: View,
+    b: View,
+    out: &mut [f32],
+    ldo: usize,
+    epilogue: Epilogue,
+) {
     isa.assert_supported();
     if m == 0 || n == 0 {
         return;
     }
-    assert!(
-        lda >= k && ldo >= n,
-        "gemm: strides {lda}/{ldo} below k={k}/n={n}"
-    );
-    assert!(
-        a.len() >= (m - 1) * lda + k,
-        "gemm: A holds {} < m x k",
-        a.len()
-    );
-    assert!(
-        b.len() >= k * n,
-        "gemm: B holds {} < k x n = {}",
-        b.len(),
-        k * n
-    );
+    assert!(ldo >= n, "gemm: stride {ldo} below n={n}");
+    assert!(a.covers(m, k), "gemm: A holds {} < m x k", a.data.len());
+    assert!(b.covers(k, n), "gemm: B holds {} < k x n", b.data.len());
     assert!(
         out.len() >= (m - 1) * ldo + n,
         "gemm: out holds {} < m x n",
@@ -162,7 +224,7 @@ pub fn gemm(
     let mut abuf = APACK.take();
     let mpad = m.div_ceil(MR) * MR;
     let ap = abuf.get(k.max(1) * mpad);
-    pack_a(a, lda, m, k, ap);
+    pack_a(a, m, k, ap);
     let ap = &*ap;
     let out = SharedMut::new(out);
     let blocks = n.div_ceil(NC);
@@ -227,7 +289,7 @@ pub fn check_epilogue(e: &Epilogue, m: usize, n: usize) {
     let cols =
         |v: &[f32], what: &str| assert!(v.len() >= n, "gemm: {what} has {} < {n} columns", v.len());
     match *e {
-        Epilogue::Store => {}
+        Epilogue::Store | Epilogue::Leaky(_) => {}
         Epilogue::Bias(b) | Epilogue::BiasGelu(b) => cols(b, "bias"),
         Epilogue::BiasScaleAdd { bias, gamma } => {
             cols(bias, "bias");
@@ -302,6 +364,13 @@ mod tests {
                     Epilogue::RowScale(&rs),
                     Box::new(|i, j| dot(i, j) * rs[i] as f64),
                 ),
+                (
+                    Epilogue::Leaky(0.01),
+                    Box::new(|i, j| {
+                        let v = dot(i, j);
+                        if v > 0.0 { v } else { 0.01 * v }
+                    }),
+                ),
             ];
             for isa in Isa::available() {
                 for (e, want) in &cases {
@@ -352,6 +421,7 @@ mod tests {
                     gamma: &gamma,
                 },
                 Epilogue::RowScale(&rs),
+                Epilogue::Leaky(0.01),
             ] {
                 let run = |isa| {
                     let mut out = x0.clone();
@@ -371,6 +441,34 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// Transposed and strided views give the bits of the same product on copied row-major
+    /// operands (packing only moves values; the sums are the same chains).
+    #[test]
+    fn views_read_the_same_product_as_copies() {
+        for &(m, k, n) in &[(1, 1, 1), (7, 3, 65), (13, 70, 2 * NC + 5)] {
+            // A stored transposed ([k, m], row stride m + 2), B as every other column of [k, 2n].
+            let (lat, ldb) = (m + 2, 2 * n);
+            let at = seq(k * lat, 7);
+            let bw = seq(k * ldb, 8);
+            let a: Vec<f32> = (0..m * k).map(|x| at[(x % k) * lat + x / k]).collect();
+            let b: Vec<f32> = (0..k * n).map(|x| bw[(x / n) * ldb + 2 * (x % n)]).collect();
+            for isa in Isa::available() {
+                let mut want = vec![0.0; m * n];
+                gemm(isa, m, k, n, &a, k, &b, &mut want, n, Epilogue::Store);
+                let mut got = vec![0.0; m * n];
+                let bv = View {
+                    data: &bw,
+                    rs: ldb,
+                    cs: 2,
+                };
+                let av = View::transposed(&at, lat);
+                gemm_view(isa, m, k, n, av, bv, &mut got, n, Epilogue::Store);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{isa:?} m{m} k{k} n{n}");
             }
         }
     }

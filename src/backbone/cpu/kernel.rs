@@ -30,6 +30,8 @@ pub enum Epilogue<'a> {
     BiasScaleAdd { bias: &'a [f32], gamma: &'a [f32] },
     /// `out = acc · scale[row]` (attention's softmax normalisation).
     RowScale(&'a [f32]),
+    /// `out = acc > 0 ? acc : slope · acc`, PyTorch's `leaky_relu` (the adapters' activation).
+    Leaky(f32),
 }
 
 /// One tile's operands. Pointers are already offset to the tile's first row / column.
@@ -157,6 +159,11 @@ unsafe fn tile_avx512<const R: usize>(t: &Tile) {
                         _mm512_mul_ps(col(gamma), _mm512_add_ps(v, col(bias))),
                     ),
                     Epilogue::RowScale(s) => _mm512_mul_ps(v, _mm512_set1_ps(s[t.row0 + r])),
+                    Epilogue::Leaky(slope) => _mm512_mask_blend_ps(
+                        _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps()),
+                        _mm512_mul_ps(v, _mm512_set1_ps(slope)),
+                        v,
+                    ),
                 };
                 _mm512_mask_storeu_ps(out.add(c), m, y);
             }
@@ -229,6 +236,13 @@ unsafe fn tile_generic<const R: usize>(t: &Tile) {
                         Epilogue::BiasGelu(bias) => math::gelu(v + bias[j]),
                         Epilogue::BiasScaleAdd { bias, gamma } => *o + gamma[j] * (v + bias[j]),
                         Epilogue::RowScale(s) => v * s[t.row0 + r],
+                        Epilogue::Leaky(slope) => {
+                            if v > 0.0 {
+                                v
+                            } else {
+                                v * slope
+                            }
+                        }
                     };
                 }
             }

@@ -26,6 +26,7 @@
 pub mod attention;
 pub mod choice;
 pub mod gemm;
+pub mod host;
 pub mod isa;
 pub mod kernel;
 pub mod math;
