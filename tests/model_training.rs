@@ -190,15 +190,19 @@ fn trained(variant: Variant) -> (AvaDino, Batch) {
     for _ in 0..3 {
         trainer.step(&batch);
     }
-    let b = Batch {
+    (trainer.valid(), plain(&batch))
+}
+
+/// The batch on the plain (non-autodiff) device.
+fn plain(batch: &Batch) -> Batch {
+    Batch {
         cls: batch.cls.iter().map(|t| t.clone().inner()).collect(),
         patches: batch.patches.iter().map(|t| t.clone().inner()).collect(),
         grid: batch.grid,
-        text: batch.text.inner(),
-        labels: batch.labels.inner(),
-        masks: batch.masks.inner(),
-    };
-    (trainer.valid(), b)
+        text: batch.text.clone().inner(),
+        labels: batch.labels.clone().inner(),
+        masks: batch.masks.clone().inner(),
+    }
 }
 
 #[test]
@@ -512,4 +516,35 @@ fn cpu_kernels_give_burns_losses_and_gradients() {
             assert!(reached >= 10, "{variant:?}: only {reached} gradients");
         }
     }
+}
+
+/// A trainer saved after two updates and resumed makes the third update exactly as one that
+/// never stopped (model and optimizer state round-trip, whichever optimizer runs).
+#[test]
+fn resumed_trainer_continues_exactly() {
+    let device = Device::flex().autodiff();
+    let cfg = tiny(Variant::Full);
+    let batch = problem(&cfg, &device);
+    let cfg_o = OptimConfig {
+        lr: 1e-2,
+        ..OptimConfig::default()
+    };
+    let params = |t: &Trainer| outputs(&t.valid(), &plain(&batch));
+    let mut straight = Trainer::new(AvaDino::new(&cfg, 3, &device), cfg_o.clone(), 1);
+    for _ in 0..2 {
+        straight.step(&batch);
+    }
+    let (model_bytes, optim_bytes) = straight.state_bytes().unwrap();
+    let mut resumed = Trainer::resume(
+        AvaDino::new(&cfg, 99, &device),
+        cfg_o,
+        1,
+        model_bytes,
+        optim_bytes,
+        straight.steps_done(),
+    )
+    .unwrap();
+    straight.step(&batch);
+    resumed.step(&batch);
+    assert_eq!(params(&straight), params(&resumed));
 }

@@ -37,6 +37,59 @@ const PIXELS: usize = 4096;
 /// Focal loss smoothing of the reference.
 const SMOOTH: f32 = 1e-5;
 
+/// A large f32 buffer taken from a process-wide pool and given back on drop. A fresh
+/// multi-megabyte `Vec` is mapped and zero-filled page by page on every call (page faults were
+/// several per cent of a step); buffers kept between calls skip that. Between calls the pool
+/// holds at most one call's working set (the buffers of the largest call, reused by the next).
+struct Buf(Vec<f32>);
+
+static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+/// Buffers the pool keeps at most (one training step uses about 8 per tap).
+const POOL_MAX: usize = 64;
+
+impl Buf {
+    /// `len` zeros, in the smallest pooled buffer that holds them.
+    fn zeros(len: usize) -> Self {
+        let taken = {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            let best = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= len)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            best.map(|i| pool.swap_remove(i))
+        };
+        let mut v = taken.unwrap_or_default();
+        v.clear();
+        v.resize(len, 0.0);
+        Self(v)
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(v);
+        }
+    }
+}
+
 /// The sizes of one batch.
 #[derive(Debug, Clone, Copy)]
 pub struct Shapes {
@@ -133,8 +186,8 @@ pub struct Grads {
 
 /// An adapter's activations: `h = leaky(x W1ᵀ)` `[B·N, b]`, `y = leaky(h W2ᵀ)` `[B·N, D]`.
 struct Act {
-    h: Vec<f32>,
-    y: Vec<f32>,
+    h: Buf,
+    y: Buf,
 }
 
 /// What one tap's forward keeps for the backward.
@@ -142,18 +195,18 @@ struct TapState {
     normal: Act,
     anomaly: Option<Act>,
     /// Normalised fused patches `p'` `[B·N, D]`.
-    p: Vec<f32>,
+    p: Buf,
     /// Row norms before the clamp `[B·N]`.
     norm: Vec<f32>,
     /// Upsampled cross-modal logit difference and AACM logit, `[B, S, S]` each.
-    uq: Vec<f32>,
-    ug: Vec<f32>,
+    uq: Buf,
+    ug: Buf,
 }
 
 /// `y = leaky(leaky(x W1ᵀ) W2ᵀ)` with the activations kept.
 fn adapter(isa: Isa, sh: &Shapes, x: &[f32], w: AdapterW) -> Act {
     let (m, d, b) = (sh.rows(), sh.dim, sh.bottleneck);
-    let mut h = vec![0.0; m * b];
+    let mut h = Buf::zeros(m * b);
     let ep = Epilogue::Leaky(SLOPE);
     gemm_view(
         isa,
@@ -166,7 +219,7 @@ fn adapter(isa: Isa, sh: &Shapes, x: &[f32], w: AdapterW) -> Act {
         b,
         ep,
     );
-    let mut y = vec![0.0; m * d];
+    let mut y = Buf::zeros(m * d);
     gemm_view(
         isa,
         m,
@@ -303,7 +356,7 @@ fn tap_forward(isa: Isa, sh: &Shapes, tap: &TapIn, dt: &[f32], up: &Bilinear) ->
     let x = tap.patches;
     let normal = adapter(isa, sh, x, tap.normal);
     let anomaly = tap.anomaly.map(|(w, _)| adapter(isa, sh, x, w));
-    let mut p = vec![0f32; sh.rows() * d];
+    let mut p = Buf::zeros(sh.rows() * d);
     let mut norm = vec![0f32; sh.rows()];
     let mut q = vec![0f32; sh.rows()];
     let mut g = vec![0f32; sh.rows()];
@@ -343,8 +396,8 @@ fn tap_forward(isa: Isa, sh: &Shapes, tap: &TapIn, dt: &[f32], up: &Bilinear) ->
             }
         });
     let px = sh.pixels();
-    let mut uq = vec![0f32; sh.batch * px];
-    let mut ug = vec![0f32; sh.batch * px];
+    let mut uq = Buf::zeros(sh.batch * px);
+    let mut ug = Buf::zeros(sh.batch * px);
     uq.par_chunks_mut(px)
         .zip(ug.par_chunks_mut(px))
         .enumerate()
@@ -365,26 +418,20 @@ fn tap_forward(isa: Isa, sh: &Shapes, tap: &TapIn, dt: &[f32], up: &Bilinear) ->
 /// Adds one tap's probabilities to the sums `[B, 2, S, S]`.
 fn accumulate(sh: &Shapes, st: &TapState, maps: &mut [f32], aacm: &mut [f32]) {
     let px = sh.pixels();
-    maps.par_chunks_mut(px)
-        .zip(aacm.par_chunks_mut(px))
+    maps.par_chunks_mut(2 * px)
+        .zip(aacm.par_chunks_mut(2 * px))
         .enumerate()
-        .for_each(|(ic, (m, a))| {
-            // Channel `ic % 2` of image `ic / 2`.
-            let (i, ch) = (ic / 2, ic % 2);
-            let (uq, ug) = (
-                &st.uq[i * px..(i + 1) * px],
-                &st.ug[i * px..(i + 1) * px],
-            );
+        .for_each(|(i, (m, a))| {
+            let (m0, m1) = m.split_at_mut(px);
+            let (a0, a1) = a.split_at_mut(px);
+            let (uq, ug) = (&st.uq[i * px..(i + 1) * px], &st.ug[i * px..(i + 1) * px]);
             for k in 0..px {
                 let (p1, p0) = sigmoid_pair(uq[k]);
-                let (a1, _) = sigmoid_pair(ug[k]);
-                if ch == 1 {
-                    m[k] += p1;
-                    a[k] += a1;
-                } else {
-                    m[k] += p0;
-                    a[k] += 1.0 - a1;
-                }
+                let (s, _) = sigmoid_pair(ug[k]);
+                m1[k] += p1;
+                m0[k] += p0;
+                a1[k] += s;
+                a0[k] += 1.0 - s;
             }
         });
 }
@@ -437,7 +484,7 @@ pub fn forward(isa: Isa, sh: &Shapes, heads: &Heads) -> Maps {
 /// Focal + dice of one tap-averaged map against the masks, and the objective's gradient with
 /// respect to its anomalous channel minus its normal one (`∂/∂p₁ − ∂/∂p₀`, all that the
 /// two-sided channels need), `[B, S·S]`, for a loss weight `weight`.
-fn map_loss(sh: &Shapes, prob: &[f32], masks: &[f32], weight: f32) -> (f32, Vec<f32>) {
+fn map_loss(sh: &Shapes, prob: &[f32], masks: &[f32], weight: f32) -> (f32, Buf) {
     let (b, px) = (sh.batch, sh.pixels());
     let on_hi = (1.0f64 - SMOOTH as f64) as f32;
     let on = |m: bool| if m { on_hi } else { SMOOTH };
@@ -487,7 +534,7 @@ fn map_loss(sh: &Shapes, prob: &[f32], masks: &[f32], weight: f32) -> (f32, Vec<
     // Gradients.
     let wf = weight as f64 / total;
     let wd = weight as f64 / b as f64;
-    let mut grad = vec![0f32; b * px];
+    let mut grad = Buf::zeros(b * px);
     grad.par_chunks_mut(px).enumerate().for_each(|(i, gi)| {
         let p0 = &prob[(2 * i) * px..(2 * i + 1) * px];
         let p1 = &prob[(2 * i + 1) * px..(2 * i + 2) * px];
@@ -650,7 +697,7 @@ fn adapter_backward(isa: Isa, sh: &Shapes, x: &[f32], w: AdapterW, act: Act) -> 
         b,
         Epilogue::Store,
     );
-    let mut dz1 = vec![0f32; m * b];
+    let mut dz1 = Buf::zeros(m * b);
     gemm_view(
         isa,
         m,
@@ -697,8 +744,8 @@ pub fn train(isa: Isa, sh: &Shapes, heads: &Heads, targets: &Targets) -> (Maps, 
     let mut dtext = vec![0f32; heads.text.len()];
     let mut taps = Vec::with_capacity(states.len());
     for (tap, st) in heads.taps.iter().zip(states) {
-        let mut dq_up = vec![0f32; sh.batch * px];
-        let mut dg_up = vec![0f32; sh.batch * px];
+        let mut dq_up = Buf::zeros(sh.batch * px);
+        let mut dg_up = Buf::zeros(sh.batch * px);
         dq_up
             .par_chunks_mut(PIXELS)
             .zip(dg_up.par_chunks_mut(PIXELS))

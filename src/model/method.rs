@@ -385,6 +385,15 @@ impl AvaDino {
         (f32s && p.device().inner() == Device::flex()).then_some(isa)
     }
 
+    /// Whether the parameters are f32 on the flex device and `kernels` is not `burn`: then the
+    /// trainer updates them with [`super::adamw::HostAdamW`].
+    pub fn params_on_cpu_kernels(&self, kernels: Kernels) -> bool {
+        let p = self.text_projection.val();
+        matches!(kernels.resolved(), Kernels::Cpu(_))
+            && p.dtype() == DType::F32
+            && p.device().inner() == Device::flex()
+    }
+
     fn shapes(&self, b: usize, grid: [usize; 2]) -> fused::Shapes {
         fused::Shapes {
             batch: b,

@@ -5,6 +5,7 @@
 //! The model works on tap features and text features as tensors; it knows nothing of datasets,
 //! backbones or the CLI.
 
+pub mod adamw;
 pub mod adapter;
 pub mod checkpoint;
 pub mod config;

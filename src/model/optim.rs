@@ -9,7 +9,9 @@ use burn::store::{ModuleRecord, RecordError};
 use burn::tensor::Bytes;
 use burn::tensor::{Int, Tensor};
 
+use super::adamw::HostAdamW;
 use super::method::{AvaDino, LossValues, Losses, MethodOutput};
+use crate::backbone::cpu::Kernels;
 
 /// AdamW with decoupled weight decay and a linear warmup (the YAML `optim` section; reference:
 /// lr 1e-4, betas (0.9, 0.999), eps 1e-8, weight decay 1e-2, warmup 3 % of the steps).
@@ -57,13 +59,54 @@ impl OptimConfig {
         self.lr * warmup_factor(step, warmup_steps)
     }
 
-    fn build(&self) -> ModuleOptimizer {
+    fn build_burn(&self) -> ModuleOptimizer {
         AdamWConfig::new()
             .with_beta_1(self.betas[0] as f32)
             .with_beta_2(self.betas[1] as f32)
             .with_epsilon(self.eps as f32)
             .with_weight_decay(self.weight_decay as f32)
             .init()
+    }
+}
+
+/// AdamW on the host where the CPU kernels run ([`AvaDino::fused_isa`]'s rule on the model's
+/// parameters), burn's elsewhere (GPU devices, other dtypes, `AVA_DINO_CPU_KERNELS=burn`).
+enum Optimizer {
+    Host(HostAdamW),
+    Burn(ModuleOptimizer),
+}
+
+impl Optimizer {
+    fn for_model(model: &AvaDino, config: &OptimConfig) -> Self {
+        if model.params_on_cpu_kernels(Kernels::configured()) {
+            Self::Host(HostAdamW::new(config))
+        } else {
+            Self::Burn(config.build_burn())
+        }
+    }
+
+    fn step(&mut self, lr: f64, model: AvaDino, grads: GradientsParams) -> AvaDino {
+        match self {
+            Self::Host(o) => o.step(lr, model, grads),
+            Self::Burn(o) => o.step(lr, model, grads),
+        }
+    }
+
+    fn to_bytes(&self) -> Result<Vec<u8>, RecordError> {
+        match self {
+            Self::Host(o) => Ok(o.to_bytes()),
+            Self::Burn(o) => Ok(o.into_bytes()?.to_vec()),
+        }
+    }
+
+    fn from_bytes(self, config: &OptimConfig, bytes: Vec<u8>) -> Result<Self, RecordError> {
+        Ok(match self {
+            Self::Host(_) => Self::Host(
+                HostAdamW::from_bytes(config, &bytes)
+                    .map_err(|e| RecordError::Validation(e.to_string()))?,
+            ),
+            Self::Burn(o) => Self::Burn(o.from_bytes(Bytes::from_bytes_vec(bytes))?),
+        })
     }
 }
 
@@ -91,13 +134,13 @@ pub struct Trainer {
     pub config: OptimConfig,
     /// Warmup length in updates (see [`OptimConfig::warmup_steps`]).
     pub warmup_steps: usize,
-    optim: ModuleOptimizer,
+    optim: Optimizer,
     steps_done: usize,
 }
 
 impl Trainer {
     pub fn new(model: AvaDino, config: OptimConfig, warmup_steps: usize) -> Self {
-        let optim = config.build();
+        let optim = Optimizer::for_model(&model, &config);
         Self {
             model,
             config,
@@ -147,13 +190,13 @@ impl Trainer {
         Ok((values, w))
     }
 
-    /// The exact training state as two burnpack buffers: the module (which keeps parameter ids)
-    /// and the AdamW moments keyed by those ids. With [`Trainer::resume`] a run continues as if
+    /// The exact training state as two buffers: the module as burnpack (which keeps parameter
+    /// ids) and the AdamW moments keyed by those ids (burn's record, or [`HostAdamW::to_bytes`]). With [`Trainer::resume`] a run continues as if
     /// it had never stopped.
     pub fn state_bytes(&self) -> Result<(Vec<u8>, Vec<u8>), RecordError> {
         let model = self.model.clone().into_record().into_bytes()?;
-        let optim = self.optim.into_bytes()?;
-        Ok((model.to_vec(), optim.to_vec()))
+        let optim = self.optim.to_bytes()?;
+        Ok((model.to_vec(), optim))
     }
 
     /// Rebuilds a trainer from [`Trainer::state_bytes`]; `template` is a freshly built model of
@@ -168,9 +211,7 @@ impl Trainer {
     ) -> Result<Self, RecordError> {
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))?;
         let model = template.try_load_record(record)?;
-        let optim = config
-            .build()
-            .from_bytes(Bytes::from_bytes_vec(optim_bytes))?;
+        let optim = Optimizer::for_model(&model, &config).from_bytes(&config, optim_bytes)?;
         Ok(Self {
             model,
             config,
