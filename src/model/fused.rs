@@ -48,21 +48,27 @@ static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new())
 const POOL_MAX: usize = 64;
 
 impl Buf {
-    /// `len` zeros, in the smallest pooled buffer that holds them.
-    fn zeros(len: usize) -> Self {
-        let taken = {
-            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-            let best = pool
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.capacity() >= len)
-                .min_by_key(|(_, v)| v.capacity())
-                .map(|(i, _)| i);
-            best.map(|i| pool.swap_remove(i))
-        };
-        let mut v = taken.unwrap_or_default();
-        v.clear();
-        v.resize(len, 0.0);
+    /// The smallest pooled buffer whose capacity holds `len` (empty if none).
+    fn take(len: usize) -> Vec<f32> {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        best.map(|i| pool.swap_remove(i)).unwrap_or_default()
+    }
+
+    /// `len` values of unspecified content (earlier results), for outputs written whole: no
+    /// zero-fill pass.
+    fn scratch(len: usize) -> Self {
+        let mut v = Self::take(len);
+        if v.len() >= len {
+            v.truncate(len);
+        } else {
+            v.resize(len, 0.0);
+        }
         Self(v)
     }
 }
@@ -206,7 +212,7 @@ struct TapState {
 /// `y = leaky(leaky(x W1ᵀ) W2ᵀ)` with the activations kept.
 fn adapter(isa: Isa, sh: &Shapes, x: &[f32], w: AdapterW) -> Act {
     let (m, d, b) = (sh.rows(), sh.dim, sh.bottleneck);
-    let mut h = Buf::zeros(m * b);
+    let mut h = Buf::scratch(m * b);
     let ep = Epilogue::Leaky(SLOPE);
     gemm_view(
         isa,
@@ -219,7 +225,7 @@ fn adapter(isa: Isa, sh: &Shapes, x: &[f32], w: AdapterW) -> Act {
         b,
         ep,
     );
-    let mut y = Buf::zeros(m * d);
+    let mut y = Buf::scratch(m * d);
     gemm_view(
         isa,
         m,
@@ -356,7 +362,7 @@ fn tap_forward(isa: Isa, sh: &Shapes, tap: &TapIn, dt: &[f32], up: &Bilinear) ->
     let x = tap.patches;
     let normal = adapter(isa, sh, x, tap.normal);
     let anomaly = tap.anomaly.map(|(w, _)| adapter(isa, sh, x, w));
-    let mut p = Buf::zeros(sh.rows() * d);
+    let mut p = Buf::scratch(sh.rows() * d);
     let mut norm = vec![0f32; sh.rows()];
     let mut q = vec![0f32; sh.rows()];
     let mut g = vec![0f32; sh.rows()];
@@ -396,8 +402,8 @@ fn tap_forward(isa: Isa, sh: &Shapes, tap: &TapIn, dt: &[f32], up: &Bilinear) ->
             }
         });
     let px = sh.pixels();
-    let mut uq = Buf::zeros(sh.batch * px);
-    let mut ug = Buf::zeros(sh.batch * px);
+    let mut uq = Buf::scratch(sh.batch * px);
+    let mut ug = Buf::scratch(sh.batch * px);
     uq.par_chunks_mut(px)
         .zip(ug.par_chunks_mut(px))
         .enumerate()
@@ -534,7 +540,7 @@ fn map_loss(sh: &Shapes, prob: &[f32], masks: &[f32], weight: f32) -> (f32, Buf)
     // Gradients.
     let wf = weight as f64 / total;
     let wd = weight as f64 / b as f64;
-    let mut grad = Buf::zeros(b * px);
+    let mut grad = Buf::scratch(b * px);
     grad.par_chunks_mut(px).enumerate().for_each(|(i, gi)| {
         let p0 = &prob[(2 * i) * px..(2 * i + 1) * px];
         let p1 = &prob[(2 * i + 1) * px..(2 * i + 2) * px];
@@ -697,7 +703,7 @@ fn adapter_backward(isa: Isa, sh: &Shapes, x: &[f32], w: AdapterW, act: Act) -> 
         b,
         Epilogue::Store,
     );
-    let mut dz1 = Buf::zeros(m * b);
+    let mut dz1 = Buf::scratch(m * b);
     gemm_view(
         isa,
         m,
@@ -744,8 +750,8 @@ pub fn train(isa: Isa, sh: &Shapes, heads: &Heads, targets: &Targets) -> (Maps, 
     let mut dtext = vec![0f32; heads.text.len()];
     let mut taps = Vec::with_capacity(states.len());
     for (tap, st) in heads.taps.iter().zip(states) {
-        let mut dq_up = Buf::zeros(sh.batch * px);
-        let mut dg_up = Buf::zeros(sh.batch * px);
+        let mut dq_up = Buf::scratch(sh.batch * px);
+        let mut dg_up = Buf::scratch(sh.batch * px);
         dq_up
             .par_chunks_mut(PIXELS)
             .zip(dg_up.par_chunks_mut(PIXELS))

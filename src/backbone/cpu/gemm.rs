@@ -140,6 +140,23 @@ pub fn pack_b(b: View, n: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst
         let c0 = j0 + p * NR;
         let w = n.saturating_sub(c0).min(NR);
         let panel = &mut dst[p * kc * NR..(p + 1) * kc * NR];
+        if b.rs == 1 && b.cs != 1 {
+            // A transposed row-major matrix: each column is a contiguous run of k; read runs,
+            // write the panel with stride NR (it stays in L2).
+            for j in 0..NR {
+                if j < w {
+                    let src = &b.data[(c0 + j) * b.cs + k0..(c0 + j) * b.cs + k0 + kc];
+                    for (kk, &v) in src.iter().enumerate() {
+                        panel[kk * NR + j] = v;
+                    }
+                } else {
+                    for kk in 0..kc {
+                        panel[kk * NR + j] = 0.0;
+                    }
+                }
+            }
+            continue;
+        }
         for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
             let src = (k0 + kk) * b.rs + c0 * b.cs;
             if b.cs == 1 {
@@ -469,6 +486,18 @@ mod tests {
                 gemm_view(isa, m, k, n, av, bv, &mut got, n, Epilogue::Store);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{isa:?} m{m} k{k} n{n}");
+                // B stored transposed ([n, k], row stride k + 1): PyTorch-layout weights.
+                let ldt = k + 1;
+                let mut bt = vec![0f32; n * ldt];
+                for kk in 0..k {
+                    for j in 0..n {
+                        bt[j * ldt + kk] = b[kk * n + j];
+                    }
+                }
+                let mut got_t = vec![0.0; m * n];
+                let btv = View::transposed(&bt, ldt);
+                gemm_view(isa, m, k, n, av, btv, &mut got_t, n, Epilogue::Store);
+                assert_eq!(bits(&got_t), bits(&want), "{isa:?} m{m} k{k} n{n} (B transposed)");
             }
         }
     }
