@@ -399,7 +399,8 @@ fn micro_batches_accumulate_to_the_whole_batch() {
         let micro = bounds
             .windows(2)
             .map(|w| Ok::<_, std::convert::Infallible>(slice(&batch, w[0], w[1])));
-        let (g, v, w) = ava_dino::model::accumulated_gradients(&model, B, micro).unwrap();
+        let kernels = ava_dino::backbone::cpu::Kernels::configured();
+        let (g, v, w) = ava_dino::model::accumulated_gradients(&model, B, micro, kernels).unwrap();
         (gradient_values(&model, &g), v, w)
     };
     let (whole, v_whole, w_whole) = run(&[0, B]);
@@ -503,11 +504,7 @@ fn cpu_kernels_give_burns_losses_and_gradients() {
                 reached += 1;
                 let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
                 assert!(scale > 0.0, "{variant:?} parameter {i}: zero gradient");
-                let worst = a
-                    .iter()
-                    .zip(b)
-                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
-                    / scale;
+                let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
                 assert!(
                     worst < 1e-4,
                     "{variant:?} {share:?} parameter {i}: gradients differ by {worst:e} (relative)"

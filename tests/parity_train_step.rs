@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use ava_dino::backbone::cpu::Kernels;
 use ava_dino::io::{HostTensor, TensorFile};
 use ava_dino::model::checkpoint::{from_named, key_table};
 use ava_dino::model::{Batch, LossWeights, MethodConfig, OptimConfig, Protocol, Trainer, Variant};
@@ -223,9 +224,25 @@ fn compare<const D: usize>(
     }
 }
 
+/// Runs `case` on every implementation the test device has: on the CPU both the CPU kernels
+/// and burn's ops (`Kernels::Burn`, which GPU devices always run).
 fn run_case(r: &mut Report, case: &Case) {
-    let fx = read_config(r, case);
     let device = test_device().autodiff();
+    let cpu = device.clone().inner() == Device::flex();
+    let configured = Kernels::configured();
+    run_case_on(r, case, &device, configured);
+    if cpu && !matches!(configured, Kernels::Burn) {
+        let burn = Case {
+            label: format!("burn-ops:{}", case.label),
+            dir: case.dir.clone(),
+        };
+        run_case_on(r, &burn, &device, Kernels::Burn);
+    }
+}
+
+fn run_case_on(r: &mut Report, case: &Case, device: &Device, kernels: Kernels) {
+    let device = device.clone();
+    let fx = read_config(r, case);
     let init = r.read_tensors(case, INIT, "the parameters before the first step");
     let batches = r.read_tensors(case, BATCHES, "the inputs of every step");
     let expected = r.read_tensors(
@@ -261,7 +278,7 @@ fn run_case(r: &mut Report, case: &Case) {
     if !ok {
         return;
     }
-    let mut trainer = Trainer::new(model, fx.optim.clone(), fx.warmup_steps);
+    let mut trainer = Trainer::on(model, fx.optim.clone(), fx.warmup_steps, kernels);
     for s in 0..fx.steps {
         let b = batch(&batches, s, &fx, &device);
         let (losses, out) = trainer.step_with_output(&b);

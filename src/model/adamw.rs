@@ -224,7 +224,10 @@ mod tests {
     fn state_round_trips_and_damage_is_an_error() {
         let o = state();
         let bytes = o.to_bytes();
-        assert_eq!(HostAdamW::from_bytes(&OptimConfig::default(), &bytes).unwrap(), o);
+        assert_eq!(
+            HostAdamW::from_bytes(&OptimConfig::default(), &bytes).unwrap(),
+            o
+        );
         for cut in [0, 7, 8, 20, bytes.len() - 1] {
             let e = HostAdamW::from_bytes(&OptimConfig::default(), &bytes[..cut]).unwrap_err();
             assert!(e.to_string().starts_with("optimizer state:"), "{e}");
@@ -264,7 +267,12 @@ mod tests {
         }
         assert_eq!(st.step, 3);
         for k in 0..3 {
-            assert!((p[k] as f64 - pf[k]).abs() < 1e-6, "{k}: {} vs {}", p[k], pf[k]);
+            assert!(
+                (p[k] as f64 - pf[k]).abs() < 1e-6,
+                "{k}: {} vs {}",
+                p[k],
+                pf[k]
+            );
         }
     }
 }

@@ -596,56 +596,57 @@ fn tap_backward(
     let partials: Vec<(usize, Vec<f32>)> = {
         let p_chunks = st.p.par_chunks_mut(rows * d);
         let yn_chunks = st.normal.y.par_chunks_mut(rows * d);
-        let work = |(c, ((pc, ync), yac)): (usize, ((&mut [f32], &mut [f32]), Option<&mut [f32]>))| {
-            let mut acc = vec![0f32; 2 * d + 2];
-            let row0 = chunk(c);
-            let i = row0 / n;
-            let mut yac = yac;
-            let mut dp = vec![0f32; d];
-            for (r, pr) in pc.chunks_exact_mut(d).enumerate() {
-                let row = row0 + r;
-                debug_assert_eq!(row / n, i, "chunks stay inside one image");
-                let (gq, gg) = (100.0 * dq[row], 10.0 * dg[row]);
-                let dti = &dt[i * d..(i + 1) * d];
-                let ci = &tap.cls[i * d..(i + 1) * d];
-                for k in 0..d {
-                    dp[k] = gq * dti[k] + gg * ci[k];
-                    acc[k] += gq * pr[k];
-                    acc[d + k] += gg * pr[k];
-                }
-                let nr = st.norm[row];
-                if nr > 1e-12 {
-                    let s = dot(pr, &dp);
+        let work =
+            |(c, ((pc, ync), yac)): (usize, ((&mut [f32], &mut [f32]), Option<&mut [f32]>))| {
+                let mut acc = vec![0f32; 2 * d + 2];
+                let row0 = chunk(c);
+                let i = row0 / n;
+                let mut yac = yac;
+                let mut dp = vec![0f32; d];
+                for (r, pr) in pc.chunks_exact_mut(d).enumerate() {
+                    let row = row0 + r;
+                    debug_assert_eq!(row / n, i, "chunks stay inside one image");
+                    let (gq, gg) = (100.0 * dq[row], 10.0 * dg[row]);
+                    let dti = &dt[i * d..(i + 1) * d];
+                    let ci = &tap.cls[i * d..(i + 1) * d];
                     for k in 0..d {
-                        pr[k] = (dp[k] - s * pr[k]) / nr;
+                        dp[k] = gq * dti[k] + gg * ci[k];
+                        acc[k] += gq * pr[k];
+                        acc[d + k] += gg * pr[k];
                     }
-                } else {
-                    for k in 0..d {
-                        pr[k] = dp[k] / 1e-12;
-                    }
-                }
-                let du = &*pr;
-                let yn = &mut ync[r * d..(r + 1) * d];
-                match (&mut yac, w) {
-                    (Some(ya), Some(w)) => {
-                        let ya = &mut ya[r * d..(r + 1) * d];
-                        acc[2 * d] += dot(du, yn);
-                        acc[2 * d + 1] += dot(du, ya);
-                        let (wn, wa) = (w[2 * i], w[2 * i + 1]);
+                    let nr = st.norm[row];
+                    if nr > 1e-12 {
+                        let s = dot(pr, &dp);
                         for k in 0..d {
-                            yn[k] = wn * du[k] * leaky_grad(yn[k]);
-                            ya[k] = wa * du[k] * leaky_grad(ya[k]);
+                            pr[k] = (dp[k] - s * pr[k]) / nr;
+                        }
+                    } else {
+                        for k in 0..d {
+                            pr[k] = dp[k] / 1e-12;
                         }
                     }
-                    _ => {
-                        for k in 0..d {
-                            yn[k] = du[k] * leaky_grad(yn[k]);
+                    let du = &*pr;
+                    let yn = &mut ync[r * d..(r + 1) * d];
+                    match (&mut yac, w) {
+                        (Some(ya), Some(w)) => {
+                            let ya = &mut ya[r * d..(r + 1) * d];
+                            acc[2 * d] += dot(du, yn);
+                            acc[2 * d + 1] += dot(du, ya);
+                            let (wn, wa) = (w[2 * i], w[2 * i + 1]);
+                            for k in 0..d {
+                                yn[k] = wn * du[k] * leaky_grad(yn[k]);
+                                ya[k] = wa * du[k] * leaky_grad(ya[k]);
+                            }
+                        }
+                        _ => {
+                            for k in 0..d {
+                                yn[k] = du[k] * leaky_grad(yn[k]);
+                            }
                         }
                     }
                 }
-            }
-            (i, acc)
-        };
+                (i, acc)
+            };
         match ya_ptr {
             Some(ya) => p_chunks
                 .zip(yn_chunks)

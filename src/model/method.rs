@@ -9,15 +9,15 @@ use burn::optim::GradientsParams;
 use burn::tensor::{DType, Device, TensorData};
 
 use super::adapter::{Adapter, linear_t};
-use super::fused;
-use super::optim::Batch;
-use crate::backbone::cpu::host::HostF32;
-use crate::backbone::cpu::{Isa, Kernels};
 use super::config::MethodConfig;
+use super::fused;
 use super::heads::{aacm, cross_modal_map, global_logits, l2_normalize, pair_prompts};
 use super::loss;
+use super::optim::Batch;
 use super::routing::{Gate, text_routing};
 use super::upsample::Upsampler;
+use crate::backbone::cpu::host::HostF32;
+use crate::backbone::cpu::{Isa, Kernels};
 
 /// The trainable modules (names follow the reference checkpoint, see `checkpoint::key_table`;
 /// constructors `AvaDino::new` / `try_new` are in `checkpoint`, with the table they draw from).
@@ -405,7 +405,13 @@ impl AvaDino {
     }
 
     /// Losses from the loss terms, weighted as the configuration says.
-    fn combine(&self, aware: Tensor<1>, seg: Tensor<1>, global: Tensor<1>, route: Tensor<1>) -> Losses {
+    fn combine(
+        &self,
+        aware: Tensor<1>,
+        seg: Tensor<1>,
+        global: Tensor<1>,
+        route: Tensor<1>,
+    ) -> Losses {
         let w = &self.config.loss_weights;
         let mut total = aware.clone().mul_scalar(w.aware)
             + seg.clone().mul_scalar(w.seg)
@@ -459,7 +465,9 @@ impl AvaDino {
             let grads = GradientsParams::from_grads(grads, self);
             return (losses.detach(), out.detach(), grads);
         };
-        let b = self.check(cls, patches, grid, &batch.text).unwrap_or_else(|e| panic!("{e}"));
+        let b = self
+            .check(cls, patches, grid, &batch.text)
+            .unwrap_or_else(|e| panic!("{e}"));
         let r = self.route(cls, batch.text.clone(), b);
         let sh = self.shapes(b, grid);
         let f = share.unwrap_or(1.0) as f32;
@@ -505,7 +513,8 @@ impl AvaDino {
         let mut adapter_grads = Vec::new();
         for (t, (tap, tg)) in r.taps.iter().zip(g.taps).enumerate() {
             let d = tap.cls_f.dims();
-            objective = objective + inner_product(tap.cls_f.clone().reshape([d[0], d[1], 1]), tg.cls);
+            objective =
+                objective + inner_product(tap.cls_f.clone().reshape([d[0], d[1], 1]), tg.cls);
             adapter_grads.push((&self.patch_normal[t], tg.normal));
             if let (Some(w), Some((ag, dw))) = (&tap.w, tg.anomaly) {
                 let d = w.dims();
@@ -517,7 +526,10 @@ impl AvaDino {
         for (a, ag) in adapter_grads {
             let reg = |grads: &mut GradientsParams, p: &Param<Tensor<2>>, v: Vec<f32>| {
                 let dims = p.val().dims();
-                grads.register(p.id, Tensor::<2>::from_data(TensorData::new(v, dims), &inner));
+                grads.register(
+                    p.id,
+                    Tensor::<2>::from_data(TensorData::new(v, dims), &inner),
+                );
             };
             reg(&mut grads, &a.fc1, ag.fc1);
             reg(&mut grads, &a.fc2, ag.fc2);
@@ -557,10 +569,7 @@ struct Routed {
 
 /// `[B, 2, S, S]` from host values.
 fn map_tensor(v: Vec<f32>, sh: &fused::Shapes, device: &Device) -> Tensor<4> {
-    Tensor::from_data(
-        TensorData::new(v, [sh.batch, 2, sh.map, sh.map]),
-        device,
-    )
+    Tensor::from_data(TensorData::new(v, [sh.batch, 2, sh.map, sh.map]), device)
 }
 
 /// The host values the CPU kernels read (borrowed from flex's storage where possible).
@@ -586,12 +595,15 @@ impl HostInputs {
             } else {
                 Vec::new()
             },
-            w: r
-                .taps
+            w: r.taps
                 .iter()
                 .filter_map(|t| t.w.clone().map(HostF32::new))
                 .collect(),
-            cls: r.taps.iter().map(|t| HostF32::new(t.cls_f.clone())).collect(),
+            cls: r
+                .taps
+                .iter()
+                .map(|t| HostF32::new(t.cls_f.clone()))
+                .collect(),
         }
     }
 

@@ -77,8 +77,8 @@ enum Optimizer {
 }
 
 impl Optimizer {
-    fn for_model(model: &AvaDino, config: &OptimConfig) -> Self {
-        if model.params_on_cpu_kernels(Kernels::configured()) {
+    fn for_model(model: &AvaDino, config: &OptimConfig, kernels: Kernels) -> Self {
+        if model.params_on_cpu_kernels(kernels) {
             Self::Host(HostAdamW::new(config))
         } else {
             Self::Burn(config.build_burn())
@@ -135,17 +135,27 @@ pub struct Trainer {
     /// Warmup length in updates (see [`OptimConfig::warmup_steps`]).
     pub warmup_steps: usize,
     optim: Optimizer,
+    /// Which implementation runs the steps (the process's `AVA_DINO_CPU_KERNELS` unless a test
+    /// asks for one).
+    kernels: Kernels,
     steps_done: usize,
 }
 
 impl Trainer {
     pub fn new(model: AvaDino, config: OptimConfig, warmup_steps: usize) -> Self {
-        let optim = Optimizer::for_model(&model, &config);
+        Self::on(model, config, warmup_steps, Kernels::configured())
+    }
+
+    /// [`Trainer::new`] on the implementation `kernels` chooses (`Kernels::Burn`: burn's ops
+    /// and AdamW on every device).
+    pub fn on(model: AvaDino, config: OptimConfig, warmup_steps: usize, kernels: Kernels) -> Self {
+        let optim = Optimizer::for_model(&model, &config, kernels);
         Self {
             model,
             config,
             warmup_steps,
             optim,
+            kernels,
             steps_done: 0,
         }
     }
@@ -167,7 +177,7 @@ impl Trainer {
 
     /// One update; returns the losses and the outputs of the forward before it (detached).
     pub fn step_with_output(&mut self, batch: &Batch) -> (Losses, MethodOutput) {
-        let (losses, out, grads) = self.model.loss_and_grads(batch, None);
+        let (losses, out, grads) = self.model.loss_and_grads_on(batch, None, self.kernels);
         let lr = self.next_lr();
         // Modules are shallow handles: the clone costs nothing and the step returns the new one.
         self.model = self.optim.step(lr, self.model.clone(), grads);
@@ -183,7 +193,7 @@ impl Trainer {
         total: usize,
         micro: impl Iterator<Item = Result<Batch, E>>,
     ) -> Result<(LossValues, Vec<f32>), E> {
-        let (grads, values, w) = accumulated_gradients(&self.model, total, micro)?;
+        let (grads, values, w) = accumulated_gradients(&self.model, total, micro, self.kernels)?;
         let lr = self.next_lr();
         self.model = self.optim.step(lr, self.model.clone(), grads);
         self.steps_done += 1;
@@ -211,12 +221,15 @@ impl Trainer {
     ) -> Result<Self, RecordError> {
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))?;
         let model = template.try_load_record(record)?;
-        let optim = Optimizer::for_model(&model, &config).from_bytes(&config, optim_bytes)?;
+        let kernels = Kernels::configured();
+        let optim =
+            Optimizer::for_model(&model, &config, kernels).from_bytes(&config, optim_bytes)?;
         Ok(Self {
             model,
             config,
             warmup_steps,
             optim,
+            kernels,
             steps_done,
         })
     }
@@ -241,6 +254,7 @@ pub fn accumulated_gradients<E>(
     model: &AvaDino,
     total: usize,
     micro: impl Iterator<Item = Result<Batch, E>>,
+    kernels: Kernels,
 ) -> Result<(GradientsParams, LossValues, Vec<f32>), E> {
     let mut acc = GradientsAccumulator::<AvaDino>::new();
     let mut sums = [0f64; 5];
@@ -253,7 +267,8 @@ pub fn accumulated_gradients<E>(
         let share = size as f64 / total as f64;
         // A single micro-batch holding the whole batch is the objective itself (weight 1 never
         // applied).
-        let (losses, out, grads) = model.loss_and_grads(&batch, (size != total).then_some(share));
+        let (losses, out, grads) =
+            model.loss_and_grads_on(&batch, (size != total).then_some(share), kernels);
         acc.accumulate(model, grads);
         let v = losses.values();
         for (s, x) in sums

@@ -79,12 +79,20 @@ pub struct View<'a> {
 impl<'a> View<'a> {
     /// Row-major, row stride `ld`.
     pub fn rows(data: &'a [f32], ld: usize) -> Self {
-        Self { data, rs: ld, cs: 1 }
+        Self {
+            data,
+            rs: ld,
+            cs: 1,
+        }
     }
 
     /// The transpose of a row-major matrix with row stride `ld`: `(i, j)` is its `(j, i)`.
     pub fn transposed(data: &'a [f32], ld: usize) -> Self {
-        Self { data, rs: 1, cs: ld }
+        Self {
+            data,
+            rs: 1,
+            cs: ld,
+        }
     }
 
     /// Whether `rows x cols` elements lie inside `data`.
@@ -472,7 +480,9 @@ mod tests {
             let at = seq(k * lat, 7);
             let bw = seq(k * ldb, 8);
             let a: Vec<f32> = (0..m * k).map(|x| at[(x % k) * lat + x / k]).collect();
-            let b: Vec<f32> = (0..k * n).map(|x| bw[(x / n) * ldb + 2 * (x % n)]).collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|x| bw[(x / n) * ldb + 2 * (x % n)])
+                .collect();
             for isa in Isa::available() {
                 let mut want = vec![0.0; m * n];
                 gemm(isa, m, k, n, &a, k, &b, &mut want, n, Epilogue::Store);
@@ -497,7 +507,11 @@ mod tests {
                 let mut got_t = vec![0.0; m * n];
                 let btv = View::transposed(&bt, ldt);
                 gemm_view(isa, m, k, n, av, btv, &mut got_t, n, Epilogue::Store);
-                assert_eq!(bits(&got_t), bits(&want), "{isa:?} m{m} k{k} n{n} (B transposed)");
+                assert_eq!(
+                    bits(&got_t),
+                    bits(&want),
+                    "{isa:?} m{m} k{k} n{n} (B transposed)"
+                );
             }
         }
     }
