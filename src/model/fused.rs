@@ -346,7 +346,10 @@ impl Bilinear {
 /// Rows per task in the backward's row pass: a divisor of `n`, so that no task spans two images
 /// (each task's partial sums belong to one image).
 fn row_chunk(n: usize) -> usize {
-    (1..=ROWS.min(n)).rev().find(|c| n % c == 0).unwrap_or(1)
+    (1..=ROWS.min(n))
+        .rev()
+        .find(|&c| n.is_multiple_of(c))
+        .unwrap_or(1)
 }
 
 /// `T₁ − T₀` per image, `[B, D]`.
@@ -565,16 +568,13 @@ fn map_loss(sh: &Shapes, prob: &[f32], masks: &[f32], weight: f32) -> (f32, Buf)
 /// One tap's backward. `dq_up`, `dg_up`: the objective's gradient with respect to the tap's
 /// upsampled logits `[B, S·S]`. Adds to `dtext`.
 fn tap_backward(
-    isa: Isa,
-    sh: &Shapes,
+    cx: &Ctx,
     tap: &TapIn,
     mut st: TapState,
-    dt: &[f32],
-    dq_up: &[f32],
-    dg_up: &[f32],
-    up: &Bilinear,
+    (dq_up, dg_up): (&[f32], &[f32]),
     dtext: &mut [f32],
 ) -> TapGrads {
+    let (isa, sh, dt, up) = (cx.isa, cx.sh, cx.dt, cx.up);
     let (b, n, d, px) = (sh.batch, sh.patches(), sh.dim, sh.pixels());
     let mut dq = vec![0f32; sh.rows()];
     let mut dg = vec![0f32; sh.rows()];
@@ -596,57 +596,56 @@ fn tap_backward(
     let partials: Vec<(usize, Vec<f32>)> = {
         let p_chunks = st.p.par_chunks_mut(rows * d);
         let yn_chunks = st.normal.y.par_chunks_mut(rows * d);
-        let work =
-            |(c, ((pc, ync), yac)): (usize, ((&mut [f32], &mut [f32]), Option<&mut [f32]>))| {
-                let mut acc = vec![0f32; 2 * d + 2];
-                let row0 = chunk(c);
-                let i = row0 / n;
-                let mut yac = yac;
-                let mut dp = vec![0f32; d];
-                for (r, pr) in pc.chunks_exact_mut(d).enumerate() {
-                    let row = row0 + r;
-                    debug_assert_eq!(row / n, i, "chunks stay inside one image");
-                    let (gq, gg) = (100.0 * dq[row], 10.0 * dg[row]);
-                    let dti = &dt[i * d..(i + 1) * d];
-                    let ci = &tap.cls[i * d..(i + 1) * d];
+        let work = |(c, ((pc, ync), yac)): RowChunk| {
+            let mut acc = vec![0f32; 2 * d + 2];
+            let row0 = chunk(c);
+            let i = row0 / n;
+            let mut yac = yac;
+            let mut dp = vec![0f32; d];
+            for (r, pr) in pc.chunks_exact_mut(d).enumerate() {
+                let row = row0 + r;
+                debug_assert_eq!(row / n, i, "chunks stay inside one image");
+                let (gq, gg) = (100.0 * dq[row], 10.0 * dg[row]);
+                let dti = &dt[i * d..(i + 1) * d];
+                let ci = &tap.cls[i * d..(i + 1) * d];
+                for k in 0..d {
+                    dp[k] = gq * dti[k] + gg * ci[k];
+                    acc[k] += gq * pr[k];
+                    acc[d + k] += gg * pr[k];
+                }
+                let nr = st.norm[row];
+                if nr > 1e-12 {
+                    let s = dot(pr, &dp);
                     for k in 0..d {
-                        dp[k] = gq * dti[k] + gg * ci[k];
-                        acc[k] += gq * pr[k];
-                        acc[d + k] += gg * pr[k];
+                        pr[k] = (dp[k] - s * pr[k]) / nr;
                     }
-                    let nr = st.norm[row];
-                    if nr > 1e-12 {
-                        let s = dot(pr, &dp);
+                } else {
+                    for k in 0..d {
+                        pr[k] = dp[k] / 1e-12;
+                    }
+                }
+                let du = &*pr;
+                let yn = &mut ync[r * d..(r + 1) * d];
+                match (&mut yac, w) {
+                    (Some(ya), Some(w)) => {
+                        let ya = &mut ya[r * d..(r + 1) * d];
+                        acc[2 * d] += dot(du, yn);
+                        acc[2 * d + 1] += dot(du, ya);
+                        let (wn, wa) = (w[2 * i], w[2 * i + 1]);
                         for k in 0..d {
-                            pr[k] = (dp[k] - s * pr[k]) / nr;
-                        }
-                    } else {
-                        for k in 0..d {
-                            pr[k] = dp[k] / 1e-12;
+                            yn[k] = wn * du[k] * leaky_grad(yn[k]);
+                            ya[k] = wa * du[k] * leaky_grad(ya[k]);
                         }
                     }
-                    let du = &*pr;
-                    let yn = &mut ync[r * d..(r + 1) * d];
-                    match (&mut yac, w) {
-                        (Some(ya), Some(w)) => {
-                            let ya = &mut ya[r * d..(r + 1) * d];
-                            acc[2 * d] += dot(du, yn);
-                            acc[2 * d + 1] += dot(du, ya);
-                            let (wn, wa) = (w[2 * i], w[2 * i + 1]);
-                            for k in 0..d {
-                                yn[k] = wn * du[k] * leaky_grad(yn[k]);
-                                ya[k] = wa * du[k] * leaky_grad(ya[k]);
-                            }
-                        }
-                        _ => {
-                            for k in 0..d {
-                                yn[k] = du[k] * leaky_grad(yn[k]);
-                            }
+                    _ => {
+                        for k in 0..d {
+                            yn[k] = du[k] * leaky_grad(yn[k]);
                         }
                     }
                 }
-                (i, acc)
-            };
+            }
+            (i, acc)
+        };
         match ya_ptr {
             Some(ya) => p_chunks
                 .zip(yn_chunks)
@@ -685,6 +684,21 @@ fn tap_backward(
         anomaly,
         cls: dcls,
     }
+}
+
+/// A task of the backward's row pass: its index, its rows of `p'` and of the adapters' outputs.
+type RowChunk<'a> = (
+    usize,
+    ((&'a mut [f32], &'a mut [f32]), Option<&'a mut [f32]>),
+);
+
+/// What every tap's backward shares.
+struct Ctx<'a> {
+    isa: Isa,
+    sh: &'a Shapes,
+    /// `T₁ − T₀` per image `[B, D]`.
+    dt: &'a [f32],
+    up: &'a Bilinear,
 }
 
 /// Weight gradients of one adapter from `act.y` holding `dZ2` (the output's pre-activation
@@ -766,9 +780,13 @@ pub fn train(isa: Isa, sh: &Shapes, heads: &Heads, targets: &Targets) -> (Maps, 
                     g[k] = ga[o + k] / l * (a1 * a0);
                 }
             });
-        taps.push(tap_backward(
-            isa, sh, tap, st, &dt, &dq_up, &dg_up, &up, &mut dtext,
-        ));
+        let cx = Ctx {
+            isa,
+            sh,
+            dt: &dt,
+            up: &up,
+        };
+        taps.push(tap_backward(&cx, tap, st, (&dq_up, &dg_up), &mut dtext));
     }
     (
         maps,

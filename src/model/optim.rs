@@ -99,7 +99,8 @@ impl Optimizer {
         }
     }
 
-    fn from_bytes(self, config: &OptimConfig, bytes: Vec<u8>) -> Result<Self, RecordError> {
+    /// This optimizer with the state `bytes` ([`Optimizer::to_bytes`]).
+    fn restored(self, config: &OptimConfig, bytes: Vec<u8>) -> Result<Self, RecordError> {
         Ok(match self {
             Self::Host(_) => Self::Host(
                 HostAdamW::from_bytes(config, &bytes)
@@ -223,7 +224,7 @@ impl Trainer {
         let model = template.try_load_record(record)?;
         let kernels = Kernels::configured();
         let optim =
-            Optimizer::for_model(&model, &config, kernels).from_bytes(&config, optim_bytes)?;
+            Optimizer::for_model(&model, &config, kernels).restored(&config, optim_bytes)?;
         Ok(Self {
             model,
             config,
