@@ -105,35 +105,51 @@ impl<'a> View<'a> {
 /// `k0·mpad`, its panel `i0` at `i0·kc` further; rows past `m` are zero. One broadcast stream
 /// per tile instead of six rows a multiple of 4 KiB apart (L1 set conflicts).
 pub fn pack_a(a: View, m: usize, k: usize, dst: &mut [f32]) {
+    /// Panels per task: 8 panels are 48 rows, three whole cache lines of a transposed A's
+    /// k step, so a task reads whole lines instead of a 24-byte piece of each.
+    const GROUP: usize = 8;
     let mpad = m.div_ceil(MR) * MR;
     for (kb, block) in dst[..k * mpad].chunks_mut(KC * mpad).enumerate() {
         let k0 = kb * KC;
         let kc = (k - k0).min(KC);
         block
-            .par_chunks_exact_mut(kc * MR)
+            .par_chunks_mut(GROUP * kc * MR)
             .enumerate()
-            .for_each(|(ip, panel)| {
-                let rows = m.saturating_sub(ip * MR).min(MR);
+            .for_each(|(g, panels)| {
+                let first = g * GROUP;
+                let rows_of = |ip: usize| m.saturating_sub(ip * MR).min(MR);
                 if a.cs == 1 {
                     // Row-major: each row's k run is contiguous.
-                    for r in 0..rows {
-                        let at = (ip * MR + r) * a.rs + k0;
-                        for (kk, &v) in a.data[at..at + kc].iter().enumerate() {
-                            panel[kk * MR + r] = v;
+                    for (p, panel) in panels.chunks_exact_mut(kc * MR).enumerate() {
+                        let ip = first + p;
+                        for r in 0..rows_of(ip) {
+                            let at = (ip * MR + r) * a.rs + k0;
+                            for (kk, &v) in a.data[at..at + kc].iter().enumerate() {
+                                panel[kk * MR + r] = v;
+                            }
                         }
                     }
                 } else {
-                    // Transposed: a k step's MR rows are contiguous.
+                    // Transposed: a k step's rows are contiguous; every panel of the task per
+                    // k step.
+                    let n_panels = panels.len() / (kc * MR);
                     for kk in 0..kc {
-                        let at = (ip * MR) * a.rs + (k0 + kk) * a.cs;
-                        for r in 0..rows {
-                            panel[kk * MR + r] = a.data[at + r * a.rs];
+                        let base = (k0 + kk) * a.cs;
+                        for p in 0..n_panels {
+                            let ip = first + p;
+                            let at = base + ip * MR * a.rs;
+                            let panel = &mut panels[p * kc * MR..(p + 1) * kc * MR];
+                            for r in 0..rows_of(ip) {
+                                panel[kk * MR + r] = a.data[at + r * a.rs];
+                            }
                         }
                     }
                 }
-                for r in rows..MR {
-                    for kk in 0..kc {
-                        panel[kk * MR + r] = 0.0;
+                for (p, panel) in panels.chunks_exact_mut(kc * MR).enumerate() {
+                    for r in rows_of(first + p)..MR {
+                        for kk in 0..kc {
+                            panel[kk * MR + r] = 0.0;
+                        }
                     }
                 }
             });
