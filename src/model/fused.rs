@@ -28,6 +28,7 @@ use super::upsample::blend_weights;
 use crate::backbone::cpu::Isa;
 use crate::backbone::cpu::gemm::{View, gemm_view};
 use crate::backbone::cpu::kernel::Epilogue;
+use crate::backbone::cpu::math;
 
 const SLOPE: f32 = LEAKY_SLOPE as f32;
 /// Rows per task in the row-wise passes.
@@ -268,15 +269,6 @@ fn sum16(a: [f32; 16]) -> f32 {
     v[0]
 }
 
-/// `(σ(u), σ(−u))` from one exponential.
-#[inline]
-fn sigmoid_pair(u: f32) -> (f32, f32) {
-    let e = (-u.abs()).exp();
-    let big = 1.0 / (1.0 + e);
-    let small = e * big;
-    if u >= 0.0 { (big, small) } else { (small, big) }
-}
-
 #[inline]
 fn leaky_grad(y: f32) -> f32 {
     if y > 0.0 { 1.0 } else { SLOPE }
@@ -425,24 +417,58 @@ fn tap_forward(isa: Isa, sh: &Shapes, tap: &TapIn, dt: &[f32], up: &Bilinear) ->
 }
 
 /// Adds one tap's probabilities to the sums `[B, 2, S, S]`.
-fn accumulate(sh: &Shapes, st: &TapState, maps: &mut [f32], aacm: &mut [f32]) {
+fn accumulate(isa: Isa, sh: &Shapes, st: &TapState, maps: &mut [f32], aacm: &mut [f32]) {
     let px = sh.pixels();
-    maps.par_chunks_mut(2 * px)
-        .zip(aacm.par_chunks_mut(2 * px))
+    for (i, (m, a)) in maps
+        .chunks_exact_mut(2 * px)
+        .zip(aacm.chunks_exact_mut(2 * px))
         .enumerate()
-        .for_each(|(i, (m, a))| {
-            let (m0, m1) = m.split_at_mut(px);
-            let (a0, a1) = a.split_at_mut(px);
-            let (uq, ug) = (&st.uq[i * px..(i + 1) * px], &st.ug[i * px..(i + 1) * px]);
-            for k in 0..px {
-                let (p1, p0) = sigmoid_pair(uq[k]);
-                let (s, _) = sigmoid_pair(ug[k]);
-                m1[k] += p1;
-                m0[k] += p0;
-                a1[k] += s;
-                a0[k] += 1.0 - s;
-            }
-        });
+    {
+        let (m0, m1) = m.split_at_mut(px);
+        let (a0, a1) = a.split_at_mut(px);
+        let (uq, ug) = (&st.uq[i * px..(i + 1) * px], &st.ug[i * px..(i + 1) * px]);
+        m0.par_chunks_mut(PIXELS)
+            .zip(m1.par_chunks_mut(PIXELS))
+            .zip(a0.par_chunks_mut(PIXELS))
+            .zip(a1.par_chunks_mut(PIXELS))
+            .enumerate()
+            .for_each(|(c, (((m0, m1), a0), a1))| {
+                let r = c * PIXELS..c * PIXELS + m0.len();
+                let mut s = Sigmoids::new(m0.len());
+                s.of(isa, &uq[r.clone()]);
+                for k in 0..m0.len() {
+                    m1[k] += s.pos[k];
+                    m0[k] += s.neg[k];
+                }
+                s.of(isa, &ug[r]);
+                for k in 0..m0.len() {
+                    a1[k] += s.pos[k];
+                    a0[k] += 1.0 - s.pos[k];
+                }
+            });
+    }
+}
+
+/// `σ(u)` and `σ(−u)` of a chunk of pixels ([`math::sigmoid_pairs`]).
+struct Sigmoids {
+    pos: [f32; PIXELS],
+    neg: [f32; PIXELS],
+    len: usize,
+}
+
+impl Sigmoids {
+    fn new(len: usize) -> Box<Self> {
+        Box::new(Self {
+            pos: [0.0; PIXELS],
+            neg: [0.0; PIXELS],
+            len,
+        })
+    }
+
+    fn of(&mut self, isa: Isa, u: &[f32]) {
+        let n = self.len;
+        math::sigmoid_pairs(isa, u, &mut self.pos[..n], &mut self.neg[..n]);
+    }
 }
 
 /// Host inputs checked against the shapes.
@@ -473,7 +499,7 @@ fn forward_states(
     let mut states = Vec::new();
     for tap in &heads.taps {
         let st = tap_forward(isa, sh, tap, &dt, &up);
-        accumulate(sh, &st, &mut maps, &mut aacm);
+        accumulate(isa, sh, &st, &mut maps, &mut aacm);
         if keep {
             states.push(st);
         }
@@ -773,11 +799,15 @@ pub fn train(isa: Isa, sh: &Shapes, heads: &Heads, targets: &Targets) -> (Maps, 
             .enumerate()
             .for_each(|(c, (q, g))| {
                 let o = c * PIXELS;
-                for k in 0..q.len() {
-                    let (p1, p0) = sigmoid_pair(st.uq[o + k]);
-                    q[k] = gm[o + k] / l * (p1 * p0);
-                    let (a1, a0) = sigmoid_pair(st.ug[o + k]);
-                    g[k] = ga[o + k] / l * (a1 * a0);
+                let n = q.len();
+                let mut s = Sigmoids::new(n);
+                s.of(isa, &st.uq[o..o + n]);
+                for k in 0..n {
+                    q[k] = gm[o + k] / l * (s.pos[k] * s.neg[k]);
+                }
+                s.of(isa, &st.ug[o..o + n]);
+                for k in 0..n {
+                    g[k] = ga[o + k] / l * (s.pos[k] * s.neg[k]);
                 }
             });
         let cx = Ctx {

@@ -77,6 +77,8 @@ fn horner(x: f32, coeffs: &[f32]) -> f32 {
         .fold(coeffs[0], |acc, &c| acc.mul_add(x, c))
 }
 
+use super::isa::Isa;
+
 /// e^x.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
@@ -113,6 +115,52 @@ pub fn erf(x: f32) -> f32 {
 #[inline(always)]
 pub fn gelu(x: f32) -> f32 {
     (x * 0.5) * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// `(σ(u), σ(−u))` from one exponential: with `e = e^{−|u|}`, the larger is `1/(1+e)` and the
+/// smaller `e·(1/(1+e))` (no cancellation in either tail). The adapters' maps
+/// (`model::fused`).
+#[inline(always)]
+pub fn sigmoid_pair(u: f32) -> (f32, f32) {
+    let e = exp(f32::from_bits(u.to_bits() | 0x8000_0000));
+    let big = 1.0 / (1.0 + e);
+    let small = e * big;
+    if u >= 0.0 { (big, small) } else { (small, big) }
+}
+
+/// [`sigmoid_pair`] over a slice on the instruction set `isa` (the same bits on each):
+/// `pos[k] = σ(u[k])`, `neg[k] = σ(−u[k])`.
+///
+/// # Panics
+/// If this CPU cannot run `isa`, or the slices' lengths differ.
+pub fn sigmoid_pairs(isa: Isa, u: &[f32], pos: &mut [f32], neg: &mut [f32]) {
+    assert!(
+        pos.len() == u.len() && neg.len() == u.len(),
+        "sigmoid_pairs: lengths"
+    );
+    isa.assert_supported();
+    match isa {
+        // SAFETY: the CPU runs `isa` (asserted above).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::sigmoid_pairs(u, pos, neg) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { sigmoid_pairs_fma(u, pos, neg) },
+        _ => sigmoid_pairs_scalar(u, pos, neg),
+    }
+}
+
+#[inline(always)]
+fn sigmoid_pairs_scalar(u: &[f32], pos: &mut [f32], neg: &mut [f32]) {
+    for ((&x, p), n) in u.iter().zip(pos).zip(neg) {
+        (*p, *n) = sigmoid_pair(x);
+    }
+}
+
+/// The scalar loop with FMA enabled (`mul_add` one instruction, as in the AVX2 kernels).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn sigmoid_pairs_fma(u: &[f32], pos: &mut [f32], neg: &mut [f32]) {
+    sigmoid_pairs_scalar(u, pos, neg)
 }
 
 /// The same functions on 16 lanes.
@@ -174,6 +222,52 @@ pub mod avx512 {
         // copysign(y, s): y >= 0, so OR in the sign bit of s.
         let sign = _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(i32::MIN));
         _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign))
+    }
+
+    /// [`super::sigmoid_pair`] per lane: the same operations in the same order.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn sigmoid_pair(u: __m512) -> (__m512, __m512) {
+        // −|u| by setting the sign bit, as the scalar version.
+        let neg_abs = _mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_castps_si512(u),
+            _mm512_set1_epi32(i32::MIN),
+        ));
+        let e = exp(neg_abs);
+        let one = _mm512_set1_ps(1.0);
+        let big = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        let small = _mm512_mul_ps(e, big);
+        let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(u, _mm512_setzero_ps());
+        (
+            _mm512_mask_blend_ps(ge, small, big),
+            _mm512_mask_blend_ps(ge, big, small),
+        )
+    }
+
+    /// [`super::sigmoid_pairs`] on 16 lanes (the tail through masked loads and stores).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; the slices have equal lengths.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn sigmoid_pairs(u: &[f32], pos: &mut [f32], neg: &mut [f32]) {
+        for k in (0..u.len()).step_by(16) {
+            let left = u.len() - k;
+            let m: __mmask16 = if left >= 16 {
+                0xffff
+            } else {
+                (1u16 << left) - 1
+            };
+            // SAFETY: the mask keeps every access inside the slices.
+            unsafe {
+                let x = _mm512_maskz_loadu_ps(m, u.as_ptr().add(k));
+                let (p, n) = sigmoid_pair(x);
+                _mm512_mask_storeu_ps(pos.as_mut_ptr().add(k), m, p);
+                _mm512_mask_storeu_ps(neg.as_mut_ptr().add(k), m, n);
+            }
+        }
     }
 
     /// erf-GELU per lane.
@@ -370,6 +464,43 @@ mod tests {
                         w.to_bits()
                     );
                 }
+            }
+        }
+    }
+
+    /// The sigmoid pairs give the same bits on every instruction set, over the bit grid (odd
+    /// lengths, so the masked tail runs), and sum to one within rounding.
+    #[test]
+    fn sigmoid_pairs_are_the_same_bits_on_every_isa() {
+        let xs: Vec<f32> = bit_grid().into_iter().chain([3.0f32]).collect();
+        let run = |isa| {
+            let (mut p, mut n) = (vec![0f32; xs.len()], vec![0f32; xs.len()]);
+            sigmoid_pairs(isa, &xs, &mut p, &mut n);
+            (p, n)
+        };
+        let (p0, n0) = run(Isa::Portable);
+        for isa in Isa::available() {
+            let (p, n) = run(isa);
+            for k in 0..xs.len() {
+                assert!(
+                    same(p[k], p0[k]) && same(n[k], n0[k]),
+                    "{isa:?} at {}: ({}, {}) vs ({}, {})",
+                    xs[k],
+                    p[k],
+                    n[k],
+                    p0[k],
+                    n0[k]
+                );
+            }
+        }
+        for (k, &x) in xs.iter().enumerate() {
+            if x.is_finite() && x.abs() < 80.0 {
+                let want = 1.0 / (1.0 + (-(x as f64)).exp());
+                assert!(
+                    (p0[k] as f64 - want).abs() < 1e-6 * want.max(1e-30) + 1e-7,
+                    "{x}"
+                );
+                assert!((p0[k] + n0[k] - 1.0).abs() < 2e-7, "{x}");
             }
         }
     }
