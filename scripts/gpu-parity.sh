@@ -19,7 +19,8 @@ cd "$(dirname "$0")/.."
 
 BACKENDS=${GPU_PARITY_BACKENDS:-wgpu vulkan}
 # One test binary holding the dinov3, clip_text and train_step parity tests (tests/gpu_parity.rs).
-# Only their `*_matches_pytorch` tests run: the fixture-contract tests check the fixtures, not the
+# Only their `*_matches_pytorch` tests and the untrained model's CPU-vs-device agreement
+# (tests/backend_agreement.rs) run: the fixture-contract tests check the fixtures, not the
 # device, and re-run their own test by its unprefixed name, which the combined binary does not have.
 TESTS=(gpu_parity)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/gpu-parity}
@@ -66,8 +67,9 @@ for backend in $BACKENDS; do
     start=$(date +%s)
     set +e
     AVA_DINO_TEST_DEVICE=$backend AVA_DINO_ALLOW_SOFTWARE_ADAPTER=1 \
-        cargo test --features "$features" "${test_args[@]}" -- matches_pytorch --nocapture --test-threads=1 2>&1 |
-        tee "$log" | grep -E '^(parity [A-Za-z0-9_:]+/|test device:|warning: --device|test result:)'
+        cargo test --features "$features" "${test_args[@]}" -- matches_pytorch agrees_across_backends \
+        --nocapture --test-threads=1 2>&1 |
+        tee "$log" | grep -E '^(parity [A-Za-z0-9_:]+/|test device:|warning: --device|test result:|[A-Za-z]+ [a-z_ ]+: max \|diff\|)'
     rc=${PIPESTATUS[0]}
     set -e
     ok=$(grep -c '^parity .* ok$' "$log" || true)

@@ -256,12 +256,24 @@ impl AvaDino {
         grid: [usize; 2],
         text: Tensor<3>,
     ) -> Result<MethodOutput, ModelError> {
+        self.try_forward_on(cls, patches, grid, text, Kernels::configured())
+    }
+
+    /// [`AvaDino::try_forward`] on the implementation `kernels` chooses (tests compare them).
+    pub fn try_forward_on(
+        &self,
+        cls: &[Tensor<2>],
+        patches: &[Tensor<3>],
+        grid: [usize; 2],
+        text: Tensor<3>,
+        kernels: Kernels,
+    ) -> Result<MethodOutput, ModelError> {
         let b = self.check(cls, patches, grid, &text)?;
         let r = self.route(cls, text, b);
         // The CPU kernels record no graph: on an autodiff device the forward stays burn's
         // (training on the CPU kernels goes through `loss_and_grads`).
         let fused = self
-            .fused_isa(patches, Kernels::configured())
+            .fused_isa(patches, kernels)
             .filter(|_| !patches[0].device().is_autodiff());
         let (maps, aacm) = match fused {
             Some(isa) => {
