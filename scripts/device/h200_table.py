@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Writes the one table of scripts/device/h200.sh (markdown, stdout) from what its stages left:
-$OUT/stages.tsv, $OUT/bench.jsonl and the stage outputs under --work."""
+--work/plan.tsv (the stages the call selected and their budgets), $OUT/stages.tsv, $OUT/bench.jsonl,
+$OUT/features.jsonl and the stage outputs under --work. Called after every stage and on exit, so
+it must cope with any of them missing or cut short."""
 import argparse
 import glob
 import json
@@ -98,26 +100,94 @@ def ratios(recs):
     return lines
 
 
+def stage_table(a):
+    """Every planned stage with its budget and what became of it (`not reached` when the call
+    ended before it), then the stages that ran outside the plan."""
+    done = {}
+    order = []
+    for line in read(os.path.join(a.out, "stages.tsv")).splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3:
+            done[parts[0]] = parts[1:]
+            order.append(parts[0])
+    planned = []
+    for line in read(os.path.join(a.work, "plan.tsv")).splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2:
+            planned.append(parts)
+    rows = ["## Stages\n", "| stage | budget s | status | wall s |", "|---|---|---|---|"]
+    names = {n for n, _ in planned}
+    total = 0
+    for name, budget in planned:
+        total += int(budget) if budget.isdigit() else 0
+        status, wall = (done[name][0], done[name][1]) if name in done else ("not reached", "-")
+        cut = done.get(name, [None, None, None])
+        used = cut[2] if len(cut) > 2 and cut[2] not in (None, "-", budget) else None
+        rows.append(f"| {name} | {budget}{f' (cut to {used})' if used else ''} | {status} | {wall} |")
+    for name in order:
+        if name not in names:
+            rows.append(f"| {name} | {done[name][2] if len(done[name]) > 2 else '-'} | {done[name][0]} | {done[name][1]} |")
+    rows.append(f"\nBudgets of the planned stages: {total} s (plus {len(planned) - 1} x 3 s kill grace); "
+                f"limit {a.limit} s; this table written at {a.elapsed} s.")
+    return "\n".join(rows)
+
+
+def feature_rows(out):
+    """got vs want per tensor kind, worst over the taps (compare_features.py's JSON lines)."""
+    groups = {}
+    missing = []
+    for line in read(os.path.join(out, "features.jsonl")).splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        pair = f"{r['got']} vs {r['want']}"
+        if "missing" in r:
+            missing.append(f"| {pair} | - | missing: {', '.join(r['missing'])} | | | |")
+        elif "error" not in r:
+            groups.setdefault((pair, r["kind"]), []).append(r)
+    rows = ["| got vs want | kind | worst max abs | worst rel L2 | lowest cosine | lowest token cosine |",
+            "|---|---|---|---|---|---|"]
+    for (pair, kind), rs in groups.items():
+        bad = sum(r.get("nonfinite", 0) for r in rs)
+        rows.append(
+            f"| {pair} | {kind} | {max(r['max_abs'] for r in rs):.3e}{f' ({bad} non-finite)' if bad else ''} "
+            f"| {max(r['rel_l2'] for r in rs):.3e} | {min(r['cosine'] for r in rs):.7f} "
+            f"| {min(r['min_row_cosine'] for r in rs):.7f} |")
+    return rows + missing if len(rows) > 2 or missing else []
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--dry-run", default="0")
+    ap.add_argument("--limit", default="540")
+    ap.add_argument("--elapsed", default="-")
     a = ap.parse_args()
     dry = a.dry_run == "1"
     print(f"# scripts/device/h200.sh{' (DRY RUN on a machine without a GPU: not GPU figures)' if dry else ''}\n")
     print("```\n" + read(os.path.join(a.work, "env.out")).strip() + "\n```\n")
 
-    print("## Stages\n\n| stage | status | wall s |\n|---|---|---|")
-    for line in read(os.path.join(a.out, "stages.tsv")).splitlines():
-        parts = line.split("\t")
-        if len(parts) == 3:
-            print(f"| {parts[0]} | {parts[1]} | {parts[2]} |")
+    print(stage_table(a))
 
     print("\n## GPU parity (committed fixtures)\n")
-    print("| backend | adapter | kind | cases | ok | FAIL | worst max_abs | worst rel |\n|---|---|---|---|---|---|---|---|")
-    for row in parity_rows(a.work):
-        print(row)
+    rows = parity_rows(a.work)
+    if rows:
+        print("| backend | adapter | kind | cases | ok | FAIL | worst max_abs | worst rel |\n|---|---|---|---|---|---|---|---|")
+        print("\n".join(rows))
+    else:
+        print("(no parity output: see the stages above)")
+
+    print("\n## Backbone features: GPU against CPU (same synthetic pixels, same weights)\n")
+    rows = feature_rows(a.out)
+    if rows:
+        px = read(os.path.join(a.work, "features-pixels.out")).strip()
+        print("\n".join(rows))
+        print(f"\nPixels: {px}. Worst over the taps; rel L2 = ||got - want|| / ||want||; token cosine: "
+              "one token's row of D channels.")
+    else:
+        print("(no comparison: see the stages above)")
 
     rows, recs = bench_rows(a.out)
     size = recs[0]["size"] if recs else "-"
@@ -139,6 +209,8 @@ def main():
     if phases:
         print("| phase | s |\n|---|---|")
         print("\n".join(phases))
+    elif "rehearsal-" not in read(os.path.join(a.work, "plan.tsv")):
+        print("(not in this call: `H200_STAGES=rehearsal bash scripts/device/h200.sh`, a call of its own)")
     else:
         print("(no rehearsal output: see the stages above)")
     for md in sorted(glob.glob(os.path.join(a.work, "table4", "*.md")))[:1]:

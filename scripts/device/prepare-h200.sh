@@ -78,3 +78,4 @@ fi
 carry='[".gpu"]'
 compgen -G ".gl/*.deb" >/dev/null && carry='[".gpu", ".gl"]'
 say "ready: run(command=\"bash scripts/device/h200.sh\", carry=$carry, timeout_s=600)"
+say "then, device time allowing: run(command=\"H200_STAGES=rehearsal bash scripts/device/h200.sh\", carry=$carry, timeout_s=600)"

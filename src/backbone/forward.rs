@@ -35,6 +35,13 @@ impl DinoV3 {
         }
     }
 
+    /// Bytes of the linear weights packed for the CPU kernels so far: held beside the burn
+    /// tensors, as much again as those weights once the kernels have run every block (0
+    /// before, and on any other path). [`super::cpu::packed`] says why both stay.
+    pub fn packed_weight_bytes(&self) -> usize {
+        self.packed.bytes()
+    }
+
     /// Tap features for `taps` (0-based block indices, any order, repeats allowed), in that order.
     /// Computes in the weights' dtype ([`DinoV3::with_precision`]); the features are f32.
     ///

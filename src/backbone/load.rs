@@ -171,6 +171,7 @@ fn skeleton(c: &DinoV3Config, periods: Vec<f32>, device: &Device) -> DinoV3 {
         norm: norm(),
         periods,
         config: c.clone(),
+        packed: Default::default(),
     }
 }
 

@@ -116,7 +116,11 @@ impl DinoV3 {
                 device: format!("{device:?}"),
             });
         }
-        Ok(self.map(&mut CastParams(precision.dtype())))
+        let mut cast = self.map(&mut CastParams(precision.dtype()));
+        // The packed weights belong to the uncast ones: start afresh rather than keep both
+        // alive until the next CPU forward notices.
+        cast.packed = Default::default();
+        Ok(cast)
     }
 }
 

@@ -44,6 +44,13 @@ impl Shape {
         (size / self.patch).pow(2)
     }
 
+    /// Bytes of the CPU kernels' packed copy of the linear weights of every block, held beside
+    /// the weights once the kernels have run ([`super::cpu::packed`]): as much again as those
+    /// weights (rounded up to whole 64-column panels).
+    pub fn packed_weight_bytes(&self) -> u64 {
+        super::cpu::packed::model_bytes(self.width, self.mlp, self.depth)
+    }
+
     /// Forward FLOPs on one `size` px image up to block `deepest` (0-based): the patch
     /// embedding, then per block qkv (3D) + proj (D), the two MLP products and the two
     /// attention products.
@@ -189,6 +196,20 @@ impl Backbone {
     pub fn kernels_family(&self, device: &Device) -> &'static str {
         match self {
             Backbone::DinoV3(m) => m.kernels_family(device),
+        }
+    }
+
+    /// Whether the blocks run on the CPU kernels on `device`, which keep a packed copy of the
+    /// linear weights beside burn's tensors (`cpu::packed`; the memory estimate counts it).
+    pub fn packs_weights(&self, device: &Device) -> bool {
+        self.kernels_name(device) != "burn"
+    }
+
+    /// Bytes of the packed copy held now (0 before the CPU kernels' first forward, and on any
+    /// other path; at most [`Shape::packed_weight_bytes`]).
+    pub fn packed_weight_bytes(&self) -> usize {
+        match self {
+            Backbone::DinoV3(m) => m.packed_weight_bytes(),
         }
     }
 

@@ -18,6 +18,7 @@ use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{DType, Tensor};
 
 use super::config::DinoV3Config;
+use super::cpu::packed::PackCache;
 use super::rope;
 
 /// Epsilon added to the per-channel std of the patch rows (reference `extract_dinov3_features`).
@@ -84,6 +85,10 @@ pub struct DinoV3 {
     pub periods: Vec<f32>,
     #[module(skip)]
     pub config: DinoV3Config,
+    /// The linear weights packed for the CPU kernels, filled by their first forward (empty
+    /// on any other path). Shared by clones; see [`super::cpu::packed`].
+    #[module(skip)]
+    pub(crate) packed: PackCache,
 }
 
 impl Attention {

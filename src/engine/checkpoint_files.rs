@@ -146,7 +146,13 @@ pub fn evaluate_checkpoints(
     let Some(method) = models.first().map(|m| &m.config) else {
         return Ok((Vec::new(), skipped));
     };
-    let fixed = cost::fixed_memory(&shape, assets.text.model().config(), method, models.len());
+    let fixed = cost::fixed_memory(
+        &shape,
+        assets.backbone.packs_weights(device),
+        assets.text.model().config(),
+        method,
+        models.len(),
+    );
     let budget = Budget::resolve(exp.cache.memory_budget, available_at_start(), fixed);
     let activations = cost::activation_memory(&shape, method, exp.train.extract_batch_size, 0);
     let spill = Spill {

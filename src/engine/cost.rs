@@ -8,7 +8,8 @@
 
 use std::sync::OnceLock;
 
-use crate::backbone::Shape;
+use crate::backbone::{Kernels, Precision, Shape};
+use crate::device::Backend;
 use crate::model::MethodConfig;
 use crate::text::prompts::run_shapes;
 use crate::text::{ClipTextConfig, Tokenizer};
@@ -190,11 +191,22 @@ pub fn stages(
 /// slack, thread stacks, decoded images. A whole smoke job peaks at 92 MB (release build).
 pub const PROCESS_BYTES: u64 = 256 << 20;
 
+/// Whether a job on `device` with the backbone in `dtype` runs the CPU kernels, which hold
+/// [`Shape::packed_weight_bytes`] more: the CPU device in f32, unless `AVA_DINO_CPU_KERNELS=burn`
+/// (an unreadable value counts as the kernels: the upper bound). For a plan made before the
+/// backbone is loaded (`estimate`); a loaded one asks `Backbone::packs_weights`.
+pub fn runs_cpu_kernels(device: Backend, dtype: Precision) -> bool {
+    device == Backend::Cpu
+        && dtype == Precision::F32
+        && !matches!(Kernels::from_env(), Ok(Kernels::Burn))
+}
+
 /// Memory a job holds at its peak: what is fixed (outside `cache.memory_budget`) and what the
 /// budget bounds (one batch's activations, then the data: features or a category's maps).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Memory {
-    /// Backbone and text weights, the evaluated checkpoints, [`PROCESS_BYTES`].
+    /// Backbone and text weights (the backbone's linear weights twice where the CPU kernels
+    /// run: [`Shape::packed_weight_bytes`]), the evaluated checkpoints, [`PROCESS_BYTES`].
     pub fixed: u64,
     /// The widest batch's activations: a backbone batch or a training micro-batch.
     pub activations: u64,
@@ -210,9 +222,11 @@ impl Memory {
 }
 
 /// The fixed part of [`Memory`]: weights of the backbone, the text tower and `checkpoints`
-/// adapters, plus [`PROCESS_BYTES`]; none of it shrinks with the budget.
+/// adapters, plus [`PROCESS_BYTES`]; none of it shrinks with the budget. `packed`: the
+/// backbone runs the CPU kernels, which add their packed copy ([`Shape::packed_weight_bytes`]).
 pub fn fixed_memory(
     backbone: &Shape,
+    packed: bool,
     text: &ClipTextConfig,
     method: &MethodConfig,
     checkpoints: usize,
@@ -224,7 +238,14 @@ pub fn fixed_memory(
     let w = text.hidden_size as u64;
     let text_params = text.num_hidden_layers as u64 * 12 * w * w + text.vocab_size as u64 * w;
     let adapter_params = crate::model::checkpoint::key_table(method).numel() as u64;
-    (backbone_params + text_params + checkpoints as u64 * adapter_params) * f + PROCESS_BYTES
+    let packed = if packed {
+        backbone.packed_weight_bytes()
+    } else {
+        0
+    };
+    (backbone_params + text_params + checkpoints as u64 * adapter_params) * f
+        + packed
+        + PROCESS_BYTES
 }
 
 /// The activations part of [`Memory`]: the wider of a backbone batch of `extract_batch` images
@@ -275,6 +296,52 @@ mod tests {
         // Run only up to the end-of-text tokens, a class word costs about a quarter of that.
         let w = word_flops(&cfg);
         assert!(w > 0.15 * t && w < 0.35 * t, "{w} vs {t}");
+    }
+
+    /// ViT-L/16's packed copy is its four linear weights per block again (every `n` is a
+    /// multiple of 64: no padding), 1.2 GB, counted only where the CPU kernels run.
+    #[test]
+    fn the_packed_backbone_copy_is_counted_where_the_kernels_run() {
+        let s = Spec::paper().shape();
+        let linears = 24 * (1024 * (3 * 1024 + 1024 + 4096) + 4096 * 1024) * 4;
+        assert_eq!(s.packed_weight_bytes(), linears);
+        let (text, m) = (ClipTextConfig::vitl14_336(), MethodConfig::default());
+        assert_eq!(
+            fixed_memory(&s, true, &text, &m, 3) - fixed_memory(&s, false, &text, &m, 3),
+            linears
+        );
+        // A width off the 64-column panels is rounded up per panel.
+        let odd = Spec::embedded(72, 2, 3, 8).shape();
+        assert_eq!(
+            odd.packed_weight_bytes(),
+            2 * (72 * (256 + 128 + 320) + 288 * 128) * 4
+        );
+        for p in [Precision::Bf16, Precision::F16] {
+            assert!(!runs_cpu_kernels(Backend::Cpu, p));
+        }
+        assert!(!runs_cpu_kernels(Backend::Cuda, Precision::F32));
+    }
+
+    /// The estimate's packed copy is what a backbone holds after one forward on the CPU
+    /// kernels (the flex device in f32), to the byte.
+    #[test]
+    fn the_counted_copy_is_what_the_kernels_hold() {
+        use burn::tensor::{Device, Distribution, Tensor};
+
+        let device = Device::flex();
+        let spec = Spec::embedded(72, 2, 3, 8);
+        let b = crate::backbone::Backbone::random(&spec, 3, &device);
+        assert_eq!(b.packed_weight_bytes(), 0);
+        if !b.packs_weights(&device) {
+            eprintln!("skipped: AVA_DINO_CPU_KERNELS turns the CPU kernels off");
+            return;
+        }
+        let px = Tensor::<4>::random([1, 3, 16, 24], Distribution::Normal(0.0, 1.0), &device);
+        b.forward_taps(px, &[1]);
+        assert_eq!(
+            b.packed_weight_bytes() as u64,
+            spec.shape().packed_weight_bytes()
+        );
     }
 
     #[test]

@@ -205,6 +205,7 @@ impl<'a> Running<'a> {
         let shape = self.assets.backbone.shape();
         let sizes = Sizes {
             backbone: &shape,
+            backbone_packed: self.assets.backbone.packs_weights(&self.device),
             text: self.assets.text.model().config(),
             method: &self.method,
             train_images: train.len(),

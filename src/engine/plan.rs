@@ -31,6 +31,9 @@ pub struct Facts {
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes<'a> {
     pub backbone: &'a Shape,
+    /// The backbone runs the CPU kernels, which hold a packed copy of its linear weights
+    /// (`Backbone::packs_weights`, or `cost::runs_cpu_kernels` before it is loaded).
+    pub backbone_packed: bool,
     pub text: &'a ClipTextConfig,
     /// The method the job trains (`Job::method_config`).
     pub method: &'a MethodConfig,
@@ -93,7 +96,13 @@ impl JobPlan {
         if exp.eval.untrained_baseline {
             checkpoints.insert(0, 0);
         }
-        let fixed = cost::fixed_memory(backbone, sizes.text, method, checkpoints.len());
+        let fixed = cost::fixed_memory(
+            backbone,
+            sizes.backbone_packed,
+            sizes.text,
+            method,
+            checkpoints.len(),
+        );
         let budget = Budget::resolve(exp.cache.memory_budget, available, fixed);
         let activations = cost::activation_memory(
             backbone,
@@ -230,6 +239,7 @@ mod tests {
         };
         let sizes = Sizes {
             backbone: &backbone,
+            backbone_packed: true,
             text: &text,
             method: &method,
             train_images: 100,

@@ -234,6 +234,7 @@ fn job_estimate(
     };
     let sizes = Sizes {
         backbone: &backbone,
+        backbone_packed: cost::runs_cpu_kernels(exp.device, exp.backbone.dtype),
         text: &text,
         method: &method,
         train_images: train.images,

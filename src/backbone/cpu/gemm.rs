@@ -1,10 +1,13 @@
 //! Blocked, threaded `out = epilogue(A·B)` over the micro-kernels of [`super::kernel`].
 //!
-//! `A` `[M, K]` (activations) is packed once per product into `MR`-row panels (in parallel);
-//! `B` `[K, N]` (a weight, PyTorch `weight.T`) is packed per `KC x NC` block (one 64-column
-//! panel) in a per-thread buffer, reused across calls. Threads take column blocks (each packs
-//! its own B and streams all of packed A), so they never write the same output element and no
-//! synchronisation is needed inside a product.
+//! `A` `[M, K]` (activations) is packed once per product into `MR`-row panels (in parallel).
+//! `B` `[K, N]` comes two ways, read by the same tiles in the same order (so with the same
+//! bits): a fresh matrix ([`gemm`]) is packed per `KC x NC` block (one 64-column panel) in a
+//! per-thread buffer, reused across calls; a matrix used many times (a weight, PyTorch
+//! `weight.T`) is packed once into a [`PackedB`] holding every block ([`gemm_packed`]), which
+//! the backbone does once per model (`super::packed`). Threads take column blocks (each packs
+//! or reads its own B and streams all of packed A), so they never write the same output
+//! element and no synchronisation is needed inside a product.
 
 use std::cell::{Cell, RefCell};
 
@@ -30,6 +33,11 @@ pub struct AlignedBuf(Vec<Lanes>);
 struct Lanes([f32; 16]);
 
 impl AlignedBuf {
+    /// Bytes held (the allocation, whatever `get` was last asked for).
+    pub fn bytes(&self) -> usize {
+        self.0.len() * std::mem::size_of::<Lanes>()
+    }
+
     /// At least `len` floats (contents unspecified).
     pub fn get(&mut self, len: usize) -> &mut [f32] {
         let chunks = len.div_ceil(16);
@@ -195,11 +203,88 @@ pub fn pack_b(b: View, n: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst
     }
 }
 
+/// A `[K, N]` row-major matrix packed once, in exactly the panels [`gemm`] packs per call:
+/// for each k block (`KC` rows, `kc` in the last) and each column block (`NC` columns),
+/// `ceil(nc/NR)` panels `[kc][NR]` ([`pack_b`]), columns past `n` zero. Block `(k0, j0)` starts
+/// at `k0·npad + j0·kc` floats (`npad` = `n` rounded up to `NR`), a multiple of `NR` floats
+/// into a 64-byte aligned buffer, as the AVX-512 tile's aligned loads need.
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    data: AlignedBuf,
+}
+
+impl PackedB {
+    /// Packs `b` (`k x n`, row-major), one column block per rayon task.
+    ///
+    /// # Panics
+    /// If `b` holds fewer than `k·n` floats.
+    pub fn new(b: &[f32], k: usize, n: usize) -> Self {
+        assert!(
+            b.len() >= k * n,
+            "PackedB: B holds {} < k x n = {}",
+            b.len(),
+            k * n
+        );
+        let npad = n.div_ceil(NR) * NR;
+        let mut data = AlignedBuf::default();
+        let dst = data.get(k * npad);
+        if !dst.is_empty() {
+            for (kb, block) in dst.chunks_mut(KC * npad).enumerate() {
+                let k0 = kb * KC;
+                let kc = (k - k0).min(KC);
+                block
+                    .par_chunks_mut(NC * kc)
+                    .enumerate()
+                    .for_each(|(jb, cols)| {
+                        let j0 = jb * NC;
+                        pack_b(View::rows(b, n), n, k0, kc, j0, (n - j0).min(NC), cols);
+                    });
+            }
+        }
+        Self { k, n, data }
+    }
+
+    /// Rows (the product's `k`).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns (the product's `n`).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes of the packed copy (`k x n` rounded up to whole panels).
+    pub fn bytes(&self) -> usize {
+        self.data.bytes()
+    }
+
+    /// The panels of k block `k0` (`kc` rows), column block `j0`: `ceil(nc/NR)·kc·NR` floats.
+    fn block(&self, k0: usize, kc: usize, j0: usize) -> *const f32 {
+        let npad = self.n.div_ceil(NR) * NR;
+        debug_assert!(k0 + kc <= self.k && j0 < npad.max(1));
+        // SAFETY: `k0·npad + j0·kc` lies inside (or at the end of, when `kc` = 0) the
+        // `k·npad` floats that `new` allocated.
+        unsafe { self.data.0.as_ptr().cast::<f32>().add(k0 * npad + j0 * kc) }
+    }
+}
+
+/// Where a product's B comes from.
+#[derive(Clone, Copy)]
+enum Bsrc<'a> {
+    /// `[k, n]` read through a view, packed block by block in each thread's scratch.
+    Fresh(View<'a>),
+    /// Packed once.
+    Packed(&'a PackedB),
+}
+
 /// `out[i, j] = epilogue(Σ_k a[i, k]·b[k, j])` for `i < m`, `j < n`, on the rayon pool.
 ///
 /// `a`: `[m, k]`, row stride `lda`; `b`: `[k, n]` row-major; `out`: `[m, n]`, row stride `ldo`
 /// (read too by [`Epilogue::BiasScaleAdd`]). The sum is one fused multiply-add per k in order,
-/// so every `isa` gives the same bits.
+/// so every `isa` gives the same bits. For a B used many times, [`gemm_packed`] gives the
+/// same bits without packing it again.
 ///
 /// # Panics
 /// If this CPU cannot run `isa` ([`Isa::assert_supported`]), or a slice is shorter than the
@@ -231,6 +316,36 @@ pub fn gemm(
     );
 }
 
+/// [`gemm`] with B packed beforehand (`k` and `n` are `b`'s): the same tiles read the same
+/// panels in the same order, so the result is the same to the bit.
+///
+/// # Panics
+/// As [`gemm`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed(
+    isa: Isa,
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    out: &mut [f32],
+    ldo: usize,
+    epilogue: Epilogue,
+) {
+    assert!(lda >= b.k, "gemm: stride {lda} below k={}", b.k);
+    gemm_from(
+        isa,
+        m,
+        b.k,
+        b.n,
+        View::rows(a, lda),
+        Bsrc::Packed(b),
+        out,
+        ldo,
+        epilogue,
+    );
+}
+
 /// [`gemm`] with both operands read through [`View`]s (transposed or strided, in place).
 ///
 /// # Panics
@@ -247,13 +362,28 @@ pub fn gemm_view(
     ldo: usize,
     epilogue: Epilogue,
 ) {
+    assert!(b.covers(k, n), "gemm: B holds {} < k x n", b.data.len());
+    gemm_from(isa, m, k, n, a, Bsrc::Fresh(b), out, ldo, epilogue);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_from(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: View,
+    b: Bsrc,
+    out: &mut [f32],
+    ldo: usize,
+    epilogue: Epilogue,
+) {
     isa.assert_supported();
     if m == 0 || n == 0 {
         return;
     }
     assert!(ldo >= n, "gemm: stride {ldo} below n={n}");
     assert!(a.covers(m, k), "gemm: A holds {} < m x k", a.data.len());
-    assert!(b.covers(k, n), "gemm: B holds {} < k x n", b.data.len());
     assert!(
         out.len() >= (m - 1) * ldo + n,
         "gemm: out holds {} < m x n",
@@ -284,8 +414,15 @@ pub fn gemm_view(
             for kb in 0..kblocks {
                 let k0 = kb * KC;
                 let kc = (k - k0).min(KC);
-                let bp = bbuf.get(panels * kc * NR);
-                pack_b(b, n, k0, kc, j0, nc, bp);
+                // This block's panels `[kc][NR]`, 64-byte aligned either way.
+                let bp: *const f32 = match b {
+                    Bsrc::Fresh(b) => {
+                        let bp = bbuf.get(panels * kc * NR);
+                        pack_b(b, n, k0, kc, j0, nc, bp);
+                        bp.as_ptr()
+                    }
+                    Bsrc::Packed(p) => p.block(k0, kc, j0),
+                };
                 for i0 in (0..m).step_by(MR) {
                     let rows = (m - i0).min(MR);
                     for p in 0..panels {
@@ -297,7 +434,7 @@ pub fn gemm_view(
                             a: unsafe { ap.as_ptr().add(k0 * mpad + i0 * kc) },
                             lda: 1,
                             ka: MR,
-                            b: unsafe { bp.as_ptr().add(p * kc * NR) },
+                            b: unsafe { bp.add(p * kc * NR) },
                             part: if part.is_null() {
                                 part
                             } else {
@@ -314,8 +451,9 @@ pub fn gemm_view(
                             row0: i0,
                             col0: c0,
                         };
-                        // SAFETY: the tile's extents lie inside the asserted buffers; `bp` comes
-                        // from an `AlignedBuf` at a multiple of NR floats (64-byte aligned).
+                        // SAFETY: the tile's extents lie inside the asserted buffers; `bp`
+                        // points at `panels·kc·NR` floats (an `AlignedBuf` or a `PackedB`
+                        // block) at a multiple of NR floats (64-byte aligned).
                         unsafe { kernel::tile(isa, rows, &t) };
                     }
                 }
@@ -527,6 +665,95 @@ mod tests {
                     bits(&got_t),
                     bits(&want),
                     "{isa:?} m{m} k{k} n{n} (B transposed)"
+                );
+            }
+        }
+    }
+
+    /// A B packed once gives the same bits as the same B packed per call, on every ISA and
+    /// epilogue, with m, k and n off the MR / NR / KC edges (k across a KC boundary, so the
+    /// partial sums and the second k block's panels are read too), and with the packed B
+    /// reused across products of different m.
+    #[test]
+    fn packed_and_fresh_b_give_the_same_bits() {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (5, 7, 3),
+            (7, 3, 65),
+            (11, 67, NR - 1),
+            (13, 130, 2 * NC + 5),
+            (8, KC + 37, NC + 3),
+            (3, 0, 5),
+        ] {
+            let lda = k + 3;
+            let a: Vec<f32> = seq(m * lda, 7).iter().map(|v| v * 3.0).collect();
+            let b = seq(k * n, 8);
+            let bias = seq(n, 9);
+            let gamma = seq(n, 10);
+            let rs = seq(m, 11);
+            let x0 = seq(m * n, 12);
+            let packed = PackedB::new(&b, k, n);
+            assert_eq!((packed.k(), packed.n()), (k, n));
+            assert!(packed.bytes() >= k * n.div_ceil(NR) * NR * 4);
+            for isa in Isa::available() {
+                for e in [
+                    Epilogue::Store,
+                    Epilogue::Bias(&bias),
+                    Epilogue::BiasGelu(&bias),
+                    Epilogue::BiasScaleAdd {
+                        bias: &bias,
+                        gamma: &gamma,
+                    },
+                    Epilogue::RowScale(&rs),
+                ] {
+                    // The whole product, then its first rows only (same packed B, smaller m).
+                    for rows in [m, m.div_ceil(2)] {
+                        let mut want = x0.clone();
+                        gemm(isa, rows, k, n, &a, lda, &b, &mut want, n, e);
+                        let mut got = x0.clone();
+                        gemm_packed(isa, rows, &a, lda, &packed, &mut got, n, e);
+                        let differ = got
+                            .iter()
+                            .zip(&want)
+                            .filter(|(g, w)| g.to_bits() != w.to_bits())
+                            .count();
+                        assert_eq!(
+                            differ, 0,
+                            "{isa:?} {e:?} m{rows} k{k} n{n}: {differ} values differ"
+                        );
+                        // Not a vacuous comparison: the product was written.
+                        if k > 0 {
+                            assert_ne!(got, x0, "{isa:?} {e:?} m{rows} k{k} n{n}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The packed copy is `pack_b`'s panels for every (k block, column block), at the offsets
+    /// the product reads, 64-byte aligned.
+    #[test]
+    fn packed_b_holds_pack_b_panels_at_aligned_offsets() {
+        let (k, n) = (KC + 9, 2 * NC + 17);
+        let b = seq(k * n, 13);
+        let packed = PackedB::new(&b, k, n);
+        for k0 in [0, KC] {
+            let kc = (k - k0).min(KC);
+            for j0 in (0..n).step_by(NC) {
+                let nc = (n - j0).min(NC);
+                let len = nc.div_ceil(NR) * kc * NR;
+                let mut want = vec![f32::NAN; len];
+                pack_b(View::rows(&b, n), n, k0, kc, j0, nc, &mut want);
+                let p = packed.block(k0, kc, j0);
+                assert_eq!(p as usize % 64, 0, "block ({k0}, {j0}) not 64-byte aligned");
+                // SAFETY: `block` points at `len` packed floats.
+                let got = unsafe { std::slice::from_raw_parts(p, len) };
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(g, w)| g.to_bits() == w.to_bits()),
+                    "block ({k0}, {j0})"
                 );
             }
         }

@@ -4,8 +4,10 @@
 //! fewer passes over memory: a blocked GEMM whose epilogue adds the bias and applies the GELU
 //! or the LayerScale + residual in registers ([`gemm`], [`kernel`]), attention fused per
 //! (head, query block) ([`attention`]), LayerNorm rows ([`norm`]), vector exp/erf ([`math`]).
-//! Weights are read in place from the flex tensors (no copy). Any other device or dtype (GPU,
-//! autodiff, bf16/f16) keeps the burn path ([`choice::applies`] decides).
+//! The linear weights are packed once per model into the GEMM's panel layout ([`packed`]: a
+//! second copy of them beside burn's tensors); the small vectors (norms, biases, LayerScale)
+//! are read in place from the flex tensors. Any other device or dtype (GPU, autodiff,
+//! bf16/f16) keeps the burn path ([`choice::applies`] decides).
 //!
 //! Three instruction sets run these kernels ([`Isa`]: AVX-512, AVX2, portable), chosen for the
 //! process by `AVA_DINO_CPU_KERNELS` ([`choice`]). They compute **bit-identical** results, so
@@ -31,9 +33,11 @@ pub mod isa;
 pub mod kernel;
 pub mod math;
 pub mod norm;
+pub mod packed;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -43,13 +47,16 @@ use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 
 pub use choice::{Kernels, KernelsError, effective_kernels};
 pub use isa::Isa;
+pub use packed::PackCache;
 
 use self::attention::Dims;
 use self::kernel::Epilogue;
+use self::packed::PackedLinear;
 use super::rope;
 use super::vit::DinoV3;
 
 /// A flex f32 tensor's contiguous values, borrowed from its storage (keeps the Arc alive).
+#[derive(Clone)]
 struct Host(FlexTensor);
 
 impl Host {
@@ -101,43 +108,28 @@ impl NormW {
     }
 }
 
-/// A `Linear` as `[K, N]` weight (burn stores `weight.T`) and bias.
+/// A `Linear` as its `[K, N]` weight (burn stores `weight.T`), packed once per model, and bias.
 struct LinearW {
-    w: Host,
+    w: Arc<PackedLinear>,
     bias: Cow<'static, [f32]>,
-    k: usize,
-    n: usize,
 }
 
 impl LinearW {
-    fn new(l: &Linear) -> Result<Self, &'static str> {
+    /// `slot` numbers this weight in `cache` (see [`PackCache::get`]).
+    fn new(l: &Linear, cache: &PackCache, slot: usize) -> Result<Self, &'static str> {
         let [k, n] = l.weight.val().dims();
         let bias = match &l.bias {
             Some(b) => Cow::Owned(Host::param(b)?.f32().to_vec()),
             None => Cow::Owned(vec![0.0; n]),
         };
-        Ok(Self {
-            w: Host::param(&l.weight)?,
-            bias,
-            k,
-            n,
-        })
+        let w = cache.get(slot, &Host::param(&l.weight)?, k, n);
+        Ok(Self { w, bias })
     }
 
     /// `out = epilogue(x·W)` with `x` `[m, K]` (the epilogue carries this layer's bias).
     fn run(&self, isa: Isa, x: &[f32], m: usize, out: &mut [f32], ep: Epilogue) {
-        gemm::gemm(
-            isa,
-            m,
-            self.k,
-            self.n,
-            x,
-            self.k,
-            self.w.f32(),
-            out,
-            self.n,
-            ep,
-        );
+        let b = &self.w.b;
+        gemm::gemm_packed(isa, m, x, b.k(), b, out, b.n(), ep);
     }
 }
 
@@ -169,17 +161,20 @@ pub fn tap_hidden(
     let pixel_values = pixel_values.clone().cast(FloatDType::F32);
     let c = &model.config;
     let last = *taps.iter().max().ok_or("no taps")?;
+    // Packed on the first forward, then read from the model's cache (`packed`).
+    let cache = &model.packed;
     let blocks = model.blocks[..=last]
         .iter()
-        .map(|b| {
+        .enumerate()
+        .map(|(i, b)| {
             Ok(BlockW {
                 norm1: NormW::new(&b.norm1)?,
-                qkv: LinearW::new(&b.attn.qkv)?,
-                proj: LinearW::new(&b.attn.proj)?,
+                qkv: LinearW::new(&b.attn.qkv, cache, 4 * i)?,
+                proj: LinearW::new(&b.attn.proj, cache, 4 * i + 1)?,
                 ls1: Host::param(&b.ls1)?,
                 norm2: NormW::new(&b.norm2)?,
-                fc1: LinearW::new(&b.mlp.fc1)?,
-                fc2: LinearW::new(&b.mlp.fc2)?,
+                fc1: LinearW::new(&b.mlp.fc1, cache, 4 * i + 2)?,
+                fc2: LinearW::new(&b.mlp.fc2, cache, 4 * i + 3)?,
                 ls2: Host::param(&b.ls2)?,
             })
         })
@@ -311,6 +306,67 @@ mod tests {
         if isas.len() == 1 {
             eprintln!("skipped: this CPU runs only the portable kernels, nothing to compare");
         }
+    }
+
+    /// Scales every float parameter: new weights in new storage, the cache field carried over.
+    struct Scale(f32);
+
+    impl burn::module::ModuleMapper for Scale {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let s = self.0;
+            param.map(|t| t * s)
+        }
+    }
+
+    fn hidden_bits(model: &DinoV3, px: &Tensor<4>, taps: &[usize]) -> Vec<Vec<u32>> {
+        tap_hidden(model, px, taps, Isa::detect())
+            .unwrap()
+            .into_values()
+            .map(|h| {
+                let v = h.into_data().try_to_vec::<f32>().unwrap();
+                v.iter().map(|x| x.to_bits()).collect()
+            })
+            .collect()
+    }
+
+    /// The linear weights are packed on the first forward, as many bytes as
+    /// `Shape::packed_weight_bytes` says (what the memory estimate counts), and reused by the next one (same entries, same bits); a clone whose
+    /// weights were replaced (sharing the cache, as `Module::map` leaves it) gets its own
+    /// packing, the same bits as a model that never shared a cache, and the original's next
+    /// forward is unchanged.
+    #[test]
+    fn weights_are_packed_once_per_model_and_follow_its_weights() {
+        use burn::module::Module;
+
+        let dev = Device::flex();
+        let cfg = DinoV3Config::like_vitl16(72, 3, 3, 8, 2);
+        let model = DinoV3::random(&cfg, 5, &dev);
+        let px = Tensor::<4>::random([1, 3, 32, 40], Distribution::Normal(0.0, 1.0), &dev);
+        assert_eq!(model.packed_weight_bytes(), 0);
+        let taps = [0, 2];
+        let first = hidden_bits(&model, &px, &taps);
+        let shape = crate::backbone::Spec::DinoV3(cfg.clone()).shape();
+        assert_eq!(
+            model.packed_weight_bytes() as u64,
+            shape.packed_weight_bytes()
+        );
+        let entries = model.packed.entries();
+        assert_eq!(entries.len(), 12);
+        assert!(entries.iter().all(Option::is_some));
+        assert_eq!(hidden_bits(&model, &px, &taps), first);
+        assert_eq!(model.packed.entries(), entries, "packed again");
+
+        let scaled = model.clone().map(&mut Scale(0.5));
+        let alone = scaled.clone().with_precision(Precision::F32).unwrap();
+        assert_eq!(
+            alone.packed_weight_bytes(),
+            0,
+            "with_precision starts afresh"
+        );
+        let got = hidden_bits(&scaled, &px, &taps);
+        assert_ne!(got, first, "the scaled weights were not used");
+        assert_eq!(got, hidden_bits(&alone, &px, &taps));
+        assert_eq!(hidden_bits(&model, &px, &taps), first);
     }
 
     #[test]
