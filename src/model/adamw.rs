@@ -14,7 +14,9 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::method::AvaDino;
 use super::optim::OptimConfig;
+use crate::backbone::cpu::Isa;
 use crate::backbone::cpu::host::HostF32;
+use crate::backbone::cpu::isa::on_isa;
 
 const MAGIC: &[u8; 8] = b"AVADAMW1";
 
@@ -29,6 +31,8 @@ struct Moments {
 /// AdamW with PyTorch's update order; see the module doc.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostAdamW {
+    /// The instruction set the update loop is compiled for (the same bits on each).
+    isa: Isa,
     betas: [f64; 2],
     eps: f64,
     weight_decay: f64,
@@ -41,13 +45,19 @@ pub struct HostAdamW {
 pub struct StateError(String);
 
 impl HostAdamW {
-    pub fn new(config: &OptimConfig) -> Self {
+    pub fn new(config: &OptimConfig, isa: Isa) -> Self {
         Self {
+            isa,
             betas: config.betas,
             eps: config.eps,
             weight_decay: config.weight_decay,
             state: BTreeMap::new(),
         }
+    }
+
+    /// The instruction set of the update loop.
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// One update with learning rate `lr` of every parameter `grads` holds.
@@ -75,23 +85,26 @@ impl HostAdamW {
         let bc2_sqrt = (1.0 - b2.powi(t)).sqrt() as f32;
         let eps = self.eps as f32;
         const CHUNK: usize = 1 << 14;
+        let isa = self.isa;
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .zip(st.m.par_chunks_mut(CHUNK))
             .zip(st.v.par_chunks_mut(CHUNK))
             .for_each(|(((p, g), m), v)| {
-                for k in 0..p.len() {
-                    let (gk, mut pk) = (g[k], p[k] * decay);
-                    // torch.lerp: weight < 0.5 → start + weight·(end − start).
-                    let mk = if w1 < 0.5 {
-                        m[k] + w1 * (gk - m[k])
-                    } else {
-                        gk - (gk - m[k]) * (1.0 - w1)
-                    };
-                    let vk = v[k] * b2f + w2 * gk * gk;
-                    pk += step_size * (mk / (vk.sqrt() / bc2_sqrt + eps));
-                    (p[k], m[k], v[k]) = (pk, mk, vk);
-                }
+                on_isa(isa, || {
+                    for k in 0..p.len() {
+                        let (gk, mut pk) = (g[k], p[k] * decay);
+                        // torch.lerp: weight < 0.5 → start + weight·(end − start).
+                        let mk = if w1 < 0.5 {
+                            m[k] + w1 * (gk - m[k])
+                        } else {
+                            gk - (gk - m[k]) * (1.0 - w1)
+                        };
+                        let vk = v[k] * b2f + w2 * gk * gk;
+                        pk += step_size * (mk / (vk.sqrt() / bc2_sqrt + eps));
+                        (p[k], m[k], v[k]) = (pk, mk, vk);
+                    }
+                })
             });
     }
 
@@ -112,7 +125,7 @@ impl HostAdamW {
     }
 
     /// [`HostAdamW::to_bytes`] read back, for `config`.
-    pub fn from_bytes(config: &OptimConfig, bytes: &[u8]) -> Result<Self, StateError> {
+    pub fn from_bytes(config: &OptimConfig, isa: Isa, bytes: &[u8]) -> Result<Self, StateError> {
         let bad = |m: &str| StateError(m.to_string());
         let mut at = 0usize;
         let mut take = |n: usize| -> Result<&[u8], StateError> {
@@ -129,7 +142,7 @@ impl HostAdamW {
         }
         let u64_at = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
         let count = u64_at(take(8)?);
-        let mut opt = Self::new(config);
+        let mut opt = Self::new(config, isa);
         for _ in 0..count {
             let id = u64_at(take(8)?);
             let step = u64_at(take(8)?);
@@ -200,7 +213,7 @@ mod tests {
     use super::*;
 
     fn state() -> HostAdamW {
-        let mut o = HostAdamW::new(&OptimConfig::default());
+        let mut o = HostAdamW::new(&OptimConfig::default(), Isa::detect());
         o.state.insert(
             7,
             Moments {
@@ -225,22 +238,23 @@ mod tests {
         let o = state();
         let bytes = o.to_bytes();
         assert_eq!(
-            HostAdamW::from_bytes(&OptimConfig::default(), &bytes).unwrap(),
+            HostAdamW::from_bytes(&OptimConfig::default(), Isa::detect(), &bytes).unwrap(),
             o
         );
         for cut in [0, 7, 8, 20, bytes.len() - 1] {
-            let e = HostAdamW::from_bytes(&OptimConfig::default(), &bytes[..cut]).unwrap_err();
+            let e = HostAdamW::from_bytes(&OptimConfig::default(), Isa::detect(), &bytes[..cut])
+                .unwrap_err();
             assert!(e.to_string().starts_with("optimizer state:"), "{e}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(HostAdamW::from_bytes(&OptimConfig::default(), &longer).is_err());
+        assert!(HostAdamW::from_bytes(&OptimConfig::default(), Isa::detect(), &longer).is_err());
     }
 
     /// The update against PyTorch's `_single_tensor_adamw` formulas evaluated in f64.
     #[test]
     fn update_is_torchs_formula() {
-        let o = HostAdamW::new(&OptimConfig::default());
+        let o = HostAdamW::new(&OptimConfig::default(), Isa::detect());
         let (lr, b1, b2, eps, wd) = (1e-3, 0.9f64, 0.999f64, 1e-8, 1e-2);
         let mut p = vec![0.3f32, -0.7, 1.5];
         let g = [0.1f32, -2.0, 0.0];
@@ -273,6 +287,34 @@ mod tests {
                 p[k],
                 pf[k]
             );
+        }
+    }
+
+    /// The update gives the same bits whichever instruction set its loop is compiled for.
+    #[test]
+    fn every_isa_updates_to_the_same_bits() {
+        let n = 40_000;
+        let g: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3).collect();
+        let run = |isa| {
+            let o = HostAdamW::new(&OptimConfig::default(), isa);
+            let mut p: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();
+            let mut st = Moments {
+                step: 0,
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+            };
+            for _ in 0..3 {
+                o.update(1e-3, &mut p, &g, &mut st);
+            }
+            (p, st.m, st.v)
+        };
+        let want = run(Isa::Portable);
+        for isa in Isa::available() {
+            let got = run(isa);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.0), bits(&want.0), "{isa:?} parameters");
+            assert_eq!(bits(&got.1), bits(&want.1), "{isa:?} m");
+            assert_eq!(bits(&got.2), bits(&want.2), "{isa:?} v");
         }
     }
 }

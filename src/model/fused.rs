@@ -27,6 +27,7 @@ use super::adapter::LEAKY_SLOPE;
 use super::upsample::blend_weights;
 use crate::backbone::cpu::Isa;
 use crate::backbone::cpu::gemm::{View, gemm_view};
+use crate::backbone::cpu::isa::on_isa;
 use crate::backbone::cpu::kernel::Epilogue;
 use crate::backbone::cpu::math;
 
@@ -242,6 +243,7 @@ fn adapter(isa: Isa, sh: &Shapes, x: &[f32], w: AdapterW) -> Act {
 }
 
 /// `Σ a·b` with 16 partial sums (vectorisable; a fixed order).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
@@ -259,6 +261,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// A fixed reduction tree over 16 lanes.
+#[inline(always)]
 fn sum16(a: [f32; 16]) -> f32 {
     let mut v = a;
     for half in [8, 4, 2, 1] {
@@ -269,7 +272,7 @@ fn sum16(a: [f32; 16]) -> f32 {
     v[0]
 }
 
-#[inline]
+#[inline(always)]
 fn leaky_grad(y: f32) -> f32 {
     if y > 0.0 { 1.0 } else { SLOPE }
 }
@@ -295,6 +298,7 @@ impl Bilinear {
     }
 
     /// `g` `[h·w]` → `out` `[S·S]`: along x, then along y (the matrix form's order).
+    #[inline(always)]
     fn up(&self, g: &[f32], out: &mut [f32]) {
         let s = self.s;
         let mut tmp = vec![0f32; self.h * s];
@@ -313,6 +317,7 @@ impl Bilinear {
     }
 
     /// The transpose of [`Bilinear::up`]: `d` `[S·S]` → `out` `[h·w]`.
+    #[inline(always)]
     fn up_t(&self, d: &[f32], out: &mut [f32]) {
         let s = self.s;
         let mut tmp = vec![0f32; self.h * s];
@@ -367,34 +372,40 @@ fn tap_forward(isa: Isa, sh: &Shapes, tap: &TapIn, dt: &[f32], up: &Bilinear) ->
         .zip(g.par_chunks_mut(ROWS))
         .enumerate()
         .for_each(|(c, (((pc, nc), qc), gc))| {
-            for (r, pr) in pc.chunks_exact_mut(d).enumerate() {
-                let row = c * ROWS + r;
-                let i = row / n;
-                let at = row * d..(row + 1) * d;
-                let (xr, yn) = (&x[at.clone()], &normal.y[at.clone()]);
-                match (&anomaly, tap.anomaly) {
-                    (Some(a), Some((_, w))) => {
-                        let (wn, wa) = (w[2 * i], w[2 * i + 1]);
-                        let ya = &a.y[at];
-                        for k in 0..d {
-                            pr[k] = wn * yn[k] + wa * ya[k] + xr[k];
+            on_isa(
+                isa,
+                #[inline(always)]
+                || {
+                    for (r, pr) in pc.chunks_exact_mut(d).enumerate() {
+                        let row = c * ROWS + r;
+                        let i = row / n;
+                        let at = row * d..(row + 1) * d;
+                        let (xr, yn) = (&x[at.clone()], &normal.y[at.clone()]);
+                        match (&anomaly, tap.anomaly) {
+                            (Some(a), Some((_, w))) => {
+                                let (wn, wa) = (w[2 * i], w[2 * i + 1]);
+                                let ya = &a.y[at];
+                                for k in 0..d {
+                                    pr[k] = wn * yn[k] + wa * ya[k] + xr[k];
+                                }
+                            }
+                            _ => {
+                                for k in 0..d {
+                                    pr[k] = yn[k] + xr[k];
+                                }
+                            }
                         }
-                    }
-                    _ => {
-                        for k in 0..d {
-                            pr[k] = yn[k] + xr[k];
+                        let nr = dot(pr, pr).sqrt();
+                        let inv = nr.max(1e-12);
+                        for v in pr.iter_mut() {
+                            *v /= inv;
                         }
+                        nc[r] = nr;
+                        qc[r] = 100.0 * dot(pr, &dt[i * d..(i + 1) * d]);
+                        gc[r] = 10.0 * dot(pr, &tap.cls[i * d..(i + 1) * d]);
                     }
-                }
-                let nr = dot(pr, pr).sqrt();
-                let inv = nr.max(1e-12);
-                for v in pr.iter_mut() {
-                    *v /= inv;
-                }
-                nc[r] = nr;
-                qc[r] = 100.0 * dot(pr, &dt[i * d..(i + 1) * d]);
-                gc[r] = 10.0 * dot(pr, &tap.cls[i * d..(i + 1) * d]);
-            }
+                },
+            )
         });
     let px = sh.pixels();
     let mut uq = Buf::scratch(sh.batch * px);
@@ -403,8 +414,10 @@ fn tap_forward(isa: Isa, sh: &Shapes, tap: &TapIn, dt: &[f32], up: &Bilinear) ->
         .zip(ug.par_chunks_mut(px))
         .enumerate()
         .for_each(|(i, (oq, og))| {
-            up.up(&q[i * n..(i + 1) * n], oq);
-            up.up(&g[i * n..(i + 1) * n], og);
+            on_isa(isa, || {
+                up.up(&q[i * n..(i + 1) * n], oq);
+                up.up(&g[i * n..(i + 1) * n], og);
+            })
         });
     TapState {
         normal,
@@ -436,15 +449,19 @@ fn accumulate(isa: Isa, sh: &Shapes, st: &TapState, maps: &mut [f32], aacm: &mut
                 let r = c * PIXELS..c * PIXELS + m0.len();
                 let mut s = Sigmoids::new(m0.len());
                 s.of(isa, &uq[r.clone()]);
-                for k in 0..m0.len() {
-                    m1[k] += s.pos[k];
-                    m0[k] += s.neg[k];
-                }
+                on_isa(isa, || {
+                    for k in 0..m0.len() {
+                        m1[k] += s.pos[k];
+                        m0[k] += s.neg[k];
+                    }
+                });
                 s.of(isa, &ug[r]);
-                for k in 0..m0.len() {
-                    a1[k] += s.pos[k];
-                    a0[k] += 1.0 - s.pos[k];
-                }
+                on_isa(isa, || {
+                    for k in 0..m0.len() {
+                        a1[k] += s.pos[k];
+                        a0[k] += 1.0 - s.pos[k];
+                    }
+                });
             });
     }
 }
@@ -608,8 +625,10 @@ fn tap_backward(
         .zip(dg.par_chunks_mut(n))
         .enumerate()
         .for_each(|(i, (q, g))| {
-            up.up_t(&dq_up[i * px..(i + 1) * px], q);
-            up.up_t(&dg_up[i * px..(i + 1) * px], g);
+            on_isa(isa, || {
+                up.up_t(&dq_up[i * px..(i + 1) * px], q);
+                up.up_t(&dg_up[i * px..(i + 1) * px], g);
+            })
         });
     // Row pass: dP, the heads' vector gradients, the normalisation's backward (dU into p),
     // the routing weights' gradients, then dZ2 = w·dU⊙leaky'(y) into y.
@@ -623,54 +642,60 @@ fn tap_backward(
         let p_chunks = st.p.par_chunks_mut(rows * d);
         let yn_chunks = st.normal.y.par_chunks_mut(rows * d);
         let work = |(c, ((pc, ync), yac)): RowChunk| {
-            let mut acc = vec![0f32; 2 * d + 2];
-            let row0 = chunk(c);
-            let i = row0 / n;
-            let mut yac = yac;
-            let mut dp = vec![0f32; d];
-            for (r, pr) in pc.chunks_exact_mut(d).enumerate() {
-                let row = row0 + r;
-                debug_assert_eq!(row / n, i, "chunks stay inside one image");
-                let (gq, gg) = (100.0 * dq[row], 10.0 * dg[row]);
-                let dti = &dt[i * d..(i + 1) * d];
-                let ci = &tap.cls[i * d..(i + 1) * d];
-                for k in 0..d {
-                    dp[k] = gq * dti[k] + gg * ci[k];
-                    acc[k] += gq * pr[k];
-                    acc[d + k] += gg * pr[k];
-                }
-                let nr = st.norm[row];
-                if nr > 1e-12 {
-                    let s = dot(pr, &dp);
-                    for k in 0..d {
-                        pr[k] = (dp[k] - s * pr[k]) / nr;
-                    }
-                } else {
-                    for k in 0..d {
-                        pr[k] = dp[k] / 1e-12;
-                    }
-                }
-                let du = &*pr;
-                let yn = &mut ync[r * d..(r + 1) * d];
-                match (&mut yac, w) {
-                    (Some(ya), Some(w)) => {
-                        let ya = &mut ya[r * d..(r + 1) * d];
-                        acc[2 * d] += dot(du, yn);
-                        acc[2 * d + 1] += dot(du, ya);
-                        let (wn, wa) = (w[2 * i], w[2 * i + 1]);
+            on_isa(
+                isa,
+                #[inline(always)]
+                || {
+                    let mut acc = vec![0f32; 2 * d + 2];
+                    let row0 = chunk(c);
+                    let i = row0 / n;
+                    let mut yac = yac;
+                    let mut dp = vec![0f32; d];
+                    for (r, pr) in pc.chunks_exact_mut(d).enumerate() {
+                        let row = row0 + r;
+                        debug_assert_eq!(row / n, i, "chunks stay inside one image");
+                        let (gq, gg) = (100.0 * dq[row], 10.0 * dg[row]);
+                        let dti = &dt[i * d..(i + 1) * d];
+                        let ci = &tap.cls[i * d..(i + 1) * d];
                         for k in 0..d {
-                            yn[k] = wn * du[k] * leaky_grad(yn[k]);
-                            ya[k] = wa * du[k] * leaky_grad(ya[k]);
+                            dp[k] = gq * dti[k] + gg * ci[k];
+                            acc[k] += gq * pr[k];
+                            acc[d + k] += gg * pr[k];
+                        }
+                        let nr = st.norm[row];
+                        if nr > 1e-12 {
+                            let s = dot(pr, &dp);
+                            for k in 0..d {
+                                pr[k] = (dp[k] - s * pr[k]) / nr;
+                            }
+                        } else {
+                            for k in 0..d {
+                                pr[k] = dp[k] / 1e-12;
+                            }
+                        }
+                        let du = &*pr;
+                        let yn = &mut ync[r * d..(r + 1) * d];
+                        match (&mut yac, w) {
+                            (Some(ya), Some(w)) => {
+                                let ya = &mut ya[r * d..(r + 1) * d];
+                                acc[2 * d] += dot(du, yn);
+                                acc[2 * d + 1] += dot(du, ya);
+                                let (wn, wa) = (w[2 * i], w[2 * i + 1]);
+                                for k in 0..d {
+                                    yn[k] = wn * du[k] * leaky_grad(yn[k]);
+                                    ya[k] = wa * du[k] * leaky_grad(ya[k]);
+                                }
+                            }
+                            _ => {
+                                for k in 0..d {
+                                    yn[k] = du[k] * leaky_grad(yn[k]);
+                                }
+                            }
                         }
                     }
-                    _ => {
-                        for k in 0..d {
-                            yn[k] = du[k] * leaky_grad(yn[k]);
-                        }
-                    }
-                }
-            }
-            (i, acc)
+                    (i, acc)
+                },
+            )
         };
         match ya_ptr {
             Some(ya) => p_chunks
@@ -760,9 +785,11 @@ fn adapter_backward(isa: Isa, sh: &Shapes, x: &[f32], w: AdapterW, act: Act) -> 
     dz1.par_chunks_mut(ROWS * b)
         .zip(act.h.par_chunks(ROWS * b))
         .for_each(|(g, h)| {
-            for (g, &h) in g.iter_mut().zip(h) {
-                *g *= leaky_grad(h);
-            }
+            on_isa(isa, || {
+                for (g, &h) in g.iter_mut().zip(h) {
+                    *g *= leaky_grad(h);
+                }
+            })
         });
     let mut fc1 = vec![0f32; b * d];
     gemm_view(
@@ -802,13 +829,17 @@ pub fn train(isa: Isa, sh: &Shapes, heads: &Heads, targets: &Targets) -> (Maps, 
                 let n = q.len();
                 let mut s = Sigmoids::new(n);
                 s.of(isa, &st.uq[o..o + n]);
-                for k in 0..n {
-                    q[k] = gm[o + k] / l * (s.pos[k] * s.neg[k]);
-                }
+                on_isa(isa, || {
+                    for k in 0..n {
+                        q[k] = gm[o + k] / l * (s.pos[k] * s.neg[k]);
+                    }
+                });
                 s.of(isa, &st.ug[o..o + n]);
-                for k in 0..n {
-                    g[k] = ga[o + k] / l * (s.pos[k] * s.neg[k]);
-                }
+                on_isa(isa, || {
+                    for k in 0..n {
+                        g[k] = ga[o + k] / l * (s.pos[k] * s.neg[k]);
+                    }
+                });
             });
         let cx = Ctx {
             isa,

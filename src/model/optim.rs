@@ -78,10 +78,11 @@ enum Optimizer {
 
 impl Optimizer {
     fn for_model(model: &AvaDino, config: &OptimConfig, kernels: Kernels) -> Self {
-        if model.params_on_cpu_kernels(kernels) {
-            Self::Host(HostAdamW::new(config))
-        } else {
-            Self::Burn(config.build_burn())
+        match kernels.resolved() {
+            Kernels::Cpu(isa) if model.params_on_cpu_kernels(kernels) => {
+                Self::Host(HostAdamW::new(config, isa))
+            }
+            _ => Self::Burn(config.build_burn()),
         }
     }
 
@@ -102,8 +103,8 @@ impl Optimizer {
     /// This optimizer with the state `bytes` ([`Optimizer::to_bytes`]).
     fn restored(self, config: &OptimConfig, bytes: Vec<u8>) -> Result<Self, RecordError> {
         Ok(match self {
-            Self::Host(_) => Self::Host(
-                HostAdamW::from_bytes(config, &bytes)
+            Self::Host(o) => Self::Host(
+                HostAdamW::from_bytes(config, o.isa(), &bytes)
                     .map_err(|e| RecordError::Validation(e.to_string()))?,
             ),
             Self::Burn(o) => Self::Burn(o.from_bytes(Bytes::from_bytes_vec(bytes))?),

@@ -99,6 +99,34 @@ fn supported() -> &'static [Isa] {
     })
 }
 
+/// Runs `f` compiled for `isa`'s vectors (`f` is inlined into a function with that target
+/// feature). For elementwise loops whose results must not depend on it: such a loop may use
+/// only IEEE adds, multiplies, divisions, square roots and comparisons (the compiler never fuses
+/// or reorders them; no `mul_add`, no library calls that differ by target) and must write out
+/// the order of every sum (as `model::fused::dot` does).
+#[inline(always)]
+pub fn on_isa<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        isa.assert_supported();
+        match isa {
+            // SAFETY: the CPU runs `isa` (asserted above).
+            Isa::Avx512 => return unsafe { avx512(f) },
+            Isa::Avx2 => return unsafe { avx2(f) },
+            Isa::Portable => {}
+        }
+    }
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
