@@ -35,7 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = ava_dino::device::select(Backend::Cpu)?;
     let key = Key::this_process();
     println!(
-        "calibrate: {}, {} threads (about a minute: every stage once at full size)",
+        "calibrate: {}, {} threads (every stage at full size: about 30 s on 2 cores)",
         key.cpu, key.threads
     );
     let protocol = Protocol::quick();

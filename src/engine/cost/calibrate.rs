@@ -66,13 +66,12 @@ impl Stage {
 /// How much of each stage is run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Protocol {
-    /// Timed repetitions per stage (the median is kept); decoding and metrics, which take
-    /// milliseconds, run at least 5.
+    /// Timed repetitions of the stages that take a second or less (a training step, an
+    /// evaluation forward; decoding and metrics, which take milliseconds, run at least 5). Every
+    /// stage runs once untimed first; the median of the timed runs is kept.
     pub reps: usize,
-    /// Whether the backbone gets an untimed warm-up pass first (the other stages always do:
-    /// theirs cost a second or less). Its first pass only adds page faults of a few buffers to
-    /// several seconds of products.
-    pub backbone_warmup: bool,
+    /// Timed repetitions of the stages that take seconds: the backbone and the text tower.
+    pub heavy_reps: usize,
     /// Batches of [`TYPICAL_WORD`]'s prompt ensemble through the text tower, in the order the
     /// ensemble runs them (4 batches of up to 128 prompts make the whole word).
     pub text_batches: usize,
@@ -81,12 +80,12 @@ pub struct Protocol {
 }
 
 impl Protocol {
-    /// `ava-dino calibrate`: one timed run per stage, one batch of 128 prompts, no backbone
-    /// warm-up - about 25 s on the 2-core build machine, well under 2 minutes on 2 cores.
+    /// `ava-dino calibrate`: one timed backbone forward, one timed batch of 128 prompts, the
+    /// median of 3 for the rest - about 30 s on 2 cores (docs/scale.md), well under 2 minutes.
     pub fn quick() -> Protocol {
         Protocol {
-            reps: 1,
-            backbone_warmup: false,
+            reps: 3,
+            heavy_reps: 1,
             text_batches: 1,
             metric_images: 8,
         }
@@ -97,7 +96,7 @@ impl Protocol {
     pub fn thorough(reps: usize) -> Protocol {
         Protocol {
             reps: reps.max(1),
-            backbone_warmup: true,
+            heavy_reps: reps.max(1),
             text_batches: usize::MAX,
             metric_images: 8,
         }
@@ -256,7 +255,7 @@ fn backbone(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineE
     let spec = Spec::paper();
     let model = Backbone::random(&spec, 0, device);
     let x = Tensor::<4>::random([1, 3, 512, 512], Distribution::Normal(0.0, 1.0), device);
-    let s = time(protocol.backbone_warmup, protocol.reps, || {
+    let s = time(true, protocol.heavy_reps, || {
         let taps = model.forward_taps(x.clone(), &[5, 11, 17, 23]);
         black_box(taps[3].patches.clone().sum().into_scalar::<f32>());
         Ok(())
@@ -305,7 +304,7 @@ fn text(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineError
     };
     // Warm-up on a few prompts (a whole word would double the stage's time).
     run([8.min(rows[0]), 0])?;
-    let s = time(false, protocol.reps, || run(rows))?;
+    let s = time(false, protocol.heavy_reps, || run(rows))?;
     let gf = text_flops(&cfg, &shapes[..take]) / 1e9;
     let prompts = rows[0] + rows[1];
     Ok(Measurement {
@@ -442,7 +441,7 @@ mod tests {
     #[test]
     fn the_quick_protocol_runs_less_of_the_same_shapes() {
         let (q, t) = (Protocol::quick(), Protocol::thorough(3));
-        assert!(q.reps <= t.reps && q.text_batches < t.text_batches);
+        assert!(q.heavy_reps <= t.heavy_reps && q.text_batches < t.text_batches);
         assert_eq!(q.metric_images, t.metric_images);
         // One batch of the typical word is its first 128 normal prompts.
         let shapes = run_shapes(&Tokenizer::new(), TYPICAL_WORD).unwrap();
