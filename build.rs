@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 /// Paths whose contents are compiled into the binary and change numbers (relative to the crate).
 const COMPUTE: &[&str] = &["src", "datasets.toml", "Cargo.lock"];
 /// Parts of `src/` that never change a number: the command line, the report (tables and charts
-/// of finished runs), the Slurm script and the cost estimate.
+/// of finished runs), the Slurm script and the cost estimate (its model, and the calibration
+/// that measures and stores this machine's rates).
 const NOT_COMPUTE: &[&str] = &[
     "src/main.rs",
     "src/cli",
@@ -29,6 +30,7 @@ const NOT_COMPUTE: &[&str] = &[
     "src/runner/slurm.rs",
     "src/runner/estimate.rs",
     "src/engine/cost.rs",
+    "src/engine/cost",
 ];
 /// What the backbone features depend on: the model, decoding and preprocessing, weight loading,
 /// the embedded random weights, extraction and the shard format.

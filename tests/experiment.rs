@@ -571,7 +571,8 @@ fn the_estimate_counts_a_backbone_pass_only_where_no_shards_answer() {
         format!("data.root={}", tmp.path().join("absent").display()),
     ];
     let loaded = load_experiment(&exp_file("table2.yaml"), Some(Profile::Full), &sets).unwrap();
-    let e = ava_dino::runner::estimate::estimate(&[loaded], &root()).unwrap();
+    let rates = ava_dino::engine::cost::calibration::CpuRates::build();
+    let e = ava_dino::runner::estimate::estimate(&[loaded], &root(), &rates).unwrap();
     let backbone = |j: &ava_dino::runner::estimate::JobEstimate| {
         j.cpu
             .iter()

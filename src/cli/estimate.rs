@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use ava_dino::engine::cost::calibration::CpuRates;
 use ava_dino::experiment::{self, Profile};
 use ava_dino::runner::estimate::estimate;
 
@@ -35,10 +36,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the projection of `loaded` (shared with `sweep --estimate`).
+/// Prints the projection of `loaded` (shared with `sweep --estimate`): the CPU column at this
+/// machine's calibrated rates for its CPU and thread count, else the build machine's (the
+/// output says which, and where they come from).
 pub fn print_estimate(loaded: &[experiment::LoadedExperiment]) -> anyhow::Result<()> {
     let repo_root = std::env::current_dir().context("reading the current directory")?;
-    let e = estimate(loaded, &repo_root).map_err(anyhow::Error::msg)?;
+    let rates = CpuRates::for_this_process()?;
+    let e = estimate(loaded, &repo_root, &rates).map_err(anyhow::Error::msg)?;
     print!("{}", e.render());
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench_backbone;
+mod calibrate;
 mod check;
 mod collect;
 mod common;
@@ -44,8 +45,11 @@ enum Command {
     Text(text::Args),
     /// List, run (by index or all) or emit a Slurm array for the jobs of an experiment.
     Sweep(sweep::Args),
-    /// What running experiments will cost (time per stage on this CPU and one H200, memory).
+    /// What running experiments will cost (time per stage on a CPU - this one once calibrated,
+    /// else the build machine's rates - and on one H200, memory).
     Estimate(estimate::Args),
+    /// Measure this machine's stage rates (under 2 minutes) for `estimate` and `--dry-run`.
+    Calibrate(calibrate::Args),
     /// Gather finished runs into Tables 1-4, per-category tables and charts.
     Collect(collect::Args),
     /// Compare results with the published numbers or the smoke baseline (exit 3 when outside).
@@ -72,6 +76,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Text(args) => text::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Estimate(args) => estimate::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Collect(args) => collect::run(args),
         Command::Check(args) => check::run(args),
         Command::Datasets(args) => datasets::run(args),

@@ -1,12 +1,18 @@
 //! What a job costs: floating-point work per stage from the configuration, turned into seconds
-//! by rates measured on a machine (`examples/bench_stages.rs`, recorded in docs/scale.md), and
-//! the memory it holds. `ava-dino estimate` / `sweep --estimate` print it before any work.
+//! by rates - measured on this machine by `ava-dino calibrate` ([`calibrate`], stored by
+//! [`calibration`]), else the build machine's ([`BUILD_CPU`], docs/scale.md) - and the
+//! memory it holds. `ava-dino estimate` / `sweep --estimate` print it before any work.
 //!
 //! Stages: decode + resize (per megapixel of source image), backbone forward (per image), the
 //! CLIP prompt ensemble (420 prompts per class word), a training step (per image), evaluation
 //! (per image and checkpoint), metrics (per pixel of a category and checkpoint).
 
+pub mod calibrate;
+pub mod calibration;
+
 use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
 
 use crate::backbone::{Kernels, Precision, Shape};
 use crate::device::Backend;
@@ -14,10 +20,9 @@ use crate::model::MethodConfig;
 use crate::text::prompts::run_shapes;
 use crate::text::{ClipTextConfig, Tokenizer};
 
-/// Sustained speed of each stage on one machine.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Sustained speed of each stage on one machine (the figures a calibration file stores).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Rates {
-    pub name: &'static str,
     /// Backbone forward, GFLOP/s.
     pub backbone_gflops: f64,
     /// CLIP text tower over the prompts, GFLOP/s.
@@ -34,8 +39,9 @@ pub struct Rates {
 
 /// This project's 2-core build machine (AMD EPYC, AVX-512, burn's `flex` CPU backend, f32),
 /// measured with `cargo run --release --example bench_stages` on a quiet machine (docs/scale.md).
+/// The estimate falls back to these when this machine has no calibration: they say nothing
+/// about another CPU, which is why it then says so and names `ava-dino calibrate`.
 pub const BUILD_CPU: Rates = Rates {
-    name: "2-core CPU (measured)",
     backbone_gflops: 127.0,
     text_gflops: 123.0,
     train_gflops: 98.0,
@@ -44,19 +50,69 @@ pub const BUILD_CPU: Rates = Rates {
     metric_ns_per_pixel: 12.8,
 };
 
-/// One NVIDIA H200 by peak and bandwidth, not measured (no GPU was available): bf16 tensor cores
-/// at 989 TFLOP/s dense, taken at 35 % for the backbone and the text tower, 15 % for the
-/// adapters' smaller products; decoding and metrics on the host's 16 cores (8 times the build
-/// machine's 2). docs/scale.md states the assumptions; the GPU figures are owed.
-pub const H200: Rates = Rates {
-    name: "1x H200 (projected from FLOPs)",
-    backbone_gflops: 346_000.0,
-    text_gflops: 346_000.0,
-    train_gflops: 148_000.0,
-    eval_gflops: 148_000.0,
-    decode_s_per_mpix: 0.018 / 8.0,
-    metric_ns_per_pixel: 12.8 / 8.0,
-};
+/// What [`BUILD_CPU`] is, for the lines that name the rates used.
+pub const BUILD_CPU_NAME: &str = "2-core AMD EPYC, AVX-512, 2 threads";
+
+/// The compute dtype of each stage that runs on the accelerator: the GPU projection prices each
+/// at the peak of its own dtype, not at the fastest one the card has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageDtypes {
+    /// `backbone.dtype`.
+    pub backbone: Precision,
+    /// The text tower: always f32 (it has no precision setting).
+    pub text: Precision,
+    /// The adapters' training step: f32 (parameters, activations and AdamW state).
+    pub train: Precision,
+    /// The adapters in evaluation: f32 (features enter in f32 whatever `cache.dtype` stores).
+    pub eval: Precision,
+}
+
+impl StageDtypes {
+    /// The dtypes a job with `backbone.dtype = backbone` computes in.
+    pub fn new(backbone: Precision) -> Self {
+        StageDtypes {
+            backbone,
+            text: Precision::F32,
+            train: Precision::F32,
+            eval: Precision::F32,
+        }
+    }
+}
+
+/// Dense peak of one NVIDIA H200 SXM in `dtype`, TFLOP/s (NVIDIA's datasheet, without
+/// sparsity): f32 on the CUDA cores (67), bf16 and f16 on the tensor cores (989). f32 is not
+/// priced at TF32's tensor-core rate: nothing here asks for TF32.
+pub fn h200_peak_tflops(dtype: Precision) -> f64 {
+    match dtype {
+        Precision::F32 => 67.0,
+        Precision::Bf16 | Precision::F16 => 989.0,
+    }
+}
+
+/// Share of the peak the large products (backbone, text tower) are taken to sustain.
+pub const GPU_LARGE_EFFICIENCY: f64 = 0.35;
+/// Share of the peak the adapters' smaller products are taken to sustain.
+pub const GPU_SMALL_EFFICIENCY: f64 = 0.15;
+
+/// One NVIDIA H200 by peak, not measured (no GPU was available): each stage at
+/// [`h200_peak_tflops`] of its dtype, times [`GPU_LARGE_EFFICIENCY`] for the backbone and the text
+/// tower and [`GPU_SMALL_EFFICIENCY`] for the adapters; decoding and metrics on the host's 16
+/// cores (8 times the build machine's 2). docs/scale.md states the assumptions; the GPU figures
+/// are owed.
+pub fn h200(dtypes: &StageDtypes) -> Rates {
+    let gflops = |dtype: Precision, efficiency: f64| h200_peak_tflops(dtype) * 1e3 * efficiency;
+    Rates {
+        backbone_gflops: gflops(dtypes.backbone, GPU_LARGE_EFFICIENCY),
+        text_gflops: gflops(dtypes.text, GPU_LARGE_EFFICIENCY),
+        train_gflops: gflops(dtypes.train, GPU_SMALL_EFFICIENCY),
+        eval_gflops: gflops(dtypes.eval, GPU_SMALL_EFFICIENCY),
+        decode_s_per_mpix: BUILD_CPU.decode_s_per_mpix / 8.0,
+        metric_ns_per_pixel: BUILD_CPU.metric_ns_per_pixel / 8.0,
+    }
+}
+
+/// What [`h200`] is, for the column header and the notes.
+pub const H200_NAME: &str = "1x H200 (projected from FLOPs at each stage's dtype peak)";
 
 /// Forward FLOPs of the text tower over batches of `[rows, positions]` (the shapes
 /// [`run_shapes`] gives: a batch runs only up to its longest prompt's end-of-text token).
@@ -371,9 +427,52 @@ mod tests {
             &ClipTextConfig::vitl14_336(),
             &m,
             &work,
-            &H200,
+            &h200(&StageDtypes::new(Precision::Bf16)),
         );
         let total = |v: &[Stage]| v.iter().map(|x| x.seconds).sum::<f64>();
         assert!(total(&h200) < total(&s) / 100.0);
+    }
+
+    #[test]
+    fn the_gpu_prices_each_stage_at_the_peak_of_its_own_dtype() {
+        let m = MethodConfig::default();
+        let work = Work {
+            train_images: 4,
+            train_image_steps: 80,
+            target_images: 4,
+            target_extracted: 4,
+            checkpoints: 3,
+            ..Default::default()
+        };
+        let shape = Spec::paper().shape();
+        let text = ClipTextConfig::vitl14_336();
+        let seconds = |backbone: Precision, name: &str| {
+            let r = h200(&StageDtypes::new(backbone));
+            let s = stages(&shape, &text, &m, &work, &r);
+            let st = s.into_iter().find(|x| x.name == name).unwrap();
+            (st.flops, st.seconds)
+        };
+        // Training is f32 whatever the backbone runs in: the FP32 peak (67 TFLOP/s) at the
+        // adapters' 15 %, not the bf16 tensor cores' 989.
+        for p in Precision::ALL {
+            let (flops, s) = seconds(p, "train");
+            let expected = flops / (67e12 * 0.15);
+            assert!(
+                (s - expected).abs() / expected < 1e-9,
+                "{p}: {s} vs {expected}"
+            );
+            let (flops, s) = seconds(p, "eval (adapters)");
+            assert!((s - flops / (67e12 * 0.15)).abs() / s < 1e-9, "{p}");
+        }
+        // The backbone follows `backbone.dtype`: f32 on the CUDA cores, bf16/f16 on tensor cores.
+        let (flops, f32_s) = seconds(Precision::F32, "backbone");
+        assert!((f32_s - flops / (67e12 * 0.35)).abs() / f32_s < 1e-9);
+        for p in [Precision::Bf16, Precision::F16] {
+            let (flops, s) = seconds(p, "backbone");
+            assert!((s - flops / (989e12 * 0.35)).abs() / s < 1e-9, "{p}");
+            assert!(s < f32_s / 10.0, "{p}: {s} vs f32 {f32_s}");
+        }
+        // The text tower has no precision setting: f32.
+        assert_eq!(StageDtypes::new(Precision::Bf16).text, Precision::F32);
     }
 }

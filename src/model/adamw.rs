@@ -294,7 +294,9 @@ mod tests {
     #[test]
     fn every_isa_updates_to_the_same_bits() {
         let n = 40_000;
-        let g: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3).collect();
+        let g: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3)
+            .collect();
         let run = |isa| {
             let o = HostAdamW::new(&OptimConfig::default(), isa);
             let mut p: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();

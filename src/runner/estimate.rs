@@ -1,17 +1,19 @@
-//! What a sweep will cost, before any work: per job the time of each stage on this project's
-//! build CPU (measured rates) and on one H200 (projected from FLOPs), and its peak memory.
+//! What a sweep will cost, before any work: per job the time of each stage on a CPU (this
+//! machine's calibrated rates, else the build machine's: `engine::cost::calibration`) and on one
+//! H200 (projected from FLOPs at each stage's dtype peak), and its peak memory.
 //! Jobs listed by several experiments count once; a training shared by several jobs, and the
 //! prompt features of a class word, are counted where they are first computed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::backbone::Spec;
+use crate::backbone::{Precision, Spec};
 use crate::data::synth::{self, Resolution};
 use crate::data::{ListOptions, Registry, list_samples};
 use crate::engine::assets::{backbone_spec, embedded_text_config};
 use crate::engine::budget::available_at_start;
-use crate::engine::cost::{self, BUILD_CPU, H200, Memory, Rates, Stage, Work};
+use crate::engine::cost::calibration::CpuRates;
+use crate::engine::cost::{self, H200_NAME, Memory, Rates, Stage, StageDtypes, Work};
 use crate::engine::plan::{Facts, JobPlan, Sizes};
 use crate::engine::progress::clock;
 use crate::experiment::schema::{Experiment, format_bytes};
@@ -125,10 +127,12 @@ pub struct JobEstimate {
 }
 
 /// The projection of a set of experiments.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Estimate {
     pub jobs: Vec<JobEstimate>,
     pub notes: Vec<String>,
+    /// The CPU column's rates and where they come from.
+    pub cpu_rates: CpuRates,
 }
 
 fn text_config(exp: &Experiment) -> ClipTextConfig {
@@ -139,13 +143,25 @@ fn text_config(exp: &Experiment) -> ClipTextConfig {
     }
 }
 
-/// Projects the cost of every job of `experiments` (see the module docs).
-pub fn estimate(experiments: &[LoadedExperiment], repo_root: &Path) -> Result<Estimate, String> {
-    let mut out = Estimate::default();
+/// Projects the cost of every job of `experiments` (see the module docs), the CPU column at
+/// `cpu_rates`.
+pub fn estimate(
+    experiments: &[LoadedExperiment],
+    repo_root: &Path,
+    cpu_rates: &CpuRates,
+) -> Result<Estimate, String> {
+    let mut out = Estimate {
+        jobs: Vec::new(),
+        notes: Vec::new(),
+        cpu_rates: cpu_rates.clone(),
+    };
     let mut seen_runs = BTreeSet::new();
     let mut seen = Seen::default();
     let mut infos: BTreeMap<(String, String), DatasetInfo> = BTreeMap::new();
-    let available = available_at_start();
+    let machine = Machine {
+        available: available_at_start(),
+        cpu: &cpu_rates.rates,
+    };
     for loaded in experiments {
         let base = &loaded.experiment;
         let all = jobs(base);
@@ -181,13 +197,20 @@ pub fn estimate(experiments: &[LoadedExperiment], repo_root: &Path) -> Result<Es
                 &job,
                 &dir,
                 (&train, &target),
-                available,
+                &machine,
                 sharing,
                 &mut seen,
             )?);
         }
     }
     Ok(out)
+}
+
+/// What the machine that runs the jobs offers: memory available at the start (the `auto`
+/// budget's base) and its CPU rates.
+struct Machine<'a> {
+    available: Option<u64>,
+    cpu: &'a Rates,
 }
 
 /// What earlier jobs of the sweep leave behind for later ones.
@@ -206,7 +229,7 @@ fn job_estimate(
     job: &Job,
     dir: &ExperimentDir,
     (train, target): (&DatasetInfo, &DatasetInfo),
-    available: Option<u64>,
+    machine: &Machine,
     sharing: Sharing,
     seen: &mut Seen,
 ) -> Result<JobEstimate, String> {
@@ -241,7 +264,7 @@ fn job_estimate(
         target_images: target.images,
         largest_category: target.largest_category,
     };
-    let plan = JobPlan::new(exp, &sizes, available, sharing, facts);
+    let plan = JobPlan::new(exp, &sizes, machine.available, sharing, facts);
     if plan.write_train_shards {
         seen.shards.insert(shard_key(&job.train));
     }
@@ -286,8 +309,8 @@ fn job_estimate(
     let stages = |r: &Rates| cost::stages(&backbone, &text, &method, &work, r);
     Ok(JobEstimate {
         label: format!("{}-{}/{job}", exp.name, exp.profile),
-        cpu: stages(&BUILD_CPU),
-        gpu: stages(&H200),
+        cpu: stages(machine.cpu),
+        gpu: stages(&cost::h200(&StageDtypes::new(exp.backbone.dtype))),
         memory: plan.memory,
         budget: plan.budget.bytes,
         store: plan.store,
@@ -315,8 +338,9 @@ impl Estimate {
 
     /// A Markdown report: per job and stage, then totals, the dominant stage and the notes.
     pub fn render(&self) -> String {
-        let mut s = String::from(
-            "| job | stage | TFLOP | CPU (build machine) | 1x H200 (projected) |\n|---|---|---:|---:|---:|\n",
+        let mut s = format!(
+            "| job | stage | TFLOP | {} | 1x H200 (projected) |\n|---|---|---:|---:|---:|\n",
+            self.cpu_rates.column()
         );
         let mut by_stage: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
         for j in &self.jobs {
@@ -386,9 +410,11 @@ impl Estimate {
         for n in &self.notes {
             s.push_str(&format!("- {n}\n"));
         }
+        s.push_str(&format!("- {}.\n", self.cpu_rates.describe()));
         s.push_str(&format!(
-            "- CPU rates: {}; GPU: {} (docs/scale.md).\n",
-            BUILD_CPU.name, H200.name
+            "- GPU: {H200_NAME}: f32 at {:.0} TFLOP/s, bf16/f16 at {:.0} (docs/scale.md).\n",
+            cost::h200_peak_tflops(Precision::F32),
+            cost::h200_peak_tflops(Precision::Bf16),
         ));
         s
     }

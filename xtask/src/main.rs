@@ -69,8 +69,9 @@ enum Cmd {
         /// Cargo features of the ava-dino build (e.g. `vulkan` on a GPU runner).
         #[arg(long, default_value = "")]
         features: String,
-        /// Print what the run will cost (time per stage on this CPU and one H200, memory) and
-        /// stop; the projection is also printed before every real run.
+        /// Print what the run will cost (time per stage on a CPU - this one once `ava-dino
+        /// calibrate` has measured it, else the build machine's rates - and on one H200,
+        /// memory) and stop; the projection is also printed before every real run.
         #[arg(long)]
         dry_run: bool,
     },

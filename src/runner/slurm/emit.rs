@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{
     Needs, PROCESS_BYTES, Plan, SlurmError, TimeEstimate, is_gpu, resolve, resources, script,
 };
+use crate::engine::cost::calibration::CpuRates;
 use crate::experiment::schema::SlurmConfig;
 use crate::experiment::{ExperimentDir, Job, LoadedExperiment, MemoryBudget};
 
@@ -105,7 +106,8 @@ fn text(p: &Path) -> Result<String, SlurmError> {
 /// The cost model's figures for the Slurm resources: every job projected as if it ran alone (an
 /// array task may do a training that other tasks share, or wait for it), then the largest fixed
 /// memory and the longest time on the device's rates (measured for the CPU, projected from FLOPs
-/// for a GPU).
+/// for a GPU). The CPU rates are the build machine's, never this machine's calibration: the
+/// tasks run on the cluster's nodes, not on the machine that writes the script.
 fn job_costs(
     loaded: &LoadedExperiment,
     jobs: &[Job],
@@ -116,7 +118,8 @@ fn job_costs(
     for job in jobs {
         let mut alone = loaded.clone();
         alone.experiment.sweep = job.config(&loaded.experiment).sweep;
-        for j in crate::runner::estimate::estimate(&[alone], repo_root)?.jobs {
+        let rates = CpuRates::build();
+        for j in crate::runner::estimate::estimate(&[alone], repo_root, &rates)?.jobs {
             // `resources` adds the process itself on top.
             fixed = fixed.max(j.memory.fixed.saturating_sub(PROCESS_BYTES));
             let stages = if gpu { &j.gpu } else { &j.cpu };

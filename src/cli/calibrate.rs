@@ -1,0 +1,60 @@
+//! `ava-dino calibrate`: measures this machine's stage rates and stores them, keyed by CPU model
+//! and thread count, for `estimate`, `sweep --estimate` and `reproduce --dry-run`.
+
+use std::num::NonZeroUsize;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ava_dino::device::Backend;
+use ava_dino::engine::cost::BUILD_CPU;
+use ava_dino::engine::cost::calibrate::{Protocol, Stage, measure};
+use ava_dino::engine::cost::calibration::{ENV, Entry, Key, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Threads to measure with (default: as every other command, `RAYON_NUM_THREADS` or all
+    /// cores). An estimate uses only the calibration of the thread count it runs with.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<NonZeroUsize>,
+    /// Only `cpu`: the estimate's GPU column is projected from each stage's dtype peak, not
+    /// measured (docs/scale.md).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+    pub device: String,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.get())
+            .build_global()
+            .context("setting the thread count")?;
+    }
+    // An unreadable file stops us now, not after two minutes of measuring.
+    let store = Store::locate()?;
+    store.load()?;
+    let device = ava_dino::device::select(Backend::Cpu)?;
+    let key = Key::this_process();
+    println!(
+        "calibrate: {}, {} threads (every stage at full size: about 30 s on 2 cores)",
+        key.cpu, key.threads
+    );
+    let protocol = Protocol::quick();
+    let mut rates = BUILD_CPU;
+    for stage in Stage::ALL {
+        let m = measure(stage, &protocol, &device)
+            .with_context(|| format!("measuring the {} stage", stage.name()))?;
+        for line in &m.lines {
+            println!("  {line}");
+        }
+        m.apply(&mut rates);
+    }
+    let entry = Entry::now(key, rates);
+    store.save(&entry)?;
+    println!(
+        "stored in {} (set {ENV} to use another file): `ava-dino estimate` now prices jobs with \
+         these rates on this CPU at {} threads",
+        store.path.display(),
+        entry.key.threads
+    );
+    Ok(ExitCode::SUCCESS)
+}
