@@ -73,7 +73,11 @@ impl HostAdamW {
     /// PyTorch's `_single_tensor_adamw` on one parameter, element by element in its order:
     /// `p *= 1 - lr·wd`; `m = lerp(m, g, 1 - β₁)`; `v = v·β₂ + (1 - β₂)·g·g`;
     /// `p += -(lr / (1 - β₁ᵗ)) · m / (√v / √(1 - β₂ᵗ) + eps)`, scalars in f64 cast to f32.
-    fn update(&self, lr: f64, p: &mut [f32], g: &[f32], st: &mut Moments) {
+    ///
+    /// Reads the parameter from `p` and the gradient from `g_out`, and writes the updated
+    /// parameter over the gradient: one pass over memory and no allocation (the gradient's
+    /// buffer becomes the new parameter's).
+    fn update(&self, lr: f64, p: &[f32], g_out: &mut [f32], st: &mut Moments) {
         use rayon::prelude::*;
         st.step += 1;
         let [b1, b2] = self.betas;
@@ -86,14 +90,15 @@ impl HostAdamW {
         let eps = self.eps as f32;
         const CHUNK: usize = 1 << 14;
         let isa = self.isa;
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
+        g_out
+            .par_chunks_mut(CHUNK)
+            .zip(p.par_chunks(CHUNK))
             .zip(st.m.par_chunks_mut(CHUNK))
             .zip(st.v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| {
+            .for_each(|(((out, p), m), v)| {
                 on_isa(isa, || {
                     for k in 0..p.len() {
-                        let (gk, mut pk) = (g[k], p[k] * decay);
+                        let (gk, mut pk) = (out[k], p[k] * decay);
                         // torch.lerp: weight < 0.5 → start + weight·(end − start).
                         let mk = if w1 < 0.5 {
                             m[k] + w1 * (gk - m[k])
@@ -102,7 +107,7 @@ impl HostAdamW {
                         };
                         let vk = v[k] * b2f + w2 * gk * gk;
                         pk += step_size * (mk / (vk.sqrt() / bc2_sqrt + eps));
-                        (p[k], m[k], v[k]) = (pk, mk, vk);
+                        (out[k], m[k], v[k]) = (pk, mk, vk);
                     }
                 })
             });
@@ -183,8 +188,15 @@ impl ModuleMapper for Mapper<'_> {
         };
         let require_grad = tensor.is_require_grad();
         let (device, dims) = (tensor.device(), tensor.dims());
-        let mut p = HostF32::new(tensor).f32().to_vec();
-        let g = HostF32::new(grad);
+        let old = HostF32::new(tensor);
+        // The gradient's own buffer (no copy when the gradient is its only owner, as it is
+        // once taken out of `grads`) receives the new values.
+        let mut p: Vec<f32> = grad
+            .inner()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("an f32 gradient");
         let st = self.opt.state.entry(id.val()).or_insert_with(|| Moments {
             step: 0,
             m: vec![0.0; p.len()],
@@ -198,7 +210,9 @@ impl ModuleMapper for Mapper<'_> {
                 v: Vec::new(),
             },
         );
-        self.opt.update(self.lr, &mut p, g.f32(), &mut st_taken);
+        assert_eq!(p.len(), old.f32().len(), "gradient and parameter sizes");
+        self.opt.update(self.lr, old.f32(), &mut p, &mut st_taken);
+        drop(old);
         self.opt.state.insert(id.val(), st_taken);
         let mut t = Tensor::<D>::from_data(TensorData::new(p, dims), &device);
         if require_grad {
@@ -269,7 +283,9 @@ mod tests {
             [0f64; 3],
         );
         for t in 1..=3 {
-            o.update(lr, &mut p, &g, &mut st);
+            let mut out = g.to_vec();
+            o.update(lr, &p, &mut out, &mut st);
+            p = out;
             for k in 0..3 {
                 let gk = g[k] as f64;
                 pf[k] *= 1.0 - lr * wd;
@@ -306,7 +322,9 @@ mod tests {
                 v: vec![0.0; n],
             };
             for _ in 0..3 {
-                o.update(1e-3, &mut p, &g, &mut st);
+                let mut out = g.clone();
+                o.update(1e-3, &p, &mut out, &mut st);
+                p = out;
             }
             (p, st.m, st.v)
         };

@@ -173,17 +173,23 @@ pub fn pack_b(b: View, n: usize, k0: usize, kc: usize, j0: usize, nc: usize, dst
         let w = n.saturating_sub(c0).min(NR);
         let panel = &mut dst[p * kc * NR..(p + 1) * kc * NR];
         if b.rs == 1 && b.cs != 1 {
-            // A transposed row-major matrix: each column is a contiguous run of k; read runs,
-            // write the panel with stride NR (it stays in L2).
-            for j in 0..NR {
-                if j < w {
-                    let src = &b.data[(c0 + j) * b.cs + k0..(c0 + j) * b.cs + k0 + kc];
-                    for (kk, &v) in src.iter().enumerate() {
-                        panel[kk * NR + j] = v;
-                    }
-                } else {
-                    for kk in 0..kc {
-                        panel[kk * NR + j] = 0.0;
+            // A transposed row-major matrix: each column is a contiguous run of k. Moved in
+            // 16 x 16 tiles: 16 runs of 16 read, 16 panel rows of 16 written, all in L1.
+            const T: usize = 16;
+            for j0 in (0..NR).step_by(T) {
+                for kk0 in (0..kc).step_by(T) {
+                    let kn = (kc - kk0).min(T);
+                    for j in j0..j0 + T {
+                        if j < w {
+                            let at = (c0 + j) * b.cs + k0 + kk0;
+                            for (t, &v) in b.data[at..at + kn].iter().enumerate() {
+                                panel[(kk0 + t) * NR + j] = v;
+                            }
+                        } else {
+                            for t in 0..kn {
+                                panel[(kk0 + t) * NR + j] = 0.0;
+                            }
+                        }
                     }
                 }
             }
