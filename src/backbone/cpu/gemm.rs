@@ -491,6 +491,18 @@ mod tests {
     use super::*;
     use crate::backbone::cpu::math;
 
+    /// Every epilogue, on the given vectors.
+    fn epilogues<'a>(bias: &'a [f32], gamma: &'a [f32], rs: &'a [f32]) -> [Epilogue<'a>; 6] {
+        [
+            Epilogue::Store,
+            Epilogue::Bias(bias),
+            Epilogue::BiasGelu(bias),
+            Epilogue::BiasScaleAdd { bias, gamma },
+            Epilogue::RowScale(rs),
+            Epilogue::Leaky(0.01),
+        ]
+    }
+
     fn seq(len: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
         (0..len)
@@ -597,17 +609,7 @@ mod tests {
             let gamma = seq(n, 4);
             let rs = seq(m, 5);
             let x0 = seq(m * n, 6);
-            for e in [
-                Epilogue::Store,
-                Epilogue::Bias(&bias),
-                Epilogue::BiasGelu(&bias),
-                Epilogue::BiasScaleAdd {
-                    bias: &bias,
-                    gamma: &gamma,
-                },
-                Epilogue::RowScale(&rs),
-                Epilogue::Leaky(0.01),
-            ] {
+            for e in epilogues(&bias, &gamma, &rs) {
                 let run = |isa| {
                     let mut out = x0.clone();
                     gemm(isa, m, k, n, &a, lda, &b, &mut out, n, e);
@@ -702,16 +704,7 @@ mod tests {
             assert_eq!((packed.k(), packed.n()), (k, n));
             assert!(packed.bytes() >= k * n.div_ceil(NR) * NR * 4);
             for isa in Isa::available() {
-                for e in [
-                    Epilogue::Store,
-                    Epilogue::Bias(&bias),
-                    Epilogue::BiasGelu(&bias),
-                    Epilogue::BiasScaleAdd {
-                        bias: &bias,
-                        gamma: &gamma,
-                    },
-                    Epilogue::RowScale(&rs),
-                ] {
+                for e in epilogues(&bias, &gamma, &rs) {
                     // The whole product, then its first rows only (same packed B, smaller m).
                     for rows in [m, m.div_ceil(2)] {
                         let mut want = x0.clone();
