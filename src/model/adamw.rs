@@ -12,8 +12,6 @@ use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
-use super::method::AvaDino;
-use super::optim::OptimConfig;
 use crate::backbone::cpu::Isa;
 use crate::backbone::cpu::host::HostF32;
 use crate::backbone::cpu::isa::on_isa;
@@ -45,14 +43,21 @@ pub struct HostAdamW {
 pub struct StateError(String);
 
 impl HostAdamW {
-    pub fn new(config: &OptimConfig, isa: Isa) -> Self {
+    /// AdamW with `betas`, `eps` and decoupled `weight_decay` (the YAML `optim` section's),
+    /// its loop compiled for `isa`.
+    pub fn new(betas: [f64; 2], eps: f64, weight_decay: f64, isa: Isa) -> Self {
         Self {
             isa,
-            betas: config.betas,
-            eps: config.eps,
-            weight_decay: config.weight_decay,
+            betas,
+            eps,
+            weight_decay,
             state: BTreeMap::new(),
         }
+    }
+
+    /// A fresh optimizer with this one's hyperparameters and instruction set.
+    pub fn hyper(&self) -> Self {
+        Self::new(self.betas, self.eps, self.weight_decay, self.isa)
     }
 
     /// The instruction set of the update loop.
@@ -61,7 +66,7 @@ impl HostAdamW {
     }
 
     /// One update with learning rate `lr` of every parameter `grads` holds.
-    pub fn step(&mut self, lr: f64, model: AvaDino, mut grads: GradientsParams) -> AvaDino {
+    pub fn step<M: Module>(&mut self, lr: f64, model: M, mut grads: GradientsParams) -> M {
         let mut mapper = Mapper {
             opt: self,
             lr,
@@ -129,8 +134,8 @@ impl HostAdamW {
         out
     }
 
-    /// [`HostAdamW::to_bytes`] read back, for `config`.
-    pub fn from_bytes(config: &OptimConfig, isa: Isa, bytes: &[u8]) -> Result<Self, StateError> {
+    /// [`HostAdamW::to_bytes`] read back into `fresh` (an optimizer with no state yet).
+    pub fn from_bytes(fresh: Self, bytes: &[u8]) -> Result<Self, StateError> {
         let bad = |m: &str| StateError(m.to_string());
         let mut at = 0usize;
         let mut take = |n: usize| -> Result<&[u8], StateError> {
@@ -147,7 +152,7 @@ impl HostAdamW {
         }
         let u64_at = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
         let count = u64_at(take(8)?);
-        let mut opt = Self::new(config, isa);
+        let mut opt = fresh;
         for _ in 0..count {
             let id = u64_at(take(8)?);
             let step = u64_at(take(8)?);
@@ -226,8 +231,13 @@ impl ModuleMapper for Mapper<'_> {
 mod tests {
     use super::*;
 
+    /// The reference's hyperparameters (`OptimConfig::default()`).
+    fn fresh(isa: Isa) -> HostAdamW {
+        HostAdamW::new([0.9, 0.999], 1e-8, 1e-2, isa)
+    }
+
     fn state() -> HostAdamW {
-        let mut o = HostAdamW::new(&OptimConfig::default(), Isa::detect());
+        let mut o = fresh(Isa::detect());
         o.state.insert(
             7,
             Moments {
@@ -252,23 +262,22 @@ mod tests {
         let o = state();
         let bytes = o.to_bytes();
         assert_eq!(
-            HostAdamW::from_bytes(&OptimConfig::default(), Isa::detect(), &bytes).unwrap(),
+            HostAdamW::from_bytes(fresh(Isa::detect()), &bytes).unwrap(),
             o
         );
         for cut in [0, 7, 8, 20, bytes.len() - 1] {
-            let e = HostAdamW::from_bytes(&OptimConfig::default(), Isa::detect(), &bytes[..cut])
-                .unwrap_err();
+            let e = HostAdamW::from_bytes(fresh(Isa::detect()), &bytes[..cut]).unwrap_err();
             assert!(e.to_string().starts_with("optimizer state:"), "{e}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(HostAdamW::from_bytes(&OptimConfig::default(), Isa::detect(), &longer).is_err());
+        assert!(HostAdamW::from_bytes(fresh(Isa::detect()), &longer).is_err());
     }
 
     /// The update against PyTorch's `_single_tensor_adamw` formulas evaluated in f64.
     #[test]
     fn update_is_torchs_formula() {
-        let o = HostAdamW::new(&OptimConfig::default(), Isa::detect());
+        let o = fresh(Isa::detect());
         let (lr, b1, b2, eps, wd) = (1e-3, 0.9f64, 0.999f64, 1e-8, 1e-2);
         let mut p = vec![0.3f32, -0.7, 1.5];
         let g = [0.1f32, -2.0, 0.0];
@@ -314,7 +323,7 @@ mod tests {
             .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3)
             .collect();
         let run = |isa| {
-            let o = HostAdamW::new(&OptimConfig::default(), isa);
+            let o = fresh(isa);
             let mut p: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.1 - 0.6).collect();
             let mut st = Moments {
                 step: 0,

@@ -13,7 +13,6 @@ use super::config::MethodConfig;
 use super::fused;
 use super::heads::{aacm, cross_modal_map, global_logits, l2_normalize, pair_prompts};
 use super::loss;
-use super::optim::Batch;
 use super::routing::{Gate, text_routing};
 use super::upsample::Upsampler;
 use crate::backbone::cpu::host::HostF32;
@@ -37,6 +36,23 @@ pub struct AvaDino {
     pub gates: Vec<Gate>,
     #[module(skip)]
     pub config: MethodConfig,
+}
+
+/// One training batch, on the trainer's (autodiff) device.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Per tap `[B, D]`.
+    pub cls: Vec<Tensor<2>>,
+    /// Per tap `[B, h*w, D]`.
+    pub patches: Vec<Tensor<3>>,
+    /// `[h, w]`.
+    pub grid: [usize; 2],
+    /// `[B, E, 2]`, column 0 normal.
+    pub text: Tensor<3>,
+    /// `[B]`, 1 = anomalous.
+    pub labels: Tensor<1, Int>,
+    /// `[B, S, S]`.
+    pub masks: Tensor<3>,
 }
 
 /// What one forward pass gives.

@@ -19,5 +19,5 @@ pub mod upsample;
 
 pub use checkpoint::CheckpointError;
 pub use config::{LossWeights, MethodConfig, Protocol, Variant};
-pub use method::{AvaDino, LossValues, Losses, MethodOutput, ModelError};
-pub use optim::{Batch, OptimConfig, Trainer, accumulated_gradients};
+pub use method::{AvaDino, Batch, LossValues, Losses, MethodOutput, ModelError};
+pub use optim::{OptimConfig, Trainer, accumulated_gradients};

@@ -7,10 +7,9 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::store::{ModuleRecord, RecordError};
 use burn::tensor::Bytes;
-use burn::tensor::{Int, Tensor};
 
 use super::adamw::HostAdamW;
-use super::method::{AvaDino, LossValues, Losses, MethodOutput};
+use super::method::{AvaDino, Batch, LossValues, Losses, MethodOutput};
 use crate::backbone::cpu::Kernels;
 
 /// AdamW with decoupled weight decay and a linear warmup (the YAML `optim` section; reference:
@@ -79,9 +78,9 @@ enum Optimizer {
 impl Optimizer {
     fn for_model(model: &AvaDino, config: &OptimConfig, kernels: Kernels) -> Self {
         match kernels.resolved() {
-            Kernels::Cpu(isa) if model.params_on_cpu_kernels(kernels) => {
-                Self::Host(HostAdamW::new(config, isa))
-            }
+            Kernels::Cpu(isa) if model.params_on_cpu_kernels(kernels) => Self::Host(
+                HostAdamW::new(config.betas, config.eps, config.weight_decay, isa),
+            ),
             _ => Self::Burn(config.build_burn()),
         }
     }
@@ -101,32 +100,15 @@ impl Optimizer {
     }
 
     /// This optimizer with the state `bytes` ([`Optimizer::to_bytes`]).
-    fn restored(self, config: &OptimConfig, bytes: Vec<u8>) -> Result<Self, RecordError> {
+    fn restored(self, bytes: Vec<u8>) -> Result<Self, RecordError> {
         Ok(match self {
             Self::Host(o) => Self::Host(
-                HostAdamW::from_bytes(config, o.isa(), &bytes)
+                HostAdamW::from_bytes(o.hyper(), &bytes)
                     .map_err(|e| RecordError::Validation(e.to_string()))?,
             ),
             Self::Burn(o) => Self::Burn(o.from_bytes(Bytes::from_bytes_vec(bytes))?),
         })
     }
-}
-
-/// One training batch, on the trainer's (autodiff) device.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// Per tap `[B, D]`.
-    pub cls: Vec<Tensor<2>>,
-    /// Per tap `[B, h*w, D]`.
-    pub patches: Vec<Tensor<3>>,
-    /// `[h, w]`.
-    pub grid: [usize; 2],
-    /// `[B, E, 2]`, column 0 normal.
-    pub text: Tensor<3>,
-    /// `[B]`, 1 = anomalous.
-    pub labels: Tensor<1, Int>,
-    /// `[B, S, S]`.
-    pub masks: Tensor<3>,
 }
 
 /// Model + AdamW + warmup schedule. Build the model on an autodiff device
@@ -224,8 +206,7 @@ impl Trainer {
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(model_bytes))?;
         let model = template.try_load_record(record)?;
         let kernels = Kernels::configured();
-        let optim =
-            Optimizer::for_model(&model, &config, kernels).restored(&config, optim_bytes)?;
+        let optim = Optimizer::for_model(&model, &config, kernels).restored(optim_bytes)?;
         Ok(Self {
             model,
             config,
