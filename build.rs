@@ -36,6 +36,7 @@ const NOT_COMPUTE: &[&str] = &[
 /// the embedded random weights, extraction and the shard format.
 const FEATURES: &[&str] = &[
     "src/backbone",
+    "src/cpu",
     "src/data",
     "src/io",
     "src/device.rs",

@@ -15,6 +15,7 @@
 
 pub mod backbone;
 pub mod build_info;
+pub mod cpu;
 pub mod data;
 pub mod device;
 pub mod engine;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use ava_dino::backbone::cpu::Kernels;
+use ava_dino::cpu::Kernels;
 use ava_dino::model::{AvaDino, MethodConfig, MethodOutput, Variant};
 use ava_dino::rng::SplitMix64;
 use burn::module::{Module, ModuleVisitor, Param};

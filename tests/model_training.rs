@@ -399,7 +399,7 @@ fn micro_batches_accumulate_to_the_whole_batch() {
         let micro = bounds
             .windows(2)
             .map(|w| Ok::<_, std::convert::Infallible>(slice(&batch, w[0], w[1])));
-        let kernels = ava_dino::backbone::cpu::Kernels::configured();
+        let kernels = ava_dino::cpu::Kernels::configured();
         let (g, v, w) = ava_dino::model::accumulated_gradients(&model, B, micro, kernels).unwrap();
         (gradient_values(&model, &g), v, w)
     };
@@ -457,7 +457,7 @@ fn micro_batches_accumulate_to_the_whole_batch() {
 /// for a micro-batch's share: the same function in another summation order.
 #[test]
 fn cpu_kernels_give_burns_losses_and_gradients() {
-    use ava_dino::backbone::cpu::Kernels;
+    use ava_dino::cpu::Kernels;
     let device = Device::flex().autodiff();
     let vec = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap();
     for variant in [

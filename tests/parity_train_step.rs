@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use ava_dino::backbone::cpu::Kernels;
+use ava_dino::cpu::Kernels;
 use ava_dino::io::{HostTensor, TensorFile};
 use ava_dino::model::checkpoint::{from_named, key_table};
 use ava_dino::model::{Batch, LossWeights, MethodConfig, OptimConfig, Protocol, Trainer, Variant};

@@ -12,9 +12,9 @@ use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::backbone::cpu::Isa;
-use crate::backbone::cpu::host::HostF32;
-use crate::backbone::cpu::isa::on_isa;
+use crate::cpu::Isa;
+use crate::cpu::host::HostF32;
+use crate::cpu::isa::on_isa;
 
 const MAGIC: &[u8; 8] = b"AVADAMW1";
 

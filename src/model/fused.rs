@@ -5,7 +5,7 @@
 //! It is the same function as the burn path of [`super::method`] (the same parity fixtures run
 //! through both), computed in fewer passes and with three formulation changes that do not change
 //! the function:
-//! - the products run on the backbone's GEMM ([`crate::backbone::cpu::gemm`]) with the
+//! - the products run on the backbone's GEMM ([`crate::cpu::gemm`]) with the
 //!   LeakyReLU in its epilogue, reading the PyTorch-layout weights and the transposed operands
 //!   of the backward products in place; the input gradient of the first layer (the frozen
 //!   features) is never computed;
@@ -25,11 +25,11 @@ use rayon::prelude::*;
 
 use super::adapter::LEAKY_SLOPE;
 use super::upsample::blend_weights;
-use crate::backbone::cpu::Isa;
-use crate::backbone::cpu::gemm::{View, gemm_view};
-use crate::backbone::cpu::isa::on_isa;
-use crate::backbone::cpu::kernel::Epilogue;
-use crate::backbone::cpu::math;
+use crate::cpu::Isa;
+use crate::cpu::gemm::{View, gemm_view};
+use crate::cpu::isa::on_isa;
+use crate::cpu::kernel::Epilogue;
+use crate::cpu::math;
 
 const SLOPE: f32 = LEAKY_SLOPE as f32;
 /// Rows per task in the row-wise passes.

@@ -15,8 +15,8 @@ use super::heads::{aacm, cross_modal_map, global_logits, l2_normalize, pair_prom
 use super::loss;
 use super::routing::{Gate, text_routing};
 use super::upsample::Upsampler;
-use crate::backbone::cpu::host::HostF32;
-use crate::backbone::cpu::{Isa, Kernels};
+use crate::cpu::host::HostF32;
+use crate::cpu::{Isa, Kernels};
 
 /// The trainable modules (names follow the reference checkpoint, see `checkpoint::key_table`;
 /// constructors `AvaDino::new` / `try_new` are in `checkpoint`, with the table they draw from).

@@ -10,7 +10,7 @@ use burn::tensor::Bytes;
 
 use super::adamw::HostAdamW;
 use super::method::{AvaDino, Batch, LossValues, Losses, MethodOutput};
-use crate::backbone::cpu::Kernels;
+use crate::cpu::Kernels;
 
 /// AdamW with decoupled weight decay and a linear warmup (the YAML `optim` section; reference:
 /// lr 1e-4, betas (0.9, 0.999), eps 1e-8, weight decay 1e-2, warmup 3 % of the steps).

@@ -26,14 +26,11 @@
 //! [`tap_hidden`] of a small random model.
 
 pub mod attention;
-pub mod choice;
-pub mod gemm;
-pub mod host;
-pub mod isa;
-pub mod kernel;
-pub mod math;
 pub mod norm;
 pub mod packed;
+
+/// The shared kernels, under their old paths for the backbone's files.
+pub use crate::cpu::{choice, gemm, host, isa, kernel, math};
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -291,7 +291,7 @@ pub mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::cpu::Isa;
+    use crate::cpu::Isa;
 
     /// erf in f64: the Maclaurin series below 3 (A&S 7.1.5; terms stay below 1e4, so f64 keeps
     /// ~1e-12), the asymptotic erfc series from 3 on (A&S 7.1.23; truncation error < 1e-10).

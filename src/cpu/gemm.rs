@@ -489,7 +489,7 @@ pub fn check_epilogue(e: &Epilogue, m: usize, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::cpu::math;
+    use crate::cpu::math;
 
     /// Every epilogue, on the given vectors.
     fn epilogues<'a>(bias: &'a [f32], gamma: &'a [f32], rs: &'a [f32]) -> [Epilogue<'a>; 6] {
