@@ -401,25 +401,25 @@ impl AvaDino {
         }
     }
 
-    /// The instruction set of the CPU kernels when the patch branch runs on them: features on
-    /// the flex device (with or without autodiff) in f32, parameters in f32, and
-    /// `kernels` (the process's is `AVA_DINO_CPU_KERNELS`, the backbone's switch) not `burn`.
+    /// The instruction set of the CPU kernels when the patch branch runs on them: the
+    /// parameters' rule ([`AvaDino::params_isa`]) and the features on the flex device too
+    /// (with or without autodiff), in f32.
     pub fn fused_isa(&self, patches: &[Tensor<3>], kernels: Kernels) -> Option<Isa> {
+        let p = patches.first()?;
+        let on_flex_f32 = p.dtype() == DType::F32 && p.device().inner() == Device::flex();
+        self.params_isa(kernels).filter(|_| on_flex_f32)
+    }
+
+    /// The CPU kernels' instruction set when they run on this model's parameters: f32 on the
+    /// flex device (with or without autodiff) and `kernels` (the process's is
+    /// `AVA_DINO_CPU_KERNELS`, the backbone's switch) not `burn`. Then the trainer updates
+    /// them with [`super::adamw::HostAdamW`].
+    pub fn params_isa(&self, kernels: Kernels) -> Option<Isa> {
         let Kernels::Cpu(isa) = kernels.resolved() else {
             return None;
         };
-        let p = patches.first()?;
-        let f32s = p.dtype() == DType::F32 && self.text_projection.val().dtype() == DType::F32;
-        (f32s && p.device().inner() == Device::flex()).then_some(isa)
-    }
-
-    /// Whether the parameters are f32 on the flex device and `kernels` is not `burn`: then the
-    /// trainer updates them with [`super::adamw::HostAdamW`].
-    pub fn params_on_cpu_kernels(&self, kernels: Kernels) -> bool {
         let p = self.text_projection.val();
-        matches!(kernels.resolved(), Kernels::Cpu(_))
-            && p.dtype() == DType::F32
-            && p.device().inner() == Device::flex()
+        (p.dtype() == DType::F32 && p.device().inner() == Device::flex()).then_some(isa)
     }
 
     fn shapes(&self, b: usize, grid: [usize; 2]) -> fused::Shapes {

@@ -68,7 +68,7 @@ impl OptimConfig {
     }
 }
 
-/// AdamW on the host where the CPU kernels run ([`AvaDino::fused_isa`]'s rule on the model's
+/// AdamW on the host where the CPU kernels run ([`AvaDino::params_isa`]'s rule on the model's
 /// parameters), burn's elsewhere (GPU devices, other dtypes, `AVA_DINO_CPU_KERNELS=burn`).
 enum Optimizer {
     Host(HostAdamW),
@@ -77,11 +77,14 @@ enum Optimizer {
 
 impl Optimizer {
     fn for_model(model: &AvaDino, config: &OptimConfig, kernels: Kernels) -> Self {
-        match kernels.resolved() {
-            Kernels::Cpu(isa) if model.params_on_cpu_kernels(kernels) => Self::Host(
-                HostAdamW::new(config.betas, config.eps, config.weight_decay, isa),
-            ),
-            _ => Self::Burn(config.build_burn()),
+        match model.params_isa(kernels) {
+            Some(isa) => Self::Host(HostAdamW::new(
+                config.betas,
+                config.eps,
+                config.weight_decay,
+                isa,
+            )),
+            None => Self::Burn(config.build_burn()),
         }
     }
 
