@@ -406,6 +406,52 @@ fn cli_lists_emits_and_refuses_missing_assets() {
     );
 }
 
+/// The CPU kernels and burn's ops give other last bits, so a run finished on one is not
+/// reused under the other: the sweep names the difference and runs nothing.
+#[test]
+fn a_run_made_on_the_cpu_kernels_is_not_reused_under_burns_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().to_str().unwrap();
+    let l = load_experiment(&exp_file("table2.yaml"), Some(Profile::Smoke), &[]).unwrap();
+    let jobs = experiment::jobs(&l.experiment);
+    let rd = ExperimentDir::new(dir.path(), &l.experiment).run(&jobs[1]);
+    let identity = ava_dino::engine::job_identity(&jobs[1], &l.experiment, &root()).unwrap();
+    assert_eq!(
+        identity.run.parts.get("kernels").map(String::as_str),
+        Some("cpu"),
+        "the tests run on the CPU kernels (AVA_DINO_CPU_KERNELS unset)"
+    );
+    rd.prepare(&identity.run, None).unwrap();
+    std::fs::write(rd.done_marker(), "x").unwrap();
+    let sweep = |kernels: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ava-dino"))
+            .args(["sweep", "experiments/table2.yaml", "--profile", "smoke"])
+            .args(["--runs", runs, "--task-index", "1"])
+            .env("AVA_DINO_CPU_KERNELS", kernels)
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    // Another instruction set gives the same bits: reused.
+    let out = sweep("portable");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("already done, skipped"), "{err}");
+    let out = sweep("burn");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "reused a run made on other kernels: {err}"
+    );
+    for needle in [
+        "made differently",
+        "kernels: cpu -> burn",
+        "nothing was run",
+    ] {
+        assert!(err.contains(needle), "missing `{needle}` in: {err}");
+    }
+}
+
 #[test]
 fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,9 +3,11 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
+use burn::module::Param;
 use burn::tensor::{DType, Tensor};
 
 /// The values of a tensor (autodiff tensors are read through their inner tensor).
+#[derive(Clone)]
 pub enum HostF32 {
     /// Borrowed from the flex storage (keeps its Arc alive).
     Flex(FlexTensor),
@@ -14,24 +16,39 @@ pub enum HostF32 {
 }
 
 impl HostF32 {
-    /// The values of `t`, borrowed where they can be.
+    /// The values of `t`, borrowed where they can be, copied otherwise.
     pub fn new<const D: usize>(t: Tensor<D>) -> Self {
-        let t = t.inner();
-        match t.clone().try_into_primitive::<Flex>() {
-            Ok(f)
-                if f.dtype() == DType::F32
-                    && f.is_contiguous()
-                    && f.layout().start_offset() == 0 =>
-            {
-                Self::Flex(f)
-            }
-            _ => Self::Owned(
-                t.into_data()
+        Self::borrow(t.clone()).unwrap_or_else(|_| {
+            Self::Owned(
+                t.inner()
+                    .into_data()
                     .convert::<f32>()
                     .try_into_vec::<f32>()
                     .expect("converted to f32"),
-            ),
+            )
+        })
+    }
+
+    /// The values of `t` borrowed from flex's storage, or why they cannot be. For callers that
+    /// must not copy: the backbone's weights are packed once and recognised later by the
+    /// address of their storage.
+    pub fn borrow<const D: usize>(t: Tensor<D>) -> Result<Self, &'static str> {
+        let f = t
+            .inner()
+            .try_into_primitive::<Flex>()
+            .map_err(|_| "not a flex tensor")?;
+        if f.dtype() != DType::F32 {
+            return Err("not f32");
         }
+        if !f.is_contiguous() || f.layout().start_offset() != 0 {
+            return Err("not contiguous");
+        }
+        Ok(Self::Flex(f))
+    }
+
+    /// [`HostF32::borrow`] on a parameter's value.
+    pub fn param<const D: usize>(p: &Param<Tensor<D>>) -> Result<Self, &'static str> {
+        Self::borrow(p.val())
     }
 
     pub fn f32(&self) -> &[f32] {

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use super::EngineError;
 use super::assets::{backbone_id, registry, text_id};
+use crate::cpu::Kernels;
 use crate::data::{ListOptions, Registry, Sample, SkippedFile, list_samples_with_skipped};
+use crate::device::Backend;
 use crate::experiment::{Experiment, Identity, Job, short_hash};
 
 /// The identities of a job's run directory and of the training directory it shares.
@@ -65,6 +67,18 @@ pub fn list(
     Ok((samples, skipped))
 }
 
+/// Which implementation computes a run on `device`: on the CPU, `cpu` (the crate's kernels, any
+/// instruction set: they give the same bits) or `burn` (`AVA_DINO_CPU_KERNELS=burn`). The two
+/// compute the same function but not the same bits (features differ in their last bits, and
+/// training amplifies that), so a run made on one is never reused for the other. Other devices
+/// always run burn's ops and are told apart by the configuration's `device`.
+pub fn kernels_part(device: Backend, kernels: Kernels) -> Option<&'static str> {
+    (device == Backend::Cpu).then_some(match kernels.resolved() {
+        Kernels::Burn => "burn",
+        _ => "cpu",
+    })
+}
+
 /// The identity of `job` of the sweep `exp` (the sweep's configuration: [`Job::config`] is
 /// applied here). Writes the synthetic twins first when the data is embedded and they are
 /// missing (they are listed like real data).
@@ -96,6 +110,9 @@ pub fn job_identity(
     if let Some(path) = &config.train.init {
         parts.insert("weights.init".to_string(), super::init::init_id(path)?);
     }
+    if let Some(family) = kernels_part(config.device, Kernels::configured()) {
+        parts.insert("kernels".to_string(), family.to_string());
+    }
     let yaml = |e: &Experiment| serde_saphyr::to_string(e).expect("the schema serializes to YAML");
     let training = Identity {
         config: yaml(&job.train_config(exp)),
@@ -109,4 +126,22 @@ pub fn job_identity(
         },
         training,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::Isa;
+
+    #[test]
+    fn cpu_runs_name_their_kernels_and_gpu_runs_do_not() {
+        for kernels in [Kernels::Auto, Kernels::Cpu(Isa::Portable)] {
+            assert_eq!(kernels_part(Backend::Cpu, kernels), Some("cpu"));
+        }
+        assert_eq!(kernels_part(Backend::Cpu, Kernels::Burn), Some("burn"));
+        for device in [Backend::Wgpu, Backend::Vulkan, Backend::Cuda] {
+            assert_eq!(kernels_part(device, Kernels::Auto), None);
+            assert_eq!(kernels_part(device, Kernels::Burn), None);
+        }
+    }
 }

@@ -540,22 +540,29 @@ fn map_loss(sh: &Shapes, prob: &[f32], masks: &[f32], weight: f32) -> (f32, Buf)
     let (b, px) = (sh.batch, sh.pixels());
     let on_hi = (1.0f64 - SMOOTH as f64) as f32;
     let on = |m: bool| if m { on_hi } else { SMOOTH };
-    // Per image: Σ (1-pt)² ln pt, Σ p₁m, Σ p₁, Σ m, in pixel chunks (chunk order fixed).
-    let sums: Vec<[f64; 4]> = (0..b)
-        .flat_map(|i| (0..px.div_ceil(PIXELS)).map(move |c| (i, c)))
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|(i, c)| {
-            let r = c * PIXELS..((c + 1) * PIXELS).min(px);
-            let p0 = &prob[(2 * i) * px..(2 * i + 1) * px];
-            let p1 = &prob[(2 * i + 1) * px..(2 * i + 2) * px];
-            let m = &masks[i * px..(i + 1) * px];
+    // Per image: Σ (1-pt)² ln pt, Σ p₁m, Σ p₁, Σ m, in pixel chunks (chunk order fixed);
+    // ln pt is kept for the gradient's pass.
+    let mut ln_pt = Buf::scratch(b * px);
+    let sums: Vec<[f64; 4]> = ln_pt
+        .par_chunks_mut(px)
+        .enumerate()
+        .flat_map(|(i, img)| {
+            img.par_chunks_mut(PIXELS)
+                .enumerate()
+                .map(move |(c, out)| (i, c, out))
+        })
+        .map(|(i, c, out)| {
+            let r = c * PIXELS..c * PIXELS + out.len();
+            let p0 = &prob[(2 * i) * px..(2 * i + 1) * px][r.clone()];
+            let p1 = &prob[(2 * i + 1) * px..(2 * i + 2) * px][r.clone()];
+            let m = &masks[i * px..(i + 1) * px][r];
             let mut s = [0f64; 4];
-            for k in r {
+            for k in 0..out.len() {
                 let on1 = m[k] > 0.5;
                 let pt = on(!on1) * p0[k] + on(on1) * p1[k] + SMOOTH;
                 let om = 1.0 - pt;
-                s[0] += (om * om * pt.ln()) as f64;
+                out[k] = pt.ln();
+                s[0] += (om * om * out[k]) as f64;
                 let mk = if on1 { 1.0 } else { 0.0 };
                 s[1] += (p1[k] * mk) as f64;
                 s[2] += p1[k] as f64;
@@ -591,6 +598,7 @@ fn map_loss(sh: &Shapes, prob: &[f32], masks: &[f32], weight: f32) -> (f32, Buf)
         let p0 = &prob[(2 * i) * px..(2 * i + 1) * px];
         let p1 = &prob[(2 * i + 1) * px..(2 * i + 2) * px];
         let m = &masks[i * px..(i + 1) * px];
+        let ln_pt = &ln_pt[i * px..(i + 1) * px];
         let (num, den) = dices[i];
         let (d_on, d_off) = (
             (-wd * (2.0 / den - num / (den * den))) as f32,
@@ -601,7 +609,7 @@ fn map_loss(sh: &Shapes, prob: &[f32], masks: &[f32], weight: f32) -> (f32, Buf)
             let (o0, o1) = (on(!on1), on(on1));
             let pt = o0 * p0[k] + o1 * p1[k] + SMOOTH;
             let om = 1.0 - pt;
-            let dpt = (wf as f32) * (2.0 * om * pt.ln() - om * om / pt);
+            let dpt = (wf as f32) * (2.0 * om * ln_pt[k] - om * om / pt);
             gi[k] = dpt * (o1 - o0) + if on1 { d_on } else { d_off };
         }
     });

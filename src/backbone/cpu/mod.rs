@@ -36,11 +36,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
-use burn::module::Param;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::{DType, FloatDType, Tensor, TensorData};
+use burn::tensor::{FloatDType, Tensor, TensorData};
 
 pub use choice::{Kernels, KernelsError, effective_kernels};
 pub use isa::Isa;
@@ -51,44 +48,18 @@ use self::kernel::Epilogue;
 use self::packed::PackedLinear;
 use super::rope;
 use super::vit::DinoV3;
-
-/// A flex f32 tensor's contiguous values, borrowed from its storage (keeps the Arc alive).
-#[derive(Clone)]
-struct Host(FlexTensor);
-
-impl Host {
-    fn new<const D: usize>(t: Tensor<D>) -> Result<Self, &'static str> {
-        let f = t
-            .try_into_primitive::<Flex>()
-            .map_err(|_| "not a (non-autodiff) flex tensor")?;
-        if f.dtype() != DType::F32 {
-            return Err("not f32");
-        }
-        if !f.is_contiguous() || f.layout().start_offset() != 0 {
-            return Err("not contiguous");
-        }
-        Ok(Self(f))
-    }
-
-    fn param<const D: usize>(p: &Param<Tensor<D>>) -> Result<Self, &'static str> {
-        Self::new(p.val())
-    }
-
-    fn f32(&self) -> &[f32] {
-        &self.0.storage::<f32>()[..self.0.layout().num_elements()]
-    }
-}
+use crate::cpu::host::HostF32;
 
 struct NormW {
-    gamma: Host,
-    beta: Option<Host>,
+    gamma: HostF32,
+    beta: Option<HostF32>,
 }
 
 impl NormW {
     fn new(ln: &LayerNorm) -> Result<Self, &'static str> {
         Ok(Self {
-            gamma: Host::param(&ln.gamma)?,
-            beta: ln.beta.as_ref().map(Host::param).transpose()?,
+            gamma: HostF32::param(&ln.gamma)?,
+            beta: ln.beta.as_ref().map(HostF32::param).transpose()?,
         })
     }
 
@@ -98,7 +69,7 @@ impl NormW {
             x,
             d,
             self.gamma.f32(),
-            self.beta.as_ref().map(Host::f32),
+            self.beta.as_ref().map(HostF32::f32),
             eps,
             out,
         );
@@ -116,10 +87,10 @@ impl LinearW {
     fn new(l: &Linear, cache: &PackCache, slot: usize) -> Result<Self, &'static str> {
         let [k, n] = l.weight.val().dims();
         let bias = match &l.bias {
-            Some(b) => Cow::Owned(Host::param(b)?.f32().to_vec()),
+            Some(b) => Cow::Owned(HostF32::param(b)?.f32().to_vec()),
             None => Cow::Owned(vec![0.0; n]),
         };
-        let w = cache.get(slot, &Host::param(&l.weight)?, k, n);
+        let w = cache.get(slot, &HostF32::param(&l.weight)?, k, n);
         Ok(Self { w, bias })
     }
 
@@ -134,11 +105,11 @@ struct BlockW {
     norm1: NormW,
     qkv: LinearW,
     proj: LinearW,
-    ls1: Host,
+    ls1: HostF32,
     norm2: NormW,
     fc1: LinearW,
     fc2: LinearW,
-    ls2: Host,
+    ls2: HostF32,
 }
 
 /// Hidden states `[B, N, D]` after each block in `taps` (deepest first-run order), on the CPU
@@ -168,11 +139,11 @@ pub fn tap_hidden(
                 norm1: NormW::new(&b.norm1)?,
                 qkv: LinearW::new(&b.attn.qkv, cache, 4 * i)?,
                 proj: LinearW::new(&b.attn.proj, cache, 4 * i + 1)?,
-                ls1: Host::param(&b.ls1)?,
+                ls1: HostF32::param(&b.ls1)?,
                 norm2: NormW::new(&b.norm2)?,
                 fc1: LinearW::new(&b.mlp.fc1, cache, 4 * i + 2)?,
                 fc2: LinearW::new(&b.mlp.fc2, cache, 4 * i + 3)?,
-                ls2: Host::param(&b.ls2)?,
+                ls2: HostF32::param(&b.ls2)?,
             })
         })
         .collect::<Result<Vec<_>, &'static str>>()?;
@@ -224,6 +195,7 @@ pub fn tap_hidden(
 
 #[cfg(test)]
 mod tests {
+    use burn::module::Param;
     use burn::tensor::{Device, Distribution};
 
     use super::*;

@@ -19,9 +19,9 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::Host;
 use super::gemm::PackedB;
 use super::kernel::NR;
+use crate::cpu::host::HostF32;
 
 /// Bytes of a whole model's packed copy: per block qkv `[D, 3D]`, proj `[D, D]`, fc1
 /// `[D, F]` and fc2 `[F, D]` (`[K, N]`), each `N` rounded up to whole `NR`-column panels, as
@@ -35,13 +35,13 @@ pub fn model_bytes(width: usize, mlp: usize, depth: usize) -> u64 {
 
 /// One weight packed, with the weight it was packed from.
 pub struct PackedLinear {
-    source: Host,
+    source: HostF32,
     pub b: PackedB,
 }
 
 impl PackedLinear {
     /// Whether this was packed from `w`'s storage (the same allocation, the same extent).
-    fn is_of(&self, w: &Host) -> bool {
+    fn is_of(&self, w: &HostF32) -> bool {
         let (a, b) = (self.source.f32(), w.f32());
         a.as_ptr() == b.as_ptr() && a.len() == b.len()
     }
@@ -59,7 +59,7 @@ impl PackCache {
     /// The lock is never held while packing: the packing runs on the rayon pool, and a thread
     /// waiting in it may steal a task that asks this cache again. Two threads that miss the
     /// same slot at once both pack it (the same values); the last one stays.
-    pub(super) fn get(&self, slot: usize, w: &Host, k: usize, n: usize) -> Arc<PackedLinear> {
+    pub(super) fn get(&self, slot: usize, w: &HostF32, k: usize, n: usize) -> Arc<PackedLinear> {
         if let Some(Some(p)) = self.lock().get(slot)
             && p.is_of(w)
         {
