@@ -330,4 +330,34 @@ fn evaluate_reproduces_a_runs_metrics_from_its_own_checkpoints() {
         );
         assert!(!out.exists(), "work began before the files were checked");
     }
+    // An unknown category: named with the known ones, before any backbone work too.
+    let out = tmp.path().join("wrong-category");
+    let table = root().join("experiments/table4.yaml");
+    let (t, o, p) = (
+        table.display().to_string(),
+        out.display().to_string(),
+        pth.display().to_string(),
+    );
+    let args = [
+        "evaluate",
+        "--experiment",
+        &t,
+        "--profile",
+        "smoke",
+        "--target",
+        "mvtec",
+        "--quiet",
+        "--out",
+        &o,
+        "--category",
+        "bottel",
+        "--checkpoint",
+        &p,
+    ];
+    let (ok, printed) = ava(tmp.path(), &args, &[]);
+    assert!(
+        !ok && printed.contains("unknown category `bottel`; known: bottle"),
+        "{printed}"
+    );
+    assert!(!out.exists(), "work began before the category was checked");
 }

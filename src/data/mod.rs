@@ -136,15 +136,15 @@ pub fn list_samples(
     list_samples_with_skipped(registry, key, protocol, opts).map(|(s, _)| s)
 }
 
-/// [`list_samples`], also returning the samples left out under `opts.skip_bad`.
-pub fn list_samples_with_skipped(
+/// That dataset `key` is in the registry and has every category of `categories` (a check that
+/// reads no file, for commands that want it before loading any model).
+pub fn check_categories(
     registry: &Registry,
     key: &str,
-    protocol: Protocol,
-    opts: &ListOptions,
-) -> Result<(Vec<Sample>, Vec<SkippedFile>), DataError> {
+    categories: &[String],
+) -> Result<(), DataError> {
     let spec = registry.get(key)?;
-    for c in &opts.categories {
+    for c in categories {
         if !spec.categories.iter().any(|s| &s.name == c) {
             return Err(DataError::UnknownCategory {
                 key: key.to_string(),
@@ -158,6 +158,18 @@ pub fn list_samples_with_skipped(
             });
         }
     }
+    Ok(())
+}
+
+/// [`list_samples`], also returning the samples left out under `opts.skip_bad`.
+pub fn list_samples_with_skipped(
+    registry: &Registry,
+    key: &str,
+    protocol: Protocol,
+    opts: &ListOptions,
+) -> Result<(Vec<Sample>, Vec<SkippedFile>), DataError> {
+    check_categories(registry, key, &opts.categories)?;
+    let spec = registry.get(key)?;
     let root = registry.resolve_root(key)?;
     let cats: Vec<&CategorySpec> = spec
         .categories

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use super::EngineError;
-use super::assets::{AssetSpec, shared_assets};
+use super::assets::{AssetSpec, registry, shared_assets};
 use super::budget::{Budget, available_at_start};
 use super::cost;
 use super::evaluate::{EvalOptions, Spill, TargetSet, evaluate};
@@ -17,7 +17,7 @@ use super::init::method_config_unloaded;
 use super::overlays::write_overlays;
 use super::pipeline::{bootstrap_spec, extractor};
 use super::progress::Reporter;
-use crate::data::{ListOptions, SkippedFile, list_samples_with_skipped};
+use crate::data::{ListOptions, SkippedFile, check_categories, list_samples_with_skipped};
 use crate::experiment::record::Evaluation;
 use crate::experiment::{Experiment, Job, RunDir};
 use crate::model::AvaDino;
@@ -82,13 +82,19 @@ fn epoch_of(path: &Path) -> usize {
     }
 }
 
-/// Reads every checkpoint as a model of the configured method; the first wrong file is an error
-/// naming it and what is wrong. Needs no backbone or text tower, only their shapes.
+/// Checks the target's categories, then reads every checkpoint as a model of the configured
+/// method; the first unknown category or wrong file is an error naming it and what is wrong.
+/// Needs no backbone or text tower, only their shapes.
 pub fn load_checkpoints(
     spec: &CheckpointEval,
     device: &Device,
 ) -> Result<Vec<AvaDino>, EngineError> {
     let method = method_config_unloaded(spec.job, spec.exp)?;
+    check_categories(
+        &registry(&spec.exp.data, spec.repo_root)?,
+        &spec.job.target,
+        spec.categories,
+    )?;
     let mut labels = std::collections::BTreeSet::new();
     spec.files
         .iter()
