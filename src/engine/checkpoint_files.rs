@@ -15,7 +15,7 @@ use super::evaluate::{EvalOptions, Spill, TargetSet, evaluate};
 use super::inference::Prompts;
 use super::init::method_config_unloaded;
 use super::overlays::write_overlays;
-use super::pipeline::{bootstrap_spec, extractor};
+use super::pipeline::extractor;
 use super::progress::Reporter;
 use crate::data::{ListOptions, SkippedFile, check_categories, list_samples_with_skipped};
 use crate::experiment::record::Evaluation;
@@ -135,13 +135,7 @@ pub fn evaluate_checkpoints(
         samples,
     };
     let extractor = extractor(exp, &assets, device, None);
-    let bootstrap = bootstrap_spec(exp);
-    let eval_opts = EvalOptions {
-        batch_size: exp.eval.batch_size,
-        protocol: exp.protocol,
-        aupro: exp.eval.aupro.then_some(exp.eval.aupro_fpr_limit),
-        bootstrap,
-    };
+    let eval_opts = EvalOptions::of(exp);
     std::fs::create_dir_all(spec.out).map_err(|source| EngineError::Io {
         path: spec.out.to_path_buf(),
         source,
@@ -182,7 +176,7 @@ pub fn evaluate_checkpoints(
     let mut out = Vec::with_capacity(models.len());
     for ((file, model), ev) in spec.files.iter().zip(models).zip(evals) {
         let label = label_of(file);
-        let evaluation = ev.record(epoch_of(file), &label, bootstrap.as_ref())?;
+        let evaluation = ev.record(epoch_of(file), &label, eval_opts.bootstrap.as_ref())?;
         let dir = RunDir::at(spec.out.join(label.replace('/', "__")));
         write_overlays(&dir, model, &target, &extractor, exp.eval.maps_per_category)?;
         out.push(CheckpointResult {

@@ -26,6 +26,7 @@ use super::features::batch_tensors;
 use super::inference::{ImagePrediction, Prompts, run_tensors};
 use super::progress::Progress;
 use crate::data::{Sample, SkippedFile};
+use crate::experiment::Experiment;
 use crate::experiment::record::{
     BootstrapInfo, CategoryMetrics, Evaluation, Interval, MetricIntervals, MetricSet,
 };
@@ -44,6 +45,25 @@ pub struct EvalOptions {
     pub aupro: Option<f64>,
     /// Bootstrap confidence intervals of every metric (`None`: none).
     pub bootstrap: Option<BootstrapSpec>,
+}
+
+impl EvalOptions {
+    /// The options the `eval` section of `exp` asks for (a run's evaluation and `ava-dino
+    /// evaluate` read them the same way); no bootstrap with 0 replicates.
+    pub fn of(exp: &Experiment) -> Self {
+        let b = &exp.eval.bootstrap;
+        Self {
+            batch_size: exp.eval.batch_size,
+            protocol: exp.protocol,
+            aupro: exp.eval.aupro.then_some(exp.eval.aupro_fpr_limit),
+            bootstrap: (b.replicates > 0).then_some(BootstrapSpec {
+                replicates: b.replicates,
+                seed: b.seed,
+                level: b.level,
+                bins: b.bins,
+            }),
+        }
+    }
 }
 
 /// The images of a target and their prompts.

@@ -289,12 +289,7 @@ impl<'a> Running<'a> {
             .iter()
             .map(|&e| checkpoints::load_adapters(&cx.training.epoch(e), &self.device))
             .collect::<Result<Vec<_>, _>>()?;
-        let opts = EvalOptions {
-            batch_size: exp.eval.batch_size,
-            protocol: exp.protocol,
-            aupro: exp.eval.aupro.then_some(exp.eval.aupro_fpr_limit),
-            bootstrap: bootstrap_spec(exp),
-        };
+        let opts = EvalOptions::of(exp);
         // Shards written by a training on this set or by another job evaluating it are read
         // back (exact in f32); written when other jobs of the sweep evaluate this target too.
         let shards = (plan.target_from_shards || plan.write_target_shards).then(|| Shards {
@@ -493,17 +488,6 @@ fn backbone_images(assets: &Assets) -> u64 {
     assets
         .backbone_images
         .load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// The bootstrap of `eval.bootstrap` (`None` with 0 replicates).
-pub(super) fn bootstrap_spec(exp: &Experiment) -> Option<crate::metrics::BootstrapSpec> {
-    let b = &exp.eval.bootstrap;
-    (b.replicates > 0).then_some(crate::metrics::BootstrapSpec {
-        replicates: b.replicates,
-        seed: b.seed,
-        level: b.level,
-        bins: b.bins,
-    })
 }
 
 fn store_name(store: crate::experiment::TrainStore) -> &'static str {
