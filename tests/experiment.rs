@@ -406,23 +406,30 @@ fn cli_lists_emits_and_refuses_missing_assets() {
     );
 }
 
+/// Marks Table 2's smoke job 1 finished under `runs` with the identity a sweep from this
+/// process would ask for (its fingerprint and `DONE`), as a sweep leaves it; that identity.
+fn finish_table2_job1(runs: &Path) -> ava_dino::engine::JobIdentity {
+    let l = load_experiment(&exp_file("table2.yaml"), Some(Profile::Smoke), &[]).unwrap();
+    let jobs = experiment::jobs(&l.experiment);
+    let rd = ExperimentDir::new(runs, &l.experiment).run(&jobs[1]);
+    let identity = ava_dino::engine::job_identity(&jobs[1], &l.experiment, &root()).unwrap();
+    rd.prepare(&identity.run, None).unwrap();
+    std::fs::write(rd.done_marker(), "x").unwrap();
+    identity
+}
+
 /// The CPU kernels and burn's ops give other last bits, so a run finished on one is not
 /// reused under the other: the sweep names the difference and runs nothing.
 #[test]
 fn a_run_made_on_the_cpu_kernels_is_not_reused_under_burns_ops() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().to_str().unwrap();
-    let l = load_experiment(&exp_file("table2.yaml"), Some(Profile::Smoke), &[]).unwrap();
-    let jobs = experiment::jobs(&l.experiment);
-    let rd = ExperimentDir::new(dir.path(), &l.experiment).run(&jobs[1]);
-    let identity = ava_dino::engine::job_identity(&jobs[1], &l.experiment, &root()).unwrap();
+    let identity = finish_table2_job1(dir.path());
     assert_eq!(
         identity.run.parts.get("kernels").map(String::as_str),
         Some("cpu"),
         "the tests run on the CPU kernels (AVA_DINO_CPU_KERNELS unset)"
     );
-    rd.prepare(&identity.run, None).unwrap();
-    std::fs::write(rd.done_marker(), "x").unwrap();
     let sweep = |kernels: &str| {
         Command::new(env!("CARGO_BIN_EXE_ava-dino"))
             .args(["sweep", "experiments/table2.yaml", "--profile", "smoke"])
@@ -456,14 +463,11 @@ fn a_run_made_on_the_cpu_kernels_is_not_reused_under_burns_ops() {
 fn finished_jobs_are_skipped_and_unfinished_reach_the_engine() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().to_str().unwrap();
-    let l = load_experiment(&exp_file("table2.yaml"), Some(Profile::Smoke), &[]).unwrap();
-    let jobs = experiment::jobs(&l.experiment);
     // Job 1 finished earlier under the identity the sweep asks for (its fingerprint and DONE are
     // there): skipped without touching the engine.
-    let rd = ExperimentDir::new(dir.path(), &l.experiment).run(&jobs[1]);
-    let identity = ava_dino::engine::job_identity(&jobs[1], &l.experiment, &root()).unwrap();
-    rd.prepare(&identity.run, None).unwrap();
-    std::fs::write(rd.done_marker(), "x").unwrap();
+    finish_table2_job1(dir.path());
+    let l = load_experiment(&exp_file("table2.yaml"), Some(Profile::Smoke), &[]).unwrap();
+    let jobs = experiment::jobs(&l.experiment);
     let out = ava(&[
         "sweep",
         "experiments/table2.yaml",
