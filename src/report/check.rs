@@ -140,6 +140,9 @@ pub struct CheckReport {
     /// Cells present in our tables but not compared (no published value, or not in the
     /// baseline).
     pub unchecked: Vec<String>,
+    /// How the comparison was made when it is not the plain rule (tables of another kernels
+    /// family than the baseline's); printed above the summary.
+    pub note: Option<String>,
 }
 
 impl CheckReport {
@@ -195,6 +198,9 @@ impl CheckReport {
                 delta,
                 interval,
             ));
+        }
+        if let Some(note) = &self.note {
+            s.push_str(&format!("{note}\n"));
         }
         s.push_str(&format!(
             "check: {} cells compared, {} outside tolerance, {} not compared -> {}\n",
@@ -358,6 +364,17 @@ pub fn check_baseline(tables: &[TableJson], baseline: &Baseline) -> CheckReport 
         .filter(|k| !baseline.values.contains_key(**k))
         .map(|k| k.to_string())
         .collect();
+    if !same_family {
+        let by_interval = r.rows.iter().filter(|c| c.interval.is_some()).count();
+        r.note = Some(format!(
+            "note: these tables were computed by `{}`, the baseline by `{blessed}` (another \
+             summation order; training turns it into other trajectories): {by_interval} cells with \
+             a bootstrap interval pass when the baseline value lies inside it widened by the base \
+             tolerance, the other {} by the per-cell tolerance",
+            tables_family(tables).unwrap_or("?"),
+            r.rows.len() - by_interval
+        ));
+    }
     r
 }
 
@@ -590,10 +607,20 @@ mod tests {
         assert_eq!(blessed.kernels.as_deref(), Some("kernels"));
         // Measured under burn: 9 points away, but the blessed value is inside our interval.
         let burn = with_kernels(vec![cell(58.3, 46.4, 70.0)], "burn");
-        assert!(check_baseline(&burn, &blessed).passed());
+        let report = check_baseline(&burn, &blessed);
+        assert!(report.passed());
+        // The report says which rule decided.
+        let text = report.render();
+        assert!(
+            text.contains("computed by `burn`, the baseline by `kernels`")
+                && text.contains("1 cells with a bootstrap interval"),
+            "{text}"
+        );
         // The same figure from our kernels (another instruction set) is a regression.
         let avx2 = with_kernels(vec![cell(58.3, 46.4, 70.0)], "avx2");
-        assert!(!check_baseline(&avx2, &blessed).passed());
+        let report = check_baseline(&avx2, &blessed);
+        assert!(!report.passed());
+        assert_eq!(report.note, None);
         // Outside the interval widened by the base tolerance: flagged under burn too.
         let far = with_kernels(vec![cell(70.0, 60.0, 80.0)], "burn");
         assert!(!check_baseline(&far, &blessed).passed());
