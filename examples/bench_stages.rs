@@ -1,11 +1,11 @@
 //! Each stage of a full-size job, timed on this machine with docs/scale.md's protocol: the
-//! figures of `engine::cost::BUILD_CPU` and docs/scale.md come from here.
+//! figures of docs/scale.md come from here (`engine::cost::BUILD_CPU` from `ava-dino calibrate`).
 //!
-//! `cargo run --release --example bench_stages -- [--reps N] [--only a,b]` with stages
-//! `decode backbone text train eval metrics`; prints one line per stage (median of N after one
-//! warm-up) and the `Rates` to paste. The measurements are `engine::cost::calibrate`'s, the
-//! ones `ava-dino calibrate` runs with fewer repetitions (shapes and what each stage runs are
-//! documented there).
+//! `cargo run --release --example bench_stages -- [--reps N] [--only a,b] [--train-batch B]
+//! [--eval-batch B]` with stages `decode backbone text train eval metrics` (adapter batches 2 by
+//! default); prints one line per stage (median of N after one warm-up) and the `Rates`. The
+//! measurements are `engine::cost::calibrate`'s, the ones `ava-dino calibrate` runs with fewer
+//! repetitions and the engine's batches (shapes and what each stage runs are documented there).
 
 use ava_dino::engine::cost::BUILD_CPU;
 use ava_dino::engine::cost::calibrate::{Protocol, Stage, measure};
@@ -34,7 +34,24 @@ fn main() {
         None => Stage::ALL.to_vec(),
     };
     let device = Device::flex();
-    let protocol = Protocol::thorough(reps);
+    let mut protocol = Protocol::thorough(reps);
+    // Batch 2 by default (the side-by-side with scripts/bench_adapters_torch.py); `ava-dino
+    // calibrate` times the engine's micro-batch and evaluation batch instead.
+    let batch = |name: &str, default: usize| {
+        arg(name)
+            .map(|s| {
+                s.parse()
+                    .ok()
+                    .filter(|&b: &usize| b > 0)
+                    .unwrap_or_else(|| {
+                        eprintln!("{name} {s}: expected a positive number of images");
+                        std::process::exit(2)
+                    })
+            })
+            .unwrap_or(default)
+    };
+    protocol.train_batch = batch("--train-batch", protocol.train_batch);
+    protocol.eval_batch = batch("--eval-batch", protocol.eval_batch);
     println!(
         "bench_stages: {} threads, reps {reps}",
         rayon::current_num_threads()

@@ -7,8 +7,10 @@
 //! full size, on random weights: DINOv3 ViT-L/16 at 512 px, the CLIP ViT-L/14-336 text tower
 //! over batches of [`TYPICAL_WORD`]'s prompts (rate from [`text_flops`] of the batches run), the
 //! reference's adapters (D 1024, bottleneck 768, 4 taps, 32x32 patches, 512 px maps) for a
-//! training step and an evaluation forward, and the metrics of a category of 512 px maps. The
-//! quick protocol saves time only in repetitions and in how many prompt batches run.
+//! training step and an evaluation forward (at the engine's default micro-batch and evaluation
+//! batch in the quick protocol, at batch 2 in the thorough one), and the metrics of a category
+//! of 512 px maps. The quick protocol saves time in repetitions and in how many prompt batches
+//! run.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -20,6 +22,7 @@ use crate::backbone::{Backbone, Spec};
 use crate::data::synth::{Counts, Resolution, SynthOptions, write_registry};
 use crate::data::{Registry, load_image};
 use crate::engine::EngineError;
+use crate::experiment::schema::{EvalConfig, TrainConfig};
 use crate::image::Normalize;
 use crate::model::{AvaDino, Batch, MethodConfig, OptimConfig, Trainer};
 use crate::text::prompts::{anomaly_sentences, ensemble, normal_sentences, run_shapes};
@@ -77,6 +80,11 @@ pub struct Protocol {
     pub text_batches: usize,
     /// Images (512 px) of the category whose metrics are timed.
     pub metric_images: usize,
+    /// Images per timed training step and per evaluation forward. Per-image costs depend on
+    /// them (measured: a micro-batch of 8 costs more per image than a batch of 2), so the
+    /// calibration times the batches the engine runs by default.
+    pub train_batch: usize,
+    pub eval_batch: usize,
 }
 
 impl Protocol {
@@ -88,17 +96,22 @@ impl Protocol {
             heavy_reps: 1,
             text_batches: 1,
             metric_images: 8,
+            train_batch: TrainConfig::default().micro_batch,
+            eval_batch: EvalConfig::default().batch_size,
         }
     }
 
     /// docs/scale.md's protocol (`examples/bench_stages.rs`): a warm-up, then the median of
-    /// `reps` runs; the text tower over a whole class word.
+    /// `reps` runs; the text tower over a whole class word; the adapter stages at batch 2, the
+    /// shapes of the side-by-side with PyTorch (`scripts/bench_adapters_torch.py`).
     pub fn thorough(reps: usize) -> Protocol {
         Protocol {
             reps: reps.max(1),
             heavy_reps: reps.max(1),
             text_batches: usize::MAX,
             metric_images: 8,
+            train_batch: 2,
+            eval_batch: 2,
         }
     }
 }
@@ -317,13 +330,10 @@ fn text(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineError
     })
 }
 
-/// Batch size of the adapter stages: per-image rates at the shapes of a micro-batch.
-const ADAPTER_BATCH: usize = 2;
-
-/// A batch of random features at the reference's shapes (4 taps, 1,024 patches of width D,
-/// 512 px masks).
-fn adapter_batch(m: &MethodConfig, device: &Device) -> Batch {
-    let (b, n, d, e) = (ADAPTER_BATCH, 1024usize, m.dim, m.text_dim);
+/// A batch of `b` images' random features at the reference's shapes (4 taps, 1,024 patches of
+/// width D, 512 px masks).
+fn adapter_batch(m: &MethodConfig, b: usize, device: &Device) -> Batch {
+    let (n, d, e) = (1024usize, m.dim, m.text_dim);
     Batch {
         cls: (0..4)
             .map(|_| Tensor::random([b, d], Distribution::Normal(0.0, 1.0), device))
@@ -345,18 +355,19 @@ fn adapter_batch(m: &MethodConfig, device: &Device) -> Batch {
 fn train(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineError> {
     let m = MethodConfig::default();
     let ad = device.clone().autodiff();
-    let batch = adapter_batch(&m, &ad);
+    let b = protocol.train_batch.max(1);
+    let batch = adapter_batch(&m, b, &ad);
     let mut trainer = Trainer::new(AvaDino::new(&m, 0, &ad), OptimConfig::default(), 0);
     let s = time(true, protocol.reps, || {
         black_box(trainer.step(&batch).values());
         Ok(())
-    })? / ADAPTER_BATCH as f64;
+    })? / b as f64;
     let gf = 3.0 * adapter_flops(&m, 1024) / 1e9;
     Ok(Measurement {
         stage: Stage::Train,
         value: gf / s,
         lines: vec![format!(
-            "train step (B={ADAPTER_BATCH}): {s:.3} s/image, {:.0} GFLOP/s",
+            "train step (B={b}): {s:.3} s/image, {:.0} GFLOP/s",
             gf / s
         )],
     })
@@ -365,19 +376,20 @@ fn train(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineErro
 /// One evaluation forward of the reference's adapters.
 fn eval(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineError> {
     let m = MethodConfig::default();
-    let batch = adapter_batch(&m, device);
+    let b = protocol.eval_batch.max(1);
+    let batch = adapter_batch(&m, b, device);
     let model = AvaDino::new(&m, 0, device);
     let s = time(true, protocol.reps, || {
         let out = model.forward(&batch.cls, &batch.patches, [32, 32], batch.text.clone());
         black_box(out.anomaly_map.sum().into_scalar::<f32>());
         Ok(())
-    })? / ADAPTER_BATCH as f64;
+    })? / b as f64;
     let gf = adapter_flops(&m, 1024) / 1e9;
     Ok(Measurement {
         stage: Stage::Eval,
         value: gf / s,
         lines: vec![format!(
-            "eval forward (B={ADAPTER_BATCH}): {s:.3} s/image/checkpoint, {:.0} GFLOP/s",
+            "eval forward (B={b}): {s:.3} s/image/checkpoint, {:.0} GFLOP/s",
             gf / s
         )],
     })
@@ -443,6 +455,10 @@ mod tests {
         let (q, t) = (Protocol::quick(), Protocol::thorough(3));
         assert!(q.heavy_reps <= t.heavy_reps && q.text_batches < t.text_batches);
         assert_eq!(q.metric_images, t.metric_images);
+        // The calibration times the adapters at the engine's default batches; the benchmark at
+        // the side-by-side's batch 2.
+        assert_eq!((q.train_batch, q.eval_batch), (8, 16));
+        assert_eq!((t.train_batch, t.eval_batch), (2, 2));
         // One batch of the typical word is its first 128 normal prompts.
         let shapes = run_shapes(&Tokenizer::new(), TYPICAL_WORD).unwrap();
         assert_eq!(shapes.len(), 4);
