@@ -17,7 +17,8 @@
 #
 # Environment: PYTHON (with torch, torchvision and the authors' requirements; default python3),
 # AVA_DINO (the harness binary; default `cargo run --release --bin ava-dino --`), SEED (0),
-# EPOCHS (1), BATCH (16), DEVICE (cpu, or cuda:0 for both sides).
+# EPOCHS (1), BATCH (16), DEVICE (cpu, or cuda:0 for both sides), PER_CATEGORY (twin images per
+# category, half normal; default the smoke twins' handful: fewer for a CPU run).
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
@@ -90,7 +91,7 @@ timed weights "$PYTHON" "$HERE/make_weights.py" --dinov3 "$WORK/dinov3" --author
     --seed "$SEED" --dinov3-out "$DINO_PTH" --clip-out "$CLIP_PT"
 
 say "synthetic twins"
-timed twins "${HARNESS[@]}" synth --out "$WORK/data"
+timed twins "${HARNESS[@]}" synth --out "$WORK/data" ${PER_CATEGORY:+--per-category "$PER_CATEGORY"}
 export AVA_DINO_INDUSTRIAL_ROOT="$WORK/data"
 
 say "train.py on VisA ($EPOCHS epochs, batch $BATCH, $DEVICE)"
@@ -167,7 +168,7 @@ status=0
     echo "- authors' code: $(cat "$WORK/authors/.revision"); dinov3: $(cat "$WORK/dinov3/.revision")"
     echo "- harness: $("${HARNESS[@]}" --version)"
     echo "- $("$PYTHON" -c 'import sys, torch, torchvision, sklearn, numpy; print(f"python {sys.version.split()[0]}, torch {torch.__version__}, torchvision {torchvision.__version__}, scikit-learn {sklearn.__version__}, numpy {numpy.__version__}")')"
-    echo "- device: $DEVICE; $(nproc) CPU threads"
+    echo "- device: $DEVICE; $(nproc) CPU threads; twins: ${PER_CATEGORY:-the smoke handful} per category"
 } >"$WORK/report.md"
 cat "$WORK/report.md"
 exit $status

@@ -95,3 +95,31 @@ fn synth_refuses_a_folder_that_is_not_its_own() {
     std::fs::create_dir(&empty).unwrap();
     assert!(synth(&empty).status.success());
 }
+
+#[test]
+fn synth_writes_the_asked_images_per_category() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("twins");
+    let o = Command::new(BIN)
+        .args(["synth", "--per-category", "2", "--out"])
+        .arg(&out)
+        .output()
+        .expect("binary runs");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // VisA's 12 categories and MVTec-AD's 15, one normal and one anomalous image each.
+    for want in [
+        "visa        12 categories   24 test images (12 normal, 12 anomalous)",
+        "mvtec       15 categories   30 test images (15 normal, 15 anomalous)",
+    ] {
+        assert!(text.contains(want), "`{want}` missing:\n{text}");
+    }
+    // Zero is refused by the argument parser, naming the option.
+    let o = Command::new(BIN)
+        .args(["synth", "--per-category", "0", "--out"])
+        .arg(tmp.path().join("none"))
+        .output()
+        .expect("binary runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--per-category"));
+}

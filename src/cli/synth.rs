@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
-use ava_dino::data::synth::SYNTH_MARKER;
+use ava_dino::data::synth::{Counts, SYNTH_MARKER, SynthOptions};
 
 /// The stamp the engine writes beside twins it generated (`engine/assets.rs`).
 const ENGINE_STAMP: &str = ".synth-complete";
@@ -17,6 +17,11 @@ pub struct Args {
     /// Generator seed (same seed, same bytes).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Test images per category (half normal, rounded down; none for the medical sets) instead
+    /// of the smoke twins' handful (2-3 normal, 3-10 anomalous): fewer images for slow
+    /// side-by-side runs (scripts/authors-e2e.sh), more for scale tests.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    per_category: Option<u64>,
 }
 
 /// Refuses to write into a folder that holds anything but earlier twins: synth overwrites files
@@ -53,7 +58,11 @@ fn check_out(out: &Path) -> anyhow::Result<()> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     check_out(&args.out)?;
     let t = std::time::Instant::now();
-    let s = ava_dino::data::synth::write_all(&args.out, args.seed)?;
+    let mut opts = SynthOptions::small(args.seed);
+    if let Some(n) = args.per_category {
+        opts.counts = Counts::PerCategory(n as usize);
+    }
+    let s = ava_dino::data::synth::write_with(&args.out, &opts)?;
     for d in &s.datasets {
         let (n, a) = d
             .categories
