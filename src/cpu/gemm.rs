@@ -588,6 +588,36 @@ mod tests {
         }
     }
 
+    /// The operands of an `m x k x n` product with every epilogue's inputs: A with row stride
+    /// `k + 3`, then B, bias, gamma, row scales and the initial output, from seeds `seed`,
+    /// `seed + 1`, ... in that order.
+    struct Operands {
+        lda: usize,
+        a: Vec<f32>,
+        b: Vec<f32>,
+        bias: Vec<f32>,
+        gamma: Vec<f32>,
+        rs: Vec<f32>,
+        x0: Vec<f32>,
+    }
+
+    impl Operands {
+        fn new(m: usize, k: usize, n: usize, seed: u32) -> Self {
+            let lda = k + 3;
+            Self {
+                lda,
+                // Scaled so that the GELU sees every range of its erf (|x/√2| below 1, up to
+                // 4, beyond).
+                a: seq(m * lda, seed).iter().map(|v| v * 3.0).collect(),
+                b: seq(k * n, seed + 1),
+                bias: seq(n, seed + 2),
+                gamma: seq(n, seed + 3),
+                rs: seq(m, seed + 4),
+                x0: seq(m * n, seed + 5),
+            }
+        }
+    }
+
     /// Every ISA gives the same bits as the portable kernels, for every epilogue, on the shapes
     /// above (ragged edges in m, n and k; k across a KC boundary, so partial sums go through
     /// memory between k blocks).
@@ -600,15 +630,15 @@ mod tests {
             (13, KC + 37, 2 * NC + 5),
             (6, 2 * KC, NR),
         ] {
-            let lda = k + 3;
-            // Scaled so that the GELU sees every range of its erf (|x/√2| below 1, up to 4,
-            // beyond).
-            let a: Vec<f32> = seq(m * lda, 1).iter().map(|v| v * 3.0).collect();
-            let b = seq(k * n, 2);
-            let bias = seq(n, 3);
-            let gamma = seq(n, 4);
-            let rs = seq(m, 5);
-            let x0 = seq(m * n, 6);
+            let Operands {
+                lda,
+                a,
+                b,
+                bias,
+                gamma,
+                rs,
+                x0,
+            } = Operands::new(m, k, n, 1);
             for e in epilogues(&bias, &gamma, &rs) {
                 let run = |isa| {
                     let mut out = x0.clone();
@@ -693,13 +723,15 @@ mod tests {
             (8, KC + 37, NC + 3),
             (3, 0, 5),
         ] {
-            let lda = k + 3;
-            let a: Vec<f32> = seq(m * lda, 7).iter().map(|v| v * 3.0).collect();
-            let b = seq(k * n, 8);
-            let bias = seq(n, 9);
-            let gamma = seq(n, 10);
-            let rs = seq(m, 11);
-            let x0 = seq(m * n, 12);
+            let Operands {
+                lda,
+                a,
+                b,
+                bias,
+                gamma,
+                rs,
+                x0,
+            } = Operands::new(m, k, n, 7);
             let packed = PackedB::new(&b, k, n);
             assert_eq!((packed.k(), packed.n()), (k, n));
             assert!(packed.bytes() >= k * n.div_ceil(NR) * NR * 4);

@@ -90,11 +90,15 @@ pub fn load_checkpoints(
     device: &Device,
 ) -> Result<Vec<AvaDino>, EngineError> {
     let method = method_config_unloaded(spec.job, spec.exp)?;
-    check_categories(
-        &registry(&spec.exp.data, spec.repo_root)?,
-        &spec.job.target,
-        spec.categories,
-    )?;
+    // Only when categories were asked for: building the registry of embedded data writes the
+    // twins, which otherwise waits until the checkpoints are known to be good.
+    if !spec.categories.is_empty() {
+        check_categories(
+            &registry(&spec.exp.data, spec.repo_root)?,
+            &spec.job.target,
+            spec.categories,
+        )?;
+    }
     let mut labels = std::collections::BTreeSet::new();
     spec.files
         .iter()

@@ -141,6 +141,19 @@ impl Measurement {
     }
 }
 
+impl Measurement {
+    /// A stage measured in GFLOP/s: `gflop` of work in `seconds`, reported as `what` (what ran
+    /// and its time) followed by the rate.
+    fn rate(stage: Stage, gflop: f64, seconds: f64, what: String) -> Self {
+        let value = gflop / seconds;
+        Measurement {
+            stage,
+            value,
+            lines: vec![format!("{what}, {value:.0} GFLOP/s")],
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -274,14 +287,12 @@ fn backbone(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineE
         Ok(())
     })?;
     let gf = spec.shape().flops(512, 23) / 1e9;
-    Ok(Measurement {
-        stage: Stage::Backbone,
-        value: gf / s,
-        lines: vec![format!(
-            "backbone ViT-L/16 512px: {s:.2} s/image, {:.0} GFLOP/s",
-            gf / s
-        )],
-    })
+    Ok(Measurement::rate(
+        Stage::Backbone,
+        gf,
+        s,
+        format!("backbone ViT-L/16 512px: {s:.2} s/image"),
+    ))
 }
 
 /// The first `protocol.text_batches` batches of [`TYPICAL_WORD`]'s prompt ensemble, run as
@@ -320,14 +331,12 @@ fn text(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineError
     let s = time(false, protocol.heavy_reps, || run(rows))?;
     let gf = text_flops(&cfg, &shapes[..take]) / 1e9;
     let prompts = rows[0] + rows[1];
-    Ok(Measurement {
-        stage: Stage::Text,
-        value: gf / s,
-        lines: vec![format!(
-            "text ViT-L/14-336, {prompts} of a class word's 420 prompts: {s:.1} s, {:.0} GFLOP/s",
-            gf / s
-        )],
-    })
+    Ok(Measurement::rate(
+        Stage::Text,
+        gf,
+        s,
+        format!("text ViT-L/14-336, {prompts} of a class word's 420 prompts: {s:.1} s"),
+    ))
 }
 
 /// A batch of `b` images' random features at the reference's shapes (4 taps, 1,024 patches of
@@ -363,14 +372,12 @@ fn train(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineErro
         Ok(())
     })? / b as f64;
     let gf = 3.0 * adapter_flops(&m, 1024) / 1e9;
-    Ok(Measurement {
-        stage: Stage::Train,
-        value: gf / s,
-        lines: vec![format!(
-            "train step (B={b}): {s:.3} s/image, {:.0} GFLOP/s",
-            gf / s
-        )],
-    })
+    Ok(Measurement::rate(
+        Stage::Train,
+        gf,
+        s,
+        format!("train step (B={b}): {s:.3} s/image"),
+    ))
 }
 
 /// One evaluation forward of the reference's adapters.
@@ -385,14 +392,12 @@ fn eval(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineError
         Ok(())
     })? / b as f64;
     let gf = adapter_flops(&m, 1024) / 1e9;
-    Ok(Measurement {
-        stage: Stage::Eval,
-        value: gf / s,
-        lines: vec![format!(
-            "eval forward (B={b}): {s:.3} s/image/checkpoint, {:.0} GFLOP/s",
-            gf / s
-        )],
-    })
+    Ok(Measurement::rate(
+        Stage::Eval,
+        gf,
+        s,
+        format!("eval forward (B={b}): {s:.3} s/image/checkpoint"),
+    ))
 }
 
 /// AUROC, AP, F1-max and AUPRO of a category of `protocol.metric_images` 512 px maps.
