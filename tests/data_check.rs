@@ -96,7 +96,7 @@ fn damaged_copy_is_reported_by_path() {
         Protocol::Reference,
         &ListOptions {
             categories: vec!["carpet".into()],
-            skip_bad: false,
+            ..ListOptions::default()
         },
     );
     assert!(
@@ -107,6 +107,7 @@ fn damaged_copy_is_reported_by_path() {
     let opts = ListOptions {
         categories: vec!["carpet".into()],
         skip_bad: true,
+        ..ListOptions::default()
     };
     let (s, skipped) =
         ava_dino::data::list_samples_with_skipped(&reg, "mvtec", Protocol::Corrected, &opts)

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ava_dino::data::preprocess::{Normalize, decode_luma, load_batch};
 use ava_dino::data::synth::{SynthSummary, write_all};
-use ava_dino::data::{ListOptions, Protocol, Registry, Sample, list_samples};
+use ava_dino::data::{ListOptions, Protocol, Registry, Sample, SampleOrder, list_samples};
 
 fn twins(dir: &Path) -> (Registry, SynthSummary) {
     let summary = write_all(dir, 7).expect("synth");
@@ -150,7 +150,7 @@ fn reference_pairs_by_sorted_order_and_corrected_by_name() {
             protocol,
             &ListOptions {
                 categories: vec!["bottle".into()],
-                skip_bad: false,
+                ..ListOptions::default()
             },
         )
         .unwrap();
@@ -205,6 +205,78 @@ fn visa_reads_split_csv_when_meta_json_is_absent() {
             "train rows excluded"
         );
     }
+}
+
+/// `SampleOrder::Layout` is the order the reference's `Dataset` classes index their images:
+/// VisA in `meta.json` entry order per category (here rewritten into a scrambled order that is
+/// not sorted), MVTec-like trees by sorted defect-type folder then sorted file name, both in the
+/// registry's category order. The default order sorts both the same way.
+#[test]
+fn layout_order_is_the_reference_datasets_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (reg, _) = twins(tmp.path());
+    let layout = ListOptions {
+        order: SampleOrder::Layout,
+        ..ListOptions::default()
+    };
+    let rels = |v: &[Sample]| v.iter().map(|s| s.image_rel.clone()).collect::<Vec<_>>();
+
+    // VisA: reverse every category's entries in meta.json, then rotate by one, so the entry
+    // order is neither sorted nor reverse-sorted.
+    let meta_path = tmp.path().join("VisA_20220922/meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    let mut want = Vec::new();
+    let cats: Vec<String> = reg
+        .get("visa")
+        .unwrap()
+        .categories
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    for c in &cats {
+        let list = meta["test"][c].as_array_mut().unwrap();
+        list.reverse();
+        list.rotate_left(1);
+        want.extend(
+            list.iter()
+                .map(|e| e["img_path"].as_str().unwrap().to_string()),
+        );
+    }
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let got = list_samples(&reg, "visa", Protocol::Reference, &layout).unwrap();
+    assert_eq!(rels(&got), want, "VisA in meta.json order");
+    let sorted = list_samples(&reg, "visa", Protocol::Reference, &ListOptions::default()).unwrap();
+    assert_ne!(
+        rels(&sorted),
+        want,
+        "the scrambled order must differ from the sorted one"
+    );
+    let mut again = got.clone();
+    again.sort_by(|a, b| (&a.category, &a.image_rel).cmp(&(&b.category, &b.image_rel)));
+    assert_eq!(again, sorted, "same samples, other order");
+
+    // MVTec: what the reference's `get_image_data` walks (sorted classes, sorted defect types,
+    // sorted files), restated with plain directory reads.
+    let root = tmp.path().join("MVTecAD");
+    let sorted_names = |dir: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want = Vec::new();
+    for c in reg.get("mvtec").unwrap().categories.iter().map(|c| &c.name) {
+        for ty in sorted_names(&root.join(c).join("test")) {
+            for f in sorted_names(&root.join(c).join("test").join(&ty)) {
+                want.push(format!("{c}/test/{ty}/{f}"));
+            }
+        }
+    }
+    let got = list_samples(&reg, "mvtec", Protocol::Reference, &layout).unwrap();
+    assert_eq!(rels(&got), want, "MVTec in the reference's walk order");
 }
 
 #[test]

@@ -418,6 +418,51 @@ fn finish_table2_job1(runs: &Path) -> ava_dino::engine::JobIdentity {
     identity
 }
 
+/// Under `train.shuffle: torch` the training set is the list the reference's `Dataset` indexes
+/// (VisA in `meta.json` order, normal images first in the twins), so the torch permutation picks
+/// the same images; the sorted list would put each category's anomalous images first. The
+/// target stays sorted, and the run's identity records the list it trains on.
+#[test]
+fn a_torch_shuffled_training_set_comes_in_the_references_order() {
+    use ava_dino::data::{ListOptions, SampleOrder, list_samples};
+    use ava_dino::engine::identity::sample_list_hash;
+    let digests = |shuffle: &str| {
+        let sets = [format!("train.shuffle={shuffle}")];
+        let l = load_experiment(&exp_file("table4.yaml"), Some(Profile::Smoke), &sets).unwrap();
+        let exp = l.experiment;
+        let job = experiment::jobs(&exp)[0].clone();
+        let identity = ava_dino::engine::job_identity(&job, &exp, &root()).unwrap();
+        let config = job.config(&exp);
+        let registry = ava_dino::engine::assets::registry(&config.data, &root()).unwrap();
+        let listed = |key: &str, order: SampleOrder| {
+            let opts = ListOptions {
+                order,
+                ..ListOptions::default()
+            };
+            list_samples(&registry, key, config.protocol, &opts).unwrap()
+        };
+        let part = |name: &str| identity.run.parts[name].clone();
+        let (layout, sorted) = (
+            listed(&job.train, SampleOrder::Layout),
+            listed(&job.train, SampleOrder::Sorted),
+        );
+        assert_ne!(layout, sorted, "the twins' meta.json order is not sorted");
+        assert_eq!(
+            part("samples.target"),
+            sample_list_hash(&listed(&job.target, SampleOrder::Sorted))
+        );
+        (
+            part("samples.train"),
+            sample_list_hash(&layout),
+            sample_list_hash(&sorted),
+        )
+    };
+    let (train, layout, _) = digests("torch");
+    assert_eq!(train, layout, "torch: the reference's order");
+    let (train, _, sorted) = digests("seeded");
+    assert_eq!(train, sorted, "seeded: sorted, as before");
+}
+
 /// The CPU kernels and burn's ops give other last bits, so a run finished on one is not
 /// reused under the other: the sweep names the difference and runs nothing.
 #[test]

@@ -92,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let opts = ListOptions {
                 categories,
                 skip_bad,
+                ..ListOptions::default()
             };
             let (samples, skipped) = list_samples_with_skipped(&reg, &name, protocol, &opts)?;
             let stdout = std::io::stdout();

@@ -51,6 +51,24 @@ pub struct ListOptions {
     pub categories: Vec<String>,
     /// Leave out (and report) anomalous images whose mask is missing instead of failing.
     pub skip_bad: bool,
+    /// In which order the samples come.
+    pub order: SampleOrder,
+}
+
+/// The order of a sample list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SampleOrder {
+    /// By category, then by image path (byte order): the same list whatever the layout's
+    /// source (folders, `meta.json` or a split CSV) and whatever order the registry names the
+    /// categories in.
+    #[default]
+    Sorted,
+    /// Registry category order, then the order the layout itself gives: sorted defect-type
+    /// folders and files for MVTec-like trees, entry order of `meta.json` (or of the split CSV)
+    /// for VisA. With the registry's category order this is the order in which the reference's
+    /// `Dataset` classes index their images, which a torch-shuffled loader permutes
+    /// (`train.shuffle: torch`).
+    Layout,
 }
 
 /// Errors of the data room. Each names the file or key and says how to fix it.
@@ -123,7 +141,8 @@ impl DataError {
     }
 }
 
-/// Every test sample of dataset `key` under `protocol`, sorted by category then image path.
+/// Every test sample of dataset `key` under `protocol`, in `opts.order` (by default sorted by
+/// category then image path).
 ///
 /// An anomalous image without a mask is an error naming it, unless `opts.skip_bad` (then use
 /// [`list_samples_with_skipped`] to get the list of what was left out).
@@ -208,11 +227,13 @@ pub fn list_samples_with_skipped(
         }
         samples.push(s);
     }
-    samples.sort_by(|a, b| {
-        a.category
-            .cmp(&b.category)
-            .then_with(|| a.image_rel.cmp(&b.image_rel))
-    });
+    if opts.order == SampleOrder::Sorted {
+        samples.sort_by(|a, b| {
+            a.category
+                .cmp(&b.category)
+                .then_with(|| a.image_rel.cmp(&b.image_rel))
+        });
+    }
     Ok((samples, skipped))
 }
 

@@ -131,6 +131,7 @@ pub fn evaluate_checkpoints(
     let opts = ListOptions {
         categories: spec.categories.to_vec(),
         skip_bad: exp.data.skip_bad,
+        ..ListOptions::default()
     };
     let (samples, mut skipped) =
         list_samples_with_skipped(&assets.registry, &spec.job.target, exp.protocol, &opts)?;

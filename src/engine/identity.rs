@@ -11,8 +11,11 @@ use std::path::Path;
 use super::EngineError;
 use super::assets::{backbone_id, registry, text_id};
 use crate::cpu::Kernels;
-use crate::data::{ListOptions, Registry, Sample, SkippedFile, list_samples_with_skipped};
+use crate::data::{
+    ListOptions, Registry, Sample, SampleOrder, SkippedFile, list_samples_with_skipped,
+};
 use crate::device::Backend;
+use crate::experiment::schema::Shuffle;
 use crate::experiment::{Experiment, Identity, Job, short_hash};
 
 /// The identities of a job's run directory and of the training directory it shares.
@@ -46,15 +49,36 @@ pub fn sample_list_hash(samples: &[Sample]) -> String {
     short_hash(text.as_bytes())
 }
 
-/// The samples of dataset `key` as `exp` reads them (bad files left out under `data.skip_bad`),
-/// and the files left out.
+/// What a job reads a dataset for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Train,
+    Target,
+}
+
+impl Role {
+    /// The order `exp` lists the dataset in for this role: the training set of
+    /// `train.shuffle: torch` comes in the reference's own order (the list a torch permutation
+    /// indexes), everything else sorted.
+    pub fn order(self, exp: &Experiment) -> SampleOrder {
+        match (self, exp.train.shuffle) {
+            (Role::Train, Shuffle::Torch) => SampleOrder::Layout,
+            _ => SampleOrder::Sorted,
+        }
+    }
+}
+
+/// The samples of dataset `key` as `exp` reads them for `role` (bad files left out under
+/// `data.skip_bad`), and the files left out.
 pub fn list(
     registry: &Registry,
     exp: &Experiment,
     key: &str,
+    role: Role,
 ) -> Result<(Vec<Sample>, Vec<SkippedFile>), EngineError> {
     let opts = ListOptions {
         skip_bad: exp.data.skip_bad,
+        order: role.order(exp),
         ..ListOptions::default()
     };
     let (samples, skipped) = list_samples_with_skipped(registry, key, exp.protocol, &opts)?;
@@ -89,14 +113,16 @@ pub fn job_identity(
 ) -> Result<JobIdentity, EngineError> {
     let config = job.config(exp);
     let registry = registry(&config.data, repo_root)?;
-    let digest = |key: &str| -> Result<String, EngineError> {
-        Ok(sample_list_hash(&list(&registry, &config, key)?.0))
+    let digest = |key: &str, role: Role| -> Result<String, EngineError> {
+        Ok(sample_list_hash(&list(&registry, &config, key, role)?.0))
     };
-    let train_samples = digest(&job.train)?;
-    let target_samples = if job.target == job.train {
+    let train_samples = digest(&job.train, Role::Train)?;
+    let same_list =
+        job.target == job.train && Role::Target.order(&config) == Role::Train.order(&config);
+    let target_samples = if same_list {
         train_samples.clone()
     } else {
-        digest(&job.target)?
+        digest(&job.target, Role::Target)?
     };
     let mut parts = BTreeMap::from([
         ("code".to_string(), crate::build_info::CODE.to_string()),

@@ -21,7 +21,7 @@ use super::cache::ShardCache;
 use super::checkpoints::{self, EpochFile, EpochSummary};
 use super::evaluate::{EvalOptions, SetEvaluation, Spill, TargetSet, evaluate};
 use super::extract::{Extractor, Shards};
-use super::identity::{JobIdentity, list, sample_list_hash};
+use super::identity::{JobIdentity, Role, list, sample_list_hash};
 use super::inference::Prompts;
 use super::outcome;
 use super::overlays::write_overlays;
@@ -75,8 +75,8 @@ fn log_skipped(run: &RunDir, skipped: &[SkippedFile]) -> Result<(), EngineError>
 pub fn run_job(cx: &JobContext) -> Result<RunMetrics, EngineError> {
     let started = Instant::now();
     let mut job = Running::start(cx)?;
-    let train = job.listed(&cx.job.train, "samples.train", "train")?;
-    let target = job.listed(&cx.job.target, "samples.target", "target")?;
+    let train = job.listed(&cx.job.train, Role::Train)?;
+    let target = job.listed(&cx.job.target, Role::Target)?;
     let plan = job.plan(&train, &target)?;
     job.train(&plan, &train)?;
     // Read the training's checkpoints under its shared lock: a `--force` of another session
@@ -163,10 +163,14 @@ impl<'a> Running<'a> {
         })
     }
 
-    /// The samples of dataset `key` (checked against the identity's `part`), recorded as `what`.
-    fn listed(&mut self, key: &str, part: &str, what: &str) -> Result<Vec<Sample>, EngineError> {
+    /// The samples of dataset `key` read for `role`, checked against the identity's digest.
+    fn listed(&mut self, key: &str, role: Role) -> Result<Vec<Sample>, EngineError> {
+        let (part, what) = match role {
+            Role::Train => ("samples.train", "train"),
+            Role::Target => ("samples.target", "target"),
+        };
         let recorded = self.cx.identity.samples(part);
-        let (samples, skipped) = list(&self.assets.registry, self.cx.exp, key)?;
+        let (samples, skipped) = list(&self.assets.registry, self.cx.exp, key, role)?;
         let now = sample_list_hash(&samples);
         if let Some(before) = recorded.filter(|b| *b != now) {
             return Err(EngineError::Config {

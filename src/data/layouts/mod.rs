@@ -1,5 +1,7 @@
-//! One loader per on-disk layout family. Each returns the samples of the requested categories;
-//! [`crate::data::list_samples`] sorts them.
+//! One loader per on-disk layout family. Each returns the samples of the requested categories,
+//! category by category in the order given, each category in the order the reference's
+//! `Dataset` class reads it ([`crate::data::SampleOrder::Layout`]);
+//! [`crate::data::list_samples`] sorts them unless asked for that order.
 
 mod ksdd2;
 mod kvasir;
