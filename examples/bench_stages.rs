@@ -25,7 +25,7 @@ fn main() {
             .map(|s| {
                 Stage::parse(s.trim()).unwrap_or_else(|| {
                     eprintln!(
-                        "unknown stage `{s}`: expected decode, backbone, text, train, eval, metrics"
+                        "unknown stage `{s}`: expected decode, backbone, text, train, eval, metrics, checkpoint"
                     );
                     std::process::exit(2)
                 })

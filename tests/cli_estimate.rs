@@ -75,6 +75,7 @@ fn estimate_names_the_rates_it_used() {
         eval_gflops: BUILD_CPU.eval_gflops / k,
         decode_s_per_mpix: BUILD_CPU.decode_s_per_mpix * k,
         metric_ns_per_pixel: BUILD_CPU.metric_ns_per_pixel * k,
+        checkpoint_mb_per_s: BUILD_CPU.checkpoint_mb_per_s / k,
     };
     let key = |cpu: String, threads| Key { cpu, threads };
     store

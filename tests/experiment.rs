@@ -697,6 +697,52 @@ fn the_estimate_counts_a_backbone_pass_only_where_no_shards_answer() {
     }
 }
 
+/// A single job keeps the target's features in memory, so its overlay maps run their few
+/// images per category through the backbone a second time (engine/overlays.rs); its training
+/// writes the untrained checkpoint and one per epoch. The estimate prices both.
+#[test]
+fn the_estimate_prices_the_overlays_second_pass_and_the_checkpoint_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [format!("data.root={}", tmp.path().join("absent").display())];
+    let loaded = load_experiment(&exp_file("table4.yaml"), Some(Profile::Full), &sets).unwrap();
+    let exp = loaded.experiment.clone();
+    let rates = ava_dino::engine::cost::calibration::CpuRates::build();
+    let e = ava_dino::runner::estimate::estimate(&[loaded], &root(), &rates).unwrap();
+    assert_eq!(e.jobs.len(), 1);
+    let stage = |name: &str| {
+        e.jobs[0]
+            .cpu
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .clone()
+    };
+    let per_image = ava_dino::backbone::Spec::paper().shape().flops(512, 23);
+    let images = stage("backbone").flops / per_image;
+    // VisA's 2,162 and MVTec-AD's 1,725 official test images, and the overlays of 15
+    // categories (every one larger than `maps_per_category`).
+    let k = exp.eval.maps_per_category as f64;
+    assert!(k > 0.0);
+    assert!(
+        (images - (2162.0 + 1725.0 + 15.0 * k)).abs() < 1e-6,
+        "{images}"
+    );
+    // 21 checkpoints of the reference's 28.3 M parameters: 8 bytes per parameter for the
+    // untrained one, 20 per trained epoch.
+    let job = experiment::jobs(&exp)[0].clone();
+    let method = job.method_config(&exp, 1024, 768);
+    let bytes = ava_dino::engine::cost::checkpoint_bytes(&method, exp.train.epochs);
+    assert_eq!(
+        bytes,
+        28_311_552.0 * 4.0 * (2.0 + 5.0 * exp.train.epochs as f64)
+    );
+    let disk = stage("checkpoints (disk)").seconds;
+    assert!(
+        (disk - bytes / (rates.rates.checkpoint_mb_per_s * 1e6)).abs() < 1e-9,
+        "{disk}"
+    );
+}
+
 /// `--device` is accepted by every command that computes (it is the `device` key), and
 /// `sweep --job NAME` picks a job by the name `--list` prints; an unknown name lists the jobs.
 #[test]

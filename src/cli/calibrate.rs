@@ -20,6 +20,15 @@ pub struct Args {
     /// measured (docs/scale.md).
     #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
     pub device: String,
+    /// The folder your sweeps write runs to (as `sweep --runs`): the checkpoint write rate is
+    /// measured on its disk, in a scratch folder removed afterwards.
+    #[arg(
+        long,
+        default_value = "runs",
+        env = "AVA_DINO_RUNS",
+        value_name = "DIR"
+    )]
+    pub runs: std::path::PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -35,10 +44,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let device = ava_dino::device::select(Backend::Cpu)?;
     let key = Key::this_process();
     println!(
-        "calibrate: {}, {} threads (every stage at full size: about 30 s on 2 cores)",
+        "calibrate: {}, {} threads (every stage at full size: about 45 s on 2 cores)",
         key.cpu, key.threads
     );
-    let protocol = Protocol::quick();
+    let protocol = Protocol {
+        disk_dir: args.runs.clone(),
+        ..Protocol::quick()
+    };
     let mut rates = BUILD_CPU;
     for stage in Stage::ALL {
         let m = measure(stage, &protocol, &device)

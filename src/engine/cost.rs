@@ -5,7 +5,8 @@
 //!
 //! Stages: decode + resize (per megapixel of source image), backbone forward (per image), the
 //! CLIP prompt ensemble (420 prompts per class word), a training step (per image), evaluation
-//! (per image and checkpoint), metrics (per pixel of a category and checkpoint).
+//! (per image and checkpoint), metrics (per pixel of a category and checkpoint), writing the
+//! training's checkpoints (per byte).
 
 pub mod calibrate;
 pub mod calibration;
@@ -35,6 +36,15 @@ pub struct Rates {
     pub decode_s_per_mpix: f64,
     /// Metrics (AUROC, AP, F1-max, AUPRO), nanoseconds per pixel and checkpoint.
     pub metric_ns_per_pixel: f64,
+    /// Writing a training's per-epoch checkpoints (serialized, written and `fsync`ed as
+    /// `engine::checkpoints::save` does), MB/s. A calibration file measured before this stage
+    /// existed reads as the build machine's figure.
+    #[serde(default = "build_checkpoint_rate")]
+    pub checkpoint_mb_per_s: f64,
+}
+
+fn build_checkpoint_rate() -> f64 {
+    BUILD_CPU.checkpoint_mb_per_s
 }
 
 /// This project's 2-core development machine (Intel Xeon, AVX-512, burn's `flex` CPU backend
@@ -51,7 +61,11 @@ pub const BUILD_CPU: Rates = Rates {
     eval_gflops: 250.0,
     decode_s_per_mpix: 0.021,
     metric_ns_per_pixel: 15.8,
+    checkpoint_mb_per_s: CHECKPOINT_MB_PER_S,
 };
+
+/// [`BUILD_CPU`]'s checkpoint write rate.
+const CHECKPOINT_MB_PER_S: f64 = 90.0;
 
 /// What [`BUILD_CPU`] is, for the lines that name the rates used.
 pub const BUILD_CPU_NAME: &str = "2-core Intel Xeon, AVX-512, 2 threads";
@@ -100,8 +114,8 @@ pub const GPU_SMALL_EFFICIENCY: f64 = 0.15;
 /// One NVIDIA H200 by peak, not measured (no GPU was available): each stage at
 /// [`h200_peak_tflops`] of its dtype, times [`GPU_LARGE_EFFICIENCY`] for the backbone and the text
 /// tower and [`GPU_SMALL_EFFICIENCY`] for the adapters; decoding and metrics on the host's 16
-/// cores (8 times the build machine's 2). docs/scale.md states the assumptions; the GPU figures
-/// are owed.
+/// cores (8 times the build machine's 2), checkpoints at the build machine's disk rate (the
+/// estimate puts the CPU column's there: the same disk). docs/scale.md states the assumptions; the GPU figures are owed.
 pub fn h200(dtypes: &StageDtypes) -> Rates {
     let gflops = |dtype: Precision, efficiency: f64| h200_peak_tflops(dtype) * 1e3 * efficiency;
     Rates {
@@ -111,6 +125,7 @@ pub fn h200(dtypes: &StageDtypes) -> Rates {
         eval_gflops: gflops(dtypes.eval, GPU_SMALL_EFFICIENCY),
         decode_s_per_mpix: BUILD_CPU.decode_s_per_mpix / 8.0,
         metric_ns_per_pixel: BUILD_CPU.metric_ns_per_pixel / 8.0,
+        checkpoint_mb_per_s: BUILD_CPU.checkpoint_mb_per_s,
     }
 }
 
@@ -175,7 +190,8 @@ pub struct Work {
     pub words: usize,
     /// Target images evaluated.
     pub target_images: usize,
-    /// Of those, the ones run through the backbone (the rest are read from feature shards).
+    /// Target images run through the backbone: those of the streamed pass not read from
+    /// feature shards, and the overlay maps' second pass over a few per category.
     pub target_extracted: usize,
     /// Source megapixels decoded for the extracted ones.
     pub target_mpix: f64,
@@ -183,6 +199,25 @@ pub struct Work {
     pub checkpoints: usize,
     /// Map pixels of the target (images x map side squared).
     pub target_pixels: f64,
+    /// Bytes the training writes in checkpoints ([`checkpoint_bytes`]; 0 when it is shared and
+    /// done earlier).
+    pub checkpoint_bytes: f64,
+}
+
+/// Bytes a training of `epochs` epochs writes in checkpoints (`engine::checkpoints::save`): the
+/// untrained one (adapters and the trainer's model state), then per epoch the adapters, the
+/// reference's `epoch_N.pth` (text-routed variants only), the model state and the AdamW state
+/// (two moments per parameter: an upper bound, parameters without a gradient have none).
+pub fn checkpoint_bytes(method: &MethodConfig, epochs: usize) -> f64 {
+    let adapters = 4.0 * crate::model::checkpoint::key_table(method).numel() as f64;
+    let pth = if method.variant.text_routed() {
+        adapters
+    } else {
+        0.0
+    };
+    let first = 2.0 * adapters;
+    let epoch = adapters + pth + adapters + 2.0 * adapters;
+    first + epochs as f64 * epoch
 }
 
 /// The time of one stage.
@@ -242,6 +277,11 @@ pub fn stages(
                 * work.checkpoints as f64
                 * rates.metric_ns_per_pixel
                 * 1e-9,
+        },
+        Stage {
+            name: "checkpoints (disk)",
+            flops: 0.0,
+            seconds: work.checkpoint_bytes / (rates.checkpoint_mb_per_s * 1e6),
         },
     ]
 }

@@ -26,7 +26,8 @@ struct DatasetInfo {
     images: usize,
     words: BTreeSet<String>,
     mpix: f64,
-    largest_category: usize,
+    /// Images per category.
+    per_category: Vec<usize>,
     /// Where the counts came from (`listed`, `planned twins`, `official counts`).
     source: &'static str,
 }
@@ -73,7 +74,7 @@ fn dataset_info(exp: &Experiment, key: &str, repo_root: &Path) -> Result<Dataset
             images: samples.len(),
             words: samples.iter().map(|s| s.class_word.clone()).collect(),
             mpix: samples.iter().map(|s| size(&s.category)).sum(),
-            largest_category: per_cat.values().copied().max().unwrap_or(0),
+            per_category: per_cat.into_values().collect(),
             source: "listed",
         });
     }
@@ -104,7 +105,7 @@ fn dataset_info(exp: &Experiment, key: &str, repo_root: &Path) -> Result<Dataset
         // One word per category (the reference's path-derived word can merge them).
         words: counts.iter().map(|(c, _)| format!("{key}/{c}")).collect(),
         mpix: counts.iter().map(|(c, n)| size(c) * *n as f64).sum(),
-        largest_category: counts.iter().map(|(_, n)| *n).max().unwrap_or(0),
+        per_category: counts.iter().map(|(_, n)| *n).collect(),
         source: if exp.data.root.is_embedded() {
             "planned twins"
         } else {
@@ -262,7 +263,7 @@ fn job_estimate(
         method: &method,
         train_images: train.images,
         target_images: target.images,
-        largest_category: target.largest_category,
+        largest_category: target.per_category.iter().copied().max().unwrap_or(0),
     };
     let plan = JobPlan::new(exp, &sizes, machine.available, sharing, facts);
     if plan.write_train_shards {
@@ -282,11 +283,21 @@ fn job_estimate(
     // Decoding: once per backbone pass, plus once more for a recomputing store's mask pass.
     let decodes =
         plan.train_passes + usize::from(plan.store == TrainStore::Recompute && plan.trains);
-    let target_extracted = if plan.target_from_shards {
+    // The overlay maps run their few images per category through the backbone again, unless
+    // the target's features are in shards (`engine::overlays`).
+    let overlays = if plan.target_from_shards || plan.write_target_shards {
         0
     } else {
-        target.images
+        let k = exp.eval.maps_per_category;
+        target.per_category.iter().map(|&n| n.min(k)).sum()
     };
+    let target_extracted = overlays
+        + if plan.target_from_shards {
+            0
+        } else {
+            target.images
+        };
+    let mpix_per_target = target.mpix / target.images.max(1) as f64;
     let work = Work {
         train_images: train.images * plan.train_passes,
         train_mpix: train.mpix * decodes as f64,
@@ -298,19 +309,24 @@ fn job_estimate(
         words,
         target_images: target.images,
         target_extracted,
-        target_mpix: if plan.target_from_shards {
-            0.0
-        } else {
-            target.mpix
-        },
+        target_mpix: mpix_per_target * (target_extracted as f64),
         checkpoints: plan.checkpoints.len(),
         target_pixels: target.images as f64 * s2,
+        checkpoint_bytes: if plan.trains {
+            cost::checkpoint_bytes(&method, exp.train.epochs)
+        } else {
+            0.0
+        },
     };
     let stages = |r: &Rates| cost::stages(&backbone, &text, &method, &work, r);
     Ok(JobEstimate {
         label: format!("{}-{}/{job}", exp.name, exp.profile),
         cpu: stages(machine.cpu),
-        gpu: stages(&cost::h200(&StageDtypes::new(exp.backbone.dtype))),
+        // Checkpoints go to a disk, not to the GPU: at the CPU column's (this machine's) rate.
+        gpu: stages(&Rates {
+            checkpoint_mb_per_s: machine.cpu.checkpoint_mb_per_s,
+            ..cost::h200(&StageDtypes::new(exp.backbone.dtype))
+        }),
         memory: plan.memory,
         budget: plan.budget.bytes,
         store: plan.store,
@@ -412,9 +428,11 @@ impl Estimate {
         }
         s.push_str(&format!("- {}.\n", self.cpu_rates.describe()));
         s.push_str(&format!(
-            "- GPU: {H200_NAME}: f32 at {:.0} TFLOP/s, bf16/f16 at {:.0} (docs/scale.md).\n",
+            "- GPU: {H200_NAME}: f32 at {:.0} TFLOP/s, bf16/f16 at {:.0}; checkpoints written at \
+             the CPU column's {:.0} MB/s (docs/scale.md).\n",
             cost::h200_peak_tflops(Precision::F32),
             cost::h200_peak_tflops(Precision::Bf16),
+            self.cpu_rates.rates.checkpoint_mb_per_s,
         ));
         s
     }

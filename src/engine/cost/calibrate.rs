@@ -22,6 +22,8 @@ use crate::backbone::{Backbone, Spec};
 use crate::data::synth::{Counts, Resolution, SynthOptions, write_registry};
 use crate::data::{Registry, load_image};
 use crate::engine::EngineError;
+use crate::engine::checkpoints::{self, EpochFile};
+use crate::experiment::CheckpointDir;
 use crate::experiment::schema::{EvalConfig, TrainConfig};
 use crate::image::Normalize;
 use crate::model::{AvaDino, Batch, MethodConfig, OptimConfig, Trainer};
@@ -37,16 +39,18 @@ pub enum Stage {
     Train,
     Eval,
     Metrics,
+    Checkpoint,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 7] = [
         Stage::Decode,
         Stage::Backbone,
         Stage::Text,
         Stage::Train,
         Stage::Eval,
         Stage::Metrics,
+        Stage::Checkpoint,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +61,7 @@ impl Stage {
             Stage::Train => "train",
             Stage::Eval => "eval",
             Stage::Metrics => "metrics",
+            Stage::Checkpoint => "checkpoint",
         }
     }
 
@@ -85,6 +90,9 @@ pub struct Protocol {
     /// calibration times the batches the engine runs by default.
     pub train_batch: usize,
     pub eval_batch: usize,
+    /// Where the checkpoint writes are timed: the disk a sweep's `--runs` lies on (a
+    /// temporary directory may be memory).
+    pub disk_dir: std::path::PathBuf,
 }
 
 impl Protocol {
@@ -98,6 +106,7 @@ impl Protocol {
             metric_images: 8,
             train_batch: TrainConfig::default().micro_batch,
             eval_batch: EvalConfig::default().batch_size,
+            disk_dir: "runs".into(),
         }
     }
 
@@ -112,6 +121,7 @@ impl Protocol {
             metric_images: 8,
             train_batch: 2,
             eval_batch: 2,
+            disk_dir: "runs".into(),
         }
     }
 }
@@ -136,6 +146,7 @@ impl Measurement {
             Stage::Train => &mut rates.train_gflops,
             Stage::Eval => &mut rates.eval_gflops,
             Stage::Metrics => &mut rates.metric_ns_per_pixel,
+            Stage::Checkpoint => &mut rates.checkpoint_mb_per_s,
         };
         *field = self.value;
     }
@@ -190,6 +201,7 @@ pub fn measure(
         Stage::Train => train(protocol, device),
         Stage::Eval => eval(protocol, device),
         Stage::Metrics => metrics(protocol),
+        Stage::Checkpoint => checkpoint(protocol, device),
     }
 }
 
@@ -258,14 +270,18 @@ impl Drop for ScratchDir {
 
 /// A fresh directory under the system's temporary directory.
 fn scratch_dir() -> Result<ScratchDir, EngineError> {
-    let base = std::env::temp_dir();
+    scratch_dir_in(&std::env::temp_dir())
+}
+
+/// A fresh directory under `base` (created when missing).
+fn scratch_dir_in(base: &std::path::Path) -> Result<ScratchDir, EngineError> {
+    let io = |source| EngineError::Io {
+        path: base.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(base).map_err(io)?;
     let (path, _) =
-        crate::io::atomic::create_temp(&base.join("ava-dino-calibrate")).map_err(|source| {
-            EngineError::Io {
-                path: base.clone(),
-                source,
-            }
-        })?;
+        crate::io::atomic::create_temp(&base.join(".ava-dino-calibrate")).map_err(io)?;
     // The exclusive temporary name, turned into a directory of that name.
     std::fs::remove_file(&path)
         .and_then(|()| std::fs::create_dir(&path))
@@ -400,6 +416,52 @@ fn eval(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineError
     ))
 }
 
+/// One epoch's checkpoint of the reference's adapters after a step (so that the AdamW moments
+/// exist), written as a training writes it ([`checkpoints::save`]: both adapter formats and the
+/// trainer state, each file `fsync`ed) under `protocol.disk_dir`; the rate in MB/s of the bytes
+/// written, the median of `protocol.heavy_reps` epochs.
+fn checkpoint(protocol: &Protocol, device: &Device) -> Result<Measurement, EngineError> {
+    let m = MethodConfig::default();
+    let ad = device.clone().autodiff();
+    let mut trainer = Trainer::new(AvaDino::new(&m, 0, &ad), OptimConfig::default(), 0);
+    black_box(trainer.step(&adapter_batch(&m, 1, &ad)).values());
+    let dir = scratch_dir_in(&protocol.disk_dir)?;
+    let (mut epoch, mut bytes) = (0, 0u64);
+    let s = time(false, protocol.heavy_reps, || {
+        epoch += 1;
+        let ckpt = CheckpointDir {
+            epoch,
+            path: dir.path().join(format!("epoch_{epoch:03}")),
+        };
+        checkpoints::save(&ckpt, &trainer, &EpochFile::default())?;
+        bytes = dir_bytes(&ckpt.path)?;
+        Ok(())
+    })?;
+    let mb = bytes as f64 / 1e6;
+    let value = mb / s;
+    Ok(Measurement {
+        stage: Stage::Checkpoint,
+        value,
+        lines: vec![format!(
+            "checkpoint (one epoch, {mb:.0} MB) in {}: {s:.1} s, {value:.0} MB/s",
+            protocol.disk_dir.display()
+        )],
+    })
+}
+
+/// The bytes of the files directly in `dir`.
+fn dir_bytes(dir: &std::path::Path) -> Result<u64, EngineError> {
+    let io = |source| EngineError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).map_err(io)? {
+        total += e.and_then(|e| e.metadata()).map_err(io)?.len();
+    }
+    Ok(total)
+}
+
 /// AUROC, AP, F1-max and AUPRO of a category of `protocol.metric_images` 512 px maps.
 fn metrics(protocol: &Protocol) -> Result<Measurement, EngineError> {
     let k = protocol.metric_images.max(1);
@@ -447,9 +509,10 @@ mod tests {
                 r.train_gflops,
                 r.eval_gflops,
                 r.metric_ns_per_pixel,
+                r.checkpoint_mb_per_s,
             ];
             // Exactly one field changed, the stage's own (ALL lists them in this order).
-            let changed: Vec<usize> = (0..6).filter(|&i| fields[i] == -1.0).collect();
+            let changed: Vec<usize> = (0..7).filter(|&i| fields[i] == -1.0).collect();
             assert_eq!(changed, [Stage::ALL.iter().position(|x| *x == s).unwrap()]);
         }
         assert_eq!(Stage::parse("nope"), None);
@@ -468,6 +531,39 @@ mod tests {
         let shapes = run_shapes(&Tokenizer::new(), TYPICAL_WORD).unwrap();
         assert_eq!(shapes.len(), 4);
         assert_eq!(shapes[0][0], 128);
+    }
+
+    /// What a training's checkpoints write (the untrained one, then one epoch) is what the
+    /// estimate prices, the AdamW state being the upper bound of two moments per parameter.
+    #[test]
+    fn checkpoint_bytes_bound_what_a_training_writes() {
+        let m = MethodConfig {
+            dim: 64,
+            bottleneck: 32,
+            text_dim: 48,
+            ..MethodConfig::default()
+        };
+        let ad = Device::flex().autodiff();
+        let mut trainer = Trainer::new(AvaDino::new(&m, 0, &ad), OptimConfig::default(), 0);
+        let dir = tempfile::tempdir().unwrap();
+        let mut written = 0;
+        for epoch in 0..2 {
+            if epoch > 0 {
+                trainer.step(&adapter_batch(&m, 1, &ad));
+            }
+            let ckpt = CheckpointDir {
+                epoch,
+                path: dir.path().join(format!("epoch_{epoch:03}")),
+            };
+            checkpoints::save(&ckpt, &trainer, &EpochFile::default()).unwrap();
+            written += dir_bytes(&ckpt.path).unwrap();
+        }
+        let priced = crate::engine::cost::checkpoint_bytes(&m, 1);
+        let written = written as f64;
+        assert!(
+            written <= priced && written > 0.9 * priced,
+            "written {written} B, priced {priced} B"
+        );
     }
 
     #[test]

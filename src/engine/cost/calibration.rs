@@ -361,6 +361,7 @@ mod tests {
             eval_gflops: 70.0 * k,
             decode_s_per_mpix: 0.02 / k,
             metric_ns_per_pixel: 10.0 / k,
+            checkpoint_mb_per_s: 50.0 * k,
         }
     }
 
