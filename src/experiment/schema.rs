@@ -480,8 +480,8 @@ pub struct TrainConfig {
     /// 20 as in the README (the reference scripts use 10).
     pub epochs: usize,
     /// The order of the training set each epoch: `seeded` (or `true`; the reference shuffles
-    /// without a seed), `torch` (PyTorch's own order under `torch.manual_seed(seed)`) or `false`
-    /// (file order).
+    /// without a seed), `torch` (PyTorch's own order under `torch.manual_seed(seed)`, over the
+    /// training set listed as the reference's dataset lists it) or `false` (file order).
     pub shuffle: Shuffle,
     /// Adapters the training starts from instead of seeded random ones: the authors'
     /// `epoch_N.pth` or our `adapters.safetensors` (docs/fidelity.md). Its SHA-256 is part of
@@ -528,7 +528,8 @@ pub enum Shuffle {
     #[default]
     Seeded,
     /// What `torch.utils.data.DataLoader(..., shuffle=True)` yields after
-    /// `torch.manual_seed(seed)` (`crate::data::torch_order`).
+    /// `torch.manual_seed(seed)` (`crate::data::torch_order`), permuting the training set in the
+    /// reference dataset's own order (`crate::data::SampleOrder::Layout`).
     Torch,
 }
 
