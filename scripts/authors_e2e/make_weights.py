@@ -7,7 +7,11 @@
 - CLIP ViT-L/14-336: the authors' own CLIP class (`CLIP/model.py`, config
   `CLIP/model_configs/ViT-L-14-336.json`) under `torch.manual_seed(seed + 1)`, saved as its
   `state_dict()`: OpenAI's key layout, vision tower included, which `create_model(...,
-  pretrained='openai')` rebuilds and loads with `strict=True`.
+  pretrained='openai')` rebuilds and loads with `strict=True`. Every float tensor is stored in
+  fp16, as OpenAI's released checkpoint holds them: at `img_size=512` the authors' loader
+  (`build_model_from_openai_state_dict`) converts the model to fp16 *before* loading, so fp32
+  values would reach their text tower rounded to fp16 and the harness's unrounded (random fp32
+  weights put the two sides' text features 5e-4 apart; fp16 values are exact on both).
 
 Usage: make_weights.py --dinov3 DINOV3_CHECKOUT --authors AUTHORS_CHECKOUT --seed S \
            --dinov3-out FILE --clip-out FILE
@@ -46,7 +50,8 @@ def main():
     torch.manual_seed(args.seed + 1)
     clip = CLIP(**get_model_config("ViT-L-14-336"))
     os.makedirs(os.path.dirname(os.path.abspath(args.clip_out)), exist_ok=True)
-    torch.save(clip.state_dict(), args.clip_out)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in clip.state_dict().items()}
+    torch.save(state, args.clip_out)
     print(f"CLIP ViT-L/14-336: {sum(p.numel() for p in clip.parameters()):,} parameters -> {args.clip_out}")
 
 
