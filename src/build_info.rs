@@ -25,6 +25,19 @@ pub fn diff() -> Option<&'static str> {
     non_empty(env!("AVA_DINO_GIT_DIFF"))
 }
 
+/// What `ava-dino --version` prints after the name: the package version, the revision
+/// ([`describe`]) and the code digest, so that a report quoting it names the code exactly.
+pub fn version_line() -> &'static str {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| {
+        format!(
+            "{} ({}, code {CODE})",
+            env!("CARGO_PKG_VERSION"),
+            describe()
+        )
+    })
+}
+
 /// `<revision>`, `<revision>+dirty.<diff digest>` or `unknown`: one line for logs and headers.
 pub fn describe() -> String {
     match (revision(), diff()) {

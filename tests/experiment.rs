@@ -796,3 +796,17 @@ fn device_and_job_name_flags() {
     );
     assert!(!runs.exists(), "nothing may be created");
 }
+
+/// `--version` names the code exactly (revision, uncommitted changes, code digest), for reports
+/// that quote it (scripts/authors-e2e.sh).
+#[test]
+fn the_version_names_the_revision_and_the_code() {
+    let out = ava(&["--version"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&ava_dino::build_info::describe())
+            && text.contains(ava_dino::build_info::CODE),
+        "{text}"
+    );
+}

@@ -23,7 +23,12 @@ mod tokenize;
 
 /// Reproduction harness for AVA-DINO (zero-shot anomaly detection, DINOv3 + CLIP adapters).
 #[derive(Debug, Parser)]
-#[command(name = "ava-dino", version, about, propagate_version = true)]
+#[command(
+    name = "ava-dino",
+    version = ava_dino::build_info::version_line(),
+    about,
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
