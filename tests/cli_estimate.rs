@@ -172,4 +172,21 @@ fn calibrate_refuses_what_it_cannot_measure() {
         assert!(err.contains(message), "{args:?}: {err}");
         assert!(!file.exists());
     }
+    // A runs folder that cannot take files: one error naming it and the fix, before measuring
+    // (no stage line printed, no calibration stored).
+    let not_a_dir = tmp.path().join("file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let runs = not_a_dir.join("runs");
+    let out = ava(&file, &["calibrate", "--runs", runs.to_str().unwrap()]);
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&runs.display().to_string()) && err.contains("--runs DIR"),
+        "{err}"
+    );
+    assert!(!stdout.contains("decode+resize"), "{stdout}");
+    assert!(!file.exists());
 }

@@ -38,9 +38,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .build_global()
             .context("setting the thread count")?;
     }
-    // An unreadable file stops us now, not after two minutes of measuring.
+    // An unreadable file, or a runs folder that takes no files, stops us now, not after a
+    // minute of measuring.
     let store = Store::locate()?;
     store.load()?;
+    check_writable(&args.runs)?;
     let device = ava_dino::device::select(Backend::Cpu)?;
     let key = Key::this_process();
     println!(
@@ -69,4 +71,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         entry.key.threads
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// That files can be written in `dir` (created when missing): the checkpoint stage, the last,
+/// writes there.
+fn check_writable(dir: &std::path::Path) -> anyhow::Result<()> {
+    let probe = std::fs::create_dir_all(dir).and_then(|()| {
+        let (path, file) = ava_dino::io::atomic::create_temp(&dir.join(".ava-dino-calibrate"))?;
+        drop(file);
+        std::fs::remove_file(path)
+    });
+    probe.with_context(|| {
+        format!(
+            "{}: cannot write there, where the checkpoint write rate is measured; pass \
+             `--runs DIR` (or set AVA_DINO_RUNS) naming the folder your sweeps write runs to",
+            dir.display()
+        )
+    })
 }
