@@ -42,17 +42,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // minute of measuring.
     let store = Store::locate()?;
     store.load()?;
-    check_writable(&args.runs)?;
+    let protocol = Protocol {
+        disk_dir: args.runs.clone(),
+        ..Protocol::quick()
+    };
+    protocol.check_disk_dir().with_context(|| {
+        format!(
+            "{}: cannot write there, where the checkpoint write rate is measured; pass \
+             `--runs DIR` (or set AVA_DINO_RUNS) naming the folder your sweeps write runs to",
+            args.runs.display()
+        )
+    })?;
     let device = ava_dino::device::select(Backend::Cpu)?;
     let key = Key::this_process();
     println!(
         "calibrate: {}, {} threads (every stage at full size: about 45 s on 2 cores)",
         key.cpu, key.threads
     );
-    let protocol = Protocol {
-        disk_dir: args.runs.clone(),
-        ..Protocol::quick()
-    };
     let mut rates = BUILD_CPU;
     for stage in Stage::ALL {
         let m = measure(stage, &protocol, &device)
@@ -71,21 +77,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         entry.key.threads
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// That files can be written in `dir` (created when missing): the checkpoint stage, the last,
-/// writes there.
-fn check_writable(dir: &std::path::Path) -> anyhow::Result<()> {
-    let probe = std::fs::create_dir_all(dir).and_then(|()| {
-        let (path, file) = ava_dino::io::atomic::create_temp(&dir.join(".ava-dino-calibrate"))?;
-        drop(file);
-        std::fs::remove_file(path)
-    });
-    probe.with_context(|| {
-        format!(
-            "{}: cannot write there, where the checkpoint write rate is measured; pass \
-             `--runs DIR` (or set AVA_DINO_RUNS) naming the folder your sweeps write runs to",
-            dir.display()
-        )
-    })
 }

@@ -61,11 +61,8 @@ pub const BUILD_CPU: Rates = Rates {
     eval_gflops: 250.0,
     decode_s_per_mpix: 0.021,
     metric_ns_per_pixel: 15.8,
-    checkpoint_mb_per_s: CHECKPOINT_MB_PER_S,
+    checkpoint_mb_per_s: 90.0,
 };
-
-/// [`BUILD_CPU`]'s checkpoint write rate.
-const CHECKPOINT_MB_PER_S: f64 = 90.0;
 
 /// What [`BUILD_CPU`] is, for the lines that name the rates used.
 pub const BUILD_CPU_NAME: &str = "2-core Intel Xeon, AVX-512, 2 threads";
@@ -115,7 +112,8 @@ pub const GPU_SMALL_EFFICIENCY: f64 = 0.15;
 /// [`h200_peak_tflops`] of its dtype, times [`GPU_LARGE_EFFICIENCY`] for the backbone and the text
 /// tower and [`GPU_SMALL_EFFICIENCY`] for the adapters; decoding and metrics on the host's 16
 /// cores (8 times the build machine's 2), checkpoints at the build machine's disk rate (the
-/// estimate puts the CPU column's there: the same disk). docs/scale.md states the assumptions; the GPU figures are owed.
+/// estimate puts the CPU column's there: the same disk). docs/scale.md states the assumptions;
+/// the GPU figures are owed.
 pub fn h200(dtypes: &StageDtypes) -> Rates {
     let gflops = |dtype: Precision, efficiency: f64| h200_peak_tflops(dtype) * 1e3 * efficiency;
     Rates {
@@ -215,9 +213,10 @@ pub fn checkpoint_bytes(method: &MethodConfig, epochs: usize) -> f64 {
     } else {
         0.0
     };
-    let first = 2.0 * adapters;
-    let epoch = adapters + pth + adapters + 2.0 * adapters;
-    first + epochs as f64 * epoch
+    let (model_state, adamw_state) = (adapters, 2.0 * adapters);
+    let untrained = adapters + model_state;
+    let epoch = adapters + pth + model_state + adamw_state;
+    untrained + epochs as f64 * epoch
 }
 
 /// The time of one stage.

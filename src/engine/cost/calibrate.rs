@@ -150,9 +150,7 @@ impl Measurement {
         };
         *field = self.value;
     }
-}
 
-impl Measurement {
     /// A stage measured in GFLOP/s: `gflop` of work in `seconds`, reported as `what` (what ran
     /// and its time) followed by the rate.
     fn rate(stage: Stage, gflop: f64, seconds: f64, what: String) -> Self {
@@ -271,6 +269,15 @@ impl Drop for ScratchDir {
 /// A fresh directory under the system's temporary directory.
 fn scratch_dir() -> Result<ScratchDir, EngineError> {
     scratch_dir_in(&std::env::temp_dir())
+}
+
+impl Protocol {
+    /// That the checkpoint stage can write where it is timed: a scratch folder made in
+    /// `disk_dir` (created when missing) and removed again. `calibrate` asks before it measures
+    /// anything, the checkpoint stage running last.
+    pub fn check_disk_dir(&self) -> Result<(), EngineError> {
+        scratch_dir_in(&self.disk_dir).map(drop)
+    }
 }
 
 /// A fresh directory under `base` (created when missing).
