@@ -46,11 +46,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         disk_dir: args.runs.clone(),
         ..Protocol::quick()
     };
-    protocol.check_disk_dir().with_context(|| {
-        format!(
-            "{}: cannot write there, where the checkpoint write rate is measured; pass \
-             `--runs DIR` (or set AVA_DINO_RUNS) naming the folder your sweeps write runs to",
-            args.runs.display()
+    // The error's own text names the folder and the cause; as a context it would print twice.
+    protocol.check_disk_dir().map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: the checkpoint write rate is measured there; pass `--runs DIR` (or set \
+             AVA_DINO_RUNS) naming the folder your sweeps write runs to"
         )
     })?;
     let device = ava_dino::device::select(Backend::Cpu)?;
