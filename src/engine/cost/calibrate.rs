@@ -280,15 +280,19 @@ impl Protocol {
     }
 }
 
-/// A fresh directory under `base` (created when missing).
+/// The name scratch folders are made from (`create_temp` hides it and adds its mark).
+const SCRATCH: &str = "ava-dino-calibrate";
+
+/// A fresh directory under `base` (created when missing), after removing the scratch folders
+/// a killed calibration left there (up to an epoch's 557 MB of checkpoint each).
 fn scratch_dir_in(base: &std::path::Path) -> Result<ScratchDir, EngineError> {
     let io = |source| EngineError::Io {
         path: base.to_path_buf(),
         source,
     };
     std::fs::create_dir_all(base).map_err(io)?;
-    let (path, _) =
-        crate::io::atomic::create_temp(&base.join(".ava-dino-calibrate")).map_err(io)?;
+    remove_stale_scratch(base, std::time::Duration::from_secs(3600));
+    let (path, _) = crate::io::atomic::create_temp(&base.join(SCRATCH)).map_err(io)?;
     // The exclusive temporary name, turned into a directory of that name.
     std::fs::remove_file(&path)
         .and_then(|()| std::fs::create_dir(&path))
@@ -297,6 +301,29 @@ fn scratch_dir_in(base: &std::path::Path) -> Result<ScratchDir, EngineError> {
             source,
         })?;
     Ok(ScratchDir(path))
+}
+
+/// Removes the scratch folders in `base` older than `min_age` (a calibration runs for about a
+/// minute, so an hour-old one belongs to a killed process). Best effort: what cannot be
+/// removed stays for the next calibration.
+fn remove_stale_scratch(base: &std::path::Path, min_age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let prefix = format!(".{SCRATCH}");
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_dir())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= min_age);
+        if stale && name.starts_with(&prefix) && crate::io::atomic::is_temp_name(&name) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// One forward of a random DINOv3 ViT-L/16 at 512 px through the last tap (block 23).
@@ -571,6 +598,34 @@ mod tests {
             written <= priced && written > 0.9 * priced,
             "written {written} B, priced {priced} B"
         );
+    }
+
+    /// A scratch folder a killed calibration left (an hour old) is removed by the next; a
+    /// fresh one (another calibration running now) and other folders stay.
+    #[test]
+    fn a_killed_calibrations_scratch_folder_is_removed_by_the_next() {
+        let base = tempfile::tempdir().unwrap();
+        let old = scratch_dir_in(base.path()).unwrap();
+        let old_path = old.path().to_path_buf();
+        std::mem::forget(old); // as a kill -9 leaves it
+        std::fs::write(old_path.join("adapters.safetensors"), b"x").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::open(&old_path)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let fresh = scratch_dir_in(base.path()).unwrap();
+        let fresh_path = fresh.path().to_path_buf();
+        std::mem::forget(fresh);
+        let other = base.path().join("paper-smoke");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::File::open(&other)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let now = scratch_dir_in(base.path()).unwrap();
+        assert!(!old_path.exists(), "the stale scratch folder stays");
+        assert!(fresh_path.is_dir() && other.is_dir() && now.path().is_dir());
     }
 
     #[test]
