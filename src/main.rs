@@ -14,9 +14,30 @@ fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code,
         Err(err) => {
-            // One line: the context chain joined by ": ", naming the file and the fix.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, joined by ": ", naming the file and the fix.
+///
+/// The library's errors carry their cause twice on purpose: in their text (`"{path}: {source}"`,
+/// so that one reads whole wherever it is shown alone) and as `source()` (so that callers can
+/// inspect it). anyhow's `{:#}` would print such a cause again after the text that already
+/// holds it ("No such file or directory (os error 2): No such file or directory (os error 2)");
+/// a cause whose text the line already holds is left out.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

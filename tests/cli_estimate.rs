@@ -190,3 +190,23 @@ fn calibrate_refuses_what_it_cannot_measure() {
     assert!(!stdout.contains("decode+resize"), "{stdout}");
     assert!(!file.exists());
 }
+
+#[test]
+fn a_missing_experiment_file_is_one_line_that_tells_its_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-experiment.yaml");
+    let out = ava(
+        &tmp.path().join("calibration.json"),
+        &["estimate", missing.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: cannot read experiment file "),
+        "{err}"
+    );
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    // The OS's reason is in the error's own text and its source; the line tells it once.
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
+}

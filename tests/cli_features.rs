@@ -31,6 +31,8 @@ fn assert_one_line_error(out: &Output, needle: &str) {
         lines[0].starts_with("error:") && lines[0].contains(needle),
         "{err}"
     );
+    // The cause is told once, not once by the error's text and again by its source.
+    assert!(lines[0].matches("(os error").count() <= 1, "{err}");
 }
 
 #[test]
