@@ -60,8 +60,8 @@ enum Cmd {
         /// Extra `key.sub=value` overrides passed to every sweep.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// Root of the run directories.
-        #[arg(long, default_value = "runs")]
+        /// Root of the run directories (as `ava-dino sweep`'s `--runs`, and the same variable).
+        #[arg(long, default_value = "runs", env = "AVA_DINO_RUNS")]
         runs: PathBuf,
         /// Use the debug build instead of release (for quick checks of the plumbing).
         #[arg(long)]
