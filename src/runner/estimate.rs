@@ -376,7 +376,7 @@ impl Estimate {
                 }
             }
             s.push_str(&format!(
-                "| {} | peak memory | | {} = {} fixed + {} activations + {} data (budget {}; {} training store{}) | |\n",
+                "| {} | peak memory | | {} = {} fixed + {} activations + {} data (activations + data budget {}; {} training store{}) | |\n",
                 j.label,
                 format_bytes(j.memory.peak()),
                 format_bytes(j.memory.fixed),
