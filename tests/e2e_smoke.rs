@@ -470,6 +470,61 @@ fn seeds_share_the_training_and_target_features() {
     );
 }
 
+/// The estimate's disk figures are what a sweep leaves: the checkpoints its trainings keep
+/// (every epoch's adapters and `epoch_N.pth`, the trainer state of the last two) and the feature
+/// shards it writes (two seeds share the training and the target shards: written once).
+#[test]
+fn the_estimate_prices_what_a_sweep_leaves_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let extra = [
+        "--all",
+        "--set",
+        "sweep.seeds=[0,1]",
+        "--set",
+        "cache.train=auto",
+    ];
+    sweep(tmp.path(), &runs, "table4", &extra);
+    // The same configuration as the sweep's: its `--set` values, in order.
+    let overrides: Vec<String> = tiny(tmp.path())
+        .into_iter()
+        .chain(extra.iter().map(|s| s.to_string()))
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let loaded = ava_dino::experiment::load_experiment(
+        &root().join("experiments/table4.yaml"),
+        Some(ava_dino::experiment::Profile::Smoke),
+        &overrides,
+    )
+    .unwrap();
+    let rates = ava_dino::engine::cost::calibration::CpuRates::build();
+    let priced = ava_dino::runner::estimate::estimate(&[loaded], &root(), &rates)
+        .unwrap()
+        .disk();
+    let bytes = |dir: &Path, keep: &dyn Fn(&Path) -> bool| -> f64 {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file() && keep(e.path()))
+            .map(|e| e.metadata().unwrap().len() as f64)
+            .sum()
+    };
+    let checkpoints = bytes(&runs, &|p| {
+        p.components().any(|c| c.as_os_str() == "checkpoints")
+    });
+    let shards = bytes(&tmp.path().join("cache"), &|_| true);
+    for (what, on_disk, priced) in [
+        ("checkpoints", checkpoints, priced.checkpoints),
+        ("feature shards", shards, priced.shards),
+    ] {
+        assert!(
+            on_disk > 0.0 && (on_disk / priced - 1.0).abs() < 0.02,
+            "{what}: {on_disk} B on disk, {priced} B priced"
+        );
+    }
+    assert_eq!(priced.spilled, 0.0, "the maps fit the budget");
+}
+
 /// `cache.train` only says where training features live: memory, shards on disk and the
 /// backbone rerun every epoch train and evaluate to the same numbers. So does a budget too small
 /// for any category's maps, which spills them and computes every metric from the files

@@ -202,21 +202,71 @@ pub struct Work {
     pub checkpoint_bytes: f64,
 }
 
-/// Bytes a training of `epochs` epochs writes in checkpoints (`engine::checkpoints::save`): the
-/// untrained one (adapters and the trainer's model state), then per epoch the adapters, the
-/// reference's `epoch_N.pth` (text-routed variants only), the model state and the AdamW state
-/// (two moments per parameter: an upper bound, parameters without a gradient have none).
+/// The files of one checkpoint (`engine::checkpoints::save`), bytes: the adapters, the
+/// reference's `epoch_N.pth` (text-routed variants only; never for the untrained checkpoint),
+/// the trainer's model state and its AdamW state (two moments per parameter: an upper bound,
+/// parameters without a gradient have none; the untrained checkpoint has no moments yet).
+struct CheckpointFiles {
+    adapters: f64,
+    pth: f64,
+    model_state: f64,
+    adamw_state: f64,
+}
+
+impl CheckpointFiles {
+    fn of(method: &MethodConfig) -> Self {
+        let adapters = 4.0 * crate::model::checkpoint::key_table(method).numel() as f64;
+        CheckpointFiles {
+            adapters,
+            pth: if method.variant.text_routed() {
+                adapters
+            } else {
+                0.0
+            },
+            model_state: adapters,
+            adamw_state: 2.0 * adapters,
+        }
+    }
+
+    /// Checkpoint `epoch` as written (0: untrained).
+    fn written(&self, epoch: usize) -> f64 {
+        match epoch {
+            0 => self.adapters + self.model_state,
+            _ => self.adapters + self.pth + self.model_state + self.adamw_state,
+        }
+    }
+
+    /// Checkpoint `epoch` once its trainer state is dropped (`drop_trainer_state`).
+    fn without_state(&self, epoch: usize) -> f64 {
+        match epoch {
+            0 => self.adapters,
+            _ => self.adapters + self.pth,
+        }
+    }
+}
+
+/// Bytes a training of `epochs` epochs writes in checkpoints: the untrained one, then one per
+/// epoch.
 pub fn checkpoint_bytes(method: &MethodConfig, epochs: usize) -> f64 {
-    let adapters = 4.0 * crate::model::checkpoint::key_table(method).numel() as f64;
-    let pth = if method.variant.text_routed() {
-        adapters
-    } else {
-        0.0
-    };
-    let (model_state, adamw_state) = (adapters, 2.0 * adapters);
-    let untrained = adapters + model_state;
-    let epoch = adapters + pth + model_state + adamw_state;
-    untrained + epochs as f64 * epoch
+    let files = CheckpointFiles::of(method);
+    (0..=epochs).map(|e| files.written(e)).sum()
+}
+
+/// Bytes a finished training of `epochs` epochs keeps on disk in checkpoints: every checkpoint's
+/// adapters and `epoch_N.pth` (evaluation reads every epoch), and the trainer state of only the
+/// last two (the training drops older ones: `engine::checkpoints::drop_trainer_state`).
+pub fn checkpoint_kept_bytes(method: &MethodConfig, epochs: usize) -> f64 {
+    let files = CheckpointFiles::of(method);
+    let keeps_state = epochs.saturating_sub(1);
+    (0..=epochs)
+        .map(|e| {
+            if e >= keeps_state {
+                files.written(e)
+            } else {
+                files.without_state(e)
+            }
+        })
+        .sum()
 }
 
 /// The time of one stage.

@@ -219,6 +219,13 @@ pub fn in_memory_bytes(pixels: u64, checkpoints: usize) -> u64 {
     pixels.saturating_mul(4 * checkpoints as u64 + 5)
 }
 
+/// Bytes a category's spilled maps take on disk at their peak, once every image is written:
+/// each checkpoint's f32 scores and the u8 masks once. Each checkpoint's file goes as soon as
+/// it is scored.
+pub fn spilled_bytes(pixels: u64, checkpoints: usize) -> u64 {
+    pixels.saturating_mul(4 * checkpoints as u64 + 1)
+}
+
 /// Read buffers of a spilled category: at most this many bytes, or a sixteenth of the budget,
 /// and at least one image (9 bytes a pixel: the file's bytes, the scores, the masks).
 const READ_CHUNK_BYTES: u64 = 32 << 20;
@@ -828,6 +835,35 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// What the estimate prices as a category's spilled maps is what its files hold once every
+    /// image is written, before the first checkpoint is scored.
+    #[test]
+    fn spilled_bytes_are_the_spill_files_at_their_peak() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k, size) = (5, 24);
+        let spill = Spill {
+            dir: dir.path(),
+            budget: 0,
+        };
+        let mut maps = CategoryMaps::new(&spill, 0, k, size, 2).unwrap();
+        fill(&mut maps, &synth(k, size, 3));
+        let Store::Spilled {
+            maps: files, masks, ..
+        } = &mut maps.store
+        else {
+            panic!("a budget of 0 spills");
+        };
+        for f in files.iter_mut().flatten() {
+            f.finish().unwrap();
+        }
+        masks.finish().unwrap();
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert_eq!(on_disk, spilled_bytes((k * size * size) as u64, 2));
     }
 
     #[test]

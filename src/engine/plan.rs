@@ -9,7 +9,7 @@
 use crate::backbone::Shape;
 use crate::engine::budget::Budget;
 use crate::engine::cost::{self, Memory};
-use crate::engine::evaluate::in_memory_bytes;
+use crate::engine::evaluate::{in_memory_bytes, spilled_bytes};
 use crate::engine::features::bytes_per_image;
 use crate::experiment::schema::format_bytes;
 use crate::experiment::{Experiment, Sharing, TrainStore};
@@ -71,6 +71,9 @@ pub struct JobPlan {
     pub data_budget: u64,
     /// Memory the job holds at its peak.
     pub memory: Memory,
+    /// Disk the largest category's maps take while they are scored, when they do not fit
+    /// `data_budget` and are spilled to the run directory (0 when they fit); removed after.
+    pub spilled: u64,
 }
 
 impl JobPlan {
@@ -142,6 +145,11 @@ impl JobPlan {
         };
         let pixels = (sizes.largest_category * exp.data.image_size * exp.data.image_size) as u64;
         let maps = in_memory_bytes(pixels, checkpoints.len());
+        let spilled = if maps > data_budget {
+            spilled_bytes(pixels, checkpoints.len())
+        } else {
+            0
+        };
         JobPlan {
             store,
             trains,
@@ -158,6 +166,7 @@ impl JobPlan {
                 activations,
                 data: store_bytes.max(maps.min(data_budget)),
             },
+            spilled,
         }
     }
 
@@ -306,6 +315,13 @@ mod tests {
         let plan = JobPlan::new(&tight, &sizes, None, Sharing::default(), Facts::default());
         assert_eq!((plan.data_budget, plan.memory.data), (0, 0));
         assert_eq!(plan.store, TrainStore::Disk);
+        // Maps that fit stay in memory; those that do not go to the run directory meanwhile.
+        assert_eq!(fresh.spilled, 0);
+        let s = exp.data.image_size;
+        assert_eq!(
+            plan.spilled,
+            spilled_bytes((10 * s * s) as u64, plan.checkpoints.len())
+        );
         let w = plan
             .budget_warning()
             .expect("activations above the budget are said");

@@ -1,6 +1,7 @@
 //! What a sweep will cost, before any work: per job the time of each stage on a CPU (this
 //! machine's calibrated rates, else the build machine's: `engine::cost::calibration`) and on one
-//! H200 (projected from FLOPs at each stage's dtype peak), and its peak memory.
+//! H200 (projected from FLOPs at each stage's dtype peak), its peak memory and what it leaves on
+//! disk.
 //! Jobs listed by several experiments count once; a training shared by several jobs, and the
 //! prompt features of a class word, are counted where they are first computed.
 
@@ -12,8 +13,10 @@ use crate::data::synth::{self, Resolution};
 use crate::data::{ListOptions, Registry, list_samples};
 use crate::engine::assets::{backbone_spec, embedded_text_config};
 use crate::engine::budget::available_at_start;
+use crate::engine::cache::SHARD_HEADER_BYTES;
 use crate::engine::cost::calibration::CpuRates;
 use crate::engine::cost::{self, H200_NAME, Memory, Rates, Stage, StageDtypes, Work};
+use crate::engine::features::bytes_per_image;
 use crate::engine::plan::{Facts, JobPlan, Sizes};
 use crate::engine::progress::clock;
 use crate::experiment::schema::{Experiment, format_bytes};
@@ -125,6 +128,28 @@ pub struct JobEstimate {
     pub budget: u64,
     pub store: TrainStore,
     pub trains: bool,
+    pub disk: Disk,
+}
+
+/// What a job leaves on disk, bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Disk {
+    /// Checkpoints its training keeps (`cost::checkpoint_kept_bytes`; 0 when shared and done
+    /// earlier), under the runs directory.
+    pub checkpoints: f64,
+    /// Feature shards it writes (training and target sets not written earlier), under
+    /// `cache.dir`.
+    pub shards: f64,
+    /// Spilled maps of its largest category while they are scored (removed after): the most it
+    /// needs at once beyond what it keeps.
+    pub spilled: f64,
+}
+
+impl Disk {
+    /// What stays: checkpoints and shards.
+    pub fn kept(&self) -> f64 {
+        self.checkpoints + self.shards
+    }
 }
 
 /// The projection of a set of experiments.
@@ -266,6 +291,30 @@ fn job_estimate(
         largest_category: target.per_category.iter().copied().max().unwrap_or(0),
     };
     let plan = JobPlan::new(exp, &sizes, machine.available, sharing, facts);
+    let shard = (bytes_per_image(
+        method.n_taps(),
+        backbone.width,
+        backbone.patches(exp.data.image_size),
+        exp.cache.dtype,
+    ) + SHARD_HEADER_BYTES) as f64;
+    let shard_images = if plan.trains && plan.write_train_shards && !facts.train_shards {
+        train.images
+    } else {
+        0
+    } + if plan.write_target_shards && !plan.target_from_shards {
+        target.images
+    } else {
+        0
+    };
+    let disk = Disk {
+        checkpoints: if plan.trains {
+            cost::checkpoint_kept_bytes(&method, exp.train.epochs)
+        } else {
+            0.0
+        },
+        shards: shard * shard_images as f64,
+        spilled: plan.spilled as f64,
+    };
     if plan.write_train_shards {
         seen.shards.insert(shard_key(&job.train));
     }
@@ -331,6 +380,7 @@ fn job_estimate(
         budget: plan.budget.bytes,
         store: plan.store,
         trains: plan.trains,
+        disk,
     })
 }
 
@@ -350,6 +400,16 @@ impl Estimate {
     /// The largest peak memory of any job.
     pub fn peak(&self) -> u64 {
         self.jobs.iter().map(|j| j.memory.peak()).max().unwrap_or(0)
+    }
+
+    /// What all jobs leave on disk (`spilled`: the largest of any job, as jobs run one at a
+    /// time in a process).
+    pub fn disk(&self) -> Disk {
+        self.jobs.iter().fold(Disk::default(), |a, j| Disk {
+            checkpoints: a.checkpoints + j.disk.checkpoints,
+            shards: a.shards + j.disk.shards,
+            spilled: a.spilled.max(j.disk.spilled),
+        })
     }
 
     /// A Markdown report: per job and stage, then totals, the dominant stage and the notes.
@@ -391,6 +451,17 @@ impl Estimate {
                 },
                 if j.trains { "" } else { ", training shared" }
             ));
+            let d = &j.disk;
+            if d.kept() + d.spilled > 0.0 {
+                s.push_str(&format!(
+                    "| {} | disk | | {} = {} checkpoints + {} feature shards{} | |\n",
+                    j.label,
+                    disk_bytes(d.kept()),
+                    disk_bytes(d.checkpoints),
+                    disk_bytes(d.shards),
+                    spilled_note(d.spilled)
+                ));
+            }
         }
         let (cpu, gpu) = self.totals();
         s.push_str("\n| stage | CPU | 1x H200 |\n|---|---:|---:|\n");
@@ -410,6 +481,15 @@ impl Estimate {
                 format_bytes(self.peak())
             ));
         }
+        let d = self.disk();
+        s.push_str(&format!(
+            "Disk: {} kept ({} of checkpoints under the runs directory, {} of feature shards \
+             under `cache.dir`){}.\n",
+            disk_bytes(d.kept()),
+            disk_bytes(d.checkpoints),
+            disk_bytes(d.shards),
+            spilled_note(d.spilled)
+        ));
         if let Some(free) = available_at_start()
             && self.peak() > free
         {
@@ -435,5 +515,22 @@ impl Estimate {
             self.cpu_rates.rates.checkpoint_mb_per_s,
         ));
         s
+    }
+}
+
+fn disk_bytes(bytes: f64) -> String {
+    format_bytes(bytes.round() as u64)
+}
+
+/// The spilled maps' clause of a disk line (empty when nothing spills).
+fn spilled_note(spilled: f64) -> String {
+    if spilled > 0.0 {
+        format!(
+            ", and up to {} more at once while a category's spilled maps are scored (removed \
+             after)",
+            disk_bytes(spilled)
+        )
+    } else {
+        String::new()
     }
 }
