@@ -498,9 +498,8 @@ fn the_estimate_prices_what_a_sweep_leaves_on_disk() {
     )
     .unwrap();
     let rates = ava_dino::engine::cost::calibration::CpuRates::build();
-    let priced = ava_dino::runner::estimate::estimate(&[loaded], &root(), &rates)
-        .unwrap()
-        .disk();
+    let e = ava_dino::runner::estimate::estimate(&[loaded], &root(), &rates).unwrap();
+    let priced = e.disk();
     let bytes = |dir: &Path, keep: &dyn Fn(&Path) -> bool| -> f64 {
         walkdir::WalkDir::new(dir)
             .into_iter()
@@ -523,6 +522,50 @@ fn the_estimate_prices_what_a_sweep_leaves_on_disk() {
         );
     }
     assert_eq!(priced.spilled, 0.0, "the maps fit the budget");
+
+    // The warning compares those needs with the room of the disks that take them: the runs
+    // directory takes the checkpoints, `cache.dir` the shards; on one disk they add up.
+    use ava_dino::io::space::{Space, space_of};
+    let (cache, need) = (tmp.path().join("cache"), priced.kept());
+    let one_disk = |free: f64| {
+        move |_: &Path| {
+            Some(Space {
+                device: 1,
+                free: free as u64,
+            })
+        }
+    };
+    assert_eq!(e.disk_warning(&root(), &runs, one_disk(need + 1.0)), None);
+    let w = e
+        .disk_warning(&root(), &runs, one_disk(need - 1.0))
+        .expect("one byte short is said");
+    for part in [
+        runs.display().to_string(),
+        cache.display().to_string(),
+        "cache.dtype: f16".into(),
+    ] {
+        assert!(w.contains(&part), "{part} missing: {w}");
+    }
+    // Two disks: only the one short of room is named.
+    let (checkpoints, shards) = (priced.checkpoints as u64, priced.shards as u64);
+    let two_disks = |p: &Path| {
+        Some(if p.starts_with(&runs) {
+            Space {
+                device: 1,
+                free: checkpoints + 1,
+            }
+        } else {
+            Space {
+                device: 2,
+                free: shards - 1,
+            }
+        })
+    };
+    let w = e.disk_warning(&root(), &runs, two_disks).unwrap();
+    assert!(w.contains(&cache.display().to_string()), "{w}");
+    assert!(!w.contains(&runs.display().to_string()), "{w}");
+    // This machine has room for a few megabytes.
+    assert_eq!(e.disk_warning(&root(), &runs, space_of), None);
 }
 
 /// `cache.train` only says where training features live: memory, shards on disk and the

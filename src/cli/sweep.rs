@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.estimate {
-        super::estimate::print_estimate(std::slice::from_ref(&loaded))?;
+        super::estimate::print_estimate(std::slice::from_ref(&loaded), &args.runs)?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.list {

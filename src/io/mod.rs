@@ -1,6 +1,6 @@
 //! File plumbing shared by every room: atomic writes, locks, hashing, safetensors tensor files,
 //! PyTorch `.pth`, the one weights reader over both ([`read_weights`]), and model key tables with
-//! the mapping between burn modules and named tensors.
+//! the mapping between burn modules and named tensors; the free space of disks.
 
 pub mod atomic;
 pub mod dtype;
@@ -10,6 +10,7 @@ pub mod keys;
 pub mod lock;
 pub mod named;
 pub mod pth;
+pub mod space;
 pub mod tensors;
 pub mod weights;
 

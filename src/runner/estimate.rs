@@ -21,6 +21,7 @@ use crate::engine::plan::{Facts, JobPlan, Sizes};
 use crate::engine::progress::clock;
 use crate::experiment::schema::{Experiment, format_bytes};
 use crate::experiment::{ExperimentDir, Job, LoadedExperiment, Sharing, TrainStore, jobs};
+use crate::io::space::Space;
 use crate::text::ClipTextConfig;
 
 /// Images of one dataset as a job would read them.
@@ -129,6 +130,8 @@ pub struct JobEstimate {
     pub store: TrainStore,
     pub trains: bool,
     pub disk: Disk,
+    /// Where its feature shards go (`cache.dir`, relative to the working directory).
+    pub cache_dir: std::path::PathBuf,
 }
 
 /// What a job leaves on disk, bytes.
@@ -381,6 +384,7 @@ fn job_estimate(
         store: plan.store,
         trains: plan.trains,
         disk,
+        cache_dir: exp.cache.dir.clone(),
     })
 }
 
@@ -409,6 +413,62 @@ impl Estimate {
             checkpoints: a.checkpoints + j.disk.checkpoints,
             shards: a.shards + j.disk.shards,
             spilled: a.spilled.max(j.disk.spilled),
+        })
+    }
+
+    /// A warning when a disk that will take the sweep's files has less room free now than the
+    /// sweep needs there: the checkpoints and, while a category is scored, spilled maps under
+    /// `runs`; the feature shards under each job's `cache.dir` (both relative to `root`). Paths
+    /// on one file system add up. `space` reads a path's file system
+    /// ([`space_of`](crate::io::space::space_of) outside tests); one it cannot read is not
+    /// judged.
+    pub fn disk_warning(
+        &self,
+        root: &Path,
+        runs: &Path,
+        space: impl Fn(&Path) -> Option<Space>,
+    ) -> Option<String> {
+        // Per file system: its room, the bytes it must take, and which folders they go to.
+        let mut disks: BTreeMap<u64, (u64, f64, Vec<String>)> = BTreeMap::new();
+        let mut need = |dir: &Path, bytes: f64| {
+            if bytes <= 0.0 {
+                return;
+            }
+            let dir = root.join(dir);
+            if let Some(sp) = space(&dir) {
+                let d = disks.entry(sp.device).or_insert((sp.free, 0.0, Vec::new()));
+                d.1 += bytes;
+                let name = dir.display().to_string();
+                if !d.2.contains(&name) {
+                    d.2.push(name);
+                }
+            }
+        };
+        let total = self.disk();
+        need(runs, total.checkpoints + total.spilled);
+        for j in &self.jobs {
+            need(&j.cache_dir, j.disk.shards);
+        }
+        let short: Vec<String> = disks
+            .values()
+            .filter(|(free, bytes, _)| *bytes > *free as f64)
+            .map(|(free, bytes, dirs)| {
+                format!(
+                    "{} {} about {}, {} is free now",
+                    dirs.join(" and "),
+                    if dirs.len() > 1 { "need" } else { "needs" },
+                    disk_bytes(*bytes),
+                    format_bytes(*free)
+                )
+            })
+            .collect();
+        (!short.is_empty()).then(|| {
+            format!(
+                "warning: not enough disk: {}; choose another `--runs` or `cache.dir`, keep \
+                 feature shards in f16 (`cache.dtype: f16` halves them) or the training \
+                 features in memory (`cache.train: memory`), or free some space before starting",
+                short.join("; ")
+            )
         })
     }
 

@@ -188,6 +188,7 @@ fn reproduce(
     let mut a: Vec<String> = vec!["estimate".into()];
     a.extend(tables.iter().map(|t| format!("experiments/{t}.yaml")));
     a.extend(["--profile".to_string(), profile.name().into()]);
+    a.extend(["--runs".to_string(), runs.display().to_string()]);
     for o in overrides {
         a.push("--set".into());
         a.push(o.clone());
