@@ -187,6 +187,8 @@ fn calibrate_refuses_what_it_cannot_measure() {
         err.contains(&runs.display().to_string()) && err.contains("--runs DIR"),
         "{err}"
     );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(err.matches("(os error").count(), 1, "the cause once: {err}");
     assert!(!stdout.contains("decode+resize"), "{stdout}");
     assert!(!file.exists());
 }

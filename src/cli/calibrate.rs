@@ -46,13 +46,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         disk_dir: args.runs.clone(),
         ..Protocol::quick()
     };
-    // The error's own text names the folder and the cause; as a context it would print twice.
-    protocol.check_disk_dir().map_err(|e| {
-        anyhow::anyhow!(
-            "{e}: the checkpoint write rate is measured there; pass `--runs DIR` (or set \
-             AVA_DINO_RUNS) naming the folder your sweeps write runs to"
-        )
-    })?;
+    protocol.check_disk_dir().context(
+        "cannot write in the runs folder, where the checkpoint write rate is measured; pass \
+         `--runs DIR` (or set AVA_DINO_RUNS) naming the folder your sweeps write runs to",
+    )?;
     let device = ava_dino::device::select(Backend::Cpu)?;
     let key = Key::this_process();
     println!(
