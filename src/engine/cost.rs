@@ -228,20 +228,16 @@ impl CheckpointFiles {
         }
     }
 
-    /// Checkpoint `epoch` as written (0: untrained).
-    fn written(&self, epoch: usize) -> f64 {
-        match epoch {
-            0 => self.adapters + self.model_state,
-            _ => self.adapters + self.pth + self.model_state + self.adamw_state,
-        }
+    /// What evaluation reads of checkpoint `epoch` (0: untrained): the adapters, and the
+    /// `epoch_N.pth` of a trained one.
+    fn weights(&self, epoch: usize) -> f64 {
+        self.adapters + if epoch == 0 { 0.0 } else { self.pth }
     }
 
-    /// Checkpoint `epoch` once its trainer state is dropped (`drop_trainer_state`).
-    fn without_state(&self, epoch: usize) -> f64 {
-        match epoch {
-            0 => self.adapters,
-            _ => self.adapters + self.pth,
-        }
+    /// The trainer state of checkpoint `epoch`: the model, and the AdamW moments once a step
+    /// has been taken.
+    fn state(&self, epoch: usize) -> f64 {
+        self.model_state + if epoch == 0 { 0.0 } else { self.adamw_state }
     }
 }
 
@@ -249,7 +245,9 @@ impl CheckpointFiles {
 /// epoch.
 pub fn checkpoint_bytes(method: &MethodConfig, epochs: usize) -> f64 {
     let files = CheckpointFiles::of(method);
-    (0..=epochs).map(|e| files.written(e)).sum()
+    (0..=epochs)
+        .map(|e| files.weights(e) + files.state(e))
+        .sum()
 }
 
 /// Bytes a finished training of `epochs` epochs keeps on disk in checkpoints: every checkpoint's
@@ -257,16 +255,11 @@ pub fn checkpoint_bytes(method: &MethodConfig, epochs: usize) -> f64 {
 /// last two (the training drops older ones: `engine::checkpoints::drop_trainer_state`).
 pub fn checkpoint_kept_bytes(method: &MethodConfig, epochs: usize) -> f64 {
     let files = CheckpointFiles::of(method);
-    let keeps_state = epochs.saturating_sub(1);
-    (0..=epochs)
-        .map(|e| {
-            if e >= keeps_state {
-                files.written(e)
-            } else {
-                files.without_state(e)
-            }
-        })
-        .sum()
+    let weights: f64 = (0..=epochs).map(|e| files.weights(e)).sum();
+    let states: f64 = (epochs.saturating_sub(1)..=epochs)
+        .map(|e| files.state(e))
+        .sum();
+    weights + states
 }
 
 /// The time of one stage.
