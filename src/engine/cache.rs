@@ -113,7 +113,7 @@ pub enum CacheError {
 
 /// Room a shard's file takes beyond its values: the safetensors header (two tensor entries,
 /// about 180 bytes) and the key in its metadata (about 80 bytes plus the image's path), rounded
-/// up for long paths. The estimate prices a shard as its values plus this.
+/// up for long paths. The plan prices a shard as its values plus this.
 pub const SHARD_HEADER_BYTES: u64 = 512;
 
 /// The shard directory.

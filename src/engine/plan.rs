@@ -8,6 +8,7 @@
 
 use crate::backbone::Shape;
 use crate::engine::budget::Budget;
+use crate::engine::cache::SHARD_HEADER_BYTES;
 use crate::engine::cost::{self, Memory};
 use crate::engine::evaluate::{in_memory_bytes, spilled_bytes};
 use crate::engine::features::bytes_per_image;
@@ -74,6 +75,9 @@ pub struct JobPlan {
     /// Disk the largest category's maps take while they are scored, when they do not fit
     /// `data_budget` and are spilled to the run directory (0 when they fit); removed after.
     pub spilled: u64,
+    /// Disk the feature shards this job writes take under `cache.dir`: per image its values
+    /// and [`SHARD_HEADER_BYTES`].
+    pub shards_written: u64,
 }
 
 impl JobPlan {
@@ -119,12 +123,13 @@ impl JobPlan {
         );
         // The data gets what one batch's activations leave of the budget.
         let data_budget = budget.bytes.saturating_sub(activations);
-        let per_image = bytes_per_image(
+        let features = bytes_per_image(
             method.n_taps(),
             backbone.width,
             backbone.patches(exp.data.image_size),
             exp.cache.dtype,
-        ) + (exp.data.image_size * exp.data.image_size).div_ceil(8) as u64;
+        );
+        let per_image = features + (exp.data.image_size * exp.data.image_size).div_ceil(8) as u64;
         let store = choose_store(
             exp.cache.train,
             sizes.train_images,
@@ -140,6 +145,17 @@ impl JobPlan {
         };
         let store_bytes = if trains && store == TrainStore::Memory {
             per_image * sizes.train_images as u64
+        } else {
+            0
+        };
+        // Shard sets written here: the training set's when stored on disk and extracted by this
+        // job, the shared target's when its shards are not there yet.
+        let shard_images = if store == TrainStore::Disk && train_passes > 0 {
+            sizes.train_images
+        } else {
+            0
+        } + if sharing.target && !facts.target_shards {
+            sizes.target_images
         } else {
             0
         };
@@ -167,6 +183,7 @@ impl JobPlan {
                 data: store_bytes.max(maps.min(data_budget)),
             },
             spilled,
+            shards_written: shard_images as u64 * (features + SHARD_HEADER_BYTES),
         }
     }
 
@@ -284,6 +301,24 @@ mod tests {
             },
         );
         assert_eq!((shared.store, shared.train_passes), (TrainStore::Disk, 0));
+        assert_eq!(shared.shards_written, 0, "the shards are there");
+        let first = JobPlan::new(
+            &exp,
+            &sizes,
+            Some(1 << 40),
+            Sharing {
+                training: true,
+                target: true,
+            },
+            Facts::default(),
+        );
+        let features = first.per_image - (exp.data.image_size.pow(2) as u64).div_ceil(8);
+        assert_eq!(
+            first.shards_written,
+            (100 + 50) * (features + SHARD_HEADER_BYTES),
+            "training and target shards written by the first job"
+        );
+        assert_eq!(fresh.shards_written, 0, "memory store, target not shared");
         // A complete training reads nothing; it holds no training features.
         let done = JobPlan::new(
             &exp,

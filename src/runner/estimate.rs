@@ -13,10 +13,8 @@ use crate::data::synth::{self, Resolution};
 use crate::data::{ListOptions, Registry, list_samples};
 use crate::engine::assets::{backbone_spec, embedded_text_config};
 use crate::engine::budget::available_at_start;
-use crate::engine::cache::SHARD_HEADER_BYTES;
 use crate::engine::cost::calibration::CpuRates;
 use crate::engine::cost::{self, H200_NAME, Memory, Rates, Stage, StageDtypes, Work};
-use crate::engine::features::bytes_per_image;
 use crate::engine::plan::{Facts, JobPlan, Sizes};
 use crate::engine::progress::clock;
 use crate::experiment::schema::{Experiment, format_bytes};
@@ -294,28 +292,13 @@ fn job_estimate(
         largest_category: target.per_category.iter().copied().max().unwrap_or(0),
     };
     let plan = JobPlan::new(exp, &sizes, machine.available, sharing, facts);
-    let shard = (bytes_per_image(
-        method.n_taps(),
-        backbone.width,
-        backbone.patches(exp.data.image_size),
-        exp.cache.dtype,
-    ) + SHARD_HEADER_BYTES) as f64;
-    let shard_images = if plan.trains && plan.write_train_shards && !facts.train_shards {
-        train.images
-    } else {
-        0
-    } + if plan.write_target_shards && !plan.target_from_shards {
-        target.images
-    } else {
-        0
-    };
     let disk = Disk {
         checkpoints: if plan.trains {
             cost::checkpoint_kept_bytes(&method, exp.train.epochs)
         } else {
             0.0
         },
-        shards: shard * shard_images as f64,
+        shards: plan.shards_written as f64,
         spilled: plan.spilled as f64,
     };
     if plan.write_train_shards {
